@@ -1,0 +1,152 @@
+//! The platform's model of directory objects, whatever the source.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{EmailAddress, SourceId};
+
+/// A user as the platform keeps it. Passwords are never part of it (seed 002).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: SourceId,
+    pub user_principal_name: Option<String>,
+    pub primary_email: EmailAddress,
+    /// Other addresses that deliver to this user; never contains the primary.
+    pub aliases: BTreeSet<EmailAddress>,
+    pub display_name: Option<String>,
+    pub given_name: Option<String>,
+    pub surname: Option<String>,
+    pub enabled: bool,
+    /// A small set of extra attributes (department, job title…), by name.
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl User {
+    /// A user with just an id and a primary address, enabled.
+    pub fn new(id: SourceId, primary_email: EmailAddress) -> Self {
+        Self {
+            id,
+            user_principal_name: None,
+            primary_email,
+            aliases: BTreeSet::new(),
+            display_name: None,
+            given_name: None,
+            surname: None,
+            enabled: true,
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    /// Adds aliases, dropping the primary address if a source lists it again.
+    pub fn with_aliases(mut self, aliases: impl IntoIterator<Item = EmailAddress>) -> Self {
+        self.aliases.extend(aliases);
+        self.aliases.remove(&self.primary_email);
+        self
+    }
+
+    /// Every address of the user, primary first.
+    pub fn addresses(&self) -> impl Iterator<Item = &EmailAddress> {
+        std::iter::once(&self.primary_email).chain(self.aliases.iter())
+    }
+
+    pub fn content_hash(&self) -> ContentHash {
+        ContentHash::of(self)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupKind {
+    Security,
+    Distribution,
+    /// A Microsoft 365 (unified) group.
+    Microsoft365,
+    /// Anything a source does not classify further.
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub id: SourceId,
+    pub name: String,
+    pub mail: Option<EmailAddress>,
+    pub kind: GroupKind,
+}
+
+impl Group {
+    pub fn content_hash(&self) -> ContentHash {
+        ContentHash::of(self)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberKind {
+    User,
+    /// A nested group.
+    Group,
+    /// A mail contact (Entra `orgContact`), kept so membership stays faithful.
+    Contact,
+}
+
+/// `member` belongs to `group`. Both ids are the source's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Membership {
+    pub group: SourceId,
+    pub member: SourceId,
+    pub member_kind: MemberKind,
+}
+
+/// SHA-256 of an object's canonical JSON form (struct fields in declaration
+/// order, sets and maps sorted), hex-encoded. Equal hashes mean nothing to
+/// write.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ContentHash(String);
+
+impl ContentHash {
+    fn of<T: Serialize>(value: &T) -> Self {
+        // Serialising plain data structs to a Vec cannot fail.
+        let bytes = serde_json::to_vec(value).unwrap_or_default();
+        let digest = Sha256::digest(&bytes);
+        Self(digest.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user() -> User {
+        User::new(
+            SourceId::new("u1").unwrap(),
+            "Ann@Contoso.com".parse().unwrap(),
+        )
+    }
+
+    #[test]
+    fn aliases_never_repeat_the_primary() {
+        let u = user().with_aliases([
+            "ann@contoso.com".parse().unwrap(),
+            "a@contoso.com".parse().unwrap(),
+        ]);
+        let all: Vec<&str> = u.addresses().map(EmailAddress::as_str).collect();
+        assert_eq!(all, ["ann@contoso.com", "a@contoso.com"]);
+    }
+
+    #[test]
+    fn hash_changes_with_content_only() {
+        let a = user();
+        let mut b = user();
+        assert_eq!(a.content_hash(), b.content_hash());
+        b.enabled = false;
+        assert_ne!(a.content_hash(), b.content_hash());
+        assert_eq!(a.content_hash().as_str().len(), 64);
+    }
+}

@@ -1,0 +1,25 @@
+//! Domain types. Everything here is plain data that validates itself on
+//! construction; nothing does I/O.
+
+mod account;
+mod address;
+mod connector;
+mod directory;
+mod error;
+mod ids;
+mod region;
+mod run;
+
+pub use account::Account;
+pub use address::{DomainFilter, DomainName, EmailAddress};
+pub use connector::{
+    Cloud, Connector, ConnectorKind, ConnectorSpec, ConnectorState, Consent, LdapSettings,
+    LdapTransport, SecretRef, SourceConfig, SyncOptions,
+};
+pub use directory::{ContentHash, Group, GroupKind, MemberKind, Membership, User};
+pub use error::ValidationError;
+pub use ids::{AccountId, ConnectorId, RunId, SourceId};
+pub use region::Region;
+pub use run::{
+    ActionCounts, Cursor, Lease, ObjectWarning, RunStatus, SyncMode, SyncRun, Trigger, WarningKind,
+};

@@ -1,0 +1,8 @@
+//! dirsync's core: the domain, the ports the sync engine calls (state store,
+//! directory sources, secrets, queues, time) and their adapters. Everything
+//! here runs without AWS; the Lambda functions in `functions/` are thin
+//! wrappers around it.
+
+pub mod clock;
+pub mod domain;
+pub mod store;

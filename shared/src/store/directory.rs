@@ -1,0 +1,525 @@
+//! Users, groups, memberships and the address index of each connector.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::domain::{AccountId, ConnectorId, EmailAddress, Group, Membership, SourceId, User};
+
+use super::keys::{self, Scope, USER_SHARDS};
+use super::state::{Page, PageRequest, StateStore, StoreError, from_item, to_attrs};
+use super::table::{Cond, Index, Item, Key, PageToken, Query, WriteOp, decode_token, encode_token};
+
+/// What an upsert did with one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upserted {
+    Created,
+    Updated,
+    /// Same content hash as stored: nothing was written.
+    Unchanged,
+    /// One of the user's addresses belongs to another connector of the
+    /// account; the user was not written (its stored version, if any, stays).
+    Conflict {
+        address: EmailAddress,
+        owner: AddressOwner,
+    },
+}
+
+/// Who holds an address within an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressOwner {
+    pub connector: ConnectorId,
+    pub user: SourceId,
+}
+
+const HASH: &str = "content_hash";
+
+/// Position in a listing of sharded users.
+#[derive(Serialize, Deserialize)]
+struct ShardPosition {
+    shard: u32,
+    inner: Option<PageToken>,
+}
+
+impl StateStore {
+    fn address_item(&self, scope: &Scope, address: &EmailAddress, user: &SourceId) -> Item {
+        let attrs = to_attrs(&json!({
+            "account": scope.account, "address": address,
+            "connector": scope.connector, "user": user,
+        }));
+        Item::new(keys::address(&scope.account, address), attrs)
+            .with_gsi1(keys::address_gsi(&scope.account, address))
+    }
+
+    /// A write that removes an address only while this user still holds it.
+    fn release(scope: &Scope, address: &EmailAddress, user: &SourceId) -> WriteOp {
+        WriteOp::delete_if(
+            keys::address(&scope.account, address),
+            Cond::eq("connector", scope.connector.as_str()).and(Cond::eq("user", user.as_str())),
+        )
+    }
+
+    async fn address_owners(
+        &self,
+        account: &AccountId,
+        addresses: &[&EmailAddress],
+    ) -> Result<HashMap<EmailAddress, AddressOwner>, StoreError> {
+        let keys: Vec<Key> = addresses
+            .iter()
+            .map(|a| keys::address(account, a))
+            .collect();
+        let mut owners = HashMap::new();
+        for item in self.table.get_many(&keys).await? {
+            let address: EmailAddress = match item.str("address").map(str::parse) {
+                Some(Ok(a)) => a,
+                _ => continue,
+            };
+            owners.insert(address, from_item("address", item)?);
+        }
+        Ok(owners)
+    }
+
+    /// Writes users that changed and claims their addresses; `users` must
+    /// have distinct ids. Outcomes are in input order.
+    pub async fn upsert_users(
+        &self,
+        scope: &Scope,
+        users: &[User],
+    ) -> Result<Vec<Upserted>, StoreError> {
+        let keys: Vec<Key> = users.iter().map(|u| keys::user(scope, &u.id)).collect();
+        let mut stored: HashMap<String, (String, User)> = HashMap::new();
+        for item in self.table.get_many(&keys).await? {
+            let hash = item.str(HASH).unwrap_or_default().to_owned();
+            let user: User = from_item("user", item)?;
+            stored.insert(user.id.as_str().to_owned(), (hash, user));
+        }
+
+        // Work out what each user needs.
+        let mut outcomes: Vec<Option<Upserted>> = vec![None; users.len()];
+        let mut fresh: Vec<(usize, Vec<&EmailAddress>)> = Vec::new();
+        for (i, user) in users.iter().enumerate() {
+            let hash = user.content_hash();
+            match stored.get(user.id.as_str()) {
+                Some((h, _)) if h == hash.as_str() => outcomes[i] = Some(Upserted::Unchanged),
+                old => {
+                    let old: HashSet<&EmailAddress> = old
+                        .map(|(_, u)| u.addresses().collect())
+                        .unwrap_or_default();
+                    fresh.push((i, user.addresses().filter(|a| !old.contains(a)).collect()));
+                }
+            }
+        }
+
+        // Addresses held by another connector are conflicts, decided before
+        // anything is claimed.
+        let wanted: Vec<&EmailAddress> =
+            fresh.iter().flat_map(|(_, a)| a.iter().copied()).collect();
+        let owners = self.address_owners(&scope.account, &wanted).await?;
+        let mut claims = Vec::new();
+        let mut claim_of = Vec::new();
+        for (i, addresses) in &fresh {
+            let foreign = addresses.iter().find_map(|a| {
+                owners
+                    .get(*a)
+                    .filter(|o| o.connector != scope.connector)
+                    .map(|o| (*a, o))
+            });
+            if let Some((address, owner)) = foreign {
+                outcomes[*i] = Some(Upserted::Conflict {
+                    address: address.clone(),
+                    owner: owner.clone(),
+                });
+                continue;
+            }
+            for address in addresses {
+                let item = self.address_item(scope, address, &users[*i].id);
+                // Free, or held by this connector (an address may move
+                // between users of the same directory).
+                let cond = Cond::NotExists.or(Cond::eq("connector", scope.connector.as_str()));
+                claims.push(WriteOp::put_if(item, cond));
+                claim_of.push((*i, (*address).clone()));
+            }
+        }
+        let results = self.table.write_many(claims).await?;
+
+        // A claim lost to a concurrent writer of another connector: that user
+        // becomes a conflict and gives back what it claimed meanwhile.
+        let mut lost: HashMap<usize, EmailAddress> = HashMap::new();
+        for ((i, address), result) in claim_of.iter().zip(&results) {
+            if result.is_err() {
+                lost.entry(*i).or_insert_with(|| address.clone());
+            }
+        }
+        let mut rollback = Vec::new();
+        for ((i, address), result) in claim_of.iter().zip(&results) {
+            if result.is_ok() && lost.contains_key(i) {
+                rollback.push(Self::release(scope, address, &users[*i].id));
+            }
+        }
+        for (i, address) in &lost {
+            let owner = self
+                .address_owners(&scope.account, &[address])
+                .await?
+                .remove(address)
+                .unwrap_or(AddressOwner {
+                    connector: scope.connector.clone(),
+                    user: users[*i].id.clone(),
+                });
+            outcomes[*i] = Some(Upserted::Conflict {
+                address: address.clone(),
+                owner,
+            });
+        }
+        self.table.write_many(rollback).await?;
+
+        // Write the users, then release the addresses they no longer have.
+        let mut writes = Vec::new();
+        let mut releases = Vec::new();
+        for (i, _) in &fresh {
+            if outcomes[*i].is_some() {
+                continue;
+            }
+            let user = &users[*i];
+            let mut attrs = to_attrs(user);
+            attrs.insert(HASH.into(), json!(user.content_hash()));
+            writes.push(WriteOp::put(Item::new(keys[*i].clone(), attrs)));
+            outcomes[*i] = Some(match stored.get(user.id.as_str()) {
+                Some((_, old)) => {
+                    let now: HashSet<&EmailAddress> = user.addresses().collect();
+                    releases.extend(
+                        old.addresses()
+                            .filter(|a| !now.contains(a))
+                            .map(|a| Self::release(scope, a, &user.id)),
+                    );
+                    Upserted::Updated
+                }
+                None => Upserted::Created,
+            });
+        }
+        self.table.write_many(writes).await?;
+        self.table.write_many(releases).await?;
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Upserted::Unchanged))
+            .collect())
+    }
+
+    /// Removes users with their addresses and memberships; returns how many
+    /// existed.
+    pub async fn remove_users(&self, scope: &Scope, ids: &[SourceId]) -> Result<u64, StoreError> {
+        let keys: Vec<Key> = ids.iter().map(|id| keys::user(scope, id)).collect();
+        let existing = self.table.get_many(&keys).await?;
+        let mut ops = Vec::new();
+        for item in &existing {
+            let user: User = from_item("user", item.clone())?;
+            ops.extend(user.addresses().map(|a| Self::release(scope, a, &user.id)));
+            ops.extend(self.memberships_of_member(scope, &user.id).await?);
+            ops.push(WriteOp::delete(item.key.clone()));
+        }
+        self.table.write_many(ops).await?;
+        Ok(existing.len() as u64)
+    }
+
+    /// Deletions of every membership in which `member` is the member.
+    async fn memberships_of_member(
+        &self,
+        scope: &Scope,
+        member: &SourceId,
+    ) -> Result<Vec<WriteOp>, StoreError> {
+        let query =
+            Query::partition(Index::Gsi1, keys::member_of_partition(scope, member)).limit(1000);
+        Ok(self
+            .query_all(query)
+            .await?
+            .into_iter()
+            .map(|i| WriteOp::delete(i.key))
+            .collect())
+    }
+
+    pub async fn get_user(&self, scope: &Scope, id: &SourceId) -> Result<Option<User>, StoreError> {
+        self.table
+            .get(&keys::user(scope, id))
+            .await?
+            .map(|i| from_item("user", i))
+            .transpose()
+    }
+
+    /// Every user of the connector, page by page, across its shards.
+    pub async fn list_users(
+        &self,
+        scope: &Scope,
+        page: PageRequest,
+    ) -> Result<Page<User>, StoreError> {
+        let mut position = match &page.token {
+            Some(t) => decode_token::<ShardPosition>(t).ok_or(StoreError::BadPageToken)?,
+            None => ShardPosition {
+                shard: 0,
+                inner: None,
+            },
+        };
+        if position.shard >= USER_SHARDS {
+            return Err(StoreError::BadPageToken);
+        }
+        let mut users = Vec::new();
+        loop {
+            let query =
+                Query::partition(Index::Primary, keys::user_partition(scope, position.shard))
+                    .limit(page.limit - users.len())
+                    .start(position.inner.take());
+            let found = self.table.query(&query).await?;
+            for item in found.items {
+                users.push(from_item("user", item)?);
+            }
+            match found.next {
+                Some(next) => position.inner = Some(next),
+                None if position.shard + 1 < USER_SHARDS => position.shard += 1,
+                None => {
+                    return Ok(Page {
+                        items: users,
+                        next: None,
+                    });
+                }
+            }
+            if users.len() >= page.limit {
+                return Ok(Page {
+                    items: users,
+                    next: Some(encode_token(&position)),
+                });
+            }
+        }
+    }
+
+    /// The user holding an address (primary or alias, any case) in an account.
+    pub async fn find_user_by_address(
+        &self,
+        account: &AccountId,
+        address: &EmailAddress,
+    ) -> Result<Option<(ConnectorId, User)>, StoreError> {
+        let Some(owner) = self.address_owner(account, address).await? else {
+            return Ok(None);
+        };
+        let scope = Scope::new(account.clone(), owner.connector.clone());
+        Ok(self
+            .get_user(&scope, &owner.user)
+            .await?
+            .map(|u| (owner.connector, u)))
+    }
+
+    pub async fn address_owner(
+        &self,
+        account: &AccountId,
+        address: &EmailAddress,
+    ) -> Result<Option<AddressOwner>, StoreError> {
+        Ok(self
+            .address_owners(account, &[address])
+            .await?
+            .remove(address))
+    }
+
+    /// The accounts in which an address is held (normally one), for routing.
+    pub async fn accounts_with_address(
+        &self,
+        address: &EmailAddress,
+    ) -> Result<Vec<AccountId>, StoreError> {
+        let query = Query::partition(Index::Gsi1, keys::address_partition(address)).limit(100);
+        self.query_all(query)
+            .await?
+            .into_iter()
+            .map(|i| {
+                i.str("account")
+                    .and_then(|a| AccountId::new(a).ok())
+                    .ok_or_else(|| StoreError::Corrupt {
+                        what: format!("address {}", i.key.pk),
+                        problem: "no account".into(),
+                    })
+            })
+            .collect()
+    }
+
+    // ---- groups ---------------------------------------------------------
+
+    pub async fn upsert_groups(
+        &self,
+        scope: &Scope,
+        groups: &[Group],
+    ) -> Result<Vec<Upserted>, StoreError> {
+        let keys: Vec<Key> = groups.iter().map(|g| keys::group(scope, &g.id)).collect();
+        let stored: HashMap<Key, String> = self
+            .table
+            .get_many(&keys)
+            .await?
+            .into_iter()
+            .map(|i| (i.key.clone(), i.str(HASH).unwrap_or_default().to_owned()))
+            .collect();
+        let mut writes = Vec::new();
+        let mut outcomes = Vec::with_capacity(groups.len());
+        for (group, key) in groups.iter().zip(keys) {
+            let hash = group.content_hash();
+            let outcome = match stored.get(&key) {
+                Some(h) if h == hash.as_str() => Upserted::Unchanged,
+                Some(_) => Upserted::Updated,
+                None => Upserted::Created,
+            };
+            if outcome != Upserted::Unchanged {
+                let mut attrs = to_attrs(group);
+                attrs.insert(HASH.into(), json!(hash));
+                writes.push(WriteOp::put(Item::new(key, attrs)));
+            }
+            outcomes.push(outcome);
+        }
+        self.table.write_many(writes).await?;
+        Ok(outcomes)
+    }
+
+    /// Removes groups with their member lists and their own memberships in
+    /// other groups; returns how many existed.
+    pub async fn remove_groups(&self, scope: &Scope, ids: &[SourceId]) -> Result<u64, StoreError> {
+        let keys: Vec<Key> = ids.iter().map(|id| keys::group(scope, id)).collect();
+        let existing = self.table.get_many(&keys).await?;
+        let mut ops = Vec::new();
+        for id in ids {
+            let members =
+                Query::partition(Index::Primary, keys::members_partition(scope, id)).limit(1000);
+            ops.extend(
+                self.query_all(members)
+                    .await?
+                    .into_iter()
+                    .map(|i| WriteOp::delete(i.key)),
+            );
+            ops.extend(self.memberships_of_member(scope, id).await?);
+        }
+        ops.extend(existing.iter().map(|i| WriteOp::delete(i.key.clone())));
+        self.table.write_many(ops).await?;
+        Ok(existing.len() as u64)
+    }
+
+    pub async fn get_group(
+        &self,
+        scope: &Scope,
+        id: &SourceId,
+    ) -> Result<Option<Group>, StoreError> {
+        self.table
+            .get(&keys::group(scope, id))
+            .await?
+            .map(|i| from_item("group", i))
+            .transpose()
+    }
+
+    pub async fn list_groups(
+        &self,
+        scope: &Scope,
+        page: PageRequest,
+    ) -> Result<Page<Group>, StoreError> {
+        let query = Query::partition(Index::Primary, keys::group_partition(scope))
+            .limit(page.limit)
+            .start(Self::decode_token(&page.token)?);
+        self.query_page("group", query).await
+    }
+
+    // ---- memberships ----------------------------------------------------
+
+    fn membership_item(scope: &Scope, m: &Membership) -> Item {
+        Item::new(keys::membership(scope, &m.group, &m.member), to_attrs(m))
+            .with_gsi1(keys::membership_gsi(scope, &m.group, &m.member))
+    }
+
+    /// Adds memberships not yet stored; returns how many were new.
+    pub async fn add_memberships(
+        &self,
+        scope: &Scope,
+        memberships: &[Membership],
+    ) -> Result<u64, StoreError> {
+        let keys: Vec<Key> = memberships
+            .iter()
+            .map(|m| keys::membership(scope, &m.group, &m.member))
+            .collect();
+        let stored: HashMap<Key, Membership> = self
+            .table
+            .get_many(&keys)
+            .await?
+            .into_iter()
+            .map(|i| Ok((i.key.clone(), from_item("membership", i)?)))
+            .collect::<Result<_, StoreError>>()?;
+        let mut seen = HashSet::new();
+        let writes: Vec<WriteOp> = memberships
+            .iter()
+            .zip(&keys)
+            .filter(|(m, k)| stored.get(*k) != Some(*m) && seen.insert(*k))
+            .map(|(m, _)| WriteOp::put(Self::membership_item(scope, m)))
+            .collect();
+        let added = writes.len() as u64;
+        self.table.write_many(writes).await?;
+        Ok(added)
+    }
+
+    /// Removes memberships; returns how many were stored.
+    pub async fn remove_memberships(
+        &self,
+        scope: &Scope,
+        memberships: &[Membership],
+    ) -> Result<u64, StoreError> {
+        let keys: Vec<Key> = memberships
+            .iter()
+            .map(|m| keys::membership(scope, &m.group, &m.member))
+            .collect();
+        let existing = self.table.get_many(&keys).await?;
+        let removed = existing.len() as u64;
+        self.table
+            .write_many(
+                existing
+                    .into_iter()
+                    .map(|i| WriteOp::delete(i.key))
+                    .collect(),
+            )
+            .await?;
+        Ok(removed)
+    }
+
+    /// A group's direct members.
+    pub async fn group_members(
+        &self,
+        scope: &Scope,
+        group: &SourceId,
+        page: PageRequest,
+    ) -> Result<Page<Membership>, StoreError> {
+        let query = Query::partition(Index::Primary, keys::members_partition(scope, group))
+            .limit(page.limit)
+            .start(Self::decode_token(&page.token)?);
+        self.query_page("membership", query).await
+    }
+
+    /// The groups a user (or group, or contact) is a direct member of.
+    pub async fn member_of(
+        &self,
+        scope: &Scope,
+        member: &SourceId,
+        page: PageRequest,
+    ) -> Result<Page<Membership>, StoreError> {
+        let query = Query::partition(Index::Gsi1, keys::member_of_partition(scope, member))
+            .limit(page.limit)
+            .start(Self::decode_token(&page.token)?);
+        self.query_page("membership", query).await
+    }
+
+    /// Removes everything synced for a connector.
+    pub(super) async fn purge_directory(&self, scope: &Scope) -> Result<(), StoreError> {
+        loop {
+            let page = self.list_users(scope, PageRequest::first(500)).await?;
+            if page.items.is_empty() {
+                break;
+            }
+            let ids: Vec<SourceId> = page.items.into_iter().map(|u| u.id).collect();
+            self.remove_users(scope, &ids).await?;
+        }
+        loop {
+            let page = self.list_groups(scope, PageRequest::first(500)).await?;
+            if page.items.is_empty() {
+                break;
+            }
+            let ids: Vec<SourceId> = page.items.into_iter().map(|g| g.id).collect();
+            self.remove_groups(scope, &ids).await?;
+        }
+        Ok(())
+    }
+}

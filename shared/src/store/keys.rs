@@ -1,0 +1,145 @@
+//! The single-table key schema, in one place. `docs/state-schema.md` explains
+//! it for people; this is what the code uses.
+//!
+//! Account and connector ids never contain `#` (they are validated slugs), so
+//! every prefix below is unambiguous; source ids may contain anything and are
+//! therefore always the last part of a key.
+
+use sha2::{Digest, Sha256};
+
+use crate::domain::{AccountId, ConnectorId, EmailAddress, Region, SourceId};
+
+use super::table::Key;
+
+/// Users of one connector are spread over this many partitions so that a
+/// first sync of a large tenant is not capped by one partition's write rate
+/// (1,000 writes per second in DynamoDB).
+pub const USER_SHARDS: u32 = 16;
+
+/// The account and connector a directory object belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Scope {
+    pub account: AccountId,
+    pub connector: ConnectorId,
+}
+
+impl Scope {
+    pub fn new(account: AccountId, connector: ConnectorId) -> Self {
+        Self { account, connector }
+    }
+
+    fn base(&self) -> String {
+        format!("A#{}#C#{}", self.account, self.connector)
+    }
+}
+
+pub fn account(account: &AccountId) -> Key {
+    Key::new(format!("A#{account}"), "ACCOUNT")
+}
+
+/// gsi1: every account, for operators listing them.
+pub fn account_gsi(account: &AccountId) -> Key {
+    Key::new("ACCOUNTS", format!("A#{account}"))
+}
+
+pub const CONNECTOR_PREFIX: &str = "C#";
+
+pub fn connector(account: &AccountId, connector: &ConnectorId) -> Key {
+    Key::new(
+        format!("A#{account}"),
+        format!("{CONNECTOR_PREFIX}{connector}"),
+    )
+}
+
+/// gsi1: the connectors of a region, for the sync windows.
+pub fn connector_gsi(region: Region, account: &AccountId, connector: &ConnectorId) -> Key {
+    Key::new(
+        region_partition(region),
+        format!("A#{account}#C#{connector}"),
+    )
+}
+
+pub fn region_partition(region: Region) -> String {
+    format!("R#{}", region.code())
+}
+
+pub fn user_shard(id: &SourceId) -> u32 {
+    let d = Sha256::digest(id.as_str().as_bytes());
+    u32::from_be_bytes([d[0], d[1], d[2], d[3]]) % USER_SHARDS
+}
+
+pub fn user_partition(scope: &Scope, shard: u32) -> String {
+    format!("{}#U#{shard:02}", scope.base())
+}
+
+pub fn user(scope: &Scope, id: &SourceId) -> Key {
+    Key::new(user_partition(scope, user_shard(id)), id.as_str())
+}
+
+pub fn group_partition(scope: &Scope) -> String {
+    format!("{}#G", scope.base())
+}
+
+pub fn group(scope: &Scope, id: &SourceId) -> Key {
+    Key::new(group_partition(scope), id.as_str())
+}
+
+/// A group's members live in the group's own partition…
+pub fn members_partition(scope: &Scope, group: &SourceId) -> String {
+    format!("{}#M#{group}", scope.base())
+}
+
+pub fn membership(scope: &Scope, group: &SourceId, member: &SourceId) -> Key {
+    Key::new(members_partition(scope, group), member.as_str())
+}
+
+/// …and gsi1 inverts them: the groups a member belongs to.
+pub fn member_of_partition(scope: &Scope, member: &SourceId) -> String {
+    format!("{}#MOF#{member}", scope.base())
+}
+
+pub fn membership_gsi(scope: &Scope, group: &SourceId, member: &SourceId) -> Key {
+    Key::new(member_of_partition(scope, member), group.as_str())
+}
+
+/// One item per address and account: its key makes ownership unique.
+pub fn address(account: &AccountId, address: &EmailAddress) -> Key {
+    Key::new(format!("A#{account}#@#{address}"), "ADDR")
+}
+
+/// gsi1: the accounts that hold an address (routing mail to an account).
+pub fn address_gsi(account: &AccountId, address: &EmailAddress) -> Key {
+    Key::new(address_partition(address), format!("A#{account}"))
+}
+
+pub fn address_partition(address: &EmailAddress) -> String {
+    format!("@#{address}")
+}
+
+/// Cursors and the lease share the connector's control partition.
+pub fn control_partition(scope: &Scope) -> String {
+    scope.base()
+}
+
+pub const CURSOR_PREFIX: &str = "CURSOR#";
+
+pub fn cursor(scope: &Scope, stream: &str) -> Key {
+    Key::new(control_partition(scope), format!("{CURSOR_PREFIX}{stream}"))
+}
+
+pub fn lease(scope: &Scope) -> Key {
+    Key::new(control_partition(scope), "LEASE")
+}
+
+pub fn runs_partition(scope: &Scope) -> String {
+    format!("{}#RUNS", scope.base())
+}
+
+pub fn run(scope: &Scope, run: &crate::domain::RunId) -> Key {
+    Key::new(runs_partition(scope), run.as_str())
+}
+
+/// Short-lived items (consent states, once-only markers), by kind and key.
+pub fn ephemeral(kind: &str, key: &str) -> Key {
+    Key::new(format!("X#{kind}#{key}"), "X")
+}

@@ -1,0 +1,16 @@
+//! Persistent state: the [`Table`] port, its DynamoDB and embedded adapters,
+//! and the [`StateStore`] that every function and the engine use.
+
+mod directory;
+pub mod dynamo;
+pub mod embedded;
+pub mod keys;
+mod state;
+pub mod table;
+
+pub use directory::{AddressOwner, Upserted};
+pub use dynamo::DynamoTable;
+pub use embedded::EmbeddedTable;
+pub use keys::Scope;
+pub use state::{Page, PageRequest, RUN_RETENTION_DAYS, StateStore, StoreError};
+pub use table::{Table, TableError};
