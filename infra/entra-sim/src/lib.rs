@@ -1,0 +1,1 @@
+//! The Entra ID / Microsoft Graph simulator (being built).
