@@ -102,10 +102,10 @@ impl DynamoTable {
             .global_secondary_indexes(gsi)
             .send()
             .await;
-        if let Err(e) = created {
-            if e.code() != Some("ResourceInUseException") {
-                return Err(sdk_error("CreateTable", e));
-            }
+        if let Err(e) = created
+            && e.code() != Some("ResourceInUseException")
+        {
+            return Err(sdk_error("CreateTable", e));
         }
         for _ in 0..120 {
             let described = self

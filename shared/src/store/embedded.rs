@@ -259,3 +259,62 @@ impl Table for EmbeddedTable {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::table::{Cond, Query};
+
+    fn item(pk: &str, sk: &str) -> Item {
+        Item::new(
+            Key::new(pk, sk),
+            Attrs::from_iter([("v".to_owned(), serde_json::json!(sk))]),
+        )
+    }
+
+    #[tokio::test]
+    async fn survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let t = EmbeddedTable::open(&path).unwrap();
+            t.write(WriteOp::put(item("p", "a")))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        let t = EmbeddedTable::open(&path).unwrap();
+        assert_eq!(
+            t.get(&Key::new("p", "a")).await.unwrap(),
+            Some(item("p", "a"))
+        );
+    }
+
+    #[tokio::test]
+    async fn prefixes_do_not_leak_into_neighbouring_keys() {
+        let t = EmbeddedTable::in_memory().unwrap();
+        let ops = ["C#a", "C#b", "CURSOR#x", "C", "D#"].map(|sk| WriteOp::put(item("p", sk)));
+        t.write_many(ops.to_vec()).await.unwrap();
+        let page = t
+            .query(&Query::partition(Index::Primary, "p").prefix("C#"))
+            .await
+            .unwrap();
+        let sks: Vec<_> = page.items.iter().map(|i| i.key.sk.as_str()).collect();
+        assert_eq!(sks, ["C#a", "C#b"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_condition_leaves_the_rest_of_the_batch_applied() {
+        let t = EmbeddedTable::in_memory().unwrap();
+        let results = t
+            .write_many(vec![
+                WriteOp::put_if(item("p", "a"), Cond::NotExists),
+                WriteOp::put_if(item("p", "a"), Cond::NotExists),
+                WriteOp::put(item("p", "b")),
+            ])
+            .await
+            .unwrap();
+        assert!(results[0].is_ok() && results[1].is_err() && results[2].is_ok());
+        assert_eq!(t.purge_expired(i64::MAX).await.unwrap(), 0);
+    }
+}
