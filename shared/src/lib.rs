@@ -3,6 +3,9 @@
 //! here runs without AWS; the Lambda functions in `functions/` are thin
 //! wrappers around it.
 
+pub mod auth;
 pub mod clock;
 pub mod domain;
+pub mod secrets;
+pub mod source;
 pub mod store;

@@ -1,0 +1,11 @@
+//! Signing in to Entra: the app certificate, signed assertions, tokens, and
+//! Entra's error codes in plain words.
+
+pub mod aadsts;
+pub mod assertion;
+pub mod certificate;
+pub mod token;
+
+pub use assertion::AssertionAlg;
+pub use certificate::{AppCertificate, KeyBits, StoredCertificate};
+pub use token::{AccessToken, AuthError, Credential, TokenProvider};

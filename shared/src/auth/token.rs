@@ -1,0 +1,275 @@
+//! Access tokens for Microsoft Graph by the client-credentials grant, with a
+//! certificate assertion (consent connectors) or a client secret (legacy
+//! connectors). Cached per authority, tenant and client, refreshed ahead of
+//! `expires_in` (which Entra randomises between 60 and 90 minutes).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::domain::SecretRef;
+use crate::secrets::{SecretError, SecretStore, SecretValue, Stage};
+
+use super::aadsts::{self, CERTIFICATE_REFUSED, Signer, TokenErrorBody};
+use super::assertion::{AssertionAlg, client_assertion};
+use super::certificate::{AppCertificate, CertificateError};
+
+pub const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
+
+/// Refresh this long before a token expires, so no request carries a token
+/// that dies in flight.
+const REFRESH_MARGIN: Duration = Duration::minutes(5);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Credential {
+    /// The platform's multi-tenant app; its certificate secret has
+    /// AWSCURRENT (and during a rotation AWSPREVIOUS) versions.
+    Certificate {
+        client_id: Uuid,
+        secret: SecretRef,
+        alg: AssertionAlg,
+    },
+    /// A customer's app registration and its client secret.
+    ClientSecret { client_id: Uuid, secret: SecretRef },
+}
+
+impl Credential {
+    pub fn client_id(&self) -> Uuid {
+        match self {
+            Credential::Certificate { client_id, .. } | Credential::ClientSecret { client_id, .. } => *client_id,
+        }
+    }
+
+    fn signer(&self) -> Signer {
+        match self {
+            Credential::Certificate { .. } => Signer::ConsentApp,
+            Credential::ClientSecret { .. } => Signer::LegacyApp,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AccessToken {
+    pub value: SecretValue,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthError {
+    /// Entra refused; `message` is advice for people.
+    #[error("{message}")]
+    Refused { code: Option<u64>, message: String },
+    #[error("{0}")]
+    Secret(#[from] SecretError),
+    #[error("the app certificate cannot be used: {0}")]
+    Certificate(String),
+    #[error("the sign-in service at {authority} could not be reached ({detail}); check the network and the authority URL")]
+    Unreachable { authority: String, detail: String },
+    #[error("the sign-in service answered something unexpected: {0}")]
+    Protocol(String),
+}
+
+impl From<CertificateError> for AuthError {
+    fn from(e: CertificateError) -> Self {
+        AuthError::Certificate(e.to_string())
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(deserialize_with = "number_or_string")]
+    expires_in: i64,
+}
+
+fn number_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum N {
+        Num(i64),
+        Str(String),
+    }
+    match N::deserialize(d)? {
+        N::Num(n) => Ok(n),
+        N::Str(s) => s.parse().map_err(serde::de::Error::custom),
+    }
+}
+
+type CacheKey = (String, String, Credential);
+
+pub struct TokenProvider {
+    http: reqwest::Client,
+    secrets: Arc<dyn SecretStore>,
+    clock: Arc<dyn Clock>,
+    /// Held across a fetch so concurrent requests wait for one token rather
+    /// than each asking Entra.
+    cache: tokio::sync::Mutex<HashMap<CacheKey, AccessToken>>,
+}
+
+impl TokenProvider {
+    pub fn new(http: reqwest::Client, secrets: Arc<dyn SecretStore>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            http,
+            secrets,
+            clock,
+            cache: tokio::sync::Mutex::default(),
+        }
+    }
+
+    pub fn token_endpoint(authority: &str, tenant: &str) -> String {
+        format!("{}/{tenant}/oauth2/v2.0/token", authority.trim_end_matches('/'))
+    }
+
+    /// A valid token, from the cache or freshly obtained.
+    pub async fn token(&self, authority: &str, tenant: &str, credential: &Credential) -> Result<AccessToken, AuthError> {
+        let key = (authority.to_owned(), tenant.to_ascii_lowercase(), credential.clone());
+        let mut cache = self.cache.lock().await;
+        if let Some(t) = cache.get(&key)
+            && self.clock.now() + REFRESH_MARGIN < t.expires_at
+        {
+            return Ok(t.clone());
+        }
+        let token = self.fetch(authority, tenant, credential).await?;
+        cache.insert(key, token.clone());
+        Ok(token)
+    }
+
+    /// Forgets a cached token (Graph said 401 with it).
+    pub async fn invalidate(&self, authority: &str, tenant: &str, credential: &Credential) {
+        let key = (authority.to_owned(), tenant.to_ascii_lowercase(), credential.clone());
+        self.cache.lock().await.remove(&key);
+    }
+
+    async fn fetch(&self, authority: &str, tenant: &str, credential: &Credential) -> Result<AccessToken, AuthError> {
+        let endpoint = Self::token_endpoint(authority, tenant);
+        match credential {
+            Credential::ClientSecret { client_id, secret } => {
+                let secret = self.secrets.current(secret).await?;
+                let form = [
+                    ("client_id", client_id.to_string()),
+                    ("client_secret", secret.expose().to_owned()),
+                    ("scope", GRAPH_SCOPE.to_owned()),
+                    ("grant_type", "client_credentials".to_owned()),
+                ];
+                self.post(authority, tenant, &endpoint, &form, credential.signer()).await
+            }
+            Credential::Certificate { client_id, secret, alg } => {
+                // Read the certificate every time a token is needed, so a
+                // rotation is picked up without a restart.
+                let current = AppCertificate::from_secret(&self.secrets.current(secret).await?)?;
+                let first = self.with_certificate(authority, tenant, &endpoint, client_id, &current, *alg).await;
+                match first {
+                    Err(AuthError::Refused { code: Some(code), .. }) if CERTIFICATE_REFUSED.contains(&code) => {
+                        // Mid-rotation the new certificate may be current here
+                        // before Entra accepts it: the previous one still works.
+                        let Some(previous) = self.secrets.get(secret, Stage::Previous).await? else {
+                            return first;
+                        };
+                        let previous = AppCertificate::from_secret(&previous)?;
+                        tracing::warn!(
+                            thumbprint = %current.stored.thumbprint_sha1,
+                            "the current app certificate was refused; using the previous one"
+                        );
+                        self.with_certificate(authority, tenant, &endpoint, client_id, &previous, *alg)
+                            .await
+                            .or(first)
+                    }
+                    other => other,
+                }
+            }
+        }
+    }
+
+    async fn with_certificate(
+        &self,
+        authority: &str,
+        tenant: &str,
+        endpoint: &str,
+        client_id: &Uuid,
+        cert: &AppCertificate,
+        alg: AssertionAlg,
+    ) -> Result<AccessToken, AuthError> {
+        let assertion = client_assertion(cert, alg, client_id, endpoint, self.clock.now())
+            .map_err(|e| AuthError::Certificate(e.to_string()))?;
+        let form = [
+            ("client_id", client_id.to_string()),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned()),
+            ("client_assertion", assertion),
+            ("scope", GRAPH_SCOPE.to_owned()),
+            ("grant_type", "client_credentials".to_owned()),
+        ];
+        self.post(authority, tenant, endpoint, &form, Signer::ConsentApp).await
+    }
+
+    async fn post(
+        &self,
+        authority: &str,
+        tenant: &str,
+        endpoint: &str,
+        form: &[(&str, String)],
+        signer: Signer,
+    ) -> Result<AccessToken, AuthError> {
+        let unreachable = |e: reqwest::Error| AuthError::Unreachable {
+            authority: authority.to_owned(),
+            detail: without_url(&e),
+        };
+        // Transient failures of the sign-in service get a few quick retries.
+        let mut attempt = 0;
+        let response = loop {
+            attempt += 1;
+            match self.http.post(endpoint).form(form).send().await {
+                Ok(r) if r.status().is_server_error() && attempt < 3 => {}
+                Ok(r) => break r,
+                Err(e) if attempt >= 3 => return Err(unreachable(e)),
+                Err(_) => {}
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+        };
+        let status = response.status();
+        let body = response.text().await.map_err(unreachable)?;
+        if status.is_success() {
+            let t: TokenResponse = serde_json::from_str(&body)
+                .map_err(|e| AuthError::Protocol(format!("token response: {e}")))?;
+            return Ok(AccessToken {
+                value: SecretValue::new(t.access_token),
+                expires_at: self.clock.now() + Duration::seconds(t.expires_in.max(60)),
+            });
+        }
+        let err: TokenErrorBody = serde_json::from_str(&body).unwrap_or_default();
+        let code = err.code();
+        let mut message = aadsts::advice(code, signer, tenant);
+        if code.is_some() && !err.summary().is_empty() {
+            message = format!("{message} (Entra said: {})", err.summary());
+        } else if code.is_none() {
+            message = format!("{message} (HTTP {status})");
+        }
+        Err(AuthError::Refused { code, message })
+    }
+}
+
+/// reqwest errors name the URL, which for some requests carries a query;
+/// keep only the kind of failure.
+pub(crate) fn without_url(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "the response was cut off"
+    } else if e.is_request() {
+        "the request failed"
+    } else {
+        "HTTP error"
+    };
+    let mut source = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() { kind.to_owned() } else { format!("{kind}: {detail}") }
+}

@@ -1,0 +1,256 @@
+//! The `SecretStore` port: where passwords, client secrets, service-account
+//! keys and the app certificate live. Production: Secrets Manager (with its
+//! version stages); local runs and tests: [`LocalSecretStore`].
+//!
+//! A [`SecretValue`] never prints itself: `Debug` and `Display` show
+//! `<redacted>`, so a secret cannot reach a log or an error by accident.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::domain::SecretRef;
+
+/// Secrets Manager's version stages. Rotation writes `Pending`, tests it,
+/// then promotes it to `Current`; the old current becomes `Previous`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    Current,
+    Previous,
+    Pending,
+}
+
+impl Stage {
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::Current => "AWSCURRENT",
+            Stage::Previous => "AWSPREVIOUS",
+            Stage::Pending => "AWSPENDING",
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(String);
+
+impl SecretValue {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; call only where it is used (a bind, a form field).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SecretError {
+    #[error("secret {name:?} does not exist; {hint}")]
+    NotFound { name: String, hint: String },
+    #[error("the secret store refused access to {name:?}: {detail}")]
+    Denied { name: String, detail: String },
+    #[error("the secret store failed: {0}")]
+    Backend(String),
+}
+
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// The value at a stage, `None` if the secret has no version there.
+    async fn get(&self, name: &SecretRef, stage: Stage) -> Result<Option<SecretValue>, SecretError>;
+
+    /// Stores a new current version (the old one becomes previous).
+    async fn put(&self, name: &SecretRef, value: SecretValue) -> Result<(), SecretError>;
+
+    /// Removes the secret and all its versions.
+    async fn delete(&self, name: &SecretRef) -> Result<(), SecretError>;
+
+    /// The current value, or an error that says how to provide it.
+    async fn current(&self, name: &SecretRef) -> Result<SecretValue, SecretError> {
+        self.get(name, Stage::Current).await?.ok_or_else(|| SecretError::NotFound {
+            name: name.as_str().to_owned(),
+            hint: "store it first (for local runs: a file in the secrets folder or DIRSYNC_SECRET_<NAME>)".into(),
+        })
+    }
+}
+
+/// Secrets for local runs and tests: held in memory, seeded from a folder
+/// (`<dir>/<name>`, where `/` in the name is a subfolder) and from
+/// environment variables `DIRSYNC_SECRET_<NAME>` (name upper-cased, every
+/// character other than letters and digits turned into `_`).
+#[derive(Debug, Default)]
+pub struct LocalSecretStore {
+    dir: Option<PathBuf>,
+    versions: Mutex<HashMap<String, HashMap<Stage, SecretValue>>>,
+}
+
+impl LocalSecretStore {
+    pub fn in_memory() -> Self {
+        Self::default()
+    }
+
+    /// Reads secrets not yet held in memory from files under `dir`; `put`
+    /// writes the current version back there.
+    pub fn with_dir(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: Some(dir.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Sets a version directly (tests, rotation steps).
+    pub fn set(&self, name: &SecretRef, stage: Stage, value: SecretValue) {
+        self.lock().entry(name.as_str().to_owned()).or_default().insert(stage, value);
+    }
+
+    pub fn env_name(name: &SecretRef) -> String {
+        let mapped: String = name
+            .as_str()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+            .collect();
+        format!("DIRSYNC_SECRET_{mapped}")
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<Stage, SecretValue>>> {
+        self.versions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn file(&self, name: &SecretRef) -> Option<PathBuf> {
+        // Names are restricted to /_+=.@-: by SecretRef; refuse climbing out.
+        let rel = name.as_str().replace(':', "_");
+        if rel.split('/').any(|part| part == ".." || part.is_empty()) {
+            return None;
+        }
+        self.dir.as_ref().map(|d| d.join(rel))
+    }
+}
+
+#[async_trait]
+impl SecretStore for LocalSecretStore {
+    async fn get(&self, name: &SecretRef, stage: Stage) -> Result<Option<SecretValue>, SecretError> {
+        if let Some(v) = self.lock().get(name.as_str()).and_then(|m| m.get(&stage)) {
+            return Ok(Some(v.clone()));
+        }
+        if stage != Stage::Current {
+            return Ok(None);
+        }
+        if let Ok(v) = std::env::var(Self::env_name(name)) {
+            return Ok(Some(SecretValue::new(v)));
+        }
+        if let Some(path) = self.file(name)
+            && path.is_file()
+        {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| SecretError::Backend(format!("cannot read {}: {e}", path.display())))?;
+            return Ok(Some(SecretValue::new(text.trim_end_matches(['\r', '\n']))));
+        }
+        Ok(None)
+    }
+
+    async fn put(&self, name: &SecretRef, value: SecretValue) -> Result<(), SecretError> {
+        if let Some(path) = self.file(name) {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| SecretError::Backend(e.to_string()))?;
+            }
+            write_private(&path, value.expose())?;
+        }
+        let old = self.get(name, Stage::Current).await?;
+        let mut all = self.lock();
+        let versions = all.entry(name.as_str().to_owned()).or_default();
+        if let Some(old) = old {
+            versions.insert(Stage::Previous, old);
+        }
+        versions.insert(Stage::Current, value);
+        Ok(())
+    }
+
+    async fn delete(&self, name: &SecretRef) -> Result<(), SecretError> {
+        self.lock().remove(name.as_str());
+        if let Some(path) = self.file(name)
+            && path.is_file()
+        {
+            std::fs::remove_file(&path).map_err(|e| SecretError::Backend(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes a file readable by its owner only.
+fn write_private(path: &std::path::Path, text: &str) -> Result<(), SecretError> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .map_err(|e| SecretError::Backend(format!("cannot write {}: {e}", path.display())))?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| SecretError::Backend(format!("cannot write {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> SecretRef {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn values_never_print() {
+        let v = SecretValue::new("hunter2");
+        assert_eq!(format!("{v:?} {v}"), "<redacted> <redacted>");
+        let err = SecretError::NotFound { name: "x".into(), hint: "h".into() };
+        assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[tokio::test]
+    async fn put_keeps_the_previous_version_and_files_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalSecretStore::with_dir(dir.path());
+        let n = name("dirsync/acme/ad-password");
+        assert!(store.get(&n, Stage::Current).await.unwrap().is_none());
+        assert!(matches!(store.current(&n).await, Err(SecretError::NotFound { .. })));
+        store.put(&n, SecretValue::new("one")).await.unwrap();
+        store.put(&n, SecretValue::new("two")).await.unwrap();
+        assert_eq!(store.current(&n).await.unwrap().expose(), "two");
+        assert_eq!(store.get(&n, Stage::Previous).await.unwrap().unwrap().expose(), "one");
+        let path = dir.path().join("dirsync/acme/ad-password");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        // A fresh store reads it back from the folder.
+        let again = LocalSecretStore::with_dir(dir.path());
+        assert_eq!(again.current(&n).await.unwrap().expose(), "two");
+        again.delete(&n).await.unwrap();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn env_names_are_predictable() {
+        assert_eq!(LocalSecretStore::env_name(&name("dirsync/acme-1.pw")), "DIRSYNC_SECRET_DIRSYNC_ACME_1_PW");
+    }
+}

@@ -1,0 +1,365 @@
+//! Entra ID through Microsoft Graph: the `DirectorySource` for consent and
+//! legacy connectors.
+//!
+//! Two streams, read concurrently by the engine:
+//! - `users`: `/users/delta?$select=…` — a first round enumerates every user
+//!   and ends with a deltaLink; later rounds return what changed.
+//! - `groups`: `/groups/delta?$select=…,members` — groups with their members
+//!   inline (`members@delta`), so memberships cost no call per group.
+//!
+//! Pages are asked for at 999 objects (`Prefer: odata.maxpagesize`; `$top`
+//! is refused on delta), links are followed verbatim, and an expired delta
+//! token becomes [`SourceError::ResyncRequired`].
+
+mod client;
+pub mod mapping;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use crate::auth::{AssertionAlg, Credential, TokenProvider};
+use crate::domain::{Connector, Consent, SecretRef, SourceConfig, SourceId};
+use crate::source::retry::{Limiters, RetryPolicy};
+use crate::source::{Change, ConnectionReport, DirectorySource, Next, ReadFrom, RequestStats, SourceError, SourcePage};
+
+pub use client::{GraphClient, GraphFailure, GraphTarget, MAX_PAGE};
+use mapping::{GROUP_PROPS, GROUP_REQUIRED, USER_REQUIRED, USER_SELECT};
+
+/// Requests per `$batch` (Graph's limit).
+const BATCH: usize = 20;
+
+/// The platform's multi-tenant app, used by every consent connector.
+#[derive(Debug, Clone)]
+pub struct EntraApp {
+    pub client_id: Uuid,
+    /// The secret holding the app certificate (AWSCURRENT/AWSPREVIOUS).
+    pub certificate: SecretRef,
+    pub assertion: AssertionAlg,
+}
+
+/// What every Graph source of a process shares: built once in `main`.
+pub struct GraphDeps {
+    pub tokens: Arc<TokenProvider>,
+    pub limiters: Arc<Limiters>,
+    pub policy: RetryPolicy,
+    pub app: Option<EntraApp>,
+}
+
+pub struct GraphSource {
+    client: GraphClient,
+}
+
+impl GraphSource {
+    pub fn new(client: GraphClient) -> Self {
+        Self { client }
+    }
+
+    /// The Graph source of an Entra connector (consent or legacy).
+    pub fn for_connector(connector: &Connector, deps: &GraphDeps) -> Result<Self, SourceError> {
+        let (cloud, tenant, credential) = match &connector.source {
+            SourceConfig::EntraConsent { cloud, consent, .. } => {
+                let Consent::Granted { tenant_id, .. } = consent else {
+                    return Err(SourceError::Config(format!(
+                        "connector {} is waiting for admin consent; an administrator of the tenant must grant it first",
+                        connector.id
+                    )));
+                };
+                let app = deps.app.as_ref().ok_or_else(|| {
+                    SourceError::Config(
+                        "the platform app is not configured (DIRSYNC_APP_CLIENT_ID and DIRSYNC_APP_CERT_SECRET)".into(),
+                    )
+                })?;
+                let credential = Credential::Certificate {
+                    client_id: app.client_id,
+                    secret: app.certificate.clone(),
+                    alg: app.assertion,
+                };
+                (cloud, tenant_id.to_string(), credential)
+            }
+            SourceConfig::EntraLegacy {
+                cloud,
+                tenant_domain,
+                client_id,
+                client_secret,
+            } => (
+                cloud,
+                tenant_domain.to_string(),
+                Credential::ClientSecret {
+                    client_id: *client_id,
+                    secret: client_secret.clone(),
+                },
+            ),
+            other => {
+                return Err(SourceError::Config(format!(
+                    "a {} connector is not read through Microsoft Graph",
+                    other.kind()
+                )));
+            }
+        };
+        let target = GraphTarget {
+            authority_url: cloud.authority_url().to_owned(),
+            graph_url: cloud.graph_url().to_owned(),
+            tenant: tenant.clone(),
+            credential,
+        };
+        let limiter = deps.limiters.for_tenant(&tenant);
+        Ok(Self::new(GraphClient::new(target, deps.tokens.clone(), limiter, deps.policy)))
+    }
+
+    pub fn client(&self) -> &GraphClient {
+        &self.client
+    }
+
+    fn first_url(&self, stream: &str) -> Result<String, SourceError> {
+        match stream {
+            "users" => Ok(format!("{}?$select={USER_SELECT}", self.client.url("/users/delta"))),
+            "groups" => Ok(format!("{}?$select={GROUP_PROPS},members", self.client.url("/groups/delta"))),
+            other => Err(SourceError::Config(format!("Graph has no stream {other:?}"))),
+        }
+    }
+
+    /// Turns a request failure into a run error that names what was read.
+    fn failure(&self, stream: &str, f: GraphFailure) -> SourceError {
+        match f {
+            GraphFailure::ResyncRequired(why) => SourceError::ResyncRequired(why),
+            GraphFailure::Forbidden(e) => SourceError::Permission(permission_advice(stream, &e.code)),
+            GraphFailure::NotFound => SourceError::Protocol(format!("Microsoft Graph does not know the {stream} endpoint (404)")),
+            GraphFailure::Source(e) => e,
+        }
+    }
+
+    /// The tenant as Graph reports it: `GET /organization` → (id, name).
+    pub async fn organization(&self, stats: &mut RequestStats) -> Result<(Uuid, String), SourceError> {
+        let v = self
+            .client
+            .get(&format!("{}?$select=id,displayName", self.client.url("/organization")), stats)
+            .await
+            .map_err(|f| self.failure("organization", f))?;
+        let org = &v["value"][0];
+        let id = org["id"]
+            .as_str()
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .ok_or_else(|| SourceError::Protocol("GET /organization returned no tenant id".into()))?;
+        Ok((id, org["displayName"].as_str().unwrap_or_default().to_owned()))
+    }
+
+    /// Full objects for ids whose delta entry was partial, via `$batch`.
+    /// `None` for objects that no longer exist.
+    async fn refetch(
+        &self,
+        collection: &str,
+        select: &str,
+        ids: &[SourceId],
+        stats: &mut RequestStats,
+    ) -> Result<Vec<(SourceId, Option<Map<String, Value>>)>, SourceError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(BATCH) {
+            let mut pending: Vec<&SourceId> = chunk.iter().collect();
+            for attempt in 0..self.client_policy_attempts() {
+                if pending.is_empty() {
+                    break;
+                }
+                let requests: Vec<Value> = pending
+                    .iter()
+                    .enumerate()
+                    .map(|(i, id)| json!({"id": i.to_string(), "method": "GET", "url": format!("/{collection}/{id}?$select={select}")}))
+                    .collect();
+                let resp = self
+                    .client
+                    .post(&self.client.url("/$batch"), &json!({ "requests": requests }), stats)
+                    .await
+                    .map_err(|f| self.failure(collection, f))?;
+                let mut again = Vec::new();
+                for r in resp["responses"].as_array().into_iter().flatten() {
+                    let Some(id) = r["id"].as_str().and_then(|i| i.parse::<usize>().ok()).and_then(|i| pending.get(i)) else {
+                        continue;
+                    };
+                    match r["status"].as_u64() {
+                        Some(200) => out.push(((*id).clone(), r["body"].as_object().cloned())),
+                        Some(404) => out.push(((*id).clone(), None)),
+                        Some(429) | Some(500..=599) => again.push(*id),
+                        Some(403) => return Err(SourceError::Permission(permission_advice(collection, "Authorization_RequestDenied"))),
+                        other => {
+                            return Err(SourceError::Protocol(format!(
+                                "Graph $batch answered {other:?} for a {collection} read"
+                            )));
+                        }
+                    }
+                }
+                if !again.is_empty() {
+                    stats.throttled += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100 << attempt.min(6))).await;
+                }
+                pending = again;
+            }
+            if !pending.is_empty() {
+                return Err(SourceError::Unavailable(format!(
+                    "Microsoft Graph kept throttling reads of {} {collection}; the next sync continues from the last checkpoint",
+                    pending.len()
+                )));
+            }
+        }
+        Ok(out)
+    }
+
+    fn client_policy_attempts(&self) -> u32 {
+        self.client.policy().max_attempts
+    }
+
+    async fn users_page(&self, value: &[Value], stats: &mut RequestStats) -> Result<Vec<Change>, SourceError> {
+        let mut changes = Vec::with_capacity(value.len());
+        let mut partial = Vec::new();
+        for v in value {
+            let Some(o) = v.as_object() else { continue };
+            let Some(id) = mapping::id_of(o) else { continue };
+            if let Some(reason) = mapping::removal_of(o) {
+                changes.push(Change::RemoveUser { id, reason });
+            } else if mapping::has_all(o, &USER_REQUIRED) {
+                changes.push(mapping::user_change(id, o));
+            } else {
+                partial.push(id);
+            }
+        }
+        for (id, full) in self.refetch("users", USER_SELECT, &partial, stats).await? {
+            changes.push(match full {
+                Some(o) => mapping::user_change(id, &o),
+                None => Change::RemoveUser {
+                    id,
+                    reason: crate::source::Removal::Deleted,
+                },
+            });
+        }
+        Ok(changes)
+    }
+
+    async fn groups_page(&self, value: &[Value], stats: &mut RequestStats) -> Result<Vec<Change>, SourceError> {
+        let mut changes = Vec::with_capacity(value.len());
+        let mut partial = Vec::new();
+        for v in value {
+            let Some(o) = v.as_object() else { continue };
+            let Some(id) = mapping::id_of(o) else { continue };
+            if let Some(reason) = mapping::removal_of(o) {
+                changes.push(Change::RemoveGroup { id, reason });
+                continue;
+            }
+            // A membership-only change carries no group properties at all.
+            let props = GROUP_REQUIRED.iter().filter(|k| o.contains_key(**k)).count();
+            if props == GROUP_REQUIRED.len() {
+                changes.push(Change::Group(mapping::group_of(id.clone(), o)));
+            } else if props > 0 {
+                partial.push(id.clone());
+            }
+            if let Some(entries) = o.get("members@delta").and_then(Value::as_array) {
+                let (added, removed) = mapping::members_of(entries);
+                if !added.is_empty() {
+                    changes.push(Change::AddMembers { group: id.clone(), members: added });
+                }
+                if !removed.is_empty() {
+                    changes.push(Change::RemoveMembers { group: id, members: removed });
+                }
+            }
+        }
+        for (id, full) in self.refetch("groups", GROUP_PROPS, &partial, stats).await? {
+            changes.push(match full {
+                Some(o) => Change::Group(mapping::group_of(id, &o)),
+                None => Change::RemoveGroup {
+                    id,
+                    reason: crate::source::Removal::Deleted,
+                },
+            });
+        }
+        Ok(changes)
+    }
+}
+
+fn permission_advice(what: &str, code: &str) -> String {
+    let permission = match what {
+        "users" => "User.Read.All",
+        "groups" => "Group.Read.All",
+        _ => "Directory.Read.All",
+    };
+    format!(
+        "Microsoft Graph denied reading {what} ({code}): the app needs the application permission {permission} \
+         (or Directory.Read.All) with admin consent granted in the tenant"
+    )
+}
+
+#[async_trait]
+impl DirectorySource for GraphSource {
+    fn streams(&self) -> &'static [&'static str] {
+        &["users", "groups"]
+    }
+
+    async fn read(&self, stream: &str, from: &ReadFrom) -> Result<SourcePage, SourceError> {
+        let url = match from {
+            ReadFrom::Full => self.first_url(stream)?,
+            ReadFrom::Delta(link) | ReadFrom::Continue(link) => {
+                self.client.check_link(link)?;
+                link.clone()
+            }
+        };
+        let mut stats = RequestStats::default();
+        let page = self.client.get(&url, &mut stats).await.map_err(|f| self.failure(stream, f))?;
+        let value = page["value"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let changes = match stream {
+            "users" => self.users_page(value, &mut stats).await?,
+            "groups" => self.groups_page(value, &mut stats).await?,
+            other => return Err(SourceError::Config(format!("Graph has no stream {other:?}"))),
+        };
+        let next = if let Some(next) = page["@odata.nextLink"].as_str() {
+            Next::Page(next.to_owned())
+        } else if let Some(delta) = page["@odata.deltaLink"].as_str() {
+            Next::Done {
+                cursor: Some(delta.to_owned()),
+            }
+        } else {
+            return Err(SourceError::Protocol(
+                "a Graph delta page had neither @odata.nextLink nor @odata.deltaLink".into(),
+            ));
+        };
+        Ok(SourcePage { changes, next, stats })
+    }
+
+    async fn test_connection(&self) -> ConnectionReport {
+        let mut report = ConnectionReport::new();
+        let t = &self.client.target;
+        let mut stats = RequestStats::default();
+        match self.client.tokens().token(&t.authority_url, &t.tenant, &t.credential).await {
+            Ok(_) => report.passed("sign-in", format!("signed in to tenant {}", t.tenant)),
+            Err(e) => {
+                report.failed("sign-in", e.to_string());
+                return report;
+            }
+        }
+        match self.organization(&mut stats).await {
+            Ok((id, name)) => {
+                let expected = Uuid::parse_str(&t.tenant).ok();
+                if expected.is_some_and(|e| e != id) {
+                    report.failed(
+                        "organization",
+                        format!("the token is for tenant {id}, not {}; check the connector's tenant", t.tenant),
+                    );
+                    return report;
+                }
+                report.passed("organization", format!("tenant {name} ({id})"));
+            }
+            Err(e) => {
+                report.failed("organization", e.to_string());
+                return report;
+            }
+        }
+        for (stream, path) in [("users", "/users?$top=1&$select=id"), ("groups", "/groups?$top=1&$select=id")] {
+            match self.client.get(&self.client.url(path), &mut stats).await {
+                Ok(_) => report.passed(stream, format!("can read {stream}")),
+                Err(f) => {
+                    report.failed(stream, self.failure(stream, f).to_string());
+                    return report;
+                }
+            }
+        }
+        report
+    }
+}

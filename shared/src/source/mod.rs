@@ -1,0 +1,180 @@
+//! The `DirectorySource` port: what every directory adapter (Graph, LDAP,
+//! Google) gives the sync engine, page by page.
+//!
+//! A source has one or more *streams* (Graph: users, groups). Each stream is
+//! read from a [`ReadFrom`] position and answers one [`SourcePage`] at a
+//! time: the changes on that page, already mapped to the platform model, and
+//! where the next page starts. The engine applies a page, then checkpoints
+//! the position, so a run stopped anywhere resumes without redoing pages.
+
+pub mod graph;
+pub mod retry;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Group, MemberKind, SourceId, User, WarningKind};
+
+/// Where to read a stream from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "from", content = "position", rename_all = "snake_case")]
+pub enum ReadFrom {
+    /// Enumerate everything from the start. Ends with a cursor for later
+    /// delta reads where the source supports them.
+    Full,
+    /// Changes since a cursor returned at the end of an earlier read.
+    Delta(String),
+    /// The next page of a read in progress (a page position as returned).
+    Continue(String),
+}
+
+/// What the engine should do with one object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    User(User),
+    Group(Group),
+    /// The object is gone from the source, or is no longer one the platform
+    /// keeps (guest, no address…): remove the stored copy if there is one.
+    RemoveUser { id: SourceId, reason: Removal },
+    RemoveGroup { id: SourceId, reason: Removal },
+    AddMembers { group: SourceId, members: Vec<Member> },
+    RemoveMembers { group: SourceId, members: Vec<Member> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Member {
+    pub id: SourceId,
+    pub kind: MemberKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    /// Deleted at the source for good.
+    Deleted,
+    /// Deleted but restorable at the source (Entra's recycle bin).
+    SoftDeleted,
+    /// Present at the source but not kept here, and why.
+    Skipped { kind: WarningKind, detail: String },
+}
+
+/// Where a stream continues after a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// More pages: read `ReadFrom::Continue(position)`.
+    Page(String),
+    /// The stream is complete; store the cursor (if any) for the next delta.
+    Done { cursor: Option<String> },
+}
+
+/// Requests a page took, for the run record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestStats {
+    pub requests: u64,
+    pub throttled: u64,
+    pub retries: u64,
+}
+
+impl RequestStats {
+    pub fn add(&mut self, other: RequestStats) {
+        self.requests += other.requests;
+        self.throttled += other.throttled;
+        self.retries += other.retries;
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourcePage {
+    pub changes: Vec<Change>,
+    pub next: Next,
+    pub stats: RequestStats,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SourceError {
+    /// The stored cursor is no longer valid (expired delta token, changed
+    /// domain controller…): the engine starts a full read instead.
+    #[error("the source can no longer continue from the stored position ({0}); a full sync is needed")]
+    ResyncRequired(String),
+    /// Credentials or consent problems; the message says what to do.
+    #[error("{0}")]
+    Auth(String),
+    /// A permission is missing; the message names it.
+    #[error("{0}")]
+    Permission(String),
+    /// The source stayed unavailable or throttled through every retry.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The source answered something we cannot read.
+    #[error("{0}")]
+    Protocol(String),
+    /// The connector's settings are wrong for this source.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl SourceError {
+    /// Whether trying the same read later may succeed without anyone acting.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SourceError::Unavailable(_))
+    }
+}
+
+/// The outcome of "Test connection": each step, and for the first that
+/// failed, what to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionReport {
+    pub ok: bool,
+    pub steps: Vec<ConnectionStep>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionStep {
+    pub name: String,
+    pub ok: bool,
+    /// What was found, or what went wrong and what to do about it.
+    pub detail: String,
+}
+
+impl ConnectionReport {
+    pub fn new() -> Self {
+        Self {
+            ok: true,
+            steps: Vec::new(),
+        }
+    }
+
+    pub fn passed(&mut self, name: &str, detail: impl Into<String>) {
+        self.steps.push(ConnectionStep {
+            name: name.into(),
+            ok: true,
+            detail: detail.into(),
+        });
+    }
+
+    pub fn failed(&mut self, name: &str, detail: impl Into<String>) {
+        self.ok = false;
+        self.steps.push(ConnectionStep {
+            name: name.into(),
+            ok: false,
+            detail: detail.into(),
+        });
+    }
+}
+
+impl Default for ConnectionReport {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait]
+pub trait DirectorySource: Send + Sync {
+    /// The names of the streams, read concurrently by the engine.
+    fn streams(&self) -> &'static [&'static str];
+
+    /// Reads one page of a stream.
+    async fn read(&self, stream: &str, from: &ReadFrom) -> Result<SourcePage, SourceError>;
+
+    /// Checks credentials and reachability without syncing anything.
+    async fn test_connection(&self) -> ConnectionReport;
+}
