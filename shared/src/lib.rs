@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod clock;
 pub mod domain;
+pub mod engine;
 pub mod secrets;
 pub mod source;
 pub mod store;

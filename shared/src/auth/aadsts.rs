@@ -25,7 +25,11 @@ impl TokenErrorBody {
 
     /// The description's first line (Entra appends trace and correlation ids).
     pub fn summary(&self) -> &str {
-        self.error_description.lines().next().unwrap_or(&self.error).trim()
+        self.error_description
+            .lines()
+            .next()
+            .unwrap_or(&self.error)
+            .trim()
     }
 }
 
@@ -91,7 +95,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.code(), Some(7000215));
-        assert_eq!(a.summary(), "AADSTS7000215: Invalid client secret provided.");
+        assert_eq!(
+            a.summary(),
+            "AADSTS7000215: Invalid client secret provided."
+        );
         let b = TokenErrorBody {
             error_description: "AADSTS90002: Tenant 'x' not found.".into(),
             ..Default::default()

@@ -90,5 +90,9 @@ pub fn key_proof(
         nbf: now.timestamp(),
         exp: (now + LIFETIME).timestamp(),
     };
-    jsonwebtoken::encode(&header(cert, AssertionAlg::Rs256), &claims, cert.signing_key())
+    jsonwebtoken::encode(
+        &header(cert, AssertionAlg::Rs256),
+        &claims,
+        cert.signing_key(),
+    )
 }

@@ -12,7 +12,9 @@ use crate::secrets::SecretValue;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertificateError {
-    #[error("the certificate secret is not valid JSON of the expected shape ({0}); it must hold private_key_pem and certificate_pem")]
+    #[error(
+        "the certificate secret is not valid JSON of the expected shape ({0}); it must hold private_key_pem and certificate_pem"
+    )]
     Shape(String),
     #[error("the certificate secret holds no PEM certificate")]
     NoCertificate,
@@ -74,21 +76,25 @@ fn b64url(bytes: &[u8]) -> String {
 pub fn certificate_der(pem: &str) -> Option<Vec<u8>> {
     let start = pem.find("-----BEGIN CERTIFICATE-----")? + "-----BEGIN CERTIFICATE-----".len();
     let end = start + pem[start..].find("-----END CERTIFICATE-----")?;
-    let body: String = pem[start..end].chars().filter(|c| !c.is_whitespace()).collect();
+    let body: String = pem[start..end]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     base64::engine::general_purpose::STANDARD.decode(body).ok()
 }
 
 impl AppCertificate {
     pub fn from_stored(stored: StoredCertificate) -> Result<Self, CertificateError> {
-        let der = certificate_der(&stored.certificate_pem).ok_or(CertificateError::NoCertificate)?;
+        let der =
+            certificate_der(&stored.certificate_pem).ok_or(CertificateError::NoCertificate)?;
         let key = jsonwebtoken::EncodingKey::from_rsa_pem(stored.private_key_pem.as_bytes())
             .map_err(|e| CertificateError::Key(e.to_string()))?;
         Ok(Self { stored, der, key })
     }
 
     pub fn from_secret(secret: &SecretValue) -> Result<Self, CertificateError> {
-        let stored: StoredCertificate =
-            serde_json::from_str(secret.expose()).map_err(|e| CertificateError::Shape(e.to_string()))?;
+        let stored: StoredCertificate = serde_json::from_str(secret.expose())
+            .map_err(|e| CertificateError::Shape(e.to_string()))?;
         Self::from_stored(stored)
     }
 

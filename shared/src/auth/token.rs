@@ -40,7 +40,8 @@ pub enum Credential {
 impl Credential {
     pub fn client_id(&self) -> Uuid {
         match self {
-            Credential::Certificate { client_id, .. } | Credential::ClientSecret { client_id, .. } => *client_id,
+            Credential::Certificate { client_id, .. }
+            | Credential::ClientSecret { client_id, .. } => *client_id,
         }
     }
 
@@ -67,7 +68,9 @@ pub enum AuthError {
     Secret(#[from] SecretError),
     #[error("the app certificate cannot be used: {0}")]
     Certificate(String),
-    #[error("the sign-in service at {authority} could not be reached ({detail}); check the network and the authority URL")]
+    #[error(
+        "the sign-in service at {authority} could not be reached ({detail}); check the network and the authority URL"
+    )]
     Unreachable { authority: String, detail: String },
     #[error("the sign-in service answered something unexpected: {0}")]
     Protocol(String),
@@ -111,7 +114,11 @@ pub struct TokenProvider {
 }
 
 impl TokenProvider {
-    pub fn new(http: reqwest::Client, secrets: Arc<dyn SecretStore>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        secrets: Arc<dyn SecretStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             http,
             secrets,
@@ -121,12 +128,24 @@ impl TokenProvider {
     }
 
     pub fn token_endpoint(authority: &str, tenant: &str) -> String {
-        format!("{}/{tenant}/oauth2/v2.0/token", authority.trim_end_matches('/'))
+        format!(
+            "{}/{tenant}/oauth2/v2.0/token",
+            authority.trim_end_matches('/')
+        )
     }
 
     /// A valid token, from the cache or freshly obtained.
-    pub async fn token(&self, authority: &str, tenant: &str, credential: &Credential) -> Result<AccessToken, AuthError> {
-        let key = (authority.to_owned(), tenant.to_ascii_lowercase(), credential.clone());
+    pub async fn token(
+        &self,
+        authority: &str,
+        tenant: &str,
+        credential: &Credential,
+    ) -> Result<AccessToken, AuthError> {
+        let key = (
+            authority.to_owned(),
+            tenant.to_ascii_lowercase(),
+            credential.clone(),
+        );
         let mut cache = self.cache.lock().await;
         if let Some(t) = cache.get(&key)
             && self.clock.now() + REFRESH_MARGIN < t.expires_at
@@ -140,11 +159,20 @@ impl TokenProvider {
 
     /// Forgets a cached token (Graph said 401 with it).
     pub async fn invalidate(&self, authority: &str, tenant: &str, credential: &Credential) {
-        let key = (authority.to_owned(), tenant.to_ascii_lowercase(), credential.clone());
+        let key = (
+            authority.to_owned(),
+            tenant.to_ascii_lowercase(),
+            credential.clone(),
+        );
         self.cache.lock().await.remove(&key);
     }
 
-    async fn fetch(&self, authority: &str, tenant: &str, credential: &Credential) -> Result<AccessToken, AuthError> {
+    async fn fetch(
+        &self,
+        authority: &str,
+        tenant: &str,
+        credential: &Credential,
+    ) -> Result<AccessToken, AuthError> {
         let endpoint = Self::token_endpoint(authority, tenant);
         match credential {
             Credential::ClientSecret { client_id, secret } => {
@@ -155,18 +183,28 @@ impl TokenProvider {
                     ("scope", GRAPH_SCOPE.to_owned()),
                     ("grant_type", "client_credentials".to_owned()),
                 ];
-                self.post(authority, tenant, &endpoint, &form, credential.signer()).await
+                self.post(authority, tenant, &endpoint, &form, credential.signer())
+                    .await
             }
-            Credential::Certificate { client_id, secret, alg } => {
+            Credential::Certificate {
+                client_id,
+                secret,
+                alg,
+            } => {
                 // Read the certificate every time a token is needed, so a
                 // rotation is picked up without a restart.
                 let current = AppCertificate::from_secret(&self.secrets.current(secret).await?)?;
-                let first = self.with_certificate(authority, tenant, &endpoint, client_id, &current, *alg).await;
+                let first = self
+                    .with_certificate(authority, tenant, &endpoint, client_id, &current, *alg)
+                    .await;
                 match first {
-                    Err(AuthError::Refused { code: Some(code), .. }) if CERTIFICATE_REFUSED.contains(&code) => {
+                    Err(AuthError::Refused {
+                        code: Some(code), ..
+                    }) if CERTIFICATE_REFUSED.contains(&code) => {
                         // Mid-rotation the new certificate may be current here
                         // before Entra accepts it: the previous one still works.
-                        let Some(previous) = self.secrets.get(secret, Stage::Previous).await? else {
+                        let Some(previous) = self.secrets.get(secret, Stage::Previous).await?
+                        else {
                             return first;
                         };
                         let previous = AppCertificate::from_secret(&previous)?;
@@ -174,9 +212,11 @@ impl TokenProvider {
                             thumbprint = %current.stored.thumbprint_sha1,
                             "the current app certificate was refused; using the previous one"
                         );
-                        self.with_certificate(authority, tenant, &endpoint, client_id, &previous, *alg)
-                            .await
-                            .or(first)
+                        self.with_certificate(
+                            authority, tenant, &endpoint, client_id, &previous, *alg,
+                        )
+                        .await
+                        .or(first)
                     }
                     other => other,
                 }
@@ -197,12 +237,16 @@ impl TokenProvider {
             .map_err(|e| AuthError::Certificate(e.to_string()))?;
         let form = [
             ("client_id", client_id.to_string()),
-            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned()),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+            ),
             ("client_assertion", assertion),
             ("scope", GRAPH_SCOPE.to_owned()),
             ("grant_type", "client_credentials".to_owned()),
         ];
-        self.post(authority, tenant, endpoint, &form, Signer::ConsentApp).await
+        self.post(authority, tenant, endpoint, &form, Signer::ConsentApp)
+            .await
     }
 
     async fn post(
@@ -271,5 +315,9 @@ pub(crate) fn without_url(e: &reqwest::Error) -> String {
         detail = s.to_string();
         source = s.source();
     }
-    if detail.is_empty() { kind.to_owned() } else { format!("{kind}: {detail}") }
+    if detail.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {detail}")
+    }
 }

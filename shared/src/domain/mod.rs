@@ -21,5 +21,6 @@ pub use error::ValidationError;
 pub use ids::{AccountId, ConnectorId, RunId, SourceId};
 pub use region::Region;
 pub use run::{
-    ActionCounts, Cursor, Lease, ObjectWarning, RunStatus, SyncMode, SyncRun, Trigger, WarningKind,
+    ActionCounts, Cursor, Lease, ObjectWarning, Review, RunStatus, SyncMode, SyncRun, Trigger,
+    WarningKind,
 };

@@ -54,6 +54,8 @@ pub struct ActionCounts {
     pub removed: u64,
     pub unchanged: u64,
     pub skipped: u64,
+    pub members_added: u64,
+    pub members_removed: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -93,6 +95,18 @@ pub struct SyncRun {
     pub warnings_total: u64,
     /// What happened and, when something went wrong, what to do.
     pub message: Option<String>,
+    /// For a staged run: the administrator's decision, once made.
+    #[serde(default)]
+    pub review: Option<Review>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Review {
+    pub approved: bool,
+    pub by: Option<String>,
+    pub at: DateTime<Utc>,
+    /// How many staged actions were applied (0 when rejected).
+    pub applied: u64,
 }
 
 impl SyncRun {
@@ -122,6 +136,7 @@ impl SyncRun {
             warnings: Vec::new(),
             warnings_total: 0,
             message: None,
+            review: None,
         }
     }
 

@@ -72,7 +72,8 @@ pub enum SecretError {
 #[async_trait]
 pub trait SecretStore: Send + Sync {
     /// The value at a stage, `None` if the secret has no version there.
-    async fn get(&self, name: &SecretRef, stage: Stage) -> Result<Option<SecretValue>, SecretError>;
+    async fn get(&self, name: &SecretRef, stage: Stage)
+    -> Result<Option<SecretValue>, SecretError>;
 
     /// Stores a new current version (the old one becomes previous).
     async fn put(&self, name: &SecretRef, value: SecretValue) -> Result<(), SecretError>;
@@ -115,14 +116,23 @@ impl LocalSecretStore {
 
     /// Sets a version directly (tests, rotation steps).
     pub fn set(&self, name: &SecretRef, stage: Stage, value: SecretValue) {
-        self.lock().entry(name.as_str().to_owned()).or_default().insert(stage, value);
+        self.lock()
+            .entry(name.as_str().to_owned())
+            .or_default()
+            .insert(stage, value);
     }
 
     pub fn env_name(name: &SecretRef) -> String {
         let mapped: String = name
             .as_str()
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
             .collect();
         format!("DIRSYNC_SECRET_{mapped}")
     }
@@ -143,7 +153,11 @@ impl LocalSecretStore {
 
 #[async_trait]
 impl SecretStore for LocalSecretStore {
-    async fn get(&self, name: &SecretRef, stage: Stage) -> Result<Option<SecretValue>, SecretError> {
+    async fn get(
+        &self,
+        name: &SecretRef,
+        stage: Stage,
+    ) -> Result<Option<SecretValue>, SecretError> {
         if let Some(v) = self.lock().get(name.as_str()).and_then(|m| m.get(&stage)) {
             return Ok(Some(v.clone()));
         }
@@ -156,8 +170,9 @@ impl SecretStore for LocalSecretStore {
         if let Some(path) = self.file(name)
             && path.is_file()
         {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| SecretError::Backend(format!("cannot read {}: {e}", path.display())))?;
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                SecretError::Backend(format!("cannot read {}: {e}", path.display()))
+            })?;
             return Ok(Some(SecretValue::new(text.trim_end_matches(['\r', '\n']))));
         }
         Ok(None)
@@ -220,7 +235,10 @@ mod tests {
     fn values_never_print() {
         let v = SecretValue::new("hunter2");
         assert_eq!(format!("{v:?} {v}"), "<redacted> <redacted>");
-        let err = SecretError::NotFound { name: "x".into(), hint: "h".into() };
+        let err = SecretError::NotFound {
+            name: "x".into(),
+            hint: "h".into(),
+        };
         assert!(!err.to_string().contains("hunter2"));
     }
 
@@ -230,17 +248,31 @@ mod tests {
         let store = LocalSecretStore::with_dir(dir.path());
         let n = name("dirsync/acme/ad-password");
         assert!(store.get(&n, Stage::Current).await.unwrap().is_none());
-        assert!(matches!(store.current(&n).await, Err(SecretError::NotFound { .. })));
+        assert!(matches!(
+            store.current(&n).await,
+            Err(SecretError::NotFound { .. })
+        ));
         store.put(&n, SecretValue::new("one")).await.unwrap();
         store.put(&n, SecretValue::new("two")).await.unwrap();
         assert_eq!(store.current(&n).await.unwrap().expose(), "two");
-        assert_eq!(store.get(&n, Stage::Previous).await.unwrap().unwrap().expose(), "one");
+        assert_eq!(
+            store
+                .get(&n, Stage::Previous)
+                .await
+                .unwrap()
+                .unwrap()
+                .expose(),
+            "one"
+        );
         let path = dir.path().join("dirsync/acme/ad-password");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         // A fresh store reads it back from the folder.
         let again = LocalSecretStore::with_dir(dir.path());
@@ -251,6 +283,9 @@ mod tests {
 
     #[test]
     fn env_names_are_predictable() {
-        assert_eq!(LocalSecretStore::env_name(&name("dirsync/acme-1.pw")), "DIRSYNC_SECRET_DIRSYNC_ACME_1_PW");
+        assert_eq!(
+            LocalSecretStore::env_name(&name("dirsync/acme-1.pw")),
+            "DIRSYNC_SECRET_DIRSYNC_ACME_1_PW"
+        );
     }
 }

@@ -35,10 +35,22 @@ pub enum Change {
     Group(Group),
     /// The object is gone from the source, or is no longer one the platform
     /// keeps (guest, no address…): remove the stored copy if there is one.
-    RemoveUser { id: SourceId, reason: Removal },
-    RemoveGroup { id: SourceId, reason: Removal },
-    AddMembers { group: SourceId, members: Vec<Member> },
-    RemoveMembers { group: SourceId, members: Vec<Member> },
+    RemoveUser {
+        id: SourceId,
+        reason: Removal,
+    },
+    RemoveGroup {
+        id: SourceId,
+        reason: Removal,
+    },
+    AddMembers {
+        group: SourceId,
+        members: Vec<Member>,
+    },
+    RemoveMembers {
+        group: SourceId,
+        members: Vec<Member>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -93,7 +105,9 @@ pub struct SourcePage {
 pub enum SourceError {
     /// The stored cursor is no longer valid (expired delta token, changed
     /// domain controller…): the engine starts a full read instead.
-    #[error("the source can no longer continue from the stored position ({0}); a full sync is needed")]
+    #[error(
+        "the source can no longer continue from the stored position ({0}); a full sync is needed"
+    )]
     ResyncRequired(String),
     /// Credentials or consent problems; the message says what to do.
     #[error("{0}")]

@@ -110,7 +110,11 @@ impl TenantLimiter {
             tokio::time::sleep(wait).await;
         }
         // The semaphore is never closed.
-        let permit = self.permits.acquire().await.expect("limiter semaphore closed");
+        let permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("limiter semaphore closed");
         let wait = self.wait_needed();
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;

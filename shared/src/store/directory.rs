@@ -35,6 +35,23 @@ pub struct AddressOwner {
 
 const HASH: &str = "content_hash";
 
+/// Stored users with their content hashes, by id.
+#[derive(Debug, Default)]
+pub struct StoredUsers(pub HashMap<SourceId, (String, User)>);
+
+impl StoredUsers {
+    pub fn get(&self, id: &SourceId) -> Option<&User> {
+        self.0.get(id).map(|(_, u)| u)
+    }
+
+    /// Whether writing `user` would change anything.
+    pub fn is_unchanged(&self, user: &User) -> bool {
+        self.0
+            .get(&user.id)
+            .is_some_and(|(h, _)| h == user.content_hash().as_str())
+    }
+}
+
 /// Position in a listing of sharded users.
 #[derive(Serialize, Deserialize)]
 struct ShardPosition {
@@ -80,6 +97,23 @@ impl StateStore {
         Ok(owners)
     }
 
+    /// The stored version (and content hash) of each of these users that
+    /// exists, by id. What [`StateStore::apply_users`] compares against.
+    pub async fn stored_users(
+        &self,
+        scope: &Scope,
+        ids: &[&SourceId],
+    ) -> Result<StoredUsers, StoreError> {
+        let keys: Vec<Key> = ids.iter().map(|id| keys::user(scope, id)).collect();
+        let mut stored = HashMap::with_capacity(keys.len());
+        for item in self.table.get_many(&keys).await? {
+            let hash = item.str(HASH).unwrap_or_default().to_owned();
+            let user: User = from_item("user", item)?;
+            stored.insert(user.id.clone(), (hash, user));
+        }
+        Ok(StoredUsers(stored))
+    }
+
     /// Writes users that changed and claims their addresses; `users` must
     /// have distinct ids. Outcomes are in input order.
     pub async fn upsert_users(
@@ -87,20 +121,28 @@ impl StateStore {
         scope: &Scope,
         users: &[User],
     ) -> Result<Vec<Upserted>, StoreError> {
-        let keys: Vec<Key> = users.iter().map(|u| keys::user(scope, &u.id)).collect();
-        let mut stored: HashMap<String, (String, User)> = HashMap::new();
-        for item in self.table.get_many(&keys).await? {
-            let hash = item.str(HASH).unwrap_or_default().to_owned();
-            let user: User = from_item("user", item)?;
-            stored.insert(user.id.as_str().to_owned(), (hash, user));
-        }
+        let ids: Vec<&SourceId> = users.iter().map(|u| &u.id).collect();
+        let stored = self.stored_users(scope, &ids).await?;
+        self.apply_users(scope, users, &stored).await
+    }
 
+    /// [`StateStore::upsert_users`] against versions read beforehand with
+    /// [`StateStore::stored_users`] (by the caller, who may have decided
+    /// something in between).
+    pub async fn apply_users(
+        &self,
+        scope: &Scope,
+        users: &[User],
+        stored: &StoredUsers,
+    ) -> Result<Vec<Upserted>, StoreError> {
+        let keys: Vec<Key> = users.iter().map(|u| keys::user(scope, &u.id)).collect();
+        let stored = &stored.0;
         // Work out what each user needs.
         let mut outcomes: Vec<Option<Upserted>> = vec![None; users.len()];
         let mut fresh: Vec<(usize, Vec<&EmailAddress>)> = Vec::new();
         for (i, user) in users.iter().enumerate() {
             let hash = user.content_hash();
-            match stored.get(user.id.as_str()) {
+            match stored.get(&user.id) {
                 Some((h, _)) if h == hash.as_str() => outcomes[i] = Some(Upserted::Unchanged),
                 old => {
                     let old: HashSet<&EmailAddress> = old
@@ -184,7 +226,7 @@ impl StateStore {
             let mut attrs = to_attrs(user);
             attrs.insert(HASH.into(), json!(user.content_hash()));
             writes.push(WriteOp::put(Item::new(keys[*i].clone(), attrs)));
-            outcomes[*i] = Some(match stored.get(user.id.as_str()) {
+            outcomes[*i] = Some(match stored.get(&user.id) {
                 Some((_, old)) => {
                     let now: HashSet<&EmailAddress> = user.addresses().collect();
                     releases.extend(

@@ -143,3 +143,22 @@ pub fn run(scope: &Scope, run: &crate::domain::RunId) -> Key {
 pub fn ephemeral(kind: &str, key: &str) -> Key {
     Key::new(format!("X#{kind}#{key}"), "X")
 }
+
+/// The engine's checkpoint of a run in progress (one item per stream).
+pub const PROGRESS_PREFIX: &str = "PROGRESS#";
+
+pub fn progress(scope: &Scope, name: &str) -> Key {
+    Key::new(control_partition(scope), format!("{PROGRESS_PREFIX}{name}"))
+}
+
+/// Bulky per-run data (objects seen by a full read, the staged plan), in
+/// numbered chunks under the run.
+pub fn run_data_partition(scope: &Scope, run: &crate::domain::RunId) -> String {
+    format!("{}#RUN#{run}", scope.base())
+}
+
+/// `part` names where the chunk came from (a stream's page), so writing the
+/// same page again replaces its chunk instead of adding one.
+pub fn run_chunk(scope: &Scope, run: &crate::domain::RunId, kind: &str, part: &str) -> Key {
+    Key::new(run_data_partition(scope, run), format!("{kind}#{part}"))
+}

@@ -8,7 +8,7 @@ pub mod keys;
 mod state;
 pub mod table;
 
-pub use directory::{AddressOwner, Upserted};
+pub use directory::{AddressOwner, StoredUsers, Upserted};
 pub use dynamo::DynamoTable;
 pub use embedded::EmbeddedTable;
 pub use keys::Scope;

@@ -521,6 +521,121 @@ impl StateStore {
         self.query_page("run", query).await
     }
 
+    /// Deletes all but the newest `keep` runs of a connector (with any data
+    /// they left); returns how many were deleted.
+    pub async fn prune_runs(&self, scope: &Scope, keep: usize) -> Result<u64, StoreError> {
+        let all = self
+            .query_all(
+                Query::partition(Index::Primary, keys::runs_partition(scope))
+                    .descending()
+                    .limit(1000),
+            )
+            .await?;
+        let mut deleted = 0;
+        for item in all.into_iter().skip(keep) {
+            if let Ok(id) = item.key.sk.parse::<RunId>() {
+                self.delete_run_chunks(scope, &id).await?;
+            }
+            self.table.write(WriteOp::delete(item.key)).await?.ok();
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
+    // ---- run progress ---------------------------------------------------
+
+    /// The engine's checkpoint `name` of the connector's run in progress.
+    pub async fn get_progress(
+        &self,
+        scope: &Scope,
+        name: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        Ok(self
+            .table
+            .get(&keys::progress(scope, name))
+            .await?
+            .and_then(|mut i| i.attrs.remove("value")))
+    }
+
+    pub async fn put_progress(
+        &self,
+        scope: &Scope,
+        name: &str,
+        value: &Value,
+    ) -> Result<(), StoreError> {
+        let item = Item::new(
+            keys::progress(scope, name),
+            Attrs::from_iter([("value".to_owned(), value.clone())]),
+        );
+        self.table.write(WriteOp::put(item)).await?.ok();
+        Ok(())
+    }
+
+    /// Forgets every checkpoint of the connector (the run finished).
+    pub async fn clear_progress(&self, scope: &Scope) -> Result<(), StoreError> {
+        let items = self
+            .query_all(
+                Query::partition(Index::Primary, keys::control_partition(scope))
+                    .prefix(keys::PROGRESS_PREFIX),
+            )
+            .await?;
+        self.table
+            .write_many(items.into_iter().map(|i| WriteOp::delete(i.key)).collect())
+            .await?;
+        Ok(())
+    }
+
+    /// Stores one chunk of a run's data of some kind, under `part` (a
+    /// later write of the same part replaces it). Chunks expire with the run
+    /// record.
+    pub async fn put_run_chunk(
+        &self,
+        scope: &Scope,
+        run: &RunId,
+        kind: &str,
+        part: &str,
+        value: &Value,
+    ) -> Result<(), StoreError> {
+        let ttl = (self.now() + Duration::days(RUN_RETENTION_DAYS)).timestamp();
+        let item = Item::new(
+            keys::run_chunk(scope, run, kind, part),
+            Attrs::from_iter([("value".to_owned(), value.clone())]),
+        )
+        .with_ttl(ttl);
+        self.table.write(WriteOp::put(item)).await?.ok();
+        Ok(())
+    }
+
+    /// Every chunk of one kind of a run's data, in order.
+    pub async fn run_chunks(
+        &self,
+        scope: &Scope,
+        run: &RunId,
+        kind: &str,
+    ) -> Result<Vec<Value>, StoreError> {
+        let query = Query::partition(Index::Primary, keys::run_data_partition(scope, run))
+            .prefix(format!("{kind}#"))
+            .limit(100);
+        Ok(self
+            .query_all(query)
+            .await?
+            .into_iter()
+            .filter_map(|mut i| i.attrs.remove("value"))
+            .collect())
+    }
+
+    pub async fn delete_run_chunks(&self, scope: &Scope, run: &RunId) -> Result<(), StoreError> {
+        let items = self
+            .query_all(
+                Query::partition(Index::Primary, keys::run_data_partition(scope, run)).limit(100),
+            )
+            .await?;
+        self.table
+            .write_many(items.into_iter().map(|i| WriteOp::delete(i.key)).collect())
+            .await?;
+        Ok(())
+    }
+
     // ---- short-lived items ----------------------------------------------
 
     /// Stores a value until `expires_at`. With `only_if_absent`, an existing

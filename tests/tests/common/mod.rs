@@ -2,12 +2,15 @@
 
 #![allow(dead_code)]
 
+pub mod memory;
+
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use chrono::{DateTime, Utc};
 use dirsync_shared::clock::ManualClock;
-use dirsync_shared::store::{DynamoTable, EmbeddedTable, StateStore, Table};
+use dirsync_shared::store::table::{Item, ItemPage, Key, Query, WriteOp, WriteResult};
+use dirsync_shared::store::{DynamoTable, EmbeddedTable, StateStore, Table, TableError};
 
 /// Where the test command started DynamoDB Local.
 pub const DYNAMODB_ENV: &str = "DIRSYNC_TEST_DYNAMODB_ENDPOINT";
@@ -21,6 +24,9 @@ pub enum Backend {
 pub struct Fixture {
     pub store: StateStore,
     pub clock: Arc<ManualClock>,
+    /// Counts the directory items (users, groups, memberships, addresses)
+    /// written through the store.
+    pub writes: Arc<CountingTable>,
     /// Keeps the embedded store's folder alive for the test.
     _dir: Option<tempfile::TempDir>,
 }
@@ -76,9 +82,56 @@ pub async fn fixture(backend: Backend) -> Fixture {
         }
         Backend::Dynamo => (Arc::new(dynamo_table().await), None),
     };
+    let writes = Arc::new(CountingTable::new(table));
     Fixture {
-        store: StateStore::new(table, clock.clone()),
+        store: StateStore::new(writes.clone(), clock.clone()),
         clock,
+        writes,
         _dir: dir,
+    }
+}
+
+/// A table that counts the directory items written through it.
+pub struct CountingTable {
+    inner: Arc<dyn Table>,
+    directory_writes: std::sync::atomic::AtomicU64,
+}
+
+impl CountingTable {
+    pub fn new(inner: Arc<dyn Table>) -> Self {
+        Self {
+            inner,
+            directory_writes: Default::default(),
+        }
+    }
+
+    pub fn directory_writes(&self) -> u64 {
+        self.directory_writes
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn is_directory(key: &Key) -> bool {
+        ["#U#", "#G", "#M#", "#@#"]
+            .iter()
+            .any(|m| key.pk.contains(m))
+    }
+}
+
+#[async_trait::async_trait]
+impl Table for CountingTable {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, TableError> {
+        self.inner.get(key).await
+    }
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Item>, TableError> {
+        self.inner.get_many(keys).await
+    }
+    async fn write_many(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>, TableError> {
+        let n = ops.iter().filter(|op| Self::is_directory(op.key())).count() as u64;
+        self.directory_writes
+            .fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+        self.inner.write_many(ops).await
+    }
+    async fn query(&self, query: &Query) -> Result<ItemPage, TableError> {
+        self.inner.query(query).await
     }
 }

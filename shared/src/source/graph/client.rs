@@ -130,8 +130,14 @@ impl GraphClient {
         self.send(reqwest::Method::GET, url, None, stats).await
     }
 
-    pub async fn post(&self, url: &str, body: &Value, stats: &mut RequestStats) -> Result<Value, GraphFailure> {
-        self.send(reqwest::Method::POST, url, Some(body), stats).await
+    pub async fn post(
+        &self,
+        url: &str,
+        body: &Value,
+        stats: &mut RequestStats,
+    ) -> Result<Value, GraphFailure> {
+        self.send(reqwest::Method::POST, url, Some(body), stats)
+            .await
     }
 
     async fn send(
@@ -148,7 +154,10 @@ impl GraphClient {
             if attempt > 0 {
                 stats.retries += 1;
             }
-            let token = self.tokens.token(&t.authority_url, &t.tenant, &t.credential).await?;
+            let token = self
+                .tokens
+                .token(&t.authority_url, &t.tenant, &t.credential)
+                .await?;
             let permit = self.limiter.acquire().await;
             stats.requests += 1;
             let mut request = self
@@ -199,14 +208,18 @@ impl GraphClient {
                         return Ok(Value::Null);
                     }
                     return serde_json::from_str(&text).map_err(|e| {
-                        GraphFailure::Source(SourceError::Protocol(format!("Graph answered invalid JSON: {e}")))
+                        GraphFailure::Source(SourceError::Protocol(format!(
+                            "Graph answered invalid JSON: {e}"
+                        )))
                     });
                 }
                 StatusCode::UNAUTHORIZED if !refreshed => {
                     // The token may have been revoked or expired early: one
                     // fresh token, one more try.
                     refreshed = true;
-                    self.tokens.invalidate(&t.authority_url, &t.tenant, &t.credential).await;
+                    self.tokens
+                        .invalidate(&t.authority_url, &t.tenant, &t.credential)
+                        .await;
                     continue;
                 }
                 StatusCode::UNAUTHORIZED => {
@@ -242,7 +255,9 @@ impl GraphClient {
                     return Err(GraphFailure::ResyncRequired(format!("HTTP 410 {}", e.code)));
                 }
                 StatusCode::NOT_FOUND => return Err(GraphFailure::NotFound),
-                StatusCode::FORBIDDEN => return Err(GraphFailure::Forbidden(GraphErrorBody::parse(&text))),
+                StatusCode::FORBIDDEN => {
+                    return Err(GraphFailure::Forbidden(GraphErrorBody::parse(&text)));
+                }
                 s => {
                     let e = GraphErrorBody::parse(&text);
                     if RESYNC_CODES.contains(&e.code.as_str()) {

@@ -20,7 +20,13 @@ accountEnabled,userType,department,jobTitle,onPremisesSyncEnabled";
 pub const USER_REQUIRED: [&str; 4] = ["mail", "proxyAddresses", "accountEnabled", "userType"];
 
 pub const GROUP_PROPS: &str = "id,displayName,mail,mailEnabled,securityEnabled,groupTypes";
-pub const GROUP_REQUIRED: [&str; 5] = ["displayName", "mail", "mailEnabled", "securityEnabled", "groupTypes"];
+pub const GROUP_REQUIRED: [&str; 5] = [
+    "displayName",
+    "mail",
+    "mailEnabled",
+    "securityEnabled",
+    "groupTypes",
+];
 
 /// Attributes kept besides the core fields, by Graph property name.
 const ATTRIBUTES: [&str; 3] = ["department", "jobTitle", "onPremisesSyncEnabled"];
@@ -81,7 +87,10 @@ pub fn user_change(id: SourceId, o: &Map<String, Value>) -> Change {
     user.display_name = str_of(o, "displayName").map(str::to_owned);
     user.given_name = str_of(o, "givenName").map(str::to_owned);
     user.surname = str_of(o, "surname").map(str::to_owned);
-    user.enabled = o.get("accountEnabled").and_then(Value::as_bool).unwrap_or(true);
+    user.enabled = o
+        .get("accountEnabled")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
     user.attributes = ATTRIBUTES
         .iter()
         .filter_map(|k| {
@@ -156,34 +165,80 @@ mod tests {
 
     #[test]
     fn primary_from_mail_else_smtp_and_aliases_from_smtp() {
-        let o = obj(json!({"mail": null, "proxyAddresses": ["SMTP:Ann@Contoso.com", "smtp:a@contoso.com", "SIP:ann@contoso.com", "X500:/o=x"],
-            "accountEnabled": false, "userType": "Member", "department": "Sales", "onPremisesSyncEnabled": true}));
-        let Change::User(u) = user_change(id(), &o) else { panic!() };
+        let o = obj(
+            json!({"mail": null, "proxyAddresses": ["SMTP:Ann@Contoso.com", "smtp:a@contoso.com", "SIP:ann@contoso.com", "X500:/o=x"],
+            "accountEnabled": false, "userType": "Member", "department": "Sales", "onPremisesSyncEnabled": true}),
+        );
+        let Change::User(u) = user_change(id(), &o) else {
+            panic!()
+        };
         assert_eq!(u.primary_email.as_str(), "ann@contoso.com");
-        assert_eq!(u.aliases.iter().map(|a| a.as_str()).collect::<Vec<_>>(), ["a@contoso.com"]);
+        assert_eq!(
+            u.aliases.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+            ["a@contoso.com"]
+        );
         assert!(!u.enabled);
         assert_eq!(u.attributes["department"], "Sales");
         assert_eq!(u.attributes["onPremisesSyncEnabled"], "true");
 
-        let o = obj(json!({"mail": "ann.smith@contoso.com", "proxyAddresses": ["SMTP:ann@contoso.com"], "accountEnabled": true, "userType": "Member"}));
-        let Change::User(u) = user_change(id(), &o) else { panic!() };
+        let o = obj(
+            json!({"mail": "ann.smith@contoso.com", "proxyAddresses": ["SMTP:ann@contoso.com"], "accountEnabled": true, "userType": "Member"}),
+        );
+        let Change::User(u) = user_change(id(), &o) else {
+            panic!()
+        };
         assert_eq!(u.primary_email.as_str(), "ann.smith@contoso.com");
-        assert!(u.aliases.contains(&"ann@contoso.com".parse().unwrap()), "the SMTP: address stays reachable");
+        assert!(
+            u.aliases.contains(&"ann@contoso.com".parse().unwrap()),
+            "the SMTP: address stays reachable"
+        );
     }
 
     #[test]
     fn guests_and_addressless_users_are_skipped_with_a_reason() {
-        let guest = obj(json!({"mail": "g@other.com", "proxyAddresses": [], "accountEnabled": true, "userType": "Guest"}));
-        assert!(matches!(user_change(id(), &guest), Change::RemoveUser { reason: Removal::Skipped { kind: WarningKind::Guest, .. }, .. }));
-        let none = obj(json!({"mail": null, "proxyAddresses": [], "accountEnabled": true, "userType": "Member"}));
-        assert!(matches!(user_change(id(), &none), Change::RemoveUser { reason: Removal::Skipped { kind: WarningKind::NoAddress, .. }, .. }));
+        let guest = obj(
+            json!({"mail": "g@other.com", "proxyAddresses": [], "accountEnabled": true, "userType": "Guest"}),
+        );
+        assert!(matches!(
+            user_change(id(), &guest),
+            Change::RemoveUser {
+                reason: Removal::Skipped {
+                    kind: WarningKind::Guest,
+                    ..
+                },
+                ..
+            }
+        ));
+        let none = obj(
+            json!({"mail": null, "proxyAddresses": [], "accountEnabled": true, "userType": "Member"}),
+        );
+        assert!(matches!(
+            user_change(id(), &none),
+            Change::RemoveUser {
+                reason: Removal::Skipped {
+                    kind: WarningKind::NoAddress,
+                    ..
+                },
+                ..
+            }
+        ));
     }
 
     #[test]
     fn group_kinds_and_member_types() {
-        let g = group_of(id(), &obj(json!({"displayName": "All", "groupTypes": ["Unified"], "mailEnabled": true, "securityEnabled": false, "mail": "all@contoso.com"})));
+        let g = group_of(
+            id(),
+            &obj(
+                json!({"displayName": "All", "groupTypes": ["Unified"], "mailEnabled": true, "securityEnabled": false, "mail": "all@contoso.com"}),
+            ),
+        );
         assert_eq!(g.kind, GroupKind::Microsoft365);
-        let g = group_of(id(), &obj(json!({"displayName": "DL", "groupTypes": [], "mailEnabled": true, "securityEnabled": false})));
+        let g = group_of(
+            id(),
+            &obj(
+                json!({"displayName": "DL", "groupTypes": [], "mailEnabled": true, "securityEnabled": false}),
+            ),
+        );
         assert_eq!(g.kind, GroupKind::Distribution);
         let (added, removed) = members_of(&[
             json!({"@odata.type": "#microsoft.graph.user", "id": "u1"}),
@@ -192,7 +247,10 @@ mod tests {
             json!({"@odata.type": "#microsoft.graph.device", "id": "d1"}),
             json!({"@odata.type": "#microsoft.graph.user", "id": "u9", "@removed": {"reason": "deleted"}}),
         ]);
-        assert_eq!(added.iter().map(|m| m.kind).collect::<Vec<_>>(), [MemberKind::User, MemberKind::Group, MemberKind::Contact]);
+        assert_eq!(
+            added.iter().map(|m| m.kind).collect::<Vec<_>>(),
+            [MemberKind::User, MemberKind::Group, MemberKind::Contact]
+        );
         assert_eq!(removed.len(), 1);
     }
 }

@@ -23,7 +23,10 @@ use uuid::Uuid;
 use crate::auth::{AssertionAlg, Credential, TokenProvider};
 use crate::domain::{Connector, Consent, SecretRef, SourceConfig, SourceId};
 use crate::source::retry::{Limiters, RetryPolicy};
-use crate::source::{Change, ConnectionReport, DirectorySource, Next, ReadFrom, RequestStats, SourceError, SourcePage};
+use crate::source::{
+    Change, ConnectionReport, DirectorySource, Next, ReadFrom, RequestStats, SourceError,
+    SourcePage,
+};
 
 pub use client::{GraphClient, GraphFailure, GraphTarget, MAX_PAGE};
 use mapping::{GROUP_PROPS, GROUP_REQUIRED, USER_REQUIRED, USER_SELECT};
@@ -106,7 +109,12 @@ impl GraphSource {
             credential,
         };
         let limiter = deps.limiters.for_tenant(&tenant);
-        Ok(Self::new(GraphClient::new(target, deps.tokens.clone(), limiter, deps.policy)))
+        Ok(Self::new(GraphClient::new(
+            target,
+            deps.tokens.clone(),
+            limiter,
+            deps.policy,
+        )))
     }
 
     pub fn client(&self) -> &GraphClient {
@@ -115,9 +123,17 @@ impl GraphSource {
 
     fn first_url(&self, stream: &str) -> Result<String, SourceError> {
         match stream {
-            "users" => Ok(format!("{}?$select={USER_SELECT}", self.client.url("/users/delta"))),
-            "groups" => Ok(format!("{}?$select={GROUP_PROPS},members", self.client.url("/groups/delta"))),
-            other => Err(SourceError::Config(format!("Graph has no stream {other:?}"))),
+            "users" => Ok(format!(
+                "{}?$select={USER_SELECT}",
+                self.client.url("/users/delta")
+            )),
+            "groups" => Ok(format!(
+                "{}?$select={GROUP_PROPS},members",
+                self.client.url("/groups/delta")
+            )),
+            other => Err(SourceError::Config(format!(
+                "Graph has no stream {other:?}"
+            ))),
         }
     }
 
@@ -125,25 +141,43 @@ impl GraphSource {
     fn failure(&self, stream: &str, f: GraphFailure) -> SourceError {
         match f {
             GraphFailure::ResyncRequired(why) => SourceError::ResyncRequired(why),
-            GraphFailure::Forbidden(e) => SourceError::Permission(permission_advice(stream, &e.code)),
-            GraphFailure::NotFound => SourceError::Protocol(format!("Microsoft Graph does not know the {stream} endpoint (404)")),
+            GraphFailure::Forbidden(e) => {
+                SourceError::Permission(permission_advice(stream, &e.code))
+            }
+            GraphFailure::NotFound => SourceError::Protocol(format!(
+                "Microsoft Graph does not know the {stream} endpoint (404)"
+            )),
             GraphFailure::Source(e) => e,
         }
     }
 
     /// The tenant as Graph reports it: `GET /organization` → (id, name).
-    pub async fn organization(&self, stats: &mut RequestStats) -> Result<(Uuid, String), SourceError> {
+    pub async fn organization(
+        &self,
+        stats: &mut RequestStats,
+    ) -> Result<(Uuid, String), SourceError> {
         let v = self
             .client
-            .get(&format!("{}?$select=id,displayName", self.client.url("/organization")), stats)
+            .get(
+                &format!(
+                    "{}?$select=id,displayName",
+                    self.client.url("/organization")
+                ),
+                stats,
+            )
             .await
             .map_err(|f| self.failure("organization", f))?;
         let org = &v["value"][0];
         let id = org["id"]
             .as_str()
             .and_then(|s| Uuid::parse_str(s).ok())
-            .ok_or_else(|| SourceError::Protocol("GET /organization returned no tenant id".into()))?;
-        Ok((id, org["displayName"].as_str().unwrap_or_default().to_owned()))
+            .ok_or_else(|| {
+                SourceError::Protocol("GET /organization returned no tenant id".into())
+            })?;
+        Ok((
+            id,
+            org["displayName"].as_str().unwrap_or_default().to_owned(),
+        ))
     }
 
     /// Full objects for ids whose delta entry was partial, via `$batch`.
@@ -169,19 +203,32 @@ impl GraphSource {
                     .collect();
                 let resp = self
                     .client
-                    .post(&self.client.url("/$batch"), &json!({ "requests": requests }), stats)
+                    .post(
+                        &self.client.url("/$batch"),
+                        &json!({ "requests": requests }),
+                        stats,
+                    )
                     .await
                     .map_err(|f| self.failure(collection, f))?;
                 let mut again = Vec::new();
                 for r in resp["responses"].as_array().into_iter().flatten() {
-                    let Some(id) = r["id"].as_str().and_then(|i| i.parse::<usize>().ok()).and_then(|i| pending.get(i)) else {
+                    let Some(id) = r["id"]
+                        .as_str()
+                        .and_then(|i| i.parse::<usize>().ok())
+                        .and_then(|i| pending.get(i))
+                    else {
                         continue;
                     };
                     match r["status"].as_u64() {
                         Some(200) => out.push(((*id).clone(), r["body"].as_object().cloned())),
                         Some(404) => out.push(((*id).clone(), None)),
                         Some(429) | Some(500..=599) => again.push(*id),
-                        Some(403) => return Err(SourceError::Permission(permission_advice(collection, "Authorization_RequestDenied"))),
+                        Some(403) => {
+                            return Err(SourceError::Permission(permission_advice(
+                                collection,
+                                "Authorization_RequestDenied",
+                            )));
+                        }
                         other => {
                             return Err(SourceError::Protocol(format!(
                                 "Graph $batch answered {other:?} for a {collection} read"
@@ -191,7 +238,8 @@ impl GraphSource {
                 }
                 if !again.is_empty() {
                     stats.throttled += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(100 << attempt.min(6))).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(100 << attempt.min(6)))
+                        .await;
                 }
                 pending = again;
             }
@@ -209,12 +257,18 @@ impl GraphSource {
         self.client.policy().max_attempts
     }
 
-    async fn users_page(&self, value: &[Value], stats: &mut RequestStats) -> Result<Vec<Change>, SourceError> {
+    async fn users_page(
+        &self,
+        value: &[Value],
+        stats: &mut RequestStats,
+    ) -> Result<Vec<Change>, SourceError> {
         let mut changes = Vec::with_capacity(value.len());
         let mut partial = Vec::new();
         for v in value {
             let Some(o) = v.as_object() else { continue };
-            let Some(id) = mapping::id_of(o) else { continue };
+            let Some(id) = mapping::id_of(o) else {
+                continue;
+            };
             if let Some(reason) = mapping::removal_of(o) {
                 changes.push(Change::RemoveUser { id, reason });
             } else if mapping::has_all(o, &USER_REQUIRED) {
@@ -235,18 +289,27 @@ impl GraphSource {
         Ok(changes)
     }
 
-    async fn groups_page(&self, value: &[Value], stats: &mut RequestStats) -> Result<Vec<Change>, SourceError> {
+    async fn groups_page(
+        &self,
+        value: &[Value],
+        stats: &mut RequestStats,
+    ) -> Result<Vec<Change>, SourceError> {
         let mut changes = Vec::with_capacity(value.len());
         let mut partial = Vec::new();
         for v in value {
             let Some(o) = v.as_object() else { continue };
-            let Some(id) = mapping::id_of(o) else { continue };
+            let Some(id) = mapping::id_of(o) else {
+                continue;
+            };
             if let Some(reason) = mapping::removal_of(o) {
                 changes.push(Change::RemoveGroup { id, reason });
                 continue;
             }
             // A membership-only change carries no group properties at all.
-            let props = GROUP_REQUIRED.iter().filter(|k| o.contains_key(**k)).count();
+            let props = GROUP_REQUIRED
+                .iter()
+                .filter(|k| o.contains_key(**k))
+                .count();
             if props == GROUP_REQUIRED.len() {
                 changes.push(Change::Group(mapping::group_of(id.clone(), o)));
             } else if props > 0 {
@@ -255,10 +318,16 @@ impl GraphSource {
             if let Some(entries) = o.get("members@delta").and_then(Value::as_array) {
                 let (added, removed) = mapping::members_of(entries);
                 if !added.is_empty() {
-                    changes.push(Change::AddMembers { group: id.clone(), members: added });
+                    changes.push(Change::AddMembers {
+                        group: id.clone(),
+                        members: added,
+                    });
                 }
                 if !removed.is_empty() {
-                    changes.push(Change::RemoveMembers { group: id, members: removed });
+                    changes.push(Change::RemoveMembers {
+                        group: id,
+                        members: removed,
+                    });
                 }
             }
         }
@@ -302,12 +371,23 @@ impl DirectorySource for GraphSource {
             }
         };
         let mut stats = RequestStats::default();
-        let page = self.client.get(&url, &mut stats).await.map_err(|f| self.failure(stream, f))?;
-        let value = page["value"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let page = self
+            .client
+            .get(&url, &mut stats)
+            .await
+            .map_err(|f| self.failure(stream, f))?;
+        let value = page["value"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let changes = match stream {
             "users" => self.users_page(value, &mut stats).await?,
             "groups" => self.groups_page(value, &mut stats).await?,
-            other => return Err(SourceError::Config(format!("Graph has no stream {other:?}"))),
+            other => {
+                return Err(SourceError::Config(format!(
+                    "Graph has no stream {other:?}"
+                )));
+            }
         };
         let next = if let Some(next) = page["@odata.nextLink"].as_str() {
             Next::Page(next.to_owned())
@@ -320,14 +400,23 @@ impl DirectorySource for GraphSource {
                 "a Graph delta page had neither @odata.nextLink nor @odata.deltaLink".into(),
             ));
         };
-        Ok(SourcePage { changes, next, stats })
+        Ok(SourcePage {
+            changes,
+            next,
+            stats,
+        })
     }
 
     async fn test_connection(&self) -> ConnectionReport {
         let mut report = ConnectionReport::new();
         let t = &self.client.target;
         let mut stats = RequestStats::default();
-        match self.client.tokens().token(&t.authority_url, &t.tenant, &t.credential).await {
+        match self
+            .client
+            .tokens()
+            .token(&t.authority_url, &t.tenant, &t.credential)
+            .await
+        {
             Ok(_) => report.passed("sign-in", format!("signed in to tenant {}", t.tenant)),
             Err(e) => {
                 report.failed("sign-in", e.to_string());
@@ -340,7 +429,10 @@ impl DirectorySource for GraphSource {
                 if expected.is_some_and(|e| e != id) {
                     report.failed(
                         "organization",
-                        format!("the token is for tenant {id}, not {}; check the connector's tenant", t.tenant),
+                        format!(
+                            "the token is for tenant {id}, not {}; check the connector's tenant",
+                            t.tenant
+                        ),
                     );
                     return report;
                 }
@@ -351,7 +443,10 @@ impl DirectorySource for GraphSource {
                 return report;
             }
         }
-        for (stream, path) in [("users", "/users?$top=1&$select=id"), ("groups", "/groups?$top=1&$select=id")] {
+        for (stream, path) in [
+            ("users", "/users?$top=1&$select=id"),
+            ("groups", "/groups?$top=1&$select=id"),
+        ] {
             match self.client.get(&self.client.url(path), &mut stats).await {
                 Ok(_) => report.passed(stream, format!("can read {stream}")),
                 Err(f) => {

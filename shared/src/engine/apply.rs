@@ -1,0 +1,304 @@
+//! Applying one source page to the store: writes what changed, holds back
+//! removals and disables, and notes what a full read has seen.
+
+use std::collections::HashMap;
+
+use crate::domain::{
+    ActionCounts, Connector, Membership, ObjectWarning, SourceId, SyncMode, User, WarningKind,
+};
+use crate::source::{Change, Member, Removal};
+use crate::store::{Scope, StateStore, StoreError, Upserted};
+
+use super::plan::{Action, HeldAction, PlanEntry};
+use super::policy;
+use super::progress::{membership_fp, user_fp};
+
+/// What one page did, merged into the run by the caller.
+#[derive(Debug, Default)]
+pub struct PageOutcome {
+    pub counts: ActionCounts,
+    pub warnings: Vec<ObjectWarning>,
+    pub held: Vec<HeldAction>,
+    pub seen_users: Vec<u64>,
+    pub seen_groups: Vec<u64>,
+    pub seen_members: Vec<u64>,
+    pub skipped_users: Vec<SourceId>,
+    pub added_user_members: Vec<(SourceId, SourceId)>,
+    /// Dry runs only: every object's action and reason.
+    pub plan: Vec<PlanEntry>,
+}
+
+pub struct PageContext<'a> {
+    pub store: &'a StateStore,
+    pub scope: &'a Scope,
+    pub connector: &'a Connector,
+    pub mode: SyncMode,
+    pub dry_run: bool,
+}
+
+fn removal_reason(reason: &Removal) -> String {
+    match reason {
+        Removal::Deleted => "deleted at the source".into(),
+        Removal::SoftDeleted => "deleted at the source (still restorable there)".into(),
+        Removal::Skipped { detail, .. } => detail.clone(),
+    }
+}
+
+fn memberships(group: &SourceId, members: &[Member]) -> Vec<Membership> {
+    members
+        .iter()
+        .map(|m| Membership {
+            group: group.clone(),
+            member: m.id.clone(),
+            member_kind: m.kind,
+        })
+        .collect()
+}
+
+impl PageContext<'_> {
+    pub async fn apply(&self, changes: Vec<Change>) -> Result<PageOutcome, StoreError> {
+        let mut out = PageOutcome::default();
+        let full = self.mode == SyncMode::Full;
+        let mut users: HashMap<SourceId, User> = HashMap::new();
+        let mut user_order = Vec::new();
+        let mut removed_users = Vec::new();
+        let mut groups = Vec::new();
+        let mut removed_groups = Vec::new();
+        let mut added = Vec::new();
+        let mut removed_members = Vec::new();
+
+        for change in changes {
+            match policy::apply(&self.connector.options, change) {
+                Change::User(u) => {
+                    // A page may repeat an object; the last word counts.
+                    if users.insert(u.id.clone(), u.clone()).is_none() {
+                        user_order.push(u.id);
+                    }
+                }
+                Change::RemoveUser { id, reason } => removed_users.push((id, reason)),
+                Change::Group(g) => groups.push(g),
+                Change::RemoveGroup { id, reason } => removed_groups.push((id, reason)),
+                Change::AddMembers { group, members } => {
+                    added.extend(memberships(&group, &members))
+                }
+                Change::RemoveMembers { group, members } => {
+                    removed_members.extend(memberships(&group, &members))
+                }
+            }
+        }
+        let users: Vec<User> = user_order
+            .into_iter()
+            .filter_map(|id| users.remove(&id))
+            .collect();
+
+        self.apply_users(users, &mut out, full).await?;
+        self.apply_user_removals(removed_users, &mut out, full)
+            .await?;
+        self.apply_groups(groups, removed_groups, &mut out, full)
+            .await?;
+
+        if full {
+            out.seen_members
+                .extend(added.iter().map(|m| membership_fp(&m.group, &m.member)));
+        } else {
+            out.added_user_members.extend(
+                added
+                    .iter()
+                    .filter(|m| m.member_kind == crate::domain::MemberKind::User)
+                    .map(|m| (m.group.clone(), m.member.clone())),
+            );
+        }
+        if self.dry_run {
+            out.counts.members_added += added.len() as u64;
+            out.counts.members_removed += removed_members.len() as u64;
+        } else {
+            out.counts.members_added += self.store.add_memberships(self.scope, &added).await?;
+            out.counts.members_removed += self
+                .store
+                .remove_memberships(self.scope, &removed_members)
+                .await?;
+        }
+        Ok(out)
+    }
+
+    async fn apply_users(
+        &self,
+        users: Vec<User>,
+        out: &mut PageOutcome,
+        full: bool,
+    ) -> Result<(), StoreError> {
+        if full {
+            out.seen_users.extend(users.iter().map(|u| user_fp(&u.id)));
+        }
+        let ids: Vec<&SourceId> = users.iter().map(|u| &u.id).collect();
+        let stored = self.store.stored_users(self.scope, &ids).await?;
+        let mut write = Vec::with_capacity(users.len());
+        for user in users {
+            if stored.is_unchanged(&user) {
+                out.counts.unchanged += 1;
+                continue;
+            }
+            match stored.get(&user.id) {
+                // Disabling is held until the run knows how many it disables.
+                Some(old) if old.enabled && !user.enabled => {
+                    out.held.push(HeldAction::DisableUser {
+                        user,
+                        reason: "disabled at the source".into(),
+                    })
+                }
+                _ => write.push(user),
+            }
+        }
+        if self.dry_run {
+            for user in &write {
+                let (action, reason) = match stored.get(&user.id) {
+                    None => (Action::Create, "new at the source"),
+                    Some(old) if !old.enabled && user.enabled => {
+                        (Action::Enable, "enabled at the source")
+                    }
+                    Some(_) => (Action::Update, "changed at the source"),
+                };
+                out.count(action);
+                out.plan.push(PlanEntry::new(
+                    action,
+                    "user",
+                    &user.id,
+                    user.primary_email.as_str(),
+                    reason,
+                ));
+            }
+            return Ok(());
+        }
+        let outcomes = self.store.apply_users(self.scope, &write, &stored).await?;
+        for (user, outcome) in write.iter().zip(outcomes) {
+            match outcome {
+                Upserted::Created => out.counts.created += 1,
+                Upserted::Updated
+                    if stored.get(&user.id).is_some_and(|o| !o.enabled) && user.enabled =>
+                {
+                    out.counts.enabled += 1
+                }
+                Upserted::Updated => out.counts.updated += 1,
+                Upserted::Unchanged => out.counts.unchanged += 1,
+                Upserted::Conflict { address, owner } => {
+                    out.counts.skipped += 1;
+                    out.warnings.push(ObjectWarning {
+                        kind: WarningKind::AddressConflict,
+                        object: user.primary_email.to_string(),
+                        detail: format!(
+                            "{address} already belongs to connector {} (user {}); the user was not {}",
+                            owner.connector,
+                            owner.user,
+                            if stored.get(&user.id).is_some() { "updated" } else { "created" }
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_user_removals(
+        &self,
+        removed: Vec<(SourceId, Removal)>,
+        out: &mut PageOutcome,
+        full: bool,
+    ) -> Result<(), StoreError> {
+        let ids: Vec<&SourceId> = removed.iter().map(|(id, _)| id).collect();
+        let stored = self.store.stored_users(self.scope, &ids).await?;
+        for (id, reason) in removed {
+            let text = removal_reason(&reason);
+            if let Removal::Skipped { kind, detail } = &reason {
+                out.counts.skipped += 1;
+                out.warnings.push(ObjectWarning {
+                    kind: *kind,
+                    object: id.to_string(),
+                    detail: detail.clone(),
+                });
+                out.skipped_users.push(id.clone());
+                if self.dry_run {
+                    out.plan.push(PlanEntry::new(
+                        Action::Skip,
+                        "user",
+                        &id,
+                        id.as_str(),
+                        detail,
+                    ));
+                }
+            }
+            if let Some(old) = stored.get(&id) {
+                // Held, and marked seen so the full sweep does not list it twice.
+                if full {
+                    out.seen_users.push(user_fp(&id));
+                }
+                out.held.push(HeldAction::RemoveUser {
+                    label: old.primary_email.to_string(),
+                    id,
+                    reason: text,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_groups(
+        &self,
+        groups: Vec<crate::domain::Group>,
+        removed: Vec<(SourceId, Removal)>,
+        out: &mut PageOutcome,
+        full: bool,
+    ) -> Result<(), StoreError> {
+        if full {
+            out.seen_groups
+                .extend(groups.iter().map(|g| user_fp(&g.id)));
+        }
+        if self.dry_run {
+            for g in &groups {
+                let action = match self.store.get_group(self.scope, &g.id).await? {
+                    None => Action::Create,
+                    Some(old) if old == *g => continue,
+                    Some(_) => Action::Update,
+                };
+                out.count(action);
+                out.plan.push(PlanEntry::new(
+                    action,
+                    "group",
+                    &g.id,
+                    &g.name,
+                    "at the source",
+                ));
+            }
+        } else {
+            for outcome in self.store.upsert_groups(self.scope, &groups).await? {
+                match outcome {
+                    Upserted::Created => out.counts.created += 1,
+                    Upserted::Updated => out.counts.updated += 1,
+                    _ => out.counts.unchanged += 1,
+                }
+            }
+        }
+        for (id, reason) in removed {
+            if let Some(old) = self.store.get_group(self.scope, &id).await? {
+                out.held.push(HeldAction::RemoveGroup {
+                    label: old.name,
+                    id,
+                    reason: removal_reason(&reason),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PageOutcome {
+    fn count(&mut self, action: Action) {
+        match action {
+            Action::Create => self.counts.created += 1,
+            Action::Update => self.counts.updated += 1,
+            Action::Enable => self.counts.enabled += 1,
+            Action::Disable => self.counts.disabled += 1,
+            Action::Remove => self.counts.removed += 1,
+            Action::Skip => self.counts.skipped += 1,
+        }
+    }
+}

@@ -1,0 +1,566 @@
+//! The end of a run: sweep what a full read did not see, weigh the held
+//! removals and disables against the deletion guard, apply or stage them,
+//! keep the cursors, record the run. Also the review of staged runs.
+
+use std::collections::HashSet;
+
+use futures::{StreamExt, TryStreamExt, stream};
+
+use crate::domain::{
+    Connector, Cursor, Lease, MemberKind, Membership, RunId, RunStatus, SourceId, SyncMode,
+    SyncRun, User,
+};
+use crate::store::{PageRequest, Scope, StoreError};
+
+use super::plan::{HeldAction, PlanEntry};
+use super::progress::{Checkpoints, RunProgress, StreamProgress, membership_fp, user_fp};
+use super::{EngineError, Gathered, SyncEngine};
+
+const STAGED: &str = "staged";
+
+/// What the sweep found besides held object actions.
+struct Sweep {
+    memberships: Vec<Membership>,
+    /// Why nothing was swept, when a full read came back empty.
+    refused: Option<String>,
+    stored_objects: u64,
+    stored_memberships: u64,
+}
+
+impl SyncEngine {
+    async fn all_users(&self, scope: &Scope) -> Result<Vec<User>, StoreError> {
+        let mut all = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .store
+                .list_users(scope, PageRequest::after(token, 1000))
+                .await?;
+            all.extend(page.items);
+            match page.next {
+                Some(t) => token = Some(t),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    async fn all_groups(&self, scope: &Scope) -> Result<Vec<crate::domain::Group>, StoreError> {
+        let mut all = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .store
+                .list_groups(scope, PageRequest::after(token, 1000))
+                .await?;
+            all.extend(page.items);
+            match page.next {
+                Some(t) => token = Some(t),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    async fn members(
+        &self,
+        scope: &Scope,
+        group: &SourceId,
+    ) -> Result<Vec<Membership>, StoreError> {
+        let mut all = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .store
+                .group_members(scope, group, PageRequest::after(token, 1000))
+                .await?;
+            all.extend(page.items);
+            match page.next {
+                Some(t) => token = Some(t),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    async fn groups_of(
+        &self,
+        scope: &Scope,
+        member: &SourceId,
+    ) -> Result<Vec<Membership>, StoreError> {
+        let mut all = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .store
+                .member_of(scope, member, PageRequest::after(token, 1000))
+                .await?;
+            all.extend(page.items);
+            match page.next {
+                Some(t) => token = Some(t),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// Works out removals a full read implies, and memberships that point at
+    /// users the platform does not keep.
+    async fn sweep(
+        &self,
+        scope: &Scope,
+        users_full: bool,
+        groups_full: bool,
+        g: &mut Gathered,
+    ) -> Result<Sweep, StoreError> {
+        let mut sweep = Sweep {
+            memberships: Vec::new(),
+            refused: None,
+            stored_objects: 0,
+            stored_memberships: 0,
+        };
+        let users = self.all_users(scope).await?;
+        let groups = self.all_groups(scope).await?;
+        sweep.stored_objects = (users.len() + groups.len()) as u64;
+        let already: HashSet<SourceId> = g
+            .held
+            .iter()
+            .filter_map(|h| match h {
+                HeldAction::RemoveUser { id, .. } | HeldAction::RemoveGroup { id, .. } => {
+                    Some(id.clone())
+                }
+                _ => None,
+            })
+            .collect();
+
+        if users_full {
+            if g.seen_users.is_empty() && !users.is_empty() {
+                sweep.refused = Some(format!(
+                    "the source returned no users while {} are stored; nothing was removed. \
+                     Check the connector's scope and permissions, then run a full sync",
+                    users.len()
+                ));
+            } else {
+                for u in users
+                    .iter()
+                    .filter(|u| !g.seen_users.contains(&user_fp(&u.id)) && !already.contains(&u.id))
+                {
+                    g.held.push(HeldAction::RemoveUser {
+                        id: u.id.clone(),
+                        label: u.primary_email.to_string(),
+                        reason: "no longer found in the directory".into(),
+                    });
+                }
+            }
+        }
+        let user_fps: HashSet<u64> = users.iter().map(|u| user_fp(&u.id)).collect();
+        if groups_full {
+            if g.seen_groups.is_empty() && !groups.is_empty() {
+                sweep.refused.get_or_insert(format!(
+                    "the source returned no groups while {} are stored; nothing was removed",
+                    groups.len()
+                ));
+            } else {
+                for gr in groups.iter().filter(|gr| {
+                    !g.seen_groups.contains(&user_fp(&gr.id)) && !already.contains(&gr.id)
+                }) {
+                    g.held.push(HeldAction::RemoveGroup {
+                        id: gr.id.clone(),
+                        label: gr.name.clone(),
+                        reason: "no longer found in the directory".into(),
+                    });
+                }
+                // Members of the groups seen: drop what the read did not list,
+                // and users the platform does not keep.
+                let seen: Vec<&SourceId> = groups
+                    .iter()
+                    .filter(|gr| g.seen_groups.contains(&user_fp(&gr.id)))
+                    .map(|gr| &gr.id)
+                    .collect();
+                type Members<'a> = std::pin::Pin<
+                    Box<
+                        dyn std::future::Future<Output = Result<Vec<Membership>, StoreError>>
+                            + Send
+                            + 'a,
+                    >,
+                >;
+                let reads: Vec<Members<'_>> = seen
+                    .into_iter()
+                    .map(|id| Box::pin(self.members(scope, id)) as Members<'_>)
+                    .collect();
+                let lists: Vec<Vec<Membership>> = stream::iter(reads)
+                    .buffer_unordered(8)
+                    .try_collect()
+                    .await?;
+                for m in lists.into_iter().flatten() {
+                    sweep.stored_memberships += 1;
+                    let gone = !g.seen_members.contains(&membership_fp(&m.group, &m.member));
+                    let dangling = m.member_kind == MemberKind::User
+                        && !user_fps.contains(&user_fp(&m.member));
+                    if gone || dangling {
+                        sweep.memberships.push(m);
+                    }
+                }
+            }
+        }
+        // Users skipped in this run (guests, out of scope…) keep no memberships.
+        for id in std::mem::take(&mut g.skipped_users) {
+            sweep.memberships.extend(self.groups_of(scope, &id).await?);
+        }
+        // Memberships added by a delta read for users not kept.
+        for (group, member) in std::mem::take(&mut g.added_user_members) {
+            if !user_fps.contains(&user_fp(&member)) {
+                sweep.memberships.push(Membership {
+                    group,
+                    member,
+                    member_kind: MemberKind::User,
+                });
+            }
+        }
+        sweep.memberships.sort();
+        sweep.memberships.dedup();
+        Ok(sweep)
+    }
+
+    async fn apply_held(
+        &self,
+        scope: &Scope,
+        held: &[HeldAction],
+        run: &mut SyncRun,
+    ) -> Result<(), StoreError> {
+        let mut remove_users = Vec::new();
+        let mut disable = Vec::new();
+        let mut remove_groups = Vec::new();
+        let mut memberships = Vec::new();
+        for h in held {
+            match h {
+                HeldAction::RemoveUser { id, .. } => remove_users.push(id.clone()),
+                HeldAction::DisableUser { user, .. } => disable.push(user.clone()),
+                HeldAction::RemoveGroup { id, .. } => remove_groups.push(id.clone()),
+                HeldAction::RemoveMembership { membership } => memberships.push(membership.clone()),
+            }
+        }
+        for chunk in remove_users.chunks(100) {
+            run.counts.removed += self.store.remove_users(scope, chunk).await?;
+        }
+        for chunk in disable.chunks(100) {
+            for outcome in self.store.upsert_users(scope, chunk).await? {
+                if outcome == crate::store::Upserted::Updated {
+                    run.counts.disabled += 1;
+                }
+            }
+        }
+        for chunk in remove_groups.chunks(100) {
+            run.counts.removed += self.store.remove_groups(scope, chunk).await?;
+        }
+        for chunk in memberships.chunks(500) {
+            run.counts.members_removed += self.store.remove_memberships(scope, chunk).await?;
+        }
+        Ok(())
+    }
+
+    fn guard_message(
+        &self,
+        objects: u64,
+        stored: u64,
+        memberships: u64,
+        stored_memberships: u64,
+    ) -> Option<String> {
+        let guard = &self.settings.guard;
+        if guard.trips(objects, stored) {
+            Some(format!(
+                "{objects} removals or disables of {stored} stored users and groups exceed the deletion guard"
+            ))
+        } else if guard.trips(memberships, stored_memberships) {
+            Some(format!(
+                "{memberships} membership removals of {stored_memberships} stored memberships exceed the deletion guard"
+            ))
+        } else {
+            None
+        }
+    }
+
+    pub(super) async fn finish(
+        &self,
+        scope: &Scope,
+        progress: RunProgress,
+        streams: Vec<(String, StreamProgress)>,
+        mut g: Gathered,
+        lease: &Lease,
+    ) -> Result<SyncRun, EngineError> {
+        let mut run = progress.run;
+        let full = |name: &str| {
+            streams
+                .iter()
+                .any(|(n, sp)| n == name && sp.mode == SyncMode::Full)
+        };
+        let sweep = self
+            .sweep(scope, full("users"), full("groups"), &mut g)
+            .await?;
+        let cp = Checkpoints {
+            store: &self.store,
+            scope,
+            run: run.id.clone(),
+        };
+        let now = self.store.now();
+        let mut notes: Vec<String> = streams
+            .iter()
+            .filter_map(|(_, sp)| sp.resynced.clone())
+            .collect();
+
+        if let Some(refused) = sweep.refused {
+            // Keep no cursor: the next run reads in full again.
+            run.finish(RunStatus::Failed, Some(refused), now);
+            self.close(scope, &run, false, lease).await?;
+            return Ok(run);
+        }
+
+        let objects = g.held.len() as u64;
+        let memberships = sweep.memberships.len() as u64;
+        if let Some(why) = self.guard_message(
+            objects,
+            sweep.stored_objects,
+            memberships,
+            sweep.stored_memberships,
+        ) {
+            let mut staged = g.held;
+            staged.extend(
+                sweep
+                    .memberships
+                    .into_iter()
+                    .map(|membership| HeldAction::RemoveMembership { membership }),
+            );
+            self.store.delete_run_chunks(scope, &run.id).await?;
+            cp.put_entries(STAGED, "final", &staged).await?;
+            self.keep_cursors(scope, &streams).await?;
+            notes.push(format!(
+                "Staged: {why}; nothing was removed or disabled. Review the {} listed actions and approve or reject run {}.",
+                staged.len(),
+                run.id
+            ));
+            run.finish(RunStatus::Staged, Some(notes.join(" ")), now);
+            self.close(scope, &run, true, lease).await?;
+            return Ok(run);
+        }
+
+        self.apply_held(scope, &g.held, &mut run).await?;
+        for chunk in sweep.memberships.chunks(500) {
+            run.counts.members_removed += self.store.remove_memberships(scope, chunk).await?;
+        }
+        self.keep_cursors(scope, &streams).await?;
+        let conflicts = run
+            .warnings
+            .iter()
+            .any(|w| w.kind == crate::domain::WarningKind::AddressConflict);
+        let c = &run.counts;
+        notes.insert(
+            0,
+            format!(
+                "{} created, {} updated, {} enabled, {} disabled, {} removed, {} unchanged, {} skipped; memberships +{} -{}.",
+                c.created, c.updated, c.enabled, c.disabled, c.removed, c.unchanged, c.skipped, c.members_added, c.members_removed
+            ),
+        );
+        let status = if conflicts {
+            notes.push(
+                "Some users were not written because another connector of the account owns one of their addresses; \
+                 see the warnings and adjust the connectors' email domains."
+                    .into(),
+            );
+            RunStatus::Partial
+        } else {
+            RunStatus::Succeeded
+        };
+        run.finish(status, Some(notes.join(" ")), now);
+        self.close(scope, &run, false, lease).await?;
+        Ok(run)
+    }
+
+    async fn keep_cursors(
+        &self,
+        scope: &Scope,
+        streams: &[(String, StreamProgress)],
+    ) -> Result<(), StoreError> {
+        for (name, sp) in streams {
+            if let Some(value) = &sp.cursor {
+                let cursor = Cursor {
+                    stream: name.clone(),
+                    value: value.clone(),
+                    updated_at: self.store.now(),
+                };
+                self.store.put_cursor(scope, &cursor).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the finished run, drops its checkpoints and working data
+    /// (except a staged list), prunes old runs, gives the lease back.
+    async fn close(
+        &self,
+        scope: &Scope,
+        run: &SyncRun,
+        staged: bool,
+        lease: &Lease,
+    ) -> Result<(), StoreError> {
+        self.store.put_run(run).await?;
+        self.store.clear_progress(scope).await?;
+        if !staged {
+            self.store.delete_run_chunks(scope, &run.id).await?;
+        }
+        self.store
+            .prune_runs(scope, self.settings.keep_runs)
+            .await?;
+        self.store.release_lease(lease).await.map(|_| ())
+    }
+
+    pub(super) async fn finish_dry(
+        &self,
+        _connector: &Connector,
+        scope: &Scope,
+        mut run: SyncRun,
+        mut g: Gathered,
+    ) -> Result<(SyncRun, Vec<PlanEntry>, bool), EngineError> {
+        let full = run.mode == SyncMode::Full;
+        let sweep = self.sweep(scope, full, full, &mut g).await?;
+        let mut plan = g.plan;
+        for h in &g.held {
+            match h {
+                HeldAction::DisableUser { .. } => run.counts.disabled += 1,
+                HeldAction::RemoveMembership { .. } => run.counts.members_removed += 1,
+                _ => run.counts.removed += 1,
+            }
+            plan.push(h.entry());
+        }
+        run.counts.members_removed += sweep.memberships.len() as u64;
+        let now = self.store.now();
+        let message = match (
+            &sweep.refused,
+            self.guard_message(
+                g.held.len() as u64,
+                sweep.stored_objects,
+                sweep.memberships.len() as u64,
+                sweep.stored_memberships,
+            ),
+        ) {
+            (Some(refused), _) => format!("Dry run: a real run would fail: {refused}."),
+            (None, Some(why)) => format!(
+                "Dry run: a real run would be staged for review ({why}). Nothing was written."
+            ),
+            (None, None) => "Dry run: nothing was written.".into(),
+        };
+        run.finish(RunStatus::Succeeded, Some(message), now);
+        let truncated = plan.len() > self.settings.max_plan_entries;
+        plan.truncate(self.settings.max_plan_entries);
+        Ok((run, plan, truncated))
+    }
+
+    /// The itemised list a staged run waits with.
+    pub async fn staged_actions(
+        &self,
+        scope: &Scope,
+        run: &RunId,
+    ) -> Result<Vec<PlanEntry>, EngineError> {
+        let cp = Checkpoints {
+            store: &self.store,
+            scope,
+            run: run.clone(),
+        };
+        let held: Vec<HeldAction> = cp.entries(STAGED).await?;
+        Ok(held.iter().map(HeldAction::entry).collect())
+    }
+
+    async fn staged_run(&self, scope: &Scope, id: &RunId) -> Result<SyncRun, EngineError> {
+        let run = self.store.get_run(scope, id).await?.ok_or_else(|| {
+            EngineError::Review(format!("run {id} does not exist (runs are kept 90 days)"))
+        })?;
+        if run.status != RunStatus::Staged || run.review.is_some() {
+            return Err(EngineError::Review(format!(
+                "run {id} is not waiting for review (it is {:?}{})",
+                run.status,
+                if run.review.is_some() {
+                    ", already reviewed"
+                } else {
+                    ""
+                }
+            )));
+        }
+        Ok(run)
+    }
+
+    /// Applies exactly the staged list of a run.
+    pub async fn approve(
+        &self,
+        scope: &Scope,
+        id: &RunId,
+        by: Option<String>,
+    ) -> Result<SyncRun, EngineError> {
+        let mut run = self.staged_run(scope, id).await?;
+        let holder = format!("review-{id}");
+        if let Err(StoreError::LeaseHeld { .. }) = self
+            .store
+            .acquire_lease(scope, &holder, self.settings.lease_ttl)
+            .await
+        {
+            return Err(EngineError::Review(
+                "a sync of this connector is running; approve again when it has finished".into(),
+            ));
+        }
+        let cp = Checkpoints {
+            store: &self.store,
+            scope,
+            run: id.clone(),
+        };
+        let held: Vec<HeldAction> = cp.entries(STAGED).await?;
+        let before = run.counts;
+        self.apply_held(scope, &held, &mut run).await?;
+        let now = self.store.now();
+        run.review = Some(crate::domain::Review {
+            approved: true,
+            by,
+            at: now,
+            applied: held.len() as u64,
+        });
+        run.status = RunStatus::Succeeded;
+        run.message = Some(format!(
+            "Approved: {} staged actions applied ({} removed, {} disabled).",
+            held.len(),
+            run.counts.removed - before.removed,
+            run.counts.disabled - before.disabled
+        ));
+        self.store.put_run(&run).await?;
+        self.store.delete_run_chunks(scope, id).await?;
+        self.release_holder(scope, &holder).await?;
+        Ok(run)
+    }
+
+    /// Discards the staged list: nothing it named is removed or disabled.
+    pub async fn reject(
+        &self,
+        scope: &Scope,
+        id: &RunId,
+        by: Option<String>,
+    ) -> Result<SyncRun, EngineError> {
+        let mut run = self.staged_run(scope, id).await?;
+        run.review = Some(crate::domain::Review {
+            approved: false,
+            by,
+            at: self.store.now(),
+            applied: 0,
+        });
+        run.status = RunStatus::Succeeded;
+        run.message = Some(
+            "Rejected: nothing was removed or disabled. If the objects are still missing at the source, \
+             the next full sync stages them again."
+                .into(),
+        );
+        self.store.put_run(&run).await?;
+        self.store.delete_run_chunks(scope, id).await?;
+        Ok(run)
+    }
+
+    async fn release_holder(&self, scope: &Scope, holder: &str) -> Result<(), StoreError> {
+        let lease = crate::domain::Lease {
+            account: scope.account.clone(),
+            connector: scope.connector.clone(),
+            holder: holder.to_owned(),
+            expires_at: self.store.now(),
+        };
+        self.store.release_lease(&lease).await.map(|_| ())
+    }
+}

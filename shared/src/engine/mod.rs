@@ -1,0 +1,622 @@
+//! The source-agnostic sync engine.
+//!
+//! One run of one connector: take the lease, read every stream page by page
+//! (concurrently), apply each page and checkpoint it, then — once every
+//! stream is complete — sweep what a full read did not see, hold removals
+//! and disables against the deletion guard, apply or stage them, keep the
+//! new cursors and record the run. A run stopped anywhere (crash, Lambda
+//! time running out) continues from its last checkpoint; a replayed page
+//! changes nothing; a failed or empty read never removes anything.
+
+mod apply;
+mod finish;
+pub mod plan;
+pub mod policy;
+pub mod progress;
+
+use chrono::{DateTime, Duration, Utc};
+use std::collections::HashSet;
+use tokio::sync::Mutex;
+
+use crate::domain::{Connector, Lease, RunStatus, SourceId, SyncMode, SyncRun, Trigger};
+use crate::source::{DirectorySource, Next, ReadFrom, SourceError};
+use crate::store::{Scope, StateStore, StoreError};
+
+use apply::{PageContext, PageOutcome};
+pub use plan::{Action, DeletionGuard, HeldAction, PlanEntry};
+use progress::{Checkpoints, RunProgress, StreamProgress};
+
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// How long a run may go without checkpointing before another run may
+    /// take its connector over.
+    pub lease_ttl: Duration,
+    pub guard: DeletionGuard,
+    /// Run records kept per connector.
+    pub keep_runs: usize,
+    /// A dry run lists at most this many objects (counts cover all).
+    pub max_plan_entries: usize,
+    /// Stop starting pages this long before the deadline.
+    pub deadline_margin: std::time::Duration,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            lease_ttl: Duration::minutes(10),
+            guard: DeletionGuard::default(),
+            keep_runs: 50,
+            max_plan_entries: 10_000,
+            deadline_margin: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub trigger: Trigger,
+    /// Read everything even where a delta cursor is stored (the catch-up
+    /// after an interruption, seed 001).
+    pub full: bool,
+    /// Work out every action without writing anything.
+    pub dry_run: bool,
+    /// Checkpoint and stop before this instant (a Lambda's remaining time).
+    pub deadline: Option<tokio::time::Instant>,
+}
+
+impl RunRequest {
+    pub fn new(trigger: Trigger) -> Self {
+        Self {
+            trigger,
+            full: false,
+            dry_run: false,
+            deadline: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunOutcome {
+    /// Succeeded, staged, partial or failed: see the run's status.
+    Finished(SyncRun),
+    /// Checkpointed before the deadline: run again with
+    /// `Trigger::Continuation` to go on.
+    Continue(SyncRun),
+    /// Another run holds the connector; nothing was touched.
+    AlreadyRunning {
+        holder: String,
+        until: DateTime<Utc>,
+    },
+    DryRun {
+        run: SyncRun,
+        plan: Vec<PlanEntry>,
+        truncated: bool,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Review(String),
+}
+
+/// What the streams of a run gathered for the end of the run.
+#[derive(Debug, Default)]
+pub(crate) struct Gathered {
+    pub seen_users: HashSet<u64>,
+    pub seen_groups: HashSet<u64>,
+    pub seen_members: HashSet<u64>,
+    pub skipped_users: Vec<SourceId>,
+    pub added_user_members: Vec<(SourceId, SourceId)>,
+    pub held: Vec<HeldAction>,
+    pub plan: Vec<PlanEntry>,
+}
+
+type StreamFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<StreamEnd, EngineError>> + Send + 'a>,
+>;
+
+enum StreamEnd {
+    Done,
+    Paused,
+    Failed(SourceError),
+}
+
+pub struct SyncEngine {
+    store: StateStore,
+    settings: EngineSettings,
+}
+
+impl SyncEngine {
+    pub fn new(store: StateStore, settings: EngineSettings) -> Self {
+        Self { store, settings }
+    }
+
+    pub fn store(&self) -> &StateStore {
+        &self.store
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    /// Runs (or continues) one sync of `connector` reading `source`.
+    pub async fn run(
+        &self,
+        connector: &Connector,
+        source: &dyn DirectorySource,
+        request: RunRequest,
+    ) -> Result<RunOutcome, EngineError> {
+        let scope = Scope::new(connector.account.clone(), connector.id.clone());
+        if request.dry_run {
+            return self.dry_run(connector, source, &scope, request).await;
+        }
+        let now = self.store.now();
+        // Each invocation holds the lease under its own name: a second
+        // invocation never passes for the first, even when it continues the
+        // same run.
+        let holder = format!("{}", uuid::Uuid::new_v4());
+        let existing = Checkpoints {
+            store: &self.store,
+            scope: &scope,
+            run: crate::domain::RunId::generate(now),
+        }
+        .load_run()
+        .await?;
+
+        // A full sync asked for by hand replaces an unfinished run (once no
+        // one is running it): the catch-up after an interruption.
+        let existing = match existing {
+            Some(p) if request.full && request.trigger != Trigger::Continuation => {
+                if let Err(e) = self
+                    .store
+                    .acquire_lease(&scope, &holder, self.settings.lease_ttl)
+                    .await
+                {
+                    return held_or(e);
+                }
+                self.store.clear_progress(&scope).await?;
+                self.store.delete_run_chunks(&scope, &p.run.id).await?;
+                None
+            }
+            other => other,
+        };
+
+        // Resume the connector's unfinished run, or start a new one.
+        let (progress, streams) = match existing {
+            Some(p) => {
+                if let Err(e) = self
+                    .store
+                    .acquire_lease(&scope, &holder, self.settings.lease_ttl)
+                    .await
+                {
+                    return held_or(e);
+                }
+                let cp = self.checkpoints(&scope, &p.run);
+                let mut streams = Vec::new();
+                for s in source.streams() {
+                    let sp = match cp.load_stream(s).await? {
+                        Some(sp) => sp,
+                        None => self.first_progress(&scope, s, request.full).await?,
+                    };
+                    streams.push(((*s).to_owned(), sp));
+                }
+                let mut p = p;
+                p.run.status = RunStatus::Running;
+                (p, streams)
+            }
+            None => {
+                let mut run = SyncRun::start(
+                    connector.account.clone(),
+                    connector.id.clone(),
+                    request.trigger.clone(),
+                    SyncMode::Delta,
+                    now,
+                );
+                if let Err(e) = self
+                    .store
+                    .acquire_lease(&scope, &holder, self.settings.lease_ttl)
+                    .await
+                {
+                    return held_or(e);
+                }
+                let mut streams = Vec::new();
+                for s in source.streams() {
+                    streams.push((
+                        (*s).to_owned(),
+                        self.first_progress(&scope, s, request.full).await?,
+                    ));
+                }
+                if streams.iter().any(|(_, p)| p.mode == SyncMode::Full) {
+                    run.mode = SyncMode::Full;
+                }
+                let p = RunProgress { run };
+                let cp = self.checkpoints(&scope, &p.run);
+                for (name, sp) in &streams {
+                    cp.save_stream(name, sp).await?;
+                }
+                cp.save_run(&p).await?;
+                self.store.put_run(&p.run).await?;
+                (p, streams)
+            }
+        };
+        let lease = Lease {
+            account: scope.account.clone(),
+            connector: scope.connector.clone(),
+            holder,
+            expires_at: now + self.settings.lease_ttl,
+        };
+        let run_id = progress.run.id.clone();
+        let names: Vec<String> = streams.iter().map(|(n, _)| n.clone()).collect();
+        let shared = Mutex::new(progress);
+        // Boxed with an explicit `Send` so that a run can be spawned (the
+        // compiler cannot prove it through the closure's lifetimes).
+        let loops: Vec<StreamFuture<'_>> = streams
+            .into_iter()
+            .map(|(name, sp)| {
+                Box::pin(self.stream_loop(
+                    connector, source, &scope, &run_id, name, sp, &request, &shared, &lease,
+                )) as StreamFuture<'_>
+            })
+            .collect();
+        let ends = futures::future::join_all(loops).await;
+        let mut progress = shared.into_inner();
+        let mut ends_iter = Vec::new();
+        for e in ends {
+            ends_iter.push(e?);
+        }
+        let cp = self.checkpoints(&scope, &progress.run);
+        let mut finals = Vec::new();
+        for name in names {
+            if let Some(sp) = cp.load_stream(&name).await? {
+                finals.push((name, sp));
+            }
+        }
+        total(&mut progress.run, &finals);
+        if let Some(err) = ends_iter.iter().find_map(|e| match e {
+            StreamEnd::Failed(err) => Some(err.clone()),
+            _ => None,
+        }) {
+            return self.fail(&scope, progress, err, &lease).await;
+        }
+        if ends_iter.iter().any(|e| matches!(e, StreamEnd::Paused)) {
+            progress.run.message =
+                Some("continuing in a new invocation from the last checkpoint".into());
+            let cp = self.checkpoints(&scope, &progress.run);
+            cp.save_run(&progress).await?;
+            self.store.put_run(&progress.run).await?;
+            // The continuation takes the lease afresh (or a scheduled run
+            // picks the checkpoint up if it comes first).
+            self.store.release_lease(&lease).await?;
+            return Ok(RunOutcome::Continue(progress.run));
+        }
+        let gathered = self.gather(&scope, &progress).await?;
+        let run = self
+            .finish(&scope, progress, finals, gathered, &lease)
+            .await?;
+        Ok(RunOutcome::Finished(run))
+    }
+
+    fn checkpoints<'a>(&'a self, scope: &'a Scope, run: &SyncRun) -> Checkpoints<'a> {
+        Checkpoints {
+            store: &self.store,
+            scope,
+            run: run.id.clone(),
+        }
+    }
+
+    async fn first_progress(
+        &self,
+        scope: &Scope,
+        stream: &str,
+        full: bool,
+    ) -> Result<StreamProgress, StoreError> {
+        let cursor = if full {
+            None
+        } else {
+            self.store.get_cursor(scope, stream).await?
+        };
+        Ok(match cursor {
+            Some(c) => StreamProgress {
+                mode: SyncMode::Delta,
+                from: Some(ReadFrom::Delta(c.value)),
+                cursor: None,
+                pages: 0,
+                resynced: None,
+                counts: Default::default(),
+                stats: Default::default(),
+            },
+            None => StreamProgress {
+                mode: SyncMode::Full,
+                from: Some(ReadFrom::Full),
+                cursor: None,
+                pages: 0,
+                resynced: None,
+                counts: Default::default(),
+                stats: Default::default(),
+            },
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn stream_loop(
+        &self,
+        connector: &Connector,
+        source: &dyn DirectorySource,
+        scope: &Scope,
+        run_id: &crate::domain::RunId,
+        stream: String,
+        mut sp: StreamProgress,
+        request: &RunRequest,
+        shared: &Mutex<RunProgress>,
+        lease: &Lease,
+    ) -> Result<StreamEnd, EngineError> {
+        let cp = Checkpoints {
+            store: &self.store,
+            scope,
+            run: run_id.clone(),
+        };
+        loop {
+            let Some(from) = sp.from.clone() else {
+                return Ok(StreamEnd::Done);
+            };
+            if let Some(deadline) = request.deadline
+                && tokio::time::Instant::now() + self.settings.deadline_margin >= deadline
+            {
+                return Ok(StreamEnd::Paused);
+            }
+            let page = match source.read(&stream, &from).await {
+                Ok(page) => page,
+                Err(SourceError::ResyncRequired(why)) if sp.mode == SyncMode::Delta => {
+                    // The stored cursor is dead: read this stream in full.
+                    sp = StreamProgress {
+                        mode: SyncMode::Full,
+                        from: Some(ReadFrom::Full),
+                        cursor: None,
+                        resynced: Some(format!(
+                            "the stored {stream} cursor could no longer be used ({why}); {stream} were read in full instead"
+                        )),
+                        ..sp
+                    };
+                    cp.save_stream(&stream, &sp).await?;
+                    let mut p = shared.lock().await;
+                    p.run.mode = SyncMode::Full;
+                    continue;
+                }
+                Err(e) => return Ok(StreamEnd::Failed(e)),
+            };
+            let ctx = PageContext {
+                store: &self.store,
+                scope,
+                connector,
+                mode: sp.mode,
+                dry_run: false,
+            };
+            let outcome = ctx.apply(page.changes).await?;
+            // Checkpoint: the page's data first (keyed by the page, so a
+            // replay replaces it), then position and counts in one item, so a
+            // crash in between replays the page — harmless — rather than
+            // skipping it.
+            record(&cp, &format!("{stream}#{:08}", sp.pages), &outcome).await?;
+            add_counts(&mut sp.counts, &outcome.counts);
+            sp.stats.requests += page.stats.requests;
+            sp.stats.throttled += page.stats.throttled;
+            sp.stats.retries += page.stats.retries;
+            sp.pages += 1;
+            match page.next {
+                Next::Page(position) => sp.from = Some(ReadFrom::Continue(position)),
+                Next::Done { cursor } => {
+                    sp.from = None;
+                    sp.cursor = cursor;
+                }
+            }
+            cp.save_stream(&stream, &sp).await?;
+            let mut p = shared.lock().await;
+            for w in outcome.warnings {
+                p.run.warn(w);
+            }
+            cp.save_run(&p).await?;
+            drop(p);
+            if let Err(e) = self.store.renew_lease(lease, self.settings.lease_ttl).await {
+                // Someone took the connector over: stop without touching more.
+                return Ok(StreamEnd::Failed(SourceError::Config(format!(
+                    "the run lost its lease: {e}"
+                ))));
+            }
+        }
+    }
+
+    /// Loads what the streams recorded in chunks (this invocation's and
+    /// earlier ones').
+    async fn gather(&self, scope: &Scope, p: &RunProgress) -> Result<Gathered, StoreError> {
+        let cp = self.checkpoints(scope, &p.run);
+        Ok(Gathered {
+            seen_users: cp.fingerprints(progress::SEEN_USERS).await?,
+            seen_groups: cp.fingerprints(progress::SEEN_GROUPS).await?,
+            seen_members: cp.fingerprints(progress::SEEN_MEMBERS).await?,
+            skipped_users: cp.entries(progress::SKIPPED_USERS).await?,
+            added_user_members: cp.entries(progress::ADDED_MEMBERS).await?,
+            held: cp.entries(progress::HELD).await?,
+            plan: Vec::new(),
+        })
+    }
+
+    async fn fail(
+        &self,
+        scope: &Scope,
+        mut p: RunProgress,
+        err: SourceError,
+        lease: &Lease,
+    ) -> Result<RunOutcome, EngineError> {
+        let now = self.store.now();
+        let keep = err.is_transient();
+        let tail = if keep {
+            "Nothing was removed; the next sync continues from the last checkpoint."
+        } else {
+            "Nothing was removed. Fix the cause, then use Test connection and Sync now."
+        };
+        p.run
+            .finish(RunStatus::Failed, Some(format!("{err} {tail}")), now);
+        if keep {
+            self.checkpoints(scope, &p.run).save_run(&p).await?;
+        } else {
+            self.store.clear_progress(scope).await?;
+            self.store.delete_run_chunks(scope, &p.run.id).await?;
+        }
+        self.store.put_run(&p.run).await?;
+        self.store.release_lease(lease).await?;
+        Ok(RunOutcome::Finished(p.run))
+    }
+
+    async fn dry_run(
+        &self,
+        connector: &Connector,
+        source: &dyn DirectorySource,
+        scope: &Scope,
+        request: RunRequest,
+    ) -> Result<RunOutcome, EngineError> {
+        let now = self.store.now();
+        let mut run = SyncRun::start(
+            connector.account.clone(),
+            connector.id.clone(),
+            request.trigger.clone(),
+            SyncMode::Delta,
+            now,
+        );
+        let mut g = Gathered::default();
+        let mut modes = Vec::new();
+        for stream in source.streams() {
+            let mut sp = self.first_progress(scope, stream, request.full).await?;
+            while let Some(from) = sp.from.clone() {
+                let page = match source.read(stream, &from).await {
+                    Ok(p) => p,
+                    Err(SourceError::ResyncRequired(_)) if sp.mode == SyncMode::Delta => {
+                        sp = self.first_progress(scope, stream, true).await?;
+                        continue;
+                    }
+                    Err(e) => {
+                        run.finish(
+                            RunStatus::Failed,
+                            Some(format!("{e} (dry run: nothing was written)")),
+                            self.store.now(),
+                        );
+                        return Ok(RunOutcome::DryRun {
+                            run,
+                            plan: g.plan,
+                            truncated: false,
+                        });
+                    }
+                };
+                let ctx = PageContext {
+                    store: &self.store,
+                    scope,
+                    connector,
+                    mode: sp.mode,
+                    dry_run: true,
+                };
+                let out = ctx.apply(page.changes).await?;
+                merge(&mut run, &out, page.stats);
+                g.absorb(out);
+                sp.from = match page.next {
+                    Next::Page(p) => Some(ReadFrom::Continue(p)),
+                    Next::Done { .. } => None,
+                };
+            }
+            modes.push(sp.mode);
+        }
+        if modes.contains(&SyncMode::Full) {
+            run.mode = SyncMode::Full;
+        }
+        let (run, plan, truncated) = self.finish_dry(connector, scope, run, g).await?;
+        Ok(RunOutcome::DryRun {
+            run,
+            plan,
+            truncated,
+        })
+    }
+}
+
+fn held_or(e: StoreError) -> Result<RunOutcome, EngineError> {
+    match e {
+        StoreError::LeaseHeld { holder, until, .. } => {
+            Ok(RunOutcome::AlreadyRunning { holder, until })
+        }
+        other => Err(other.into()),
+    }
+}
+
+/// Adds a page's counts and warnings to the run.
+fn merge(run: &mut SyncRun, out: &PageOutcome, stats: crate::source::RequestStats) {
+    add_counts(&mut run.counts, &out.counts);
+    run.requests += stats.requests;
+    run.throttled += stats.throttled;
+    run.retries += stats.retries;
+    for w in &out.warnings {
+        run.warn(w.clone());
+    }
+}
+
+/// Writes a page's chunks under `at` (the stream and page).
+async fn record(cp: &Checkpoints<'_>, at: &str, out: &PageOutcome) -> Result<(), StoreError> {
+    for (kind, fps) in [
+        (progress::SEEN_USERS, &out.seen_users),
+        (progress::SEEN_GROUPS, &out.seen_groups),
+        (progress::SEEN_MEMBERS, &out.seen_members),
+    ] {
+        if !fps.is_empty() {
+            cp.put_fingerprints(kind, at, fps).await?;
+        }
+    }
+    if !out.held.is_empty() {
+        cp.put_entries(progress::HELD, at, &out.held).await?;
+    }
+    if !out.skipped_users.is_empty() {
+        cp.put_entries(progress::SKIPPED_USERS, at, &out.skipped_users)
+            .await?;
+    }
+    if !out.added_user_members.is_empty() {
+        cp.put_entries(progress::ADDED_MEMBERS, at, &out.added_user_members)
+            .await?;
+    }
+    Ok(())
+}
+
+fn add_counts(c: &mut crate::domain::ActionCounts, o: &crate::domain::ActionCounts) {
+    c.created += o.created;
+    c.updated += o.updated;
+    c.disabled += o.disabled;
+    c.enabled += o.enabled;
+    c.removed += o.removed;
+    c.unchanged += o.unchanged;
+    c.skipped += o.skipped;
+    c.members_added += o.members_added;
+    c.members_removed += o.members_removed;
+}
+
+/// The run's counts: the sum of its streams'.
+fn total(run: &mut SyncRun, streams: &[(String, StreamProgress)]) {
+    run.counts = Default::default();
+    run.requests = 0;
+    run.throttled = 0;
+    run.retries = 0;
+    for (_, sp) in streams {
+        add_counts(&mut run.counts, &sp.counts);
+        run.requests += sp.stats.requests;
+        run.throttled += sp.stats.throttled;
+        run.retries += sp.stats.retries;
+    }
+}
+
+impl Gathered {
+    fn absorb(&mut self, out: PageOutcome) {
+        self.seen_users.extend(out.seen_users);
+        self.seen_groups.extend(out.seen_groups);
+        self.seen_members.extend(out.seen_members);
+        self.skipped_users.extend(out.skipped_users);
+        self.added_user_members.extend(out.added_user_members);
+        self.held.extend(out.held);
+        self.plan.extend(out.plan);
+    }
+}

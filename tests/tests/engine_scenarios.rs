@@ -1,0 +1,791 @@
+//! The sync engine's rules, shown on both stores with an in-memory source.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use chrono::Duration;
+use common::memory::{Directory, Fault, MemorySource, Touched, sid, user};
+use common::{Backend, Fixture, fixture};
+use dirsync_shared::domain::*;
+use dirsync_shared::engine::{
+    Action, DeletionGuard, EngineSettings, RunOutcome, RunRequest, SyncEngine,
+};
+use dirsync_shared::source::DirectorySource;
+use dirsync_shared::store::{PageRequest, Scope};
+use serde_json::json;
+
+macro_rules! scenarios {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::fixture(super::Backend::Embedded).await).await
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::fixture(super::Backend::Dynamo).await).await
+                }
+            )*
+        }
+    };
+}
+
+scenarios!(
+    first_sync_then_unchanged_full_resync_writes_nothing,
+    acknowledge_disabled_on_and_off,
+    domain_filter_scopes_users_and_their_memberships,
+    address_conflicts_between_connectors_are_reported_not_overwritten,
+    deletions_by_full_sweep_and_by_delta,
+    guard_stages_when_the_source_returns_almost_nothing_and_approval_applies_exactly_the_list,
+    rejecting_a_staged_run_keeps_everything,
+    an_empty_source_never_removes_anything,
+    interrupted_after_every_page_resumes_to_the_same_state,
+    deadline_continuations_reach_the_same_state,
+    a_replayed_page_changes_nothing,
+    one_run_per_connector_and_dead_runs_are_taken_over,
+    dry_run_lists_every_action_and_writes_nothing,
+    expired_delta_cursor_leads_to_a_full_resync,
+    catch_up_full_sync_reconciles_missed_changes,
+    run_records_keep_the_last_n,
+);
+
+// ---- helpers ----------------------------------------------------------------
+
+fn connector(f: &Fixture, id: &str, extra: serde_json::Value) -> Connector {
+    let mut spec = json!({
+        "id": id, "kind": "entra-legacy", "tenant": "contoso.onmicrosoft.com",
+        "client_id": "6731de76-14a6-49ae-97bc-6eba6914391e", "client_secret_ref": "s",
+        "acknowledge_disabled": true,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    let spec: ConnectorSpec = serde_json::from_value(spec).unwrap();
+    spec.validate(
+        AccountId::new("acme").unwrap(),
+        dirsync_shared::clock::Clock::now(&*f.clock),
+    )
+    .unwrap()
+}
+
+fn engine(f: &Fixture) -> SyncEngine {
+    SyncEngine::new(f.store.clone(), EngineSettings::default())
+}
+
+fn scope(c: &Connector) -> Scope {
+    Scope::new(c.account.clone(), c.id.clone())
+}
+
+fn manual() -> RunRequest {
+    RunRequest::new(Trigger::Manual {
+        requested_by: Some("test".into()),
+    })
+}
+
+fn full() -> RunRequest {
+    RunRequest {
+        full: true,
+        ..manual()
+    }
+}
+
+async fn run(f: &Fixture, c: &Connector, src: &dyn DirectorySource, req: RunRequest) -> SyncRun {
+    match engine(f).run(c, src, req).await.unwrap() {
+        RunOutcome::Finished(r) => r,
+        other => panic!("expected a finished run, got {other:?}"),
+    }
+}
+
+#[derive(PartialEq)]
+struct State {
+    users: BTreeMap<String, User>,
+    groups: BTreeSet<String>,
+    members: BTreeSet<(String, String)>,
+}
+
+async fn state(f: &Fixture, c: &Connector) -> State {
+    let s = scope(c);
+    let mut users = BTreeMap::new();
+    let mut token = None;
+    loop {
+        let page = f
+            .store
+            .list_users(&s, PageRequest::after(token, 500))
+            .await
+            .unwrap();
+        users.extend(page.items.into_iter().map(|u| (u.id.to_string(), u)));
+        match page.next {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    let groups: Vec<Group> = f
+        .store
+        .list_groups(&s, PageRequest::first(1000))
+        .await
+        .unwrap()
+        .items;
+    let mut members = BTreeSet::new();
+    for g in &groups {
+        let mut token = None;
+        loop {
+            let page = f
+                .store
+                .group_members(&s, &g.id, PageRequest::after(token, 1000))
+                .await
+                .unwrap();
+            members.extend(
+                page.items
+                    .into_iter()
+                    .map(|m| (m.group.to_string(), m.member.to_string())),
+            );
+            match page.next {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+    }
+    State {
+        users,
+        groups: groups.into_iter().map(|g| g.id.to_string()).collect(),
+        members,
+    }
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Large states are compared in tests: show a digest, not every user.
+        let disabled = self.users.values().filter(|u| !u.enabled).count();
+        write!(
+            f,
+            "State {{ {} users ({} disabled, first {:?}, last {:?}), {} groups, {} memberships, hash {:016x} }}",
+            self.users.len(),
+            disabled,
+            self.users.keys().next(),
+            self.users.keys().last(),
+            self.groups.len(),
+            self.members.len(),
+            dirsync_shared::engine::progress::fingerprint(&[&format!(
+                "{:?}{:?}{:?}",
+                self.users, self.groups, self.members
+            )])
+        )
+    }
+}
+
+/// What the store should hold for a directory (no filter, acknowledge on).
+fn expected(d: &Directory) -> State {
+    State {
+        users: d.users.clone(),
+        groups: d.groups.keys().cloned().collect(),
+        members: d
+            .members
+            .iter()
+            .flat_map(|(g, ms)| ms.keys().map(move |m| (g.clone(), m.clone())))
+            .filter(|(_, m)| !m.starts_with('u') || d.users.contains_key(m))
+            .collect(),
+    }
+}
+
+// ---- scenarios --------------------------------------------------------------
+
+async fn first_sync_then_unchanged_full_resync_writes_nothing(f: Fixture) {
+    let src = MemorySource::new(Directory::generate(120, 6, "contoso.com"), 25);
+    let c = connector(&f, "main", json!({}));
+    let r = run(&f, &c, &src, manual()).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    assert_eq!(r.mode, SyncMode::Full, "no cursor yet: a full read");
+    assert_eq!((r.counts.created, r.counts.members_added), (126, 241));
+    assert_eq!(state(&f, &c).await, expected(&src.directory()));
+    assert!(
+        f.store
+            .find_user_by_address(&c.account, &"alias7@contoso.com".parse().unwrap())
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let before = f.writes.directory_writes();
+    let r = run(&f, &c, &src, full()).await;
+    assert_eq!(r.status, RunStatus::Succeeded);
+    assert_eq!(
+        (r.counts.created, r.counts.updated, r.counts.unchanged),
+        (0, 0, 126)
+    );
+    assert_eq!(
+        f.writes.directory_writes(),
+        before,
+        "an unchanged full sync writes no directory item"
+    );
+
+    let r = run(&f, &c, &src, manual()).await;
+    assert_eq!(r.mode, SyncMode::Delta, "the cursor is kept: a delta read");
+    assert_eq!(f.writes.directory_writes(), before);
+}
+
+async fn acknowledge_disabled_on_and_off(f: Fixture) {
+    let mut d = Directory::generate(5, 0, "contoso.com");
+    d.users.get_mut("u00001").unwrap().enabled = false;
+    let src = MemorySource::new(d, 10);
+    let on = connector(&f, "on", json!({"acknowledge_disabled": true}));
+    let off = connector(&f, "off", json!({"acknowledge_disabled": false}));
+    run(&f, &on, &src, manual()).await;
+    // Different connectors would conflict on addresses; use another account's view.
+    let mut off = off;
+    off.account = AccountId::new("other").unwrap();
+    run(&f, &off, &src, manual()).await;
+    assert!(
+        !state(&f, &on).await.users["u00001"].enabled,
+        "on: disabled at the source → disabled here"
+    );
+    assert!(
+        state(&f, &off).await.users["u00001"].enabled,
+        "off: stays enabled"
+    );
+
+    // Disabling later, with acknowledge on, is applied at the end of the run.
+    src.mutate(|d, touch| {
+        d.users.get_mut("u00002").unwrap().enabled = false;
+        touch(Touched::User("u00002".into()));
+    });
+    let r = run(&f, &on, &src, manual()).await;
+    assert_eq!(r.counts.disabled, 1);
+    assert!(!state(&f, &on).await.users["u00002"].enabled);
+    src.mutate(|d, touch| {
+        d.users.get_mut("u00002").unwrap().enabled = true;
+        touch(Touched::User("u00002".into()));
+    });
+    assert_eq!(run(&f, &on, &src, manual()).await.counts.enabled, 1);
+}
+
+async fn domain_filter_scopes_users_and_their_memberships(f: Fixture) {
+    let mut d = Directory::generate(6, 2, "contoso.com");
+    let mut outsider = user(99, "fabrikam.com");
+    outsider.aliases.insert("x99@contoso.com".parse().unwrap());
+    d.users.insert("u00099".into(), outsider);
+    d.members
+        .get_mut("g0000")
+        .unwrap()
+        .insert("u00099".into(), MemberKind::User);
+    d.users
+        .get_mut("u00001")
+        .unwrap()
+        .aliases
+        .insert("one@fabrikam.com".parse().unwrap());
+    let src = MemorySource::new(d, 4);
+    let c = connector(&f, "main", json!({"email_domains": "contoso.com"}));
+    let r = run(&f, &c, &src, manual()).await;
+    assert_eq!(r.counts.skipped, 1);
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.kind == WarningKind::OutOfScope && w.object == "u00099")
+    );
+    let st = state(&f, &c).await;
+    assert!(
+        !st.users.contains_key("u00099"),
+        "out of scope: not written"
+    );
+    assert!(
+        !st.members.iter().any(|(_, m)| m == "u00099"),
+        "nor its memberships"
+    );
+    assert!(
+        !st.users["u00001"]
+            .aliases
+            .contains(&"one@fabrikam.com".parse().unwrap()),
+        "aliases outside the filter dropped"
+    );
+    assert!(
+        f.store
+            .find_user_by_address(&c.account, &"x99@contoso.com".parse().unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn address_conflicts_between_connectors_are_reported_not_overwritten(f: Fixture) {
+    let a = MemorySource::new(Directory::generate(3, 0, "contoso.com"), 10);
+    let mut db = Directory::default();
+    let mut rival = user(1, "contoso.com");
+    rival.id = sid("ldap-1");
+    db.users.insert("ldap-1".into(), rival);
+    let b = MemorySource::new(db, 10);
+    let ca = connector(&f, "entra", json!({}));
+    let cb = connector(&f, "ldap", json!({}));
+    assert_eq!(
+        run(&f, &ca, &a, manual()).await.status,
+        RunStatus::Succeeded
+    );
+    let r = run(&f, &cb, &b, manual()).await;
+    assert_eq!(r.status, RunStatus::Partial, "{:?}", r.message);
+    assert!(r.message.as_deref().unwrap().contains("another connector"));
+    let w = r
+        .warnings
+        .iter()
+        .find(|w| w.kind == WarningKind::AddressConflict)
+        .unwrap();
+    assert!(w.detail.contains("entra"), "{}", w.detail);
+    let (owner, _) = f
+        .store
+        .find_user_by_address(&ca.account, &"user1@contoso.com".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(owner.as_str(), "entra");
+}
+
+async fn deletions_by_full_sweep_and_by_delta(f: Fixture) {
+    let src = MemorySource::new(Directory::generate(40, 4, "contoso.com"), 10);
+    let c = connector(&f, "main", json!({}));
+    run(&f, &c, &src, manual()).await;
+    // Removed at the source between runs, but the delta log does not say so:
+    // only a full read can notice.
+    src.mutate(|d, _| {
+        d.users.remove("u00003");
+    });
+    let r = run(&f, &c, &src, full()).await;
+    assert_eq!(r.counts.removed, 1);
+    let st = state(&f, &c).await;
+    assert!(!st.users.contains_key("u00003"));
+    assert!(
+        !st.members.iter().any(|(_, m)| m == "u00003"),
+        "its memberships went with it"
+    );
+    assert_eq!(st, expected(&src.directory()));
+    // A delta removal.
+    src.mutate(|d, touch| {
+        d.users.remove("u00004");
+        touch(Touched::User("u00004".into()));
+        d.members.get_mut("g0001").unwrap().remove("u00005");
+        touch(Touched::Member("g0001".into(), "u00005".into()));
+    });
+    let r = run(&f, &c, &src, manual()).await;
+    // One membership removed explicitly; the removed user's two go with it.
+    assert_eq!(
+        (r.mode, r.counts.removed, r.counts.members_removed),
+        (SyncMode::Delta, 1, 1)
+    );
+    assert_eq!(state(&f, &c).await, expected(&src.directory()));
+}
+
+async fn guard_stages_when_the_source_returns_almost_nothing_and_approval_applies_exactly_the_list(
+    f: Fixture,
+) {
+    let src = MemorySource::new(Directory::generate(60, 3, "contoso.com"), 20);
+    let c = connector(&f, "main", json!({}));
+    run(&f, &c, &src, manual()).await;
+    let before = state(&f, &c).await;
+    // The source suddenly returns two users.
+    src.mutate(|d, _| d.users.retain(|id, _| id == "u00000" || id == "u00001"));
+    let r = run(&f, &c, &src, full()).await;
+    assert_eq!(r.status, RunStatus::Staged, "{:?}", r.message);
+    assert!(
+        r.message.as_deref().unwrap().contains("approve or reject"),
+        "{:?}",
+        r.message
+    );
+    assert_eq!(
+        state(&f, &c).await.users,
+        before.users,
+        "nothing removed while staged"
+    );
+    let e = engine(&f);
+    let staged = e.staged_actions(&scope(&c), &r.id).await.unwrap();
+    let users: Vec<_> = staged.iter().filter(|p| p.object_type == "user").collect();
+    assert_eq!(users.len(), 58);
+    assert!(
+        users
+            .iter()
+            .all(|p| p.action == Action::Remove && p.reason == "no longer found in the directory")
+    );
+    assert!(users.iter().any(|p| p.label == "user42@contoso.com"));
+
+    let approved = e
+        .approve(&scope(&c), &r.id, Some("admin@contoso.com".into()))
+        .await
+        .unwrap();
+    assert_eq!(approved.status, RunStatus::Succeeded);
+    assert_eq!(
+        approved.review.as_ref().unwrap().applied,
+        staged.len() as u64
+    );
+    let after = state(&f, &c).await;
+    assert_eq!(after.users.keys().collect::<Vec<_>>(), ["u00000", "u00001"]);
+    assert!(
+        e.approve(&scope(&c), &r.id, None).await.is_err(),
+        "a list is applied once"
+    );
+}
+
+async fn rejecting_a_staged_run_keeps_everything(f: Fixture) {
+    let src = MemorySource::new(Directory::generate(30, 2, "contoso.com"), 50);
+    let c = connector(&f, "main", json!({}));
+    run(&f, &c, &src, manual()).await;
+    let before = state(&f, &c).await;
+    src.mutate(|d, _| d.users.clear());
+    src.mutate(|d, _| {
+        d.users.insert("u00000".into(), user(0, "contoso.com"));
+    });
+    let r = run(&f, &c, &src, full()).await;
+    assert_eq!(r.status, RunStatus::Staged);
+    let rejected = engine(&f).reject(&scope(&c), &r.id, None).await.unwrap();
+    assert!(!rejected.review.unwrap().approved);
+    assert_eq!(state(&f, &c).await.users, before.users);
+    assert!(
+        engine(&f)
+            .staged_actions(&scope(&c), &r.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn an_empty_source_never_removes_anything(f: Fixture) {
+    let src = MemorySource::new(Directory::generate(8, 1, "contoso.com"), 5);
+    let c = connector(&f, "main", json!({}));
+    run(&f, &c, &src, manual()).await;
+    let before = state(&f, &c).await;
+    src.mutate(|d, _| *d = Directory::default());
+    let settings = EngineSettings {
+        // Even with a guard that would let everything through.
+        guard: DeletionGuard {
+            max_count: u64::MAX,
+            max_percent: 100,
+            percent_floor: u64::MAX,
+        },
+        ..Default::default()
+    };
+    let r = match SyncEngine::new(f.store.clone(), settings)
+        .run(&c, &src, full())
+        .await
+        .unwrap()
+    {
+        RunOutcome::Finished(r) => r,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(r.status, RunStatus::Failed);
+    assert!(
+        r.message.as_deref().unwrap().contains("returned no users"),
+        "{:?}",
+        r.message
+    );
+    assert_eq!(state(&f, &c).await, before);
+
+    // A failing read removes nothing either, and says what happens next.
+    src.mutate(|d, _| *d = Directory::generate(3, 1, "contoso.com"));
+    src.fault_at(1, Fault::Unavailable);
+    let r = run(&f, &c, &src, full()).await;
+    assert_eq!(r.status, RunStatus::Failed);
+    assert!(
+        r.message
+            .as_deref()
+            .unwrap()
+            .contains("Nothing was removed")
+    );
+    assert_eq!(state(&f, &c).await, before);
+}
+
+async fn interrupted_after_every_page_resumes_to_the_same_state(f: Fixture) {
+    let dir = Directory::generate(150, 5, "contoso.com");
+    let baseline_src = MemorySource::new(dir.clone(), 15);
+    let base = connector(&f, "baseline", json!({}));
+    let mut base = base;
+    base.account = AccountId::new("baseline").unwrap();
+    run(&f, &base, &baseline_src, manual()).await;
+    let want = state(&f, &base).await;
+    let pages = baseline_src
+        .pages_read
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(pages >= 10, "a sync of several pages ({pages})");
+
+    for k in 1..=pages {
+        let mut c = connector(&f, &format!("crash{k}"), json!({}));
+        c.account = AccountId::new(format!("crash{k}")).unwrap();
+        let src = MemorySource::new(dir.clone(), 15);
+        src.fault_at(k, Fault::Hang);
+        // The process dies while reading page k: the future is dropped.
+        let e = engine(&f);
+        let crashed = tokio::time::timeout(
+            std::time::Duration::from_millis(300),
+            e.run(&c, &src, manual()),
+        )
+        .await;
+        assert!(crashed.is_err(), "page {k}: the run hangs at the fault");
+        src.clear_fault();
+        // Until its lease expires, nobody else may run the connector.
+        assert!(matches!(
+            e.run(&c, &src, manual()).await.unwrap(),
+            RunOutcome::AlreadyRunning { .. }
+        ));
+        f.clock.advance(Duration::minutes(11));
+        let r = run(&f, &c, &src, manual()).await;
+        assert_eq!(r.status, RunStatus::Succeeded, "page {k}: {:?}", r.message);
+        assert_eq!(state(&f, &c).await, want, "interrupted at page {k}");
+        // And the delta cursor was kept: the next run reads nothing new.
+        let again = run(&f, &c, &src, manual()).await;
+        assert_eq!((again.mode, again.counts.created), (SyncMode::Delta, 0));
+    }
+}
+
+async fn deadline_continuations_reach_the_same_state(f: Fixture) {
+    let dir = Directory::generate(80, 4, "contoso.com");
+    let src = MemorySource::new(dir.clone(), 10);
+    *src.page_delay.lock().unwrap() = std::time::Duration::from_millis(30);
+    let c = connector(&f, "main", json!({}));
+    let settings = EngineSettings {
+        deadline_margin: std::time::Duration::ZERO,
+        ..Default::default()
+    };
+    let e = SyncEngine::new(f.store.clone(), settings);
+    let mut invocations = 0;
+    let mut request = manual();
+    let run = loop {
+        invocations += 1;
+        assert!(invocations < 50, "the run makes progress");
+        request.deadline =
+            Some(tokio::time::Instant::now() + std::time::Duration::from_millis(100));
+        match e.run(&c, &src, request.clone()).await.unwrap() {
+            RunOutcome::Continue(_) => request = RunRequest::new(Trigger::Continuation),
+            RunOutcome::Finished(r) => break r,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(
+        invocations >= 3,
+        "continued across invocations ({invocations})"
+    );
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert_eq!(
+        run.counts.created, 84,
+        "each object created once across invocations"
+    );
+    assert_eq!(state(&f, &c).await, expected(&dir));
+}
+
+async fn a_replayed_page_changes_nothing(f: Fixture) {
+    let src = MemorySource::new(Directory::generate(20, 2, "contoso.com"), 5);
+    let c = connector(&f, "main", json!({}));
+    run(&f, &c, &src, manual()).await;
+    let want = state(&f, &c).await;
+    // Replaying the whole read page by page (as after a crash between the
+    // page's writes and its checkpoint) writes nothing.
+    let before = f.writes.directory_writes();
+    let r = run(&f, &c, &src, full()).await;
+    assert_eq!(r.counts.unchanged, 22);
+    assert_eq!(f.writes.directory_writes(), before);
+    assert_eq!(state(&f, &c).await, want);
+}
+
+async fn one_run_per_connector_and_dead_runs_are_taken_over(f: Fixture) {
+    let src = Arc::new(MemorySource::new(
+        Directory::generate(10, 1, "contoso.com"),
+        3,
+    ));
+    let c = connector(&f, "main", json!({}));
+    src.fault_at(2, Fault::Hang);
+    let store = f.store.clone();
+    let (c2, src2) = (c.clone(), src.clone());
+    let first = tokio::spawn(async move {
+        SyncEngine::new(store, EngineSettings::default())
+            .run(&c2, &*src2, manual())
+            .await
+    });
+    while src.pages_read.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // The other stream may still be writing: wait until the first run is
+    // stuck at its fault.
+    let mut before = f.writes.directory_writes();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        let now = f.writes.directory_writes();
+        if now == before {
+            break;
+        }
+        before = now;
+    }
+    match engine(&f).run(&c, &*src, manual()).await.unwrap() {
+        RunOutcome::AlreadyRunning { holder, .. } => assert!(!holder.is_empty()),
+        other => panic!("expected already running, got {other:?}"),
+    }
+    assert_eq!(
+        f.writes.directory_writes(),
+        before,
+        "the second run touched nothing"
+    );
+    first.abort();
+    src.clear_fault();
+    f.clock.advance(Duration::minutes(11));
+    let r = run(&f, &c, &*src, manual()).await;
+    assert_eq!(r.status, RunStatus::Succeeded);
+    assert_eq!(state(&f, &c).await, expected(&src.directory()));
+}
+
+async fn dry_run_lists_every_action_and_writes_nothing(f: Fixture) {
+    let src = MemorySource::new(Directory::generate(12, 2, "contoso.com"), 5);
+    let c = connector(&f, "main", json!({"email_domains": "contoso.com"}));
+    run(&f, &c, &src, manual()).await;
+    src.mutate(|d, touch| {
+        d.users.remove("u00001");
+        d.users.get_mut("u00002").unwrap().enabled = false;
+        d.users.get_mut("u00003").unwrap().display_name = Some("Renamed".into());
+        d.users.insert("u00050".into(), user(50, "contoso.com"));
+        d.users.insert("u00051".into(), user(51, "elsewhere.org"));
+        for id in ["u00001", "u00002", "u00003", "u00050", "u00051"] {
+            touch(Touched::User(id.into()));
+        }
+    });
+    let before = f.writes.directory_writes();
+    let before_state = state(&f, &c).await;
+    let RunOutcome::DryRun {
+        plan,
+        run,
+        truncated,
+    } = engine(&f)
+        .run(
+            &c,
+            &src,
+            RunRequest {
+                dry_run: true,
+                ..full()
+            },
+        )
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(!truncated);
+    let find = |id: &str| {
+        plan.iter()
+            .find(|p| p.id == id)
+            .map(|p| (p.action, p.reason.clone()))
+    };
+    assert_eq!(find("u00050").unwrap().0, Action::Create);
+    assert_eq!(find("u00003").unwrap().0, Action::Update);
+    assert_eq!(
+        find("u00002"),
+        Some((Action::Disable, "disabled at the source".into()))
+    );
+    assert_eq!(
+        find("u00001"),
+        Some((Action::Remove, "no longer found in the directory".into()))
+    );
+    let (skip, why) = find("u00051").unwrap();
+    assert_eq!(skip, Action::Skip);
+    assert!(why.contains("email domains"), "{why}");
+    assert!(find("u00004").is_none(), "unchanged objects are not listed");
+    assert_eq!(
+        (
+            run.counts.created,
+            run.counts.updated,
+            run.counts.disabled,
+            run.counts.removed
+        ),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(
+        f.writes.directory_writes(),
+        before,
+        "a dry run writes nothing"
+    );
+    assert_eq!(state(&f, &c).await, before_state);
+}
+
+async fn expired_delta_cursor_leads_to_a_full_resync(f: Fixture) {
+    let src = MemorySource::new(Directory::generate(10, 1, "contoso.com"), 4);
+    let c = connector(&f, "main", json!({}));
+    run(&f, &c, &src, manual()).await;
+    src.mutate(|d, _| {
+        d.users.remove("u00002");
+    });
+    src.expire_cursors();
+    let r = run(&f, &c, &src, manual()).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    assert_eq!(r.mode, SyncMode::Full);
+    assert!(
+        r.message
+            .as_deref()
+            .unwrap()
+            .contains("read in full instead"),
+        "{:?}",
+        r.message
+    );
+    assert_eq!(r.counts.removed, 1);
+    assert_eq!(state(&f, &c).await, expected(&src.directory()));
+}
+
+async fn catch_up_full_sync_reconciles_missed_changes(f: Fixture) {
+    let src = MemorySource::new(Directory::generate(30, 3, "contoso.com"), 8);
+    let c = connector(&f, "main", json!({}));
+    run(&f, &c, &src, manual()).await;
+    // An outage: several windows fail while the directory changes.
+    src.mutate(|d, touch| {
+        d.users.remove("u00010");
+        d.users.insert("u00100".into(), user(100, "contoso.com"));
+        d.users.get_mut("u00011").unwrap().surname = Some("Changed".into());
+        d.members.get_mut("g0002").unwrap().remove("u00001");
+        touch(Touched::User("u00100".into()));
+    });
+    for _ in 0..3 {
+        src.fault_at(1, Fault::Unavailable);
+        assert_eq!(run(&f, &c, &src, manual()).await.status, RunStatus::Failed);
+    }
+    src.clear_fault();
+    let r = run(
+        &f,
+        &c,
+        &src,
+        RunRequest {
+            full: true,
+            ..manual()
+        },
+    )
+    .await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    assert_eq!(state(&f, &c).await, expected(&src.directory()));
+}
+
+async fn run_records_keep_the_last_n(f: Fixture) {
+    let src = MemorySource::new(Directory::generate(3, 1, "contoso.com"), 10);
+    let c = connector(&f, "main", json!({}));
+    let settings = EngineSettings {
+        keep_runs: 3,
+        ..Default::default()
+    };
+    let e = SyncEngine::new(f.store.clone(), settings);
+    let mut last = None;
+    for i in 0..5 {
+        let trigger = if i == 0 {
+            Trigger::Schedule {
+                window: dirsync_shared::clock::Clock::now(&*f.clock),
+            }
+        } else {
+            Trigger::Manual { requested_by: None }
+        };
+        let RunOutcome::Finished(r) = e.run(&c, &src, RunRequest::new(trigger)).await.unwrap()
+        else {
+            panic!()
+        };
+        assert!(r.ended_at.is_some() && r.requests > 0);
+        last = Some(r.id);
+        f.clock.advance(Duration::hours(5));
+    }
+    let runs = f
+        .store
+        .list_runs(&scope(&c), PageRequest::first(10))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(runs.len(), 3);
+    assert_eq!(runs[0].id, last.unwrap(), "newest first");
+}
