@@ -115,8 +115,16 @@ impl SyncEngine {
             stored_objects: 0,
             stored_memberships: 0,
         };
-        let users = self.all_users(scope).await?;
-        let groups = self.all_groups(scope).await?;
+        // A delta run with few held actions needs no listing of the whole
+        // directory (and must stay fast): only full reads and the guard's
+        // percentage need the stored totals.
+        let listing =
+            users_full || groups_full || g.held.len() as u64 >= self.settings.guard.percent_floor;
+        let (users, groups) = if listing {
+            (self.all_users(scope).await?, self.all_groups(scope).await?)
+        } else {
+            (Vec::new(), Vec::new())
+        };
         sweep.stored_objects = (users.len() + groups.len()) as u64;
         let already: HashSet<SourceId> = g
             .held
@@ -204,8 +212,11 @@ impl SyncEngine {
             sweep.memberships.extend(self.groups_of(scope, &id).await?);
         }
         // Memberships added by a delta read for users not kept.
-        for (group, member) in std::mem::take(&mut g.added_user_members) {
-            if !user_fps.contains(&user_fp(&member)) {
+        let added = std::mem::take(&mut g.added_user_members);
+        let ids: Vec<&SourceId> = added.iter().map(|(_, m)| m).collect();
+        let kept = self.store.stored_users(scope, &ids).await?;
+        for (group, member) in added {
+            if kept.get(&member).is_none() {
                 sweep.memberships.push(Membership {
                     group,
                     member,
@@ -267,7 +278,7 @@ impl SyncEngine {
             Some(format!(
                 "{objects} removals or disables of {stored} stored users and groups exceed the deletion guard"
             ))
-        } else if guard.trips(memberships, stored_memberships) {
+        } else if stored_memberships > 0 && guard.trips(memberships, stored_memberships) {
             Some(format!(
                 "{memberships} membership removals of {stored_memberships} stored memberships exceed the deletion guard"
             ))
