@@ -5,6 +5,10 @@
 //! A [`SecretValue`] never prints itself: `Debug` and `Display` show
 //! `<redacted>`, so a secret cannot reach a log or an error by accident.
 
+mod aws;
+
+pub use aws::SecretsManagerStore;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -179,13 +183,13 @@ impl SecretStore for LocalSecretStore {
     }
 
     async fn put(&self, name: &SecretRef, value: SecretValue) -> Result<(), SecretError> {
+        let old = self.get(name, Stage::Current).await?;
         if let Some(path) = self.file(name) {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| SecretError::Backend(e.to_string()))?;
             }
             write_private(&path, value.expose())?;
         }
-        let old = self.get(name, Stage::Current).await?;
         let mut all = self.lock();
         let versions = all.entry(name.as_str().to_owned()).or_default();
         if let Some(old) = old {

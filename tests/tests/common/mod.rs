@@ -135,3 +135,27 @@ impl Table for CountingTable {
         self.inner.query(query).await
     }
 }
+
+/// Where the test command started the Secrets Manager emulator.
+pub const SECRETS_ENV: &str = "DIRSYNC_TEST_SECRETS_ENDPOINT";
+
+pub fn secrets_manager() -> dirsync_shared::secrets::SecretsManagerStore {
+    let endpoint = std::env::var(SECRETS_ENV).unwrap_or_else(|_| {
+        panic!("{SECRETS_ENV} is not set: run the tests with `infra/test` (it installs and starts the Secrets Manager emulator)")
+    });
+    let config = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+        .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "dirsync-tests",
+        ))
+        .endpoint_url(endpoint)
+        .build();
+    dirsync_shared::secrets::SecretsManagerStore::new(aws_sdk_secretsmanager::Client::from_conf(
+        config,
+    ))
+}
