@@ -57,6 +57,9 @@ impl Credential {
 pub struct AccessToken {
     pub value: SecretValue,
     pub expires_at: DateTime<Utc>,
+    /// When to get a new one: five minutes before expiry, or a tenth of the
+    /// lifetime for short-lived tokens.
+    pub refresh_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -148,7 +151,7 @@ impl TokenProvider {
         );
         let mut cache = self.cache.lock().await;
         if let Some(t) = cache.get(&key)
-            && self.clock.now() + REFRESH_MARGIN < t.expires_at
+            && self.clock.now() < t.refresh_at
         {
             return Ok(t.clone());
         }
@@ -157,14 +160,24 @@ impl TokenProvider {
         Ok(token)
     }
 
-    /// Forgets a cached token (Graph said 401 with it).
-    pub async fn invalidate(&self, authority: &str, tenant: &str, credential: &Credential) {
+    /// Forgets a cached token that Graph refused (401) — unless another
+    /// request has already replaced it.
+    pub async fn invalidate(
+        &self,
+        authority: &str,
+        tenant: &str,
+        credential: &Credential,
+        refused: &AccessToken,
+    ) {
         let key = (
             authority.to_owned(),
             tenant.to_ascii_lowercase(),
             credential.clone(),
         );
-        self.cache.lock().await.remove(&key);
+        let mut cache = self.cache.lock().await;
+        if cache.get(&key).is_some_and(|t| t.value == refused.value) {
+            cache.remove(&key);
+        }
     }
 
     async fn fetch(
@@ -278,9 +291,12 @@ impl TokenProvider {
         if status.is_success() {
             let t: TokenResponse = serde_json::from_str(&body)
                 .map_err(|e| AuthError::Protocol(format!("token response: {e}")))?;
+            let now = self.clock.now();
+            let lifetime = Duration::seconds(t.expires_in.max(1));
             return Ok(AccessToken {
                 value: SecretValue::new(t.access_token),
-                expires_at: self.clock.now() + Duration::seconds(t.expires_in.max(60)),
+                expires_at: now + lifetime,
+                refresh_at: now + lifetime - REFRESH_MARGIN.min(lifetime / 10),
             });
         }
         let err: TokenErrorBody = serde_json::from_str(&body).unwrap_or_default();

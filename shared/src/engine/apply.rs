@@ -24,6 +24,9 @@ pub struct PageOutcome {
     pub seen_members: Vec<u64>,
     pub skipped_users: Vec<SourceId>,
     pub added_user_members: Vec<(SourceId, SourceId)>,
+    /// Memberships of users not kept, held until the end of the run (the
+    /// user may have become one that is kept in this very run).
+    pub pending_members: Vec<(SourceId, SourceId)>,
     /// Dry runs only: every object's action and reason.
     pub plan: Vec<PlanEntry>,
 }
@@ -34,6 +37,9 @@ pub struct PageContext<'a> {
     pub connector: &'a Connector,
     pub mode: SyncMode,
     pub dry_run: bool,
+    /// Users not kept as of the start of the run: their memberships are
+    /// held back rather than written and removed again.
+    pub not_kept: &'a std::collections::HashSet<SourceId>,
 }
 
 fn removal_reason(reason: &Removal) -> String {
@@ -90,6 +96,35 @@ impl PageContext<'_> {
             .into_iter()
             .filter_map(|id| users.remove(&id))
             .collect();
+
+        // Keep the not-kept register in step with what the source now says.
+        let kept_again: Vec<SourceId> = users
+            .iter()
+            .filter(|u| self.not_kept.contains(&u.id))
+            .map(|u| u.id.clone())
+            .collect();
+        let newly_not_kept: Vec<SourceId> = removed_users
+            .iter()
+            .filter(|(id, r)| matches!(r, Removal::Skipped { .. }) && !self.not_kept.contains(id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !self.dry_run {
+            self.store.unmark_not_kept(self.scope, &kept_again).await?;
+            self.store
+                .mark_not_kept(self.scope, &newly_not_kept)
+                .await?;
+        }
+        let (held_back, added): (Vec<Membership>, Vec<Membership>) =
+            added.into_iter().partition(|m| {
+                m.member_kind == crate::domain::MemberKind::User
+                    && self.not_kept.contains(&m.member)
+            });
+        if full {
+            out.seen_members
+                .extend(held_back.iter().map(|m| membership_fp(&m.group, &m.member)));
+        }
+        out.pending_members
+            .extend(held_back.into_iter().map(|m| (m.group, m.member)));
 
         self.apply_users(users, &mut out, full).await?;
         self.apply_user_removals(removed_users, &mut out, full)

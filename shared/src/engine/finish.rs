@@ -21,6 +21,8 @@ const STAGED: &str = "staged";
 /// What the sweep found besides held object actions.
 struct Sweep {
     memberships: Vec<Membership>,
+    /// Held-back memberships whose users turned out to be kept.
+    late_members: Vec<Membership>,
     /// Why nothing was swept, when a full read came back empty.
     refused: Option<String>,
     stored_objects: u64,
@@ -111,6 +113,7 @@ impl SyncEngine {
     ) -> Result<Sweep, StoreError> {
         let mut sweep = Sweep {
             memberships: Vec::new(),
+            late_members: Vec::new(),
             refused: None,
             stored_objects: 0,
             stored_memberships: 0,
@@ -224,6 +227,20 @@ impl SyncEngine {
                 });
             }
         }
+        // Memberships held back for users not kept: added now for those
+        // that are kept after all.
+        let pending = std::mem::take(&mut g.pending_members);
+        let ids: Vec<&SourceId> = pending.iter().map(|(_, m)| m).collect();
+        let kept = self.store.stored_users(scope, &ids).await?;
+        sweep.late_members = pending
+            .into_iter()
+            .filter(|(_, m)| kept.get(m).is_some())
+            .map(|(group, member)| Membership {
+                group,
+                member,
+                member_kind: MemberKind::User,
+            })
+            .collect();
         sweep.memberships.sort();
         sweep.memberships.dedup();
         Ok(sweep)
@@ -322,6 +339,11 @@ impl SyncEngine {
             return Ok(run);
         }
 
+        // Not destructive, so not subject to the guard.
+        run.counts.members_added += self
+            .store
+            .add_memberships(scope, &sweep.late_members)
+            .await?;
         let objects = g.held.len() as u64;
         let memberships = sweep.memberships.len() as u64;
         if let Some(why) = self.guard_message(
@@ -439,6 +461,7 @@ impl SyncEngine {
             plan.push(h.entry());
         }
         run.counts.members_removed += sweep.memberships.len() as u64;
+        run.counts.members_added += sweep.late_members.len() as u64;
         let now = self.store.now();
         let message = match (
             &sweep.refused,

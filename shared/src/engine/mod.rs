@@ -110,6 +110,7 @@ pub(crate) struct Gathered {
     pub seen_members: HashSet<u64>,
     pub skipped_users: Vec<SourceId>,
     pub added_user_members: Vec<(SourceId, SourceId)>,
+    pub pending_members: Vec<(SourceId, SourceId)>,
     pub held: Vec<HeldAction>,
     pub plan: Vec<PlanEntry>,
 }
@@ -250,6 +251,7 @@ impl SyncEngine {
         };
         let run_id = progress.run.id.clone();
         let names: Vec<String> = streams.iter().map(|(n, _)| n.clone()).collect();
+        let not_kept = self.store.not_kept_users(&scope).await?;
         let shared = Mutex::new(progress);
         // Boxed with an explicit `Send` so that a run can be spawned (the
         // compiler cannot prove it through the closure's lifetimes).
@@ -258,6 +260,7 @@ impl SyncEngine {
             .map(|(name, sp)| {
                 Box::pin(self.stream_loop(
                     connector, source, &scope, &run_id, name, sp, &request, &shared, &lease,
+                    &not_kept,
                 )) as StreamFuture<'_>
             })
             .collect();
@@ -352,6 +355,7 @@ impl SyncEngine {
         request: &RunRequest,
         shared: &Mutex<RunProgress>,
         lease: &Lease,
+        not_kept: &HashSet<SourceId>,
     ) -> Result<StreamEnd, EngineError> {
         let cp = Checkpoints {
             store: &self.store,
@@ -393,6 +397,7 @@ impl SyncEngine {
                 connector,
                 mode: sp.mode,
                 dry_run: false,
+                not_kept,
             };
             let outcome = ctx.apply(page.changes).await?;
             // Checkpoint: the page's data first (keyed by the page, so a
@@ -438,6 +443,7 @@ impl SyncEngine {
             seen_members: cp.fingerprints(progress::SEEN_MEMBERS).await?,
             skipped_users: cp.entries(progress::SKIPPED_USERS).await?,
             added_user_members: cp.entries(progress::ADDED_MEMBERS).await?,
+            pending_members: cp.entries(progress::PENDING_MEMBERS).await?,
             held: cp.entries(progress::HELD).await?,
             plan: Vec::new(),
         })
@@ -487,6 +493,7 @@ impl SyncEngine {
         );
         let mut g = Gathered::default();
         let mut modes = Vec::new();
+        let not_kept = self.store.not_kept_users(scope).await?;
         for stream in source.streams() {
             let mut sp = self.first_progress(scope, stream, request.full).await?;
             while let Some(from) = sp.from.clone() {
@@ -515,6 +522,7 @@ impl SyncEngine {
                     connector,
                     mode: sp.mode,
                     dry_run: true,
+                    not_kept: &not_kept,
                 };
                 let out = ctx.apply(page.changes).await?;
                 merge(&mut run, &out, page.stats);
@@ -580,6 +588,10 @@ async fn record(cp: &Checkpoints<'_>, at: &str, out: &PageOutcome) -> Result<(),
         cp.put_entries(progress::ADDED_MEMBERS, at, &out.added_user_members)
             .await?;
     }
+    if !out.pending_members.is_empty() {
+        cp.put_entries(progress::PENDING_MEMBERS, at, &out.pending_members)
+            .await?;
+    }
     Ok(())
 }
 
@@ -616,6 +628,7 @@ impl Gathered {
         self.seen_members.extend(out.seen_members);
         self.skipped_users.extend(out.skipped_users);
         self.added_user_members.extend(out.added_user_members);
+        self.pending_members.extend(out.pending_members);
         self.held.extend(out.held);
         self.plan.extend(out.plan);
     }

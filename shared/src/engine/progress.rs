@@ -53,6 +53,7 @@ pub const SEEN_MEMBERS: &str = "seen-members";
 pub const HELD: &str = "held";
 pub const SKIPPED_USERS: &str = "skipped-users";
 pub const ADDED_MEMBERS: &str = "added-members";
+pub const PENDING_MEMBERS: &str = "pending-members";
 
 /// Fingerprints per chunk: 30,000 × 8 bytes, base64, stays well under
 /// DynamoDB's 400 KB item limit.

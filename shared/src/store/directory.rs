@@ -544,8 +544,48 @@ impl StateStore {
         self.query_page("membership", query).await
     }
 
+    /// The users marked as not kept (see [`StateStore::mark_not_kept`]).
+    pub async fn not_kept_users(&self, scope: &Scope) -> Result<HashSet<SourceId>, StoreError> {
+        let query = Query::partition(Index::Primary, keys::not_kept_partition(scope)).limit(1000);
+        Ok(self
+            .query_all(query)
+            .await?
+            .into_iter()
+            .filter_map(|i| SourceId::new(i.key.sk).ok())
+            .collect())
+    }
+
+    /// Remembers users the source has but the platform does not keep, so
+    /// that later runs do not write their memberships.
+    pub async fn mark_not_kept(&self, scope: &Scope, ids: &[SourceId]) -> Result<(), StoreError> {
+        let pk = keys::not_kept_partition(scope);
+        let ops = ids
+            .iter()
+            .map(|id| {
+                WriteOp::put(Item::new(
+                    Key::new(pk.clone(), id.as_str()),
+                    Default::default(),
+                ))
+            })
+            .collect();
+        self.table.write_many(ops).await?;
+        Ok(())
+    }
+
+    pub async fn unmark_not_kept(&self, scope: &Scope, ids: &[SourceId]) -> Result<(), StoreError> {
+        let pk = keys::not_kept_partition(scope);
+        let ops = ids
+            .iter()
+            .map(|id| WriteOp::delete(Key::new(pk.clone(), id.as_str())))
+            .collect();
+        self.table.write_many(ops).await?;
+        Ok(())
+    }
+
     /// Removes everything synced for a connector.
     pub(super) async fn purge_directory(&self, scope: &Scope) -> Result<(), StoreError> {
+        let marked: Vec<SourceId> = self.not_kept_users(scope).await?.into_iter().collect();
+        self.unmark_not_kept(scope, &marked).await?;
         loop {
             let page = self.list_users(scope, PageRequest::first(500)).await?;
             if page.items.is_empty() {

@@ -162,3 +162,9 @@ pub fn run_data_partition(scope: &Scope, run: &crate::domain::RunId) -> String {
 pub fn run_chunk(scope: &Scope, run: &crate::domain::RunId, kind: &str, part: &str) -> Key {
     Key::new(run_data_partition(scope, run), format!("{kind}#{part}"))
 }
+
+/// Users the source has but the platform does not keep (guests, no
+/// address, out of scope), so that their memberships are not written.
+pub fn not_kept_partition(scope: &Scope) -> String {
+    format!("{}#NK", scope.base())
+}

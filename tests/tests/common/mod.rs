@@ -73,7 +73,13 @@ pub async fn dynamo_table() -> DynamoTable {
 }
 
 pub async fn fixture(backend: Backend) -> Fixture {
-    let clock = Arc::new(ManualClock::new(start_time()));
+    fixture_at(backend, start_time()).await
+}
+
+/// A fixture whose clock starts at `start` (tests that talk to a simulator
+/// checking real time start at now).
+pub async fn fixture_at(backend: Backend, start: DateTime<Utc>) -> Fixture {
+    let clock = Arc::new(ManualClock::new(start));
     let (table, dir): (Arc<dyn Table>, _) = match backend {
         Backend::Embedded => {
             let dir = tempfile::tempdir().unwrap();
@@ -95,6 +101,8 @@ pub async fn fixture(backend: Backend) -> Fixture {
 pub struct CountingTable {
     inner: Arc<dyn Table>,
     directory_writes: std::sync::atomic::AtomicU64,
+    /// The last directory keys written, for failure messages.
+    recent: std::sync::Mutex<std::collections::VecDeque<String>>,
 }
 
 impl CountingTable {
@@ -102,7 +110,12 @@ impl CountingTable {
         Self {
             inner,
             directory_writes: Default::default(),
+            recent: Default::default(),
         }
+    }
+
+    pub fn recent(&self) -> Vec<String> {
+        self.recent.lock().unwrap().iter().cloned().collect()
     }
 
     pub fn directory_writes(&self) -> u64 {
@@ -127,6 +140,15 @@ impl Table for CountingTable {
     }
     async fn write_many(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>, TableError> {
         let n = ops.iter().filter(|op| Self::is_directory(op.key())).count() as u64;
+        {
+            let mut recent = self.recent.lock().unwrap();
+            for op in ops.iter().filter(|op| Self::is_directory(op.key())) {
+                recent.push_back(format!("{}/{}", op.key().pk, op.key().sk));
+                if recent.len() > 8 {
+                    recent.pop_front();
+                }
+            }
+        }
         self.directory_writes
             .fetch_add(n, std::sync::atomic::Ordering::SeqCst);
         self.inner.write_many(ops).await

@@ -185,7 +185,10 @@ impl GraphClient {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<f64>().ok())
             {
-                self.limiter.observe_budget(pct as u32);
+                // Graph sends the share of the limit used as a fraction
+                // (0.8 to 1.8); accept a plain percentage too.
+                let percent = if pct <= 5.0 { pct * 100.0 } else { pct };
+                self.limiter.observe_budget(percent.round() as u32);
             }
             let status = response.status();
             let retry_after = response
@@ -218,7 +221,7 @@ impl GraphClient {
                     // fresh token, one more try.
                     refreshed = true;
                     self.tokens
-                        .invalidate(&t.authority_url, &t.tenant, &t.credential)
+                        .invalidate(&t.authority_url, &t.tenant, &t.credential, &token)
                         .await;
                     continue;
                 }

@@ -152,21 +152,34 @@ impl GraphSource {
     }
 
     /// The tenant as Graph reports it: `GET /organization` → (id, name).
+    /// Reading the organization needs Organization.Read.All, more than a
+    /// sync needs; without it the tenant id comes from the access token's
+    /// `tid` claim (and the name is unknown).
     pub async fn organization(
         &self,
         stats: &mut RequestStats,
     ) -> Result<(Uuid, String), SourceError> {
-        let v = self
-            .client
-            .get(
-                &format!(
-                    "{}?$select=id,displayName",
-                    self.client.url("/organization")
-                ),
-                stats,
-            )
-            .await
-            .map_err(|f| self.failure("organization", f))?;
+        let url = format!(
+            "{}?$select=id,displayName",
+            self.client.url("/organization")
+        );
+        let v = match self.client.get(&url, stats).await {
+            Ok(v) => v,
+            Err(GraphFailure::Forbidden(_)) => {
+                let t = &self.client.target;
+                let token = self
+                    .client
+                    .tokens()
+                    .token(&t.authority_url, &t.tenant, &t.credential)
+                    .await
+                    .map_err(|e| SourceError::Auth(e.to_string()))?;
+                let tid = tenant_of_token(token.value.expose()).ok_or_else(|| {
+                    SourceError::Protocol("the access token carries no tenant id (tid)".into())
+                })?;
+                return Ok((tid, String::new()));
+            }
+            Err(f) => return Err(self.failure("organization", f)),
+        };
         let org = &v["value"][0];
         let id = org["id"]
             .as_str()
@@ -344,6 +357,20 @@ impl GraphSource {
     }
 }
 
+/// The `tid` claim of an access token. Microsoft asks clients to treat Graph
+/// tokens as opaque; this is only the fallback when the organization cannot
+/// be read, and the signature is not checked (the token came straight from
+/// the tenant's token endpoint over TLS).
+fn tenant_of_token(token: &str) -> Option<Uuid> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    Uuid::parse_str(claims["tid"].as_str()?).ok()
+}
+
 fn permission_advice(what: &str, code: &str) -> String {
     let permission = match what {
         "users" => "User.Read.All",
@@ -425,6 +452,11 @@ impl DirectorySource for GraphSource {
         }
         match self.organization(&mut stats).await {
             Ok((id, name)) => {
+                let name = if name.is_empty() {
+                    "name not shown: grant Organization.Read.All to see it".to_owned()
+                } else {
+                    name
+                };
                 let expected = Uuid::parse_str(&t.tenant).ok();
                 if expected.is_some_and(|e| e != id) {
                     report.failed(

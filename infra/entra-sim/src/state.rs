@@ -1,0 +1,93 @@
+//! The simulator's shared state, behind the `EntraSim` handle and the HTTP
+//! handlers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use uuid::Uuid;
+
+use crate::apps::AppRegistry;
+use crate::assertion::JtiCache;
+use crate::directory::Tenant;
+use crate::faults::FaultState;
+use crate::model::ConsentDecision;
+use crate::stats::SimStats;
+use crate::throttle::Meter;
+use crate::token::TokenSealer;
+
+/// Locks ignoring poison: a panicking test thread must not wedge the
+/// simulator for the others.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) fn write<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) type SharedTenant = Arc<RwLock<Tenant>>;
+
+pub(crate) struct Inner {
+    pub tenants: RwLock<HashMap<Uuid, SharedTenant>>,
+    pub apps: RwLock<AppRegistry>,
+    pub faults: Mutex<FaultState>,
+    pub stats: Mutex<SimStats>,
+    pub meter: Mutex<Meter>,
+    pub jtis: Mutex<JtiCache>,
+    pub consent: Mutex<Option<ConsentDecision>>,
+    /// `http://127.0.0.1:PORT`, once serving.
+    pub origin: OnceLock<String>,
+    pub sealer: TokenSealer,
+}
+
+impl Inner {
+    pub fn new() -> Self {
+        Inner {
+            tenants: RwLock::default(),
+            apps: RwLock::default(),
+            faults: Mutex::default(),
+            stats: Mutex::default(),
+            meter: Mutex::default(),
+            jtis: Mutex::default(),
+            consent: Mutex::default(),
+            origin: OnceLock::new(),
+            sealer: TokenSealer::new(rand::random()),
+        }
+    }
+
+    /// The authority root (`{authority}/{tenant}/oauth2/v2.0/token`).
+    pub fn authority(&self) -> String {
+        self.origin
+            .get()
+            .cloned()
+            .unwrap_or_else(|| "http://127.0.0.1:0".to_string())
+    }
+
+    /// The Graph root (`{graph}/v1.0/users`).
+    pub fn graph_base(&self) -> String {
+        format!("{}/graph", self.authority())
+    }
+
+    pub fn tenant(&self, id: Uuid) -> Option<SharedTenant> {
+        read(&self.tenants).get(&id).cloned()
+    }
+
+    /// A tenant named by GUID or by one of its verified domains.
+    pub fn resolve_tenant(&self, segment: &str) -> Option<SharedTenant> {
+        if let Ok(id) = Uuid::parse_str(segment) {
+            return self.tenant(id);
+        }
+        read(&self.tenants)
+            .values()
+            .find(|t| read(t).has_domain(segment))
+            .cloned()
+    }
+
+    pub fn record(&self, route: &str) {
+        lock(&self.stats).record(route);
+    }
+}

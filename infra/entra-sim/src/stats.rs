@@ -1,0 +1,40 @@
+//! Request counters a test or the benchmark reads back.
+
+use std::collections::{BTreeMap, HashMap};
+
+use uuid::Uuid;
+
+/// What the simulator has served since it started or `reset_stats`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SimStats {
+    /// Every HTTP request, plus every request inside a `$batch`.
+    pub requests_total: u64,
+    /// Per route, e.g. `"GET /v1.0/users"`, `"GET /v1.0/groups/delta"`,
+    /// `"GET /v1.0/groups/{id}/members"`, `"POST /v1.0/$batch"`,
+    /// `"POST token"`, `"GET adminconsent"`. Requests inside a `$batch` count
+    /// under their own route as well.
+    pub per_route: BTreeMap<String, u64>,
+    /// 429s sent, injected or for resource units, including inner ones.
+    pub throttled: u64,
+    /// Injected faults: dropped connections, 5xx and injected 429s.
+    pub faults_injected: u64,
+    /// Resource units spent per tenant by requests that were served.
+    pub resource_units: HashMap<Uuid, u64>,
+}
+
+impl SimStats {
+    /// Count of one route; 0 when never hit.
+    pub fn route(&self, route: &str) -> u64 {
+        self.per_route.get(route).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn record(&mut self, route: &str) {
+        self.requests_total += 1;
+        match self.per_route.get_mut(route) {
+            Some(count) => *count += 1,
+            None => {
+                self.per_route.insert(route.to_string(), 1);
+            }
+        }
+    }
+}

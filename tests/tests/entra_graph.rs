@@ -1,0 +1,720 @@
+//! The Entra ID source against the Graph simulator over loopback: consent
+//! (certificate) and legacy (secret) sign-in, full and delta reads through
+//! the engine, throttling and faults, and the errors people see.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use common::{Backend, Fixture, fixture_at};
+use dirsync_entra_sim::{
+    CONSENT_ROLES, EntraSim, Faults, GenSpec, MultiTenantApp, SimUser, TenantSpec, UserType,
+};
+use dirsync_shared::auth::{AppCertificate, AssertionAlg, KeyBits, TokenProvider};
+use dirsync_shared::domain::*;
+use dirsync_shared::engine::{EngineSettings, RunOutcome, RunRequest, SyncEngine};
+use dirsync_shared::secrets::{LocalSecretStore, SecretStore, Stage};
+use dirsync_shared::source::DirectorySource;
+use dirsync_shared::source::graph::{EntraApp, GraphDeps, GraphSource};
+use dirsync_shared::source::retry::{Limiters, RetryPolicy};
+use dirsync_shared::store::{PageRequest, Scope};
+use serde_json::json;
+use uuid::Uuid;
+
+const CERT_SECRET: &str = "dirsync/app-certificate";
+
+struct Entra {
+    sim: EntraSim,
+    tenant: Uuid,
+    client_id: Uuid,
+    object_id: Uuid,
+    secrets: Arc<LocalSecretStore>,
+    f: Fixture,
+}
+
+fn certificate() -> AppCertificate {
+    AppCertificate::generate(
+        "dirsync test app",
+        Utc::now(),
+        Duration::days(3),
+        KeyBits::Rsa2048,
+    )
+    .unwrap()
+}
+
+async fn entra(backend: Backend, spec: GenSpec) -> Entra {
+    let sim = EntraSim::start().await.unwrap();
+    let tenant = sim.add_tenant(TenantSpec {
+        display_name: "Contoso".into(),
+        verified_domains: vec!["contoso.com".into(), "contoso.onmicrosoft.com".into()],
+        ..Default::default()
+    });
+    sim.generate_directory(tenant, spec);
+    let cert = certificate();
+    let (client_id, object_id) = (Uuid::new_v4(), Uuid::new_v4());
+    let home = sim.add_tenant(TenantSpec {
+        display_name: "Platform".into(),
+        verified_domains: vec!["platform.example".into()],
+        ..Default::default()
+    });
+    sim.register_multitenant_app(MultiTenantApp {
+        client_id,
+        object_id,
+        home_tenant: home,
+        redirect_uris: vec!["https://dirsync.example/consent/callback".into()],
+        certificates: vec![cert.der().to_vec()],
+    });
+    sim.grant_admin_consent(tenant, client_id, &CONSENT_ROLES);
+    let secrets = Arc::new(LocalSecretStore::in_memory());
+    secrets.set(
+        &CERT_SECRET.parse().unwrap(),
+        Stage::Current,
+        cert.to_secret(),
+    );
+    Entra {
+        sim,
+        tenant,
+        client_id,
+        object_id,
+        secrets,
+        f: fixture_at(backend, Utc::now()).await,
+    }
+}
+
+impl Entra {
+    fn deps(&self, alg: AssertionAlg) -> GraphDeps {
+        GraphDeps {
+            tokens: Arc::new(TokenProvider::new(
+                reqwest::Client::new(),
+                self.secrets.clone(),
+                self.f.clock.clone(),
+            )),
+            limiters: Arc::new(Limiters::new(4)),
+            policy: RetryPolicy::fast(),
+            app: Some(EntraApp {
+                client_id: self.client_id,
+                certificate: CERT_SECRET.parse().unwrap(),
+                assertion: alg,
+            }),
+        }
+    }
+
+    fn consent_connector(&self, id: &str, extra: serde_json::Value) -> Connector {
+        let mut spec = json!({
+            "id": id, "kind": "entra", "acknowledge_disabled": true,
+            "authority_url": self.sim.authority_url(), "graph_url": self.sim.graph_url(),
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        let spec: ConnectorSpec = serde_json::from_value(spec).unwrap();
+        let mut c = spec
+            .validate(AccountId::new("acme").unwrap(), Utc::now())
+            .unwrap();
+        if let SourceConfig::EntraConsent { consent, .. } = &mut c.source {
+            *consent = Consent::Granted {
+                tenant_id: self.tenant,
+                granted_at: Utc::now(),
+            };
+        }
+        c
+    }
+
+    fn engine(&self) -> SyncEngine {
+        SyncEngine::new(self.f.store.clone(), EngineSettings::default())
+    }
+
+    async fn sync(&self, c: &Connector, source: &dyn DirectorySource) -> SyncRun {
+        match self
+            .engine()
+            .run(
+                c,
+                source,
+                RunRequest::new(Trigger::Manual { requested_by: None }),
+            )
+            .await
+            .unwrap()
+        {
+            RunOutcome::Finished(r) => r,
+            other => panic!("expected a finished run, got {other:?}"),
+        }
+    }
+}
+
+/// The platform view the tenant should produce, worked out from the
+/// simulator's ground truth independently of the adapter's mapping.
+#[derive(Debug, PartialEq)]
+struct View {
+    users: BTreeMap<String, (String, BTreeSet<String>, bool)>,
+    groups: BTreeSet<String>,
+    members: BTreeSet<(String, String)>,
+}
+
+fn expected(sim: &EntraSim, tenant: Uuid) -> View {
+    let snap = sim.snapshot(tenant);
+    let mut users = BTreeMap::new();
+    for u in &snap.users {
+        if u.user_type == UserType::Guest {
+            continue;
+        }
+        let smtp = u
+            .proxy_addresses
+            .iter()
+            .find_map(|p| p.strip_prefix("SMTP:"))
+            .map(str::to_lowercase);
+        let Some(primary) = u.mail.clone().map(|m| m.to_lowercase()).or(smtp.clone()) else {
+            continue;
+        };
+        let mut aliases: BTreeSet<String> = u
+            .proxy_addresses
+            .iter()
+            .filter_map(|p| p.strip_prefix("smtp:"))
+            .map(str::to_lowercase)
+            .chain(smtp)
+            .collect();
+        aliases.remove(&primary);
+        users.insert(u.id.to_string(), (primary, aliases, u.account_enabled));
+    }
+    let members = snap
+        .memberships
+        .iter()
+        .filter(|m| {
+            m.member_kind != dirsync_entra_sim::MemberKind::User
+                || users.contains_key(&m.member_id.to_string())
+        })
+        .map(|m| (m.group_id.to_string(), m.member_id.to_string()))
+        .collect();
+    View {
+        users,
+        groups: snap.groups.iter().map(|g| g.id.to_string()).collect(),
+        members,
+    }
+}
+
+async fn view(f: &Fixture, c: &Connector) -> View {
+    let s = Scope::new(c.account.clone(), c.id.clone());
+    let mut users = BTreeMap::new();
+    let mut token = None;
+    loop {
+        let page = f
+            .store
+            .list_users(&s, PageRequest::after(token, 1000))
+            .await
+            .unwrap();
+        for u in page.items {
+            let aliases = u.aliases.iter().map(|a| a.to_string()).collect();
+            users.insert(
+                u.id.to_string(),
+                (u.primary_email.to_string(), aliases, u.enabled),
+            );
+        }
+        match page.next {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    let mut groups = BTreeSet::new();
+    let mut members = BTreeSet::new();
+    let mut token = None;
+    loop {
+        let page = f
+            .store
+            .list_groups(&s, PageRequest::after(token, 1000))
+            .await
+            .unwrap();
+        for g in page.items {
+            let mut mt = None;
+            loop {
+                let mp = f
+                    .store
+                    .group_members(&s, &g.id, PageRequest::after(mt, 1000))
+                    .await
+                    .unwrap();
+                members.extend(
+                    mp.items
+                        .into_iter()
+                        .map(|m| (m.group.to_string(), m.member.to_string())),
+                );
+                match mp.next {
+                    Some(t) => mt = Some(t),
+                    None => break,
+                }
+            }
+            groups.insert(g.id.to_string());
+        }
+        match page.next {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    View {
+        users,
+        groups,
+        members,
+    }
+}
+
+fn assert_same(have: &View, want: &View) {
+    assert_eq!(have.users.len(), want.users.len(), "user count");
+    for (id, w) in &want.users {
+        assert_eq!(have.users.get(id), Some(w), "user {id}");
+    }
+    assert_eq!(have.groups, want.groups, "groups");
+    assert_eq!(have.members.len(), want.members.len(), "membership count");
+    assert_eq!(have.members, want.members, "memberships");
+}
+
+// ---- tests --------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_connector_full_then_delta_equals_the_tenant() {
+    let mut spec = GenSpec::sized(2500, 40, 7);
+    spec.large_group_members = Some(1800);
+    let e = entra(Backend::Embedded, spec).await;
+    let c = e.consent_connector("main", json!({}));
+    let source = GraphSource::for_connector(&c, &e.deps(AssertionAlg::Ps256)).unwrap();
+
+    let r = e.sync(&c, &source).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    assert_eq!(r.mode, SyncMode::Full);
+    let want = expected(&e.sim, e.tenant);
+    assert_same(&view(&e.f, &c).await, &want);
+    let skipped: std::collections::HashSet<WarningKind> =
+        r.warnings.iter().map(|w| w.kind).collect();
+    assert!(
+        skipped.contains(&WarningKind::Guest) && skipped.contains(&WarningKind::NoAddress),
+        "{skipped:?}"
+    );
+    // No call per group: users and groups come from two delta streams.
+    let stats = e.sim.stats();
+    assert_eq!(stats.route("GET /v1.0/groups/{id}/members"), 0);
+    assert!(
+        r.requests <= 3 + 10,
+        "2,500 users in pages of 999 plus the groups: {} requests",
+        r.requests
+    );
+
+    // Mutations between runs: the delta round yields exactly those.
+    let snap = e.sim.snapshot(e.tenant);
+    let members: Vec<&SimUser> = snap
+        .users
+        .iter()
+        .filter(|u| u.user_type == UserType::Member && u.mail.is_some())
+        .collect();
+    let (to_disable, to_soft_delete, to_purge, to_alias) =
+        (members[0].id, members[1].id, members[2].id, members[3].id);
+    let group = snap.groups[0].id;
+    let new_id = Uuid::new_v4();
+    let mut new_user = SimUser::new(new_id, "newhire@contoso.com", "New Hire");
+    new_user.proxy_addresses = vec![
+        "SMTP:newhire@contoso.com".into(),
+        "smtp:nh@contoso.com".into(),
+    ];
+    e.sim.add_user(e.tenant, new_user);
+    e.sim.update_user(e.tenant, &to_disable.to_string(), |u| {
+        u.account_enabled = false
+    });
+    e.sim.update_user(e.tenant, &to_alias.to_string(), |u| {
+        u.proxy_addresses
+            .push("smtp:extra.alias@contoso.com".into())
+    });
+    e.sim.delete_user(e.tenant, &to_soft_delete.to_string());
+    e.sim.purge_user(e.tenant, &to_purge.to_string());
+    e.sim
+        .add_member(e.tenant, &group.to_string(), &new_id.to_string());
+    let removed_member = e
+        .sim
+        .snapshot(e.tenant)
+        .memberships
+        .iter()
+        .find(|m| {
+            m.group_id == group
+                && m.member_id != new_id
+                && m.member_kind == dirsync_entra_sim::MemberKind::User
+        })
+        .unwrap()
+        .member_id;
+    e.sim
+        .remove_member(e.tenant, &group.to_string(), &removed_member.to_string());
+
+    e.sim.reset_stats();
+    let r = e.sync(&c, &source).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    assert_eq!(r.mode, SyncMode::Delta);
+    let c2 = r.counts;
+    assert_eq!(
+        (c2.created, c2.updated, c2.disabled, c2.removed),
+        (1, 1, 1, 2),
+        "{c2:?}"
+    );
+    // One membership removed by hand; the deleted users' memberships are
+    // reported as removed by Graph too.
+    assert!(c2.members_added == 1 && c2.members_removed >= 1, "{c2:?}");
+    assert!(
+        r.requests <= 4,
+        "a small delta round is a page per stream: {}",
+        r.requests
+    );
+    assert_same(&view(&e.f, &c).await, &expected(&e.sim, e.tenant));
+    let found =
+        e.f.store
+            .find_user_by_address(&c.account, &"extra.alias@contoso.com".parse().unwrap())
+            .await
+            .unwrap();
+    assert_eq!(found.unwrap().1.id.as_str(), to_alias.to_string());
+
+    // Restoring the soft-deleted user brings it back.
+    e.sim.restore_user(e.tenant, &to_soft_delete.to_string());
+    let r = e.sync(&c, &source).await;
+    assert_eq!(r.counts.created, 1);
+    assert_same(&view(&e.f, &c).await, &expected(&e.sim, e.tenant));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_on_dynamodb_local_with_rs256_assertions() {
+    let e = entra(Backend::Dynamo, GenSpec::sized(600, 12, 3)).await;
+    let c = e.consent_connector("main", json!({}));
+    let source = GraphSource::for_connector(&c, &e.deps(AssertionAlg::Rs256)).unwrap();
+    let r = e.sync(&c, &source).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    assert_same(&view(&e.f, &c).await, &expected(&e.sim, e.tenant));
+    let before = e.f.writes.directory_writes();
+    let r = match e
+        .engine()
+        .run(
+            &c,
+            &source,
+            RunRequest {
+                full: true,
+                ..RunRequest::new(Trigger::Manual { requested_by: None })
+            },
+        )
+        .await
+        .unwrap()
+    {
+        RunOutcome::Finished(r) => r,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((r.counts.created, r.counts.updated), (0, 0));
+    assert_eq!(
+        e.f.writes.directory_writes(),
+        before,
+        "an unchanged full re-sync writes nothing: {:?}",
+        e.f.writes.recent()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_delta_token_leads_to_a_full_resync() {
+    let e = entra(Backend::Embedded, GenSpec::sized(300, 6, 5)).await;
+    let c = e.consent_connector("main", json!({}));
+    let source = GraphSource::for_connector(&c, &e.deps(AssertionAlg::Ps256)).unwrap();
+    e.sync(&c, &source).await;
+    let gone = e
+        .sim
+        .snapshot(e.tenant)
+        .users
+        .iter()
+        .find(|u| u.user_type == UserType::Member && u.mail.is_some())
+        .unwrap()
+        .id;
+    e.sim.purge_user(e.tenant, &gone.to_string());
+    e.sim.expire_delta_tokens(e.tenant);
+    let r = e.sync(&c, &source).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    assert_eq!(r.mode, SyncMode::Full);
+    assert!(
+        r.message
+            .as_deref()
+            .unwrap()
+            .contains("read in full instead"),
+        "{:?}",
+        r.message
+    );
+    assert_eq!(r.counts.removed, 1);
+    assert_same(&view(&e.f, &c).await, &expected(&e.sim, e.tenant));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storms_of_429_5xx_and_dropped_connections_are_ridden_out() {
+    let e = entra(Backend::Embedded, GenSpec::sized(1200, 10, 9)).await;
+    e.sim.set_faults(Faults {
+        throttle_next: 5,
+        retry_after_secs: 1,
+        throttle_every: Some(4),
+        server_error_next: 0,
+        drop_connection_next: 0,
+        throttle_percentage_header: Some(90),
+        ..Default::default()
+    });
+    let c = e.consent_connector("main", json!({}));
+    let source = GraphSource::for_connector(&c, &e.deps(AssertionAlg::Ps256)).unwrap();
+    let r = e.sync(&c, &source).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    assert!(r.throttled >= 5, "throttled {}", r.throttled);
+    assert_same(&view(&e.f, &c).await, &expected(&e.sim, e.tenant));
+
+    e.sim.set_faults(Faults {
+        server_error_next: 3,
+        drop_connection_next: 2,
+        ..Default::default()
+    });
+    e.sim.add_user(
+        e.tenant,
+        SimUser::new(Uuid::new_v4(), "late@contoso.com", "Late"),
+    );
+    let r = e.sync(&c, &source).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    assert!(r.retries >= 5, "retries {}", r.retries);
+    assert_same(&view(&e.f, &c).await, &expected(&e.sim, e.tenant));
+
+    // A service that never recovers: a clear failure, nothing removed.
+    e.sim.set_faults(Faults {
+        server_error_next: 1000,
+        ..Default::default()
+    });
+    let before = view(&e.f, &c).await;
+    let r = e.sync(&c, &source).await;
+    assert_eq!(r.status, RunStatus::Failed);
+    let m = r.message.unwrap();
+    assert!(
+        m.contains("still unavailable after 8 attempts") && m.contains("Nothing was removed"),
+        "{m}"
+    );
+    assert_same(&view(&e.f, &c).await, &before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_certificate_and_missing_consent_say_what_to_do() {
+    let e = entra(Backend::Embedded, GenSpec::sized(20, 2, 1)).await;
+    let c = e.consent_connector("main", json!({}));
+    // The stored certificate is not the one registered on the app.
+    let stranger = certificate();
+    e.secrets.set(
+        &CERT_SECRET.parse().unwrap(),
+        Stage::Current,
+        stranger.to_secret(),
+    );
+    let source = GraphSource::for_connector(&c, &e.deps(AssertionAlg::Ps256)).unwrap();
+    let report = source.test_connection().await;
+    assert!(!report.ok);
+    assert_eq!(report.steps[0].name, "sign-in");
+    assert!(
+        report.steps[0].detail.contains("AADSTS700027"),
+        "{}",
+        report.steps[0].detail
+    );
+    assert!(
+        report.steps[0].detail.contains("cert bootstrap"),
+        "{}",
+        report.steps[0].detail
+    );
+    let r = e.sync(&c, &source).await;
+    assert_eq!(r.status, RunStatus::Failed);
+    assert!(
+        r.message.as_deref().unwrap().contains("AADSTS700027"),
+        "{:?}",
+        r.message
+    );
+    assert!(
+        !r.message.as_deref().unwrap().contains("BEGIN"),
+        "no key material in messages"
+    );
+
+    // Mid-rotation: current refused, previous registered → the previous works.
+    let registered = e.sim.app_key_credentials(e.object_id);
+    assert_eq!(registered.len(), 1);
+    let e2 = entra(Backend::Embedded, GenSpec::sized(20, 2, 1)).await;
+    let c2 = e2.consent_connector("main", json!({}));
+    let good = e2
+        .secrets
+        .get(&CERT_SECRET.parse().unwrap(), Stage::Current)
+        .await
+        .unwrap()
+        .unwrap();
+    e2.secrets
+        .set(&CERT_SECRET.parse().unwrap(), Stage::Previous, good);
+    e2.secrets.set(
+        &CERT_SECRET.parse().unwrap(),
+        Stage::Current,
+        certificate().to_secret(),
+    );
+    let source2 = GraphSource::for_connector(&c2, &e2.deps(AssertionAlg::Ps256)).unwrap();
+    let report = source2.test_connection().await;
+    assert!(
+        report.ok,
+        "the previous certificate is used during a rotation: {report:?}"
+    );
+
+    // Consent withdrawn.
+    e2.sim.revoke_consent(e2.tenant, e2.client_id);
+    let fresh = GraphSource::for_connector(&c2, &e2.deps(AssertionAlg::Ps256)).unwrap();
+    let report = fresh.test_connection().await;
+    assert!(!report.ok);
+    assert!(
+        report.steps[0].detail.to_lowercase().contains("consent"),
+        "{}",
+        report.steps[0].detail
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_connection_walks_each_step_and_names_a_missing_permission() {
+    let e = entra(Backend::Embedded, GenSpec::sized(30, 3, 2)).await;
+    let c = e.consent_connector("main", json!({}));
+    let source = GraphSource::for_connector(&c, &e.deps(AssertionAlg::Ps256)).unwrap();
+    let report = source.test_connection().await;
+    assert!(report.ok, "{report:?}");
+    let names: Vec<&str> = report.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["sign-in", "organization", "users", "groups"]);
+    assert!(report.steps[1].detail.contains(&e.tenant.to_string()));
+
+    // Consent with users only: reading groups is denied, and the message
+    // names the permission.
+    e.sim.revoke_consent(e.tenant, e.client_id);
+    e.sim
+        .grant_admin_consent(e.tenant, e.client_id, &["User.Read.All"]);
+    let source = GraphSource::for_connector(&c, &e.deps(AssertionAlg::Ps256)).unwrap();
+    let report = source.test_connection().await;
+    assert!(!report.ok);
+    let last = report.steps.last().unwrap();
+    assert_eq!(last.name, "groups");
+    assert!(last.detail.contains("Group.Read.All"), "{}", last.detail);
+    let r = e.sync(&c, &source).await;
+    assert_eq!(r.status, RunStatus::Failed);
+    assert!(
+        r.message.as_deref().unwrap().contains("Group.Read.All"),
+        "{:?}",
+        r.message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_connector_with_a_secret_and_its_errors() {
+    let e = entra(Backend::Embedded, GenSpec::sized(50, 3, 4)).await;
+    let legacy_client = Uuid::new_v4();
+    e.sim.add_legacy_app(
+        e.tenant,
+        legacy_client,
+        "s3cr3t-value",
+        Utc::now() + Duration::days(30),
+        &["Directory.Read.All"],
+    );
+    e.secrets.set(
+        &"dirsync/acme/legacy".parse().unwrap(),
+        Stage::Current,
+        dirsync_shared::secrets::SecretValue::new("s3cr3t-value"),
+    );
+    let spec: ConnectorSpec = serde_json::from_value(json!({
+        "id": "legacy", "kind": "entra-legacy", "tenant": "contoso.onmicrosoft.com", "acknowledge_disabled": true,
+        "client_id": legacy_client.to_string(), "client_secret_ref": "dirsync/acme/legacy",
+        "authority_url": e.sim.authority_url(), "graph_url": e.sim.graph_url(),
+    }))
+    .unwrap();
+    let c = spec
+        .validate(AccountId::new("acme").unwrap(), Utc::now())
+        .unwrap();
+    let source = GraphSource::for_connector(&c, &e.deps(AssertionAlg::Ps256)).unwrap();
+    let r = e.sync(&c, &source).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    assert_same(&view(&e.f, &c).await, &expected(&e.sim, e.tenant));
+
+    // A wrong secret, then an expired one: plain advice, never the value.
+    e.secrets.set(
+        &"dirsync/acme/legacy".parse().unwrap(),
+        Stage::Current,
+        dirsync_shared::secrets::SecretValue::new("Zq8-not-the-secret"),
+    );
+    let source = GraphSource::for_connector(&c, &e.deps(AssertionAlg::Ps256)).unwrap();
+    let report = source.test_connection().await;
+    assert!(
+        report.steps[0].detail.contains("AADSTS7000215")
+            && report.steps[0].detail.contains("new client secret"),
+        "{report:?}"
+    );
+    assert!(
+        !format!("{report:?}").contains("Zq8-not-the-secret"),
+        "the secret value is never echoed"
+    );
+    let expired_client = Uuid::new_v4();
+    e.sim.add_legacy_app(
+        e.tenant,
+        expired_client,
+        "old-secret",
+        Utc::now() - Duration::days(1),
+        &["Directory.Read.All"],
+    );
+    e.secrets.set(
+        &"dirsync/acme/legacy".parse().unwrap(),
+        Stage::Current,
+        dirsync_shared::secrets::SecretValue::new("old-secret"),
+    );
+    let mut expired = c.clone();
+    if let SourceConfig::EntraLegacy { client_id, .. } = &mut expired.source {
+        *client_id = expired_client;
+    }
+    let source = GraphSource::for_connector(&expired, &e.deps(AssertionAlg::Ps256)).unwrap();
+    let report = source.test_connection().await;
+    assert!(report.steps[0].detail.contains("expired"), "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_cached_refreshed_and_a_401_gets_one_retry() {
+    let e = entra(Backend::Embedded, GenSpec::sized(40, 2, 6)).await;
+    let c = e.consent_connector("main", json!({}));
+    let source = GraphSource::for_connector(&c, &e.deps(AssertionAlg::Ps256)).unwrap();
+    e.sync(&c, &source).await;
+    assert_eq!(
+        e.sim.stats().route("POST token"),
+        1,
+        "one token for the whole run"
+    );
+    e.sync(&c, &source).await;
+    assert_eq!(e.sim.stats().route("POST token"), 1, "still cached");
+
+    // Short-lived tokens (on the real clock) are refreshed before they run
+    // out: Entra's lifetime is whatever expires_in says.
+    e.sim.set_faults(Faults {
+        token_lifetime_secs: Some(2),
+        ..Default::default()
+    });
+    let real = GraphDeps {
+        tokens: Arc::new(TokenProvider::new(
+            reqwest::Client::new(),
+            e.secrets.clone(),
+            Arc::new(dirsync_shared::clock::SystemClock),
+        )),
+        ..e.deps(AssertionAlg::Ps256)
+    };
+    let source = GraphSource::for_connector(&c, &real).unwrap();
+    e.sync(&c, &source).await;
+    let before = e.sim.stats().route("POST token");
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let r = e.sync(&c, &source).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    assert_eq!(
+        e.sim.stats().route("POST token"),
+        before + 1,
+        "refreshed once, ahead of use"
+    );
+
+    // A token that Graph already considers expired while we do not (our
+    // clock stands still here): 401, one refresh, the request retried.
+    e.sim.set_faults(Faults {
+        token_lifetime_secs: Some(1),
+        ..Default::default()
+    });
+    let source = GraphSource::for_connector(&c, &e.deps(AssertionAlg::Ps256)).unwrap();
+    e.sync(&c, &source).await;
+    let before = e.sim.stats().route("POST token");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let r = e.sync(&c, &source).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    assert_eq!(
+        e.sim.stats().route("POST token"),
+        before + 1,
+        "a fresh token after the 401"
+    );
+}
