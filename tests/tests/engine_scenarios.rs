@@ -6,38 +6,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::Duration;
+use common::Fixture;
 use common::memory::{Directory, Fault, MemorySource, Touched, sid, user};
-use common::{Backend, Fixture, fixture};
 use dirsync_shared::domain::*;
 use dirsync_shared::engine::{
     Action, DeletionGuard, EngineSettings, RunOutcome, RunRequest, SyncEngine,
 };
 use dirsync_shared::source::DirectorySource;
-use dirsync_shared::store::{PageRequest, Scope};
+use dirsync_shared::store::{PageRequest, Scope, all_pages};
 use serde_json::json;
 
-macro_rules! scenarios {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::fixture(super::Backend::Embedded).await).await
-                }
-            )*
-        }
-        mod dynamodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::fixture(super::Backend::Dynamo).await).await
-                }
-            )*
-        }
-    };
-}
-
-scenarios!(
+on_both_stores!(
     first_sync_then_unchanged_full_resync_writes_nothing,
     acknowledge_disabled_on_and_off,
     domain_filter_scopes_users_and_their_memberships,
@@ -112,48 +91,20 @@ struct State {
 
 async fn state(f: &Fixture, c: &Connector) -> State {
     let s = scope(c);
-    let mut users = BTreeMap::new();
-    let mut token = None;
-    loop {
-        let page = f
-            .store
-            .list_users(&s, PageRequest::after(token, 500))
-            .await
-            .unwrap();
-        users.extend(page.items.into_iter().map(|u| (u.id.to_string(), u)));
-        match page.next {
-            Some(t) => token = Some(t),
-            None => break,
-        }
-    }
-    let groups: Vec<Group> = f
-        .store
-        .list_groups(&s, PageRequest::first(1000))
-        .await
-        .unwrap()
-        .items;
+    let users = all_pages(|p| f.store.list_users(&s, p)).await.unwrap();
+    let groups = all_pages(|p| f.store.list_groups(&s, p)).await.unwrap();
     let mut members = BTreeSet::new();
     for g in &groups {
-        let mut token = None;
-        loop {
-            let page = f
-                .store
-                .group_members(&s, &g.id, PageRequest::after(token, 1000))
-                .await
-                .unwrap();
-            members.extend(
-                page.items
-                    .into_iter()
-                    .map(|m| (m.group.to_string(), m.member.to_string())),
-            );
-            match page.next {
-                Some(t) => token = Some(t),
-                None => break,
-            }
-        }
+        let ms = all_pages(|p| f.store.group_members(&s, &g.id, p))
+            .await
+            .unwrap();
+        members.extend(
+            ms.into_iter()
+                .map(|m| (m.group.to_string(), m.member.to_string())),
+        );
     }
     State {
-        users,
+        users: users.into_iter().map(|u| (u.id.to_string(), u)).collect(),
         groups: groups.into_iter().map(|g| g.id.to_string()).collect(),
         members,
     }

@@ -19,7 +19,7 @@ use dirsync_shared::secrets::{LocalSecretStore, SecretStore, Stage};
 use dirsync_shared::source::DirectorySource;
 use dirsync_shared::source::graph::{EntraApp, GraphDeps, GraphSource};
 use dirsync_shared::source::retry::{Limiters, RetryPolicy};
-use dirsync_shared::store::{PageRequest, Scope};
+use dirsync_shared::store::{Scope, all_pages};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -195,63 +195,30 @@ fn expected(sim: &EntraSim, tenant: Uuid) -> View {
 
 async fn view(f: &Fixture, c: &Connector) -> View {
     let s = Scope::new(c.account.clone(), c.id.clone());
-    let mut users = BTreeMap::new();
-    let mut token = None;
-    loop {
-        let page = f
-            .store
-            .list_users(&s, PageRequest::after(token, 1000))
-            .await
-            .unwrap();
-        for u in page.items {
-            let aliases = u.aliases.iter().map(|a| a.to_string()).collect();
-            users.insert(
-                u.id.to_string(),
-                (u.primary_email.to_string(), aliases, u.enabled),
-            );
-        }
-        match page.next {
-            Some(t) => token = Some(t),
-            None => break,
-        }
-    }
-    let mut groups = BTreeSet::new();
+    let users = all_pages(|p| f.store.list_users(&s, p)).await.unwrap();
+    let groups = all_pages(|p| f.store.list_groups(&s, p)).await.unwrap();
     let mut members = BTreeSet::new();
-    let mut token = None;
-    loop {
-        let page = f
-            .store
-            .list_groups(&s, PageRequest::after(token, 1000))
+    for g in &groups {
+        let ms = all_pages(|p| f.store.group_members(&s, &g.id, p))
             .await
             .unwrap();
-        for g in page.items {
-            let mut mt = None;
-            loop {
-                let mp = f
-                    .store
-                    .group_members(&s, &g.id, PageRequest::after(mt, 1000))
-                    .await
-                    .unwrap();
-                members.extend(
-                    mp.items
-                        .into_iter()
-                        .map(|m| (m.group.to_string(), m.member.to_string())),
-                );
-                match mp.next {
-                    Some(t) => mt = Some(t),
-                    None => break,
-                }
-            }
-            groups.insert(g.id.to_string());
-        }
-        match page.next {
-            Some(t) => token = Some(t),
-            None => break,
-        }
+        members.extend(
+            ms.into_iter()
+                .map(|m| (m.group.to_string(), m.member.to_string())),
+        );
     }
     View {
-        users,
-        groups,
+        users: users
+            .into_iter()
+            .map(|u| {
+                let aliases = u.aliases.iter().map(|a| a.to_string()).collect();
+                (
+                    u.id.to_string(),
+                    (u.primary_email.to_string(), aliases, u.enabled),
+                )
+            })
+            .collect(),
+        groups: groups.into_iter().map(|g| g.id.to_string()).collect(),
         members,
     }
 }

@@ -7,33 +7,12 @@ mod common;
 use std::collections::BTreeSet;
 
 use chrono::Duration;
-use common::{Backend, Fixture, fixture, start_time};
+use common::{Fixture, start_time};
 use dirsync_shared::domain::*;
 use dirsync_shared::store::{AddressOwner, PageRequest, Scope, StoreError, Upserted};
 use serde_json::json;
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::fixture(super::Backend::Embedded).await).await
-                }
-            )*
-        }
-        mod dynamodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::fixture(super::Backend::Dynamo).await).await
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+on_both_stores!(
     accounts_are_created_once_and_listed,
     connector_crud_with_optimistic_versions,
     connectors_are_listed_by_region_page_by_page,

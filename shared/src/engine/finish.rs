@@ -10,7 +10,7 @@ use crate::domain::{
     Connector, Cursor, Lease, MemberKind, Membership, RunId, RunStatus, SourceId, SyncMode,
     SyncRun, User,
 };
-use crate::store::{PageRequest, Scope, StoreError};
+use crate::store::{Scope, StoreError, all_pages};
 
 use super::plan::{HeldAction, PlanEntry};
 use super::progress::{Checkpoints, RunProgress, StreamProgress, membership_fp, user_fp};
@@ -31,35 +31,11 @@ struct Sweep {
 
 impl SyncEngine {
     async fn all_users(&self, scope: &Scope) -> Result<Vec<User>, StoreError> {
-        let mut all = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .store
-                .list_users(scope, PageRequest::after(token, 1000))
-                .await?;
-            all.extend(page.items);
-            match page.next {
-                Some(t) => token = Some(t),
-                None => return Ok(all),
-            }
-        }
+        all_pages(|page| self.store.list_users(scope, page)).await
     }
 
     async fn all_groups(&self, scope: &Scope) -> Result<Vec<crate::domain::Group>, StoreError> {
-        let mut all = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .store
-                .list_groups(scope, PageRequest::after(token, 1000))
-                .await?;
-            all.extend(page.items);
-            match page.next {
-                Some(t) => token = Some(t),
-                None => return Ok(all),
-            }
-        }
+        all_pages(|page| self.store.list_groups(scope, page)).await
     }
 
     async fn members(
@@ -67,19 +43,7 @@ impl SyncEngine {
         scope: &Scope,
         group: &SourceId,
     ) -> Result<Vec<Membership>, StoreError> {
-        let mut all = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .store
-                .group_members(scope, group, PageRequest::after(token, 1000))
-                .await?;
-            all.extend(page.items);
-            match page.next {
-                Some(t) => token = Some(t),
-                None => return Ok(all),
-            }
-        }
+        all_pages(|page| self.store.group_members(scope, group, page)).await
     }
 
     async fn groups_of(
@@ -87,19 +51,7 @@ impl SyncEngine {
         scope: &Scope,
         member: &SourceId,
     ) -> Result<Vec<Membership>, StoreError> {
-        let mut all = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .store
-                .member_of(scope, member, PageRequest::after(token, 1000))
-                .await?;
-            all.extend(page.items);
-            match page.next {
-                Some(t) => token = Some(t),
-                None => return Ok(all),
-            }
-        }
+        all_pages(|page| self.store.member_of(scope, member, page)).await
     }
 
     /// Works out removals a full read implies, and memberships that point at

@@ -322,24 +322,8 @@ impl SyncEngine {
             self.store.get_cursor(scope, stream).await?
         };
         Ok(match cursor {
-            Some(c) => StreamProgress {
-                mode: SyncMode::Delta,
-                from: Some(ReadFrom::Delta(c.value)),
-                cursor: None,
-                pages: 0,
-                resynced: None,
-                counts: Default::default(),
-                stats: Default::default(),
-            },
-            None => StreamProgress {
-                mode: SyncMode::Full,
-                from: Some(ReadFrom::Full),
-                cursor: None,
-                pages: 0,
-                resynced: None,
-                counts: Default::default(),
-                stats: Default::default(),
-            },
+            Some(c) => StreamProgress::starting(SyncMode::Delta, ReadFrom::Delta(c.value)),
+            None => StreamProgress::starting(SyncMode::Full, ReadFrom::Full),
         })
     }
 

@@ -38,6 +38,21 @@ pub struct Stats {
     pub retries: u64,
 }
 
+impl StreamProgress {
+    /// A stream about to read its first page.
+    pub fn starting(mode: SyncMode, from: ReadFrom) -> Self {
+        Self {
+            mode,
+            from: Some(from),
+            cursor: None,
+            pages: 0,
+            resynced: None,
+            counts: ActionCounts::default(),
+            stats: Stats::default(),
+        }
+    }
+}
+
 /// The checkpoint of the run as a whole.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunProgress {

@@ -85,6 +85,25 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+/// Every item of a paged listing: calls `read` with each page request in
+/// turn until the listing ends.
+pub async fn all_pages<T, F, Fut>(mut read: F) -> Result<Vec<T>, StoreError>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<T>, StoreError>>,
+{
+    let mut all = Vec::new();
+    let mut token = None;
+    loop {
+        let page = read(PageRequest::after(token, PageRequest::MAX_LIMIT)).await?;
+        all.extend(page.items);
+        match page.next {
+            Some(t) => token = Some(t),
+            None => return Ok(all),
+        }
+    }
+}
+
 /// How long run records are kept (DynamoDB TTL removes older ones).
 pub const RUN_RETENTION_DAYS: i64 = 90;
 

@@ -12,6 +12,30 @@ use dirsync_shared::clock::ManualClock;
 use dirsync_shared::store::table::{Item, ItemPage, Key, Query, WriteOp, WriteResult};
 use dirsync_shared::store::{DynamoTable, EmbeddedTable, StateStore, Table, TableError};
 
+/// Declares each named async test function (taking a [`Fixture`]) twice: on
+/// the embedded store and on DynamoDB Local.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::common::fixture(super::common::Backend::Embedded).await).await
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::common::fixture(super::common::Backend::Dynamo).await).await
+                }
+            )*
+        }
+    };
+}
+
 /// Where the test command started DynamoDB Local.
 pub const DYNAMODB_ENV: &str = "DIRSYNC_TEST_DYNAMODB_ENDPOINT";
 
