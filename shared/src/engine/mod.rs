@@ -143,6 +143,21 @@ impl SyncEngine {
         &self.settings
     }
 
+    /// Records a run that could not start (no source could be built, or the
+    /// job kept failing), so that the failure shows where people look.
+    pub async fn record_failure(
+        &self,
+        connector: &Connector,
+        trigger: Trigger,
+        message: &str,
+    ) -> Result<SyncRun, EngineError> {
+        let now = self.store.now();
+        let mut run = SyncRun::start(connector.account.clone(), connector.id.clone(), trigger, SyncMode::Delta, now);
+        run.finish(RunStatus::Failed, Some(message.to_owned()), now);
+        self.store.put_run(&run).await?;
+        Ok(run)
+    }
+
     /// Runs (or continues) one sync of `connector` reading `source`.
     pub async fn run(
         &self,

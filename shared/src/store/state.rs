@@ -497,6 +497,18 @@ impl StateStore {
         }
     }
 
+    /// The connector's lease, if one is held and unexpired.
+    pub async fn current_lease(&self, scope: &Scope) -> Result<Option<Lease>, StoreError> {
+        let now = self.now();
+        Ok(self
+            .table
+            .get(&keys::lease(scope))
+            .await?
+            .map(|i| from_item::<Lease>("lease", i))
+            .transpose()?
+            .filter(|l| l.expires_at > now))
+    }
+
     /// Gives a lease back; false if it had already passed to someone else.
     pub async fn release_lease(&self, lease: &Lease) -> Result<bool, StoreError> {
         let scope = Scope::new(lease.account.clone(), lease.connector.clone());

@@ -1,0 +1,91 @@
+//! Building the [`App`] from the environment, once, in each function's
+//! `main`. Local runs point the standard AWS variables at emulators
+//! (`AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_SQS`,
+//! `AWS_ENDPOINT_URL_SECRETS_MANAGER`); the code has no branch for them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::auth::{AssertionAlg, TokenProvider};
+use crate::clock::{Clock, SystemClock};
+use crate::engine::{EngineSettings, SyncEngine};
+use crate::queue::SqsQueue;
+use crate::secrets::SecretsManagerStore;
+use crate::source::graph::{EntraApp, GraphDeps};
+use crate::source::retry::{Limiters, RetryPolicy};
+use crate::store::{DynamoTable, StateStore};
+
+use super::{App, AppError, AppSettings, Sources};
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn required(name: &str, what: &str) -> Result<String, AppError> {
+    var(name).ok_or_else(|| AppError::Config(format!("set {name} ({what})")))
+}
+
+/// The platform app, when its settings are present.
+pub fn entra_app_from_env() -> Result<Option<EntraApp>, AppError> {
+    let Some(client_id) = var("DIRSYNC_APP_CLIENT_ID") else {
+        return Ok(None);
+    };
+    let client_id = Uuid::parse_str(&client_id)
+        .map_err(|_| AppError::Config("DIRSYNC_APP_CLIENT_ID must be the app's client ID (a GUID)".into()))?;
+    let certificate = required("DIRSYNC_APP_CERT_SECRET", "the secret holding the app certificate")?
+        .parse()
+        .map_err(|e| AppError::Config(format!("DIRSYNC_APP_CERT_SECRET: {e}")))?;
+    let assertion = match var("DIRSYNC_ASSERTION_ALG").as_deref() {
+        None | Some("ps256") => AssertionAlg::Ps256,
+        Some("rs256") => AssertionAlg::Rs256,
+        Some(other) => return Err(AppError::Config(format!("DIRSYNC_ASSERTION_ALG {other:?}: use ps256 or rs256"))),
+    };
+    Ok(Some(EntraApp {
+        client_id,
+        certificate,
+        assertion,
+    }))
+}
+
+pub fn settings_from_env() -> Result<AppSettings, AppError> {
+    let mut s = AppSettings::default();
+    if let Some(v) = var("DIRSYNC_WINDOW_SPREAD_SECONDS") {
+        let secs: u64 = v
+            .parse()
+            .map_err(|_| AppError::Config("DIRSYNC_WINDOW_SPREAD_SECONDS must be a number of seconds".into()))?;
+        s.window_spread = Duration::from_secs(secs);
+    }
+    if let Some(p) = var("DIRSYNC_SECRET_PREFIX") {
+        s.secret_prefix = p;
+    }
+    Ok(s)
+}
+
+/// The production wiring: DynamoDB, SQS, Secrets Manager, real time.
+pub async fn app_from_env() -> Result<App, AppError> {
+    let aws = aws_config::load_from_env().await;
+    let table = required("DIRSYNC_TABLE", "the DynamoDB table name")?;
+    let queue_url = required("DIRSYNC_QUEUE_URL", "the sync job queue URL")?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = StateStore::new(
+        Arc::new(DynamoTable::new(aws_sdk_dynamodb::Client::new(&aws), table)),
+        clock.clone(),
+    );
+    let secrets = Arc::new(SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&aws)));
+    let graph = GraphDeps {
+        tokens: Arc::new(TokenProvider::new(reqwest::Client::new(), secrets.clone(), clock)),
+        limiters: Arc::new(Limiters::new(4)),
+        policy: RetryPolicy::default(),
+        app: entra_app_from_env()?,
+    };
+    Ok(App {
+        engine: SyncEngine::new(store.clone(), EngineSettings::default()),
+        store,
+        queue: Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&aws), queue_url)),
+        secrets,
+        sources: Arc::new(Sources { graph }),
+        settings: settings_from_env()?,
+    })
+}

@@ -1,0 +1,85 @@
+//! The application services the Lambda functions (and the local CLI) call:
+//! the sync window's fan-out, the worker's job, the admin API. Everything
+//! they need is built once into an [`App`].
+
+pub mod api;
+pub mod config;
+pub mod metrics;
+pub mod sources;
+pub mod window;
+pub mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::engine::{EngineError, SyncEngine};
+use crate::queue::{JobQueue, QueueError};
+use crate::secrets::{SecretError, SecretStore};
+use crate::source::SourceError;
+use crate::store::{StateStore, StoreError};
+
+pub use sources::{SourceFactory, Sources};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("{0} does not exist")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// Settings of the deployment (environment variables in Lambda).
+#[derive(Debug, Clone)]
+pub struct AppSettings {
+    /// How much of a sync window the jobs are spread over.
+    pub window_spread: Duration,
+    /// Prefix of secrets the admin API creates (`<prefix>/<account>/<connector>`).
+    pub secret_prefix: String,
+}
+
+impl Default for AppSettings {
+    fn default() -> Self {
+        Self {
+            window_spread: Duration::from_secs(900),
+            secret_prefix: "dirsync".into(),
+        }
+    }
+}
+
+/// Structured logs: JSON lines in Lambda (CloudWatch parses them), plain
+/// text on a terminal. `RUST_LOG` filters (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let result = if std::env::var("AWS_LAMBDA_FUNCTION_NAME").is_ok() {
+        builder.json().flatten_event(true).without_time().try_init()
+    } else {
+        builder.try_init()
+    };
+    // A second initialisation (tests) keeps the first.
+    let _ = result;
+}
+
+pub struct App {
+    pub store: StateStore,
+    pub engine: SyncEngine,
+    pub queue: Arc<dyn JobQueue>,
+    pub secrets: Arc<dyn SecretStore>,
+    pub sources: Arc<dyn SourceFactory>,
+    pub settings: AppSettings,
+}
