@@ -26,6 +26,7 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
         Body::Binary(b) => b,
         _ => Vec::new(),
     };
-    let response = dirsync_shared::app::api::handle(app, http::Request::from_parts(parts, bytes), who).await;
+    let response =
+        dirsync_shared::app::api::handle(app, http::Request::from_parts(parts, bytes), who).await;
     response.map(Body::from)
 }

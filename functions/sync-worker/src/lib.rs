@@ -15,7 +15,11 @@ pub const MAX_RECEIVES: u32 = 3;
 /// Stop this long before the Lambda deadline (checkpoint, enqueue, return).
 pub const SAFETY: Duration = Duration::from_secs(20);
 
-pub async fn handle(app: &App, event: SqsEvent, deadline: Option<tokio::time::Instant>) -> SqsBatchResponse {
+pub async fn handle(
+    app: &App,
+    event: SqsEvent,
+    deadline: Option<tokio::time::Instant>,
+) -> SqsBatchResponse {
     let mut failures = Vec::new();
     for record in event.records {
         let id = record.message_id.clone().unwrap_or_default();

@@ -9,7 +9,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         let app = &app;
         async move {
             let deadline = sync_worker::stop_by(event.context.deadline);
-            Ok::<_, lambda_runtime::Error>(sync_worker::handle(app, event.payload, Some(deadline)).await)
+            Ok::<_, lambda_runtime::Error>(
+                sync_worker::handle(app, event.payload, Some(deadline)).await,
+            )
         }
     }))
     .await

@@ -27,8 +27,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::domain::{
-    Account, AccountId, Connector, ConnectorId, ConnectorKind, ConnectorSpec, ConnectorState, EmailAddress, Region,
-    RunId, SecretRef, SourceConfig, SourceId, Trigger, ValidationError,
+    Account, AccountId, Connector, ConnectorId, ConnectorKind, ConnectorSpec, ConnectorState,
+    EmailAddress, Region, RunId, SecretRef, SourceConfig, SourceId, Trigger, ValidationError,
 };
 use crate::engine::EngineError;
 use crate::queue::Job;
@@ -59,8 +59,12 @@ pub async fn handle(app: &App, req: Request<Vec<u8>>, caller: Option<String>) ->
 
 fn error_reply(e: &AppError) -> (StatusCode, Value) {
     let status = match e {
-        AppError::NotFound(_) | AppError::Store(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,
-        AppError::BadRequest(_) | AppError::Store(StoreError::BadPageToken) => StatusCode::BAD_REQUEST,
+        AppError::NotFound(_) | AppError::Store(StoreError::NotFound { .. }) => {
+            StatusCode::NOT_FOUND
+        }
+        AppError::BadRequest(_) | AppError::Store(StoreError::BadPageToken) => {
+            StatusCode::BAD_REQUEST
+        }
         AppError::Conflict(_)
         | AppError::Store(StoreError::AlreadyExists { .. })
         | AppError::Store(StoreError::VersionConflict { .. })
@@ -79,16 +83,28 @@ fn bad(e: ValidationError) -> AppError {
 
 fn body<T: for<'de> Deserialize<'de>>(req: &Request<Vec<u8>>) -> Result<T, AppError> {
     if req.body().len() > 256 * 1024 {
-        return Err(AppError::BadRequest("the request body is larger than 256 KiB".into()));
+        return Err(AppError::BadRequest(
+            "the request body is larger than 256 KiB".into(),
+        ));
     }
-    let bytes: &[u8] = if req.body().is_empty() { b"{}" } else { req.body() };
-    serde_json::from_slice(bytes).map_err(|e| AppError::BadRequest(format!("the request body is not the expected JSON: {e}")))
+    let bytes: &[u8] = if req.body().is_empty() {
+        b"{}"
+    } else {
+        req.body()
+    };
+    serde_json::from_slice(bytes).map_err(|e| {
+        AppError::BadRequest(format!("the request body is not the expected JSON: {e}"))
+    })
 }
 
 fn query(req: &Request<Vec<u8>>) -> HashMap<String, String> {
     req.uri()
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -120,20 +136,32 @@ async fn route(app: &App, req: &Request<Vec<u8>>, caller: Option<String>) -> Rep
         (&Method::POST, ["accounts"]) => create_account(app, req).await,
         (&Method::GET, ["accounts", a]) => {
             let id = AccountId::new(*a).map_err(bad)?;
-            let account = app.store.get_account(&id).await?.ok_or_else(|| AppError::NotFound(format!("account {a}")))?;
+            let account = app
+                .store
+                .get_account(&id)
+                .await?
+                .ok_or_else(|| AppError::NotFound(format!("account {a}")))?;
             Ok((StatusCode::OK, json!(account)))
         }
         (&Method::GET, ["accounts", a, "connectors"]) => {
             let id = AccountId::new(*a).map_err(bad)?;
-            Ok((StatusCode::OK, json!({"connectors": app.store.list_connectors(&id).await?})))
+            Ok((
+                StatusCode::OK,
+                json!({"connectors": app.store.list_connectors(&id).await?}),
+            ))
         }
         (&Method::POST, ["accounts", a, "connectors"]) => create_connector(app, req, a).await,
         (&Method::GET, ["accounts", a, "users"]) => find_user(app, req, a).await,
         (_, ["accounts", a, "connectors", c, rest @ ..]) => {
-            let scope = Scope::new(AccountId::new(*a).map_err(bad)?, ConnectorId::new(*c).map_err(bad)?);
+            let scope = Scope::new(
+                AccountId::new(*a).map_err(bad)?,
+                ConnectorId::new(*c).map_err(bad)?,
+            );
             connector_routes(app, req, m, &scope, rest, caller).await
         }
-        _ => Err(AppError::NotFound(format!("{m} {path} (see the API reference in shared/src/app/api.rs)"))),
+        _ => Err(AppError::NotFound(format!(
+            "{m} {path} (see the API reference in shared/src/app/api.rs)"
+        ))),
     }
 }
 
@@ -148,7 +176,13 @@ struct NewAccount {
 async fn create_account(app: &App, req: &Request<Vec<u8>>) -> Reply {
     let n: NewAccount = body(req)?;
     let region: Region = n.region.parse().map_err(bad)?;
-    let account = Account::new(AccountId::new(n.id).map_err(bad)?, n.name, region, app.store.now()).map_err(bad)?;
+    let account = Account::new(
+        AccountId::new(n.id).map_err(bad)?,
+        n.name,
+        region,
+        app.store.now(),
+    )
+    .map_err(bad)?;
     app.store.create_account(&account).await?;
     Ok((StatusCode::CREATED, json!(account)))
 }
@@ -176,19 +210,34 @@ fn secret_of(c: &Connector) -> Option<&SecretRef> {
     match &c.source {
         SourceConfig::EntraConsent { .. } => None,
         SourceConfig::EntraLegacy { client_secret, .. } => Some(client_secret),
-        SourceConfig::ActiveDirectory { ldap } | SourceConfig::Domino { ldap, .. } => Some(&ldap.password),
-        SourceConfig::Google { service_account_key, .. } => Some(service_account_key),
+        SourceConfig::ActiveDirectory { ldap } | SourceConfig::Domino { ldap, .. } => {
+            Some(&ldap.password)
+        }
+        SourceConfig::Google {
+            service_account_key,
+            ..
+        } => Some(service_account_key),
     }
 }
 
 async fn create_connector(app: &App, req: &Request<Vec<u8>>, account: &str) -> Reply {
     let account = AccountId::new(account).map_err(bad)?;
-    let NewConnector { mut connector, secret } = body(req)?;
-    let kind: ConnectorKind = connector.kind.as_deref().unwrap_or_default().parse().map_err(bad)?;
+    let NewConnector {
+        mut connector,
+        secret,
+    } = body(req)?;
+    let kind: ConnectorKind = connector
+        .kind
+        .as_deref()
+        .unwrap_or_default()
+        .parse()
+        .map_err(bad)?;
     let id = ConnectorId::new(connector.id.clone().unwrap_or_default()).map_err(bad)?;
     let name: Option<SecretRef> = match (&secret, secret_field(kind)) {
         (Some(_), None) => {
-            return Err(AppError::BadRequest(format!("a {kind} connector takes no secret; remove \"secret\"")));
+            return Err(AppError::BadRequest(format!(
+                "a {kind} connector takes no secret; remove \"secret\""
+            )));
         }
         (Some(_), Some(field)) => {
             let name: SecretRef = format!("{}/{account}/{id}", app.settings.secret_prefix)
@@ -233,8 +282,15 @@ async fn find_user(app: &App, req: &Request<Vec<u8>>, account: &str) -> Reply {
         .store
         .find_user_by_address(&account, &address)
         .await?
-        .ok_or_else(|| AppError::NotFound(format!("a user with address {address} in account {account}")))?;
-    Ok((StatusCode::OK, json!({"connector": connector, "user": user})))
+        .ok_or_else(|| {
+            AppError::NotFound(format!(
+                "a user with address {address} in account {account}"
+            ))
+        })?;
+    Ok((
+        StatusCode::OK,
+        json!({"connector": connector, "user": user}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -264,7 +320,9 @@ async fn connector(app: &App, scope: &Scope) -> Result<Connector, AppError> {
     app.store
         .get_connector(&scope.account, &scope.connector)
         .await?
-        .ok_or_else(|| AppError::NotFound(format!("connector {}/{}", scope.account, scope.connector)))
+        .ok_or_else(|| {
+            AppError::NotFound(format!("connector {}/{}", scope.account, scope.connector))
+        })
 }
 
 async fn connector_routes(
@@ -292,7 +350,11 @@ async fn connector_routes(
                 c.description = d.trim().to_owned();
             }
             if let Some(e) = patch.enabled {
-                c.state = if e { ConnectorState::Enabled } else { ConnectorState::Paused };
+                c.state = if e {
+                    ConnectorState::Enabled
+                } else {
+                    ConnectorState::Paused
+                };
             }
             if let Some(a) = patch.acknowledge_disabled {
                 c.options.acknowledge_disabled = a;
@@ -305,18 +367,26 @@ async fn connector_routes(
         (&Method::DELETE, []) => {
             let c = connector(app, scope).await?;
             if app.store.current_lease(scope).await?.is_some() {
-                return Err(AppError::Conflict("a sync of this connector is running; delete it when it has finished".into()));
+                return Err(AppError::Conflict(
+                    "a sync of this connector is running; delete it when it has finished".into(),
+                ));
             }
-            app.store.delete_connector(&scope.account, &scope.connector).await?;
-            if let Some(name) = secret_of(&c).filter(|n| n.as_str().starts_with(&format!("{}/", app.settings.secret_prefix))) {
+            app.store
+                .delete_connector(&scope.account, &scope.connector)
+                .await?;
+            if let Some(name) = secret_of(&c).filter(|n| {
+                n.as_str()
+                    .starts_with(&format!("{}/", app.settings.secret_prefix))
+            }) {
                 app.secrets.delete(name).await?;
             }
             Ok((StatusCode::OK, json!({"deleted": scope.connector})))
         }
         (&Method::PUT, ["secret"]) => {
             let c = connector(app, scope).await?;
-            let name = secret_of(&c)
-                .ok_or_else(|| AppError::BadRequest(format!("a {} connector has no secret to set", c.kind())))?;
+            let name = secret_of(&c).ok_or_else(|| {
+                AppError::BadRequest(format!("a {} connector has no secret to set", c.kind()))
+            })?;
             let SecretBody { value } = body(req)?;
             if value.is_empty() {
                 return Err(AppError::BadRequest("the new secret is empty".into()));
@@ -342,7 +412,9 @@ async fn connector_routes(
             let c = connector(app, scope).await?;
             let SyncBody { full } = body(req)?;
             if !c.source.is_ready() {
-                return Err(AppError::Conflict("the connector is waiting for admin consent; it cannot sync yet".into()));
+                return Err(AppError::Conflict(
+                    "the connector is waiting for admin consent; it cannot sync yet".into(),
+                ));
             }
             if let Some(lease) = app.store.current_lease(scope).await? {
                 return Err(AppError::Conflict(format!(
@@ -353,7 +425,9 @@ async fn connector_routes(
             let job = Job {
                 account: scope.account.clone(),
                 connector: scope.connector.clone(),
-                trigger: Trigger::Manual { requested_by: caller },
+                trigger: Trigger::Manual {
+                    requested_by: caller,
+                },
                 full,
                 continues: None,
             };
@@ -362,12 +436,22 @@ async fn connector_routes(
         }
         (&Method::POST, ["consent"]) => start_consent(app, scope).await,
         (&Method::GET, ["runs"]) => {
-            let page = app.store.list_runs(scope, page_request(&query(req))?).await?;
-            Ok((StatusCode::OK, json!({"runs": page.items, "next": page.next})))
+            let page = app
+                .store
+                .list_runs(scope, page_request(&query(req))?)
+                .await?;
+            Ok((
+                StatusCode::OK,
+                json!({"runs": page.items, "next": page.next}),
+            ))
         }
         (&Method::GET, ["runs", run]) => {
             let id: RunId = run.parse().map_err(bad)?;
-            let r = app.store.get_run(scope, &id).await?.ok_or_else(|| AppError::NotFound(format!("run {run}")))?;
+            let r = app
+                .store
+                .get_run(scope, &id)
+                .await?
+                .ok_or_else(|| AppError::NotFound(format!("run {run}")))?;
             let staged = if r.status == crate::domain::RunStatus::Staged {
                 app.engine.staged_actions(scope, &id).await?
             } else {
@@ -386,13 +470,25 @@ async fn connector_routes(
         }
         (&Method::GET, ["users", id, "groups"]) => {
             let id = SourceId::new(*id).map_err(bad)?;
-            let page = app.store.member_of(scope, &id, page_request(&query(req))?).await?;
-            Ok((StatusCode::OK, json!({"memberships": page.items, "next": page.next})))
+            let page = app
+                .store
+                .member_of(scope, &id, page_request(&query(req))?)
+                .await?;
+            Ok((
+                StatusCode::OK,
+                json!({"memberships": page.items, "next": page.next}),
+            ))
         }
         (&Method::GET, ["groups", id, "members"]) => {
             let id = SourceId::new(*id).map_err(bad)?;
-            let page = app.store.group_members(scope, &id, page_request(&query(req))?).await?;
-            Ok((StatusCode::OK, json!({"memberships": page.items, "next": page.next})))
+            let page = app
+                .store
+                .group_members(scope, &id, page_request(&query(req))?)
+                .await?;
+            Ok((
+                StatusCode::OK,
+                json!({"memberships": page.items, "next": page.next}),
+            ))
         }
         _ => Err(AppError::NotFound(format!("{m} {}", req.uri().path()))),
     }
@@ -403,7 +499,10 @@ pub const CONSENT_STATE_MINUTES: i64 = 15;
 
 async fn start_consent(app: &App, scope: &Scope) -> Reply {
     let c = connector(app, scope).await?;
-    let SourceConfig::EntraConsent { cloud, tenant_hint, .. } = &c.source else {
+    let SourceConfig::EntraConsent {
+        cloud, tenant_hint, ..
+    } = &c.source
+    else {
         return Err(AppError::BadRequest(format!(
             "admin consent is for consent connectors; this is a {} connector",
             c.kind()
@@ -417,7 +516,13 @@ async fn start_consent(app: &App, scope: &Scope) -> Reply {
     let state = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
     let expires = app.store.now() + chrono::Duration::minutes(CONSENT_STATE_MINUTES);
     app.store
-        .put_ephemeral("consent", &state, &json!({"account": scope.account, "connector": scope.connector}), expires, true)
+        .put_ephemeral(
+            "consent",
+            &state,
+            &json!({"account": scope.account, "connector": scope.connector}),
+            expires,
+            true,
+        )
         .await?;
     let tenant = tenant_hint.as_deref().unwrap_or("organizations");
     let url = url::Url::parse_with_params(
@@ -430,5 +535,8 @@ async fn start_consent(app: &App, scope: &Scope) -> Reply {
         ],
     )
     .map_err(|e| AppError::Config(format!("cannot build the consent URL: {e}")))?;
-    Ok((StatusCode::OK, json!({"consent_url": url.as_str(), "expires_at": expires})))
+    Ok((
+        StatusCode::OK,
+        json!({"consent_url": url.as_str(), "expires_at": expires}),
+    ))
 }

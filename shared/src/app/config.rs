@@ -32,15 +32,23 @@ pub fn entra_app_from_env() -> Result<Option<EntraApp>, AppError> {
     let Some(client_id) = var("DIRSYNC_APP_CLIENT_ID") else {
         return Ok(None);
     };
-    let client_id = Uuid::parse_str(&client_id)
-        .map_err(|_| AppError::Config("DIRSYNC_APP_CLIENT_ID must be the app's client ID (a GUID)".into()))?;
-    let certificate = required("DIRSYNC_APP_CERT_SECRET", "the secret holding the app certificate")?
-        .parse()
-        .map_err(|e| AppError::Config(format!("DIRSYNC_APP_CERT_SECRET: {e}")))?;
+    let client_id = Uuid::parse_str(&client_id).map_err(|_| {
+        AppError::Config("DIRSYNC_APP_CLIENT_ID must be the app's client ID (a GUID)".into())
+    })?;
+    let certificate = required(
+        "DIRSYNC_APP_CERT_SECRET",
+        "the secret holding the app certificate",
+    )?
+    .parse()
+    .map_err(|e| AppError::Config(format!("DIRSYNC_APP_CERT_SECRET: {e}")))?;
     let assertion = match var("DIRSYNC_ASSERTION_ALG").as_deref() {
         None | Some("ps256") => AssertionAlg::Ps256,
         Some("rs256") => AssertionAlg::Rs256,
-        Some(other) => return Err(AppError::Config(format!("DIRSYNC_ASSERTION_ALG {other:?}: use ps256 or rs256"))),
+        Some(other) => {
+            return Err(AppError::Config(format!(
+                "DIRSYNC_ASSERTION_ALG {other:?}: use ps256 or rs256"
+            )));
+        }
     };
     Ok(Some(EntraApp {
         client_id,
@@ -52,9 +60,9 @@ pub fn entra_app_from_env() -> Result<Option<EntraApp>, AppError> {
 pub fn settings_from_env() -> Result<AppSettings, AppError> {
     let mut s = AppSettings::default();
     if let Some(v) = var("DIRSYNC_WINDOW_SPREAD_SECONDS") {
-        let secs: u64 = v
-            .parse()
-            .map_err(|_| AppError::Config("DIRSYNC_WINDOW_SPREAD_SECONDS must be a number of seconds".into()))?;
+        let secs: u64 = v.parse().map_err(|_| {
+            AppError::Config("DIRSYNC_WINDOW_SPREAD_SECONDS must be a number of seconds".into())
+        })?;
         s.window_spread = Duration::from_secs(secs);
     }
     if let Some(p) = var("DIRSYNC_SECRET_PREFIX") {
@@ -73,9 +81,15 @@ pub async fn app_from_env() -> Result<App, AppError> {
         Arc::new(DynamoTable::new(aws_sdk_dynamodb::Client::new(&aws), table)),
         clock.clone(),
     );
-    let secrets = Arc::new(SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&aws)));
+    let secrets = Arc::new(SecretsManagerStore::new(
+        aws_sdk_secretsmanager::Client::new(&aws),
+    ));
     let graph = GraphDeps {
-        tokens: Arc::new(TokenProvider::new(reqwest::Client::new(), secrets.clone(), clock)),
+        tokens: Arc::new(TokenProvider::new(
+            reqwest::Client::new(),
+            secrets.clone(),
+            clock,
+        )),
         limiters: Arc::new(Limiters::new(4)),
         policy: RetryPolicy::default(),
         app: entra_app_from_env()?,

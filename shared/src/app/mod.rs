@@ -65,7 +65,9 @@ impl Default for AppSettings {
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     let result = if std::env::var("AWS_LAMBDA_FUNCTION_NAME").is_ok() {
         builder.json().flatten_event(true).without_time().try_init()
     } else {

@@ -16,9 +16,9 @@ pub struct Sources {
 impl SourceFactory for Sources {
     fn source_for(&self, connector: &Connector) -> Result<Box<dyn DirectorySource>, SourceError> {
         match connector.kind() {
-            ConnectorKind::EntraConsent | ConnectorKind::EntraLegacy => {
-                Ok(Box::new(GraphSource::for_connector(connector, &self.graph)?))
-            }
+            ConnectorKind::EntraConsent | ConnectorKind::EntraLegacy => Ok(Box::new(
+                GraphSource::for_connector(connector, &self.graph)?,
+            )),
             other => Err(SourceError::Config(format!(
                 "{other} connectors cannot be synced by this version of dirsync yet; \
                  the connector is kept and will sync once support is deployed"

@@ -70,8 +70,16 @@ pub async fn fan_out(
                 report.not_due += 1;
                 continue;
             }
-            let key = format!("{}#{}#{}", c.account, c.id, event.scheduled_time.timestamp());
-            let expires = event.scheduled_time + chrono::Duration::days(MARKER_DAYS);
+            let key = format!(
+                "{}#{}#{}",
+                c.account,
+                c.id,
+                event.scheduled_time.timestamp()
+            );
+            // Counted from now as well: a late retry of an old window must
+            // still find its claim.
+            let expires =
+                event.scheduled_time.max(store.now()) + chrono::Duration::days(MARKER_DAYS);
             // Claim the (connector, window) pair first: a second firing of the
             // same window finds the claim and enqueues nothing.
             if !store
@@ -120,7 +128,11 @@ mod tests {
     #[test]
     fn ldap_reads_in_full_at_23_local() {
         let t: DateTime<Utc> = "2026-07-01T22:00:00Z".parse().unwrap(); // 23:00 in London (BST)
-        assert!(wants_full(ConnectorKind::ActiveDirectory, Region::Europe, t));
+        assert!(wants_full(
+            ConnectorKind::ActiveDirectory,
+            Region::Europe,
+            t
+        ));
         assert!(!wants_full(ConnectorKind::EntraConsent, Region::Europe, t));
         assert!(!wants_full(ConnectorKind::Domino, Region::NorthAmerica, t));
     }

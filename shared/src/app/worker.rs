@@ -31,12 +31,22 @@ pub struct JobLog {
     pub outcome: String,
 }
 
-pub async fn process(app: &App, job: &Job, deadline: Option<tokio::time::Instant>) -> Result<JobOutcome, AppError> {
-    let Some(connector) = app.store.get_connector(&job.account, &job.connector).await? else {
+pub async fn process(
+    app: &App,
+    job: &Job,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<JobOutcome, AppError> {
+    let Some(connector) = app
+        .store
+        .get_connector(&job.account, &job.connector)
+        .await?
+    else {
         return Ok(JobOutcome::Skipped("the connector was deleted".into()));
     };
     if matches!(job.trigger, Trigger::Schedule { .. }) && !connector.is_due() {
-        return Ok(JobOutcome::Skipped("the connector is paused or waiting for consent".into()));
+        return Ok(JobOutcome::Skipped(
+            "the connector is paused or waiting for consent".into(),
+        ));
     }
     let source = match app.sources.source_for(&connector) {
         Ok(s) => s,
@@ -89,12 +99,17 @@ pub async fn give_up(app: &App, job: &Job, error: &str) -> Result<SyncRun, AppEr
         .store
         .get_connector(&job.account, &job.connector)
         .await?
-        .ok_or_else(|| AppError::NotFound(format!("connector {}/{}", job.account, job.connector)))?;
+        .ok_or_else(|| {
+            AppError::NotFound(format!("connector {}/{}", job.account, job.connector))
+        })?;
     let message = format!(
         "The sync job failed on every attempt and was moved to the dead-letter queue: {error}. \
          Nothing was removed; use Sync now once the cause is fixed."
     );
-    let run = app.engine.record_failure(&connector, job.trigger.clone(), &message).await?;
+    let run = app
+        .engine
+        .record_failure(&connector, job.trigger.clone(), &message)
+        .await?;
     debug_assert_eq!(run.status, RunStatus::Failed);
     metrics::emit(&run, connector.kind());
     Ok(run)

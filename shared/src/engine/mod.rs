@@ -152,7 +152,13 @@ impl SyncEngine {
         message: &str,
     ) -> Result<SyncRun, EngineError> {
         let now = self.store.now();
-        let mut run = SyncRun::start(connector.account.clone(), connector.id.clone(), trigger, SyncMode::Delta, now);
+        let mut run = SyncRun::start(
+            connector.account.clone(),
+            connector.id.clone(),
+            trigger,
+            SyncMode::Delta,
+            now,
+        );
         run.finish(RunStatus::Failed, Some(message.to_owned()), now);
         self.store.put_run(&run).await?;
         Ok(run)

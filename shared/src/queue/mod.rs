@@ -67,7 +67,9 @@ impl JobQueue for SqsQueue {
             .map_err(|e| {
                 QueueError(format!(
                     "SQS SendMessage failed: {}",
-                    e.message().or(e.code()).unwrap_or("no answer from the service")
+                    e.message()
+                        .or(e.code())
+                        .unwrap_or("no answer from the service")
                 ))
             })
     }
@@ -81,7 +83,11 @@ pub struct LocalQueue {
 
 impl LocalQueue {
     pub fn take_all(&self) -> Vec<(Job, Duration)> {
-        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect()
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect()
     }
 
     pub fn len(&self) -> usize {

@@ -205,3 +205,68 @@ pub fn secrets_manager() -> dirsync_shared::secrets::SecretsManagerStore {
         config,
     ))
 }
+
+/// An SQS client for the emulator (moto serves SQS too).
+pub fn sqs_client() -> aws_sdk_sqs::Client {
+    let endpoint = std::env::var(SECRETS_ENV).unwrap_or_else(|_| {
+        panic!("{SECRETS_ENV} is not set: run the tests with `infra/test` (it starts the AWS emulator for SQS and Secrets Manager)")
+    });
+    let config = aws_sdk_sqs::Config::builder()
+        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+        .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "dirsync-tests",
+        ))
+        .endpoint_url(endpoint)
+        .build();
+    aws_sdk_sqs::Client::from_conf(config)
+}
+
+/// A fresh queue on the emulator; returns its URL.
+pub async fn sqs_queue(client: &aws_sdk_sqs::Client) -> String {
+    let name = format!("dirsync-test-{}", uuid::Uuid::new_v4().simple());
+    client
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap()
+}
+
+/// Every message waiting on a queue, received and deleted.
+pub async fn drain_queue(
+    client: &aws_sdk_sqs::Client,
+    url: &str,
+) -> Vec<aws_sdk_sqs::types::Message> {
+    let mut all = Vec::new();
+    loop {
+        let out = client
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let msgs = out.messages.unwrap_or_default();
+        if msgs.is_empty() {
+            return all;
+        }
+        for m in &msgs {
+            client
+                .delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle.clone().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+        all.extend(msgs);
+    }
+}

@@ -1,0 +1,485 @@
+//! The Lambda handlers, invoked in-process with the event fixtures in
+//! `events/`, against DynamoDB Local, the SQS and Secrets Manager emulator,
+//! and the Entra simulator.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use chrono::Utc;
+use common::{Backend, Fixture, drain_queue, fixture_at, secrets_manager, sqs_client, sqs_queue};
+use dirsync_entra_sim::{CONSENT_ROLES, EntraSim, Faults, GenSpec, MultiTenantApp, TenantSpec};
+use dirsync_shared::app::{App, AppSettings, Sources};
+use dirsync_shared::auth::{AppCertificate, AssertionAlg, KeyBits, TokenProvider};
+use dirsync_shared::domain::*;
+use dirsync_shared::engine::{EngineSettings, SyncEngine};
+use dirsync_shared::queue::{Job, SqsQueue};
+use dirsync_shared::secrets::{SecretStore, Stage};
+use dirsync_shared::source::graph::{EntraApp, GraphDeps};
+use dirsync_shared::source::retry::{Limiters, RetryPolicy};
+use dirsync_shared::store::{PageRequest, Scope, all_pages};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+fn fixture_file(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+struct World {
+    f: Fixture,
+    sim: EntraSim,
+    tenant: Uuid,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    app: App,
+}
+
+async fn world(users: u32) -> World {
+    let f = fixture_at(Backend::Dynamo, Utc::now()).await;
+    let sim = EntraSim::start().await.unwrap();
+    let tenant = sim.add_tenant(TenantSpec {
+        display_name: "Contoso".into(),
+        verified_domains: vec!["contoso.com".into()],
+        ..Default::default()
+    });
+    sim.generate_directory(tenant, GenSpec::sized(users, (users / 50).max(2), 11));
+    let cert = AppCertificate::generate(
+        "dirsync",
+        Utc::now(),
+        chrono::Duration::days(3),
+        KeyBits::Rsa2048,
+    )
+    .unwrap();
+    let (client_id, home) = (
+        Uuid::new_v4(),
+        sim.add_tenant(TenantSpec {
+            display_name: "Platform".into(),
+            verified_domains: vec!["platform.example".into()],
+            ..Default::default()
+        }),
+    );
+    sim.register_multitenant_app(MultiTenantApp {
+        client_id,
+        object_id: Uuid::new_v4(),
+        home_tenant: home,
+        redirect_uris: vec!["https://dirsync.example/consent".into()],
+        certificates: vec![cert.der().to_vec()],
+    });
+    sim.grant_admin_consent(tenant, client_id, &CONSENT_ROLES);
+    let secrets = Arc::new(secrets_manager());
+    let cert_secret = format!("dirsync/test/app-cert-{}", Uuid::new_v4().simple());
+    secrets
+        .put(&cert_secret.parse().unwrap(), cert.to_secret())
+        .await
+        .unwrap();
+    let sqs = sqs_client();
+    let queue_url = sqs_queue(&sqs).await;
+    let graph = GraphDeps {
+        tokens: Arc::new(TokenProvider::new(
+            reqwest::Client::new(),
+            secrets.clone(),
+            f.clock.clone(),
+        )),
+        limiters: Arc::new(Limiters::new(4)),
+        policy: RetryPolicy::fast(),
+        app: Some(EntraApp {
+            client_id,
+            certificate: cert_secret.parse().unwrap(),
+            assertion: AssertionAlg::Ps256,
+        }),
+    };
+    let app = App {
+        engine: SyncEngine::new(
+            f.store.clone(),
+            EngineSettings {
+                deadline_margin: Duration::ZERO,
+                ..Default::default()
+            },
+        ),
+        store: f.store.clone(),
+        queue: Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone())),
+        secrets,
+        sources: Arc::new(Sources { graph }),
+        settings: AppSettings {
+            window_spread: Duration::from_secs(0),
+            secret_prefix: format!("dirsync-test-{}", Uuid::new_v4().simple()),
+        },
+    };
+    World {
+        f,
+        sim,
+        tenant,
+        sqs,
+        queue_url,
+        app,
+    }
+}
+
+impl World {
+    async fn account(&self, id: &str, region: Region) {
+        let a = Account::new(AccountId::new(id).unwrap(), id, region, Utc::now()).unwrap();
+        self.f.store.create_account(&a).await.unwrap();
+    }
+
+    async fn consent_connector(
+        &self,
+        account: &str,
+        id: &str,
+        granted: bool,
+        enabled: bool,
+    ) -> Connector {
+        let spec: ConnectorSpec = serde_json::from_value(json!({
+            "id": id, "kind": "entra", "enabled": enabled, "acknowledge_disabled": true,
+            "authority_url": self.sim.authority_url(), "graph_url": self.sim.graph_url(),
+        }))
+        .unwrap();
+        let mut c = spec
+            .validate(AccountId::new(account).unwrap(), Utc::now())
+            .unwrap();
+        if granted && let SourceConfig::EntraConsent { consent, .. } = &mut c.source {
+            *consent = Consent::Granted {
+                tenant_id: self.tenant,
+                granted_at: Utc::now(),
+            };
+        }
+        self.f.store.create_connector(&c).await.unwrap()
+    }
+
+    async fn jobs(&self) -> Vec<(Job, SqsMessage)> {
+        drain_queue(&self.sqs, &self.queue_url)
+            .await
+            .into_iter()
+            .map(|m| {
+                let job: Job = serde_json::from_str(m.body.as_deref().unwrap()).unwrap();
+                let mut msg = SqsMessage::default();
+                msg.message_id = m.message_id.clone();
+                msg.body = m.body.clone();
+                msg.attributes
+                    .insert("ApproximateReceiveCount".into(), "1".into());
+                (job, msg)
+            })
+            .collect()
+    }
+}
+
+fn sqs_event(messages: Vec<SqsMessage>) -> SqsEvent {
+    let mut e = SqsEvent::default();
+    e.records = messages;
+    e
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_enqueues_each_due_connector_once() {
+    let w = world(10).await;
+    w.account("acme", Region::Europe).await;
+    w.account("globex", Region::Europe).await;
+    w.account("initech", Region::NorthAmerica).await;
+    w.consent_connector("acme", "entra-main", true, true).await;
+    w.consent_connector("acme", "paused", true, false).await;
+    w.consent_connector("acme", "pending", false, true).await;
+    w.consent_connector("globex", "entra", true, true).await;
+    w.consent_connector("initech", "entra", true, true).await;
+
+    let event: Value = serde_json::from_str(&fixture_file("scheduler-window.json")).unwrap();
+    let report = sync_window::handle(&w.app, event.clone()).await.unwrap();
+    assert_eq!((report.enqueued, report.already, report.not_due), (2, 0, 2));
+    let jobs = w.jobs().await;
+    let mut who: Vec<String> = jobs
+        .iter()
+        .map(|(j, _)| format!("{}/{}", j.account, j.connector))
+        .collect();
+    who.sort();
+    assert_eq!(
+        who,
+        ["acme/entra-main", "globex/entra"],
+        "Europe's due connectors, once each"
+    );
+    assert!(
+        jobs.iter()
+            .all(|(j, _)| matches!(j.trigger, Trigger::Schedule { .. }))
+    );
+
+    // The scheduler fires the same window again: nothing more.
+    let again = sync_window::handle(&w.app, event).await.unwrap();
+    assert_eq!((again.enqueued, again.already), (0, 2));
+    assert!(w.jobs().await.is_empty());
+
+    // A schedule without our Input is refused with the fix.
+    let raw: Value = serde_json::from_str(&fixture_file("scheduler-default-payload.json")).unwrap();
+    let err = sync_window::handle(&w.app, raw)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Input"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_sync_continues_across_invocations() {
+    let w = world(3000).await;
+    w.sim.set_faults(Faults {
+        page_latency: Duration::from_millis(150),
+        ..Default::default()
+    });
+    w.account("acme", Region::Europe).await;
+    let c = w.consent_connector("acme", "entra-main", true, true).await;
+    let mut event: SqsEvent = serde_json::from_str(&fixture_file("sqs-sync-job.json")).unwrap();
+    let mut invocations = 0;
+    loop {
+        invocations += 1;
+        assert!(invocations <= 20, "the run makes progress");
+        // Each invocation has about a page's worth of time.
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(400);
+        let response = sync_worker::handle(&w.app, event, Some(deadline)).await;
+        assert!(response.batch_item_failures.is_empty());
+        let next = w.jobs().await;
+        if next.is_empty() {
+            break;
+        }
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].0.trigger, Trigger::Continuation);
+        event = sqs_event(next.into_iter().map(|(_, m)| m).collect());
+    }
+    assert!(
+        invocations >= 3,
+        "continued across {invocations} invocations"
+    );
+    let scope = Scope::new(c.account.clone(), c.id.clone());
+    let runs =
+        w.f.store
+            .list_runs(&scope, PageRequest::first(10))
+            .await
+            .unwrap()
+            .items;
+    assert_eq!(runs.len(), 1, "one run, continued");
+    assert_eq!(
+        runs[0].status,
+        RunStatus::Succeeded,
+        "{:?}",
+        runs[0].message
+    );
+    let users = all_pages(|p| w.f.store.list_users(&scope, p))
+        .await
+        .unwrap();
+    let snap = w.sim.snapshot(w.tenant);
+    let expected = snap
+        .users
+        .iter()
+        .filter(|u| {
+            u.user_type == dirsync_entra_sim::UserType::Member
+                && (u.mail.is_some() || !u.proxy_addresses.is_empty())
+        })
+        .count();
+    assert_eq!(users.len(), expected);
+    assert_eq!(
+        runs[0].counts.created as usize,
+        expected + snap.groups.len(),
+        "nothing created twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_fail_and_a_job_failing_every_time_records_a_failed_run() {
+    let w = world(10).await;
+    let poison: SqsEvent = serde_json::from_str(&fixture_file("sqs-poison.json")).unwrap();
+    let r = sync_worker::handle(&w.app, poison, None).await;
+    assert_eq!(
+        r.batch_item_failures.len(),
+        1,
+        "left for the dead-letter queue"
+    );
+
+    // A job whose run cannot even start (the store refuses) on its last delivery.
+    w.account("acme", Region::Europe).await;
+    let c = w.consent_connector("acme", "entra-main", true, true).await;
+    let mut event: SqsEvent = serde_json::from_str(&fixture_file("sqs-sync-job.json")).unwrap();
+    event.records[0].attributes.insert(
+        "ApproximateReceiveCount".into(),
+        sync_worker::MAX_RECEIVES.to_string(),
+    );
+    // Hold the lease with a run that is not ours: the job is dropped, not failed.
+    let scope = Scope::new(c.account.clone(), c.id.clone());
+    w.f.store
+        .acquire_lease(&scope, "someone-else", chrono::Duration::minutes(5))
+        .await
+        .unwrap();
+    let r = sync_worker::handle(&w.app, event.clone(), None).await;
+    assert!(
+        r.batch_item_failures.is_empty(),
+        "already running is not a failure"
+    );
+    assert!(
+        w.f.store
+            .list_runs(&scope, PageRequest::first(5))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+
+    // Now a real give-up: the source cannot be built (a kind not supported)
+    // records a failed run that says what to do.
+    let ldap: ConnectorSpec = serde_json::from_value(json!({
+        "id": "ad", "kind": "ldap-ad", "url": "ldaps://dc1.corp.example.com", "base_dn": "DC=corp",
+        "bind_dn": "svc@corp", "password_ref": "dirsync/acme/ad"
+    }))
+    .unwrap();
+    let ad =
+        w.f.store
+            .create_connector(
+                &ldap
+                    .validate(AccountId::new("acme").unwrap(), Utc::now())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+    let mut event: SqsEvent = serde_json::from_str(&fixture_file("sqs-sync-job.json")).unwrap();
+    event.records[0].body = Some(json!({"account": "acme", "connector": "ad", "trigger": {"trigger": "manual", "requested_by": null}}).to_string());
+    let r = sync_worker::handle(&w.app, event, None).await;
+    assert!(r.batch_item_failures.is_empty());
+    let runs =
+        w.f.store
+            .list_runs(
+                &Scope::new(ad.account.clone(), ad.id.clone()),
+                PageRequest::first(5),
+            )
+            .await
+            .unwrap()
+            .items;
+    assert_eq!(runs[0].status, RunStatus::Failed);
+    assert!(
+        runs[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("cannot be synced by this version"),
+        "{:?}",
+        runs[0].message
+    );
+}
+
+async fn call(w: &World, name: &str) -> (u16, Value) {
+    let req = lambda_http::request::from_str(&fixture_file(name)).unwrap();
+    let resp = admin_api::handle(&w.app, req).await;
+    let status = resp.status().as_u16();
+    let body = match resp.body() {
+        lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_happy_paths_and_refusals() {
+    let w = world(40).await;
+    let (s, b) = call(&w, "http-create-account.json").await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = call(&w, "http-create-account.json").await;
+    assert_eq!(s, 409, "{b}");
+    let (s, b) = call(&w, "http-create-account-bad-region.json").await;
+    assert_eq!(s, 400);
+    assert!(
+        b["error"].as_str().unwrap().contains("au (Australia)"),
+        "{b}"
+    );
+
+    // A legacy connector with its secret: stored in Secrets Manager, never returned.
+    let (s, b) = call(&w, "http-create-legacy-connector.json").await;
+    assert_eq!(s, 201, "{b}");
+    assert!(!b.to_string().contains("legacy-client-secret-value"));
+    let secret_name = b["source"]["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        w.app
+            .secrets
+            .get(&secret_name.parse().unwrap(), Stage::Current)
+            .await
+            .unwrap()
+            .unwrap()
+            .expose(),
+        "legacy-client-secret-value"
+    );
+    // Legacy connectors refuse configuration changes until migrated.
+    let (s, b) = call(&w, "http-patch-legacy-connector.json").await;
+    assert_eq!(s, 409);
+    assert!(b["error"].as_str().unwrap().contains("migrated"), "{b}");
+    // Bad input is refused with the fix, and nothing is half-written.
+    let (s, b) = call(&w, "http-create-connector-spaces.json").await;
+    assert_eq!(s, 400);
+    assert!(
+        b["error"]
+            .as_str()
+            .unwrap()
+            .contains("\"contoso.com,fabrikam.com\""),
+        "{b}"
+    );
+    assert!(
+        w.f.store
+            .get_connector(
+                &AccountId::new("acme").unwrap(),
+                &ConnectorId::new("bad").unwrap()
+            )
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Sync now on a consent connector: queued; a second one while a run holds the lease: refused.
+    let c = w.consent_connector("acme", "entra-main", true, true).await;
+    let (s, b) = call(&w, "http-test-connection.json").await;
+    assert_eq!(s, 200);
+    assert_eq!(b["ok"], true, "{b}");
+    let (s, _) = call(&w, "http-sync-now.json").await;
+    assert_eq!(s, 202);
+    let jobs = w.jobs().await;
+    assert_eq!(jobs.len(), 1);
+    match &jobs[0].0.trigger {
+        Trigger::Manual { requested_by } => assert_eq!(
+            requested_by.as_deref(),
+            Some("arn:aws:iam::123456789012:user/operator")
+        ),
+        other => panic!("{other:?}"),
+    }
+    let scope = Scope::new(c.account.clone(), c.id.clone());
+    let lease =
+        w.f.store
+            .acquire_lease(&scope, "run-x", chrono::Duration::minutes(5))
+            .await
+            .unwrap();
+    let (s, b) = call(&w, "http-sync-now.json").await;
+    assert_eq!(s, 409, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("already running"));
+    w.f.store.release_lease(&lease).await.unwrap();
+
+    // Run the queued job, then read the runs and look a user up.
+    let r = sync_worker::handle(
+        &w.app,
+        sqs_event(jobs.into_iter().map(|(_, m)| m).collect()),
+        None,
+    )
+    .await;
+    assert!(r.batch_item_failures.is_empty());
+    let (s, b) = call(&w, "http-list-runs.json").await;
+    assert_eq!(s, 200);
+    assert_eq!(b["runs"][0]["status"], "succeeded", "{b}");
+    let user1 = w
+        .sim
+        .snapshot(w.tenant)
+        .users
+        .into_iter()
+        .find(|u| u.user_type == dirsync_entra_sim::UserType::Member && u.mail.is_some())
+        .unwrap();
+    let mail = user1.mail.clone().unwrap();
+    let req_json = fixture_file("http-find-user.json").replace(
+        "USER1%40contoso.com",
+        &mail.replace('@', "%40").to_uppercase(),
+    );
+    let resp = admin_api::handle(&w.app, lambda_http::request::from_str(&req_json).unwrap()).await;
+    assert_eq!(resp.status(), 200, "{:?}", resp.body());
+    let lambda_http::Body::Text(t) = resp.body() else {
+        panic!()
+    };
+    let found: Value = serde_json::from_str(t).unwrap();
+    assert_eq!(found["user"]["id"], user1.id.to_string());
+    assert_eq!(found["connector"], "entra-main");
+}
