@@ -114,10 +114,7 @@ impl Entra {
             .validate(AccountId::new("acme").unwrap(), Utc::now())
             .unwrap();
         if let SourceConfig::EntraConsent { consent, .. } = &mut c.source {
-            *consent = Consent::Granted {
-                tenant_id: self.tenant,
-                granted_at: Utc::now(),
-            };
+            *consent = Consent::granted(self.tenant, Utc::now());
         }
         c
     }

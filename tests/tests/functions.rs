@@ -4,164 +4,19 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use chrono::Utc;
-use common::{Backend, Fixture, drain_queue, fixture_at, secrets_manager, sqs_client, sqs_queue};
-use dirsync_entra_sim::{CONSENT_ROLES, EntraSim, Faults, GenSpec, MultiTenantApp, TenantSpec};
-use dirsync_shared::app::{App, AppSettings, Sources};
-use dirsync_shared::auth::{AppCertificate, AssertionAlg, KeyBits, TokenProvider};
+use common::world::{World, world};
+use dirsync_entra_sim::Faults;
 use dirsync_shared::domain::*;
-use dirsync_shared::engine::{EngineSettings, SyncEngine};
-use dirsync_shared::queue::{Job, SqsQueue};
-use dirsync_shared::secrets::{SecretStore, Stage};
-use dirsync_shared::source::graph::{EntraApp, GraphDeps};
-use dirsync_shared::source::retry::{Limiters, RetryPolicy};
+use dirsync_shared::secrets::Stage;
 use dirsync_shared::store::{PageRequest, Scope, all_pages};
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 fn fixture_file(name: &str) -> String {
     std::fs::read_to_string(format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
-
-struct World {
-    f: Fixture,
-    sim: EntraSim,
-    tenant: Uuid,
-    sqs: aws_sdk_sqs::Client,
-    queue_url: String,
-    app: App,
-}
-
-async fn world(users: u32) -> World {
-    let f = fixture_at(Backend::Dynamo, Utc::now()).await;
-    let sim = EntraSim::start().await.unwrap();
-    let tenant = sim.add_tenant(TenantSpec {
-        display_name: "Contoso".into(),
-        verified_domains: vec!["contoso.com".into()],
-        ..Default::default()
-    });
-    sim.generate_directory(tenant, GenSpec::sized(users, (users / 50).max(2), 11));
-    let cert = AppCertificate::generate(
-        "dirsync",
-        Utc::now(),
-        chrono::Duration::days(3),
-        KeyBits::Rsa2048,
-    )
-    .unwrap();
-    let (client_id, home) = (
-        Uuid::new_v4(),
-        sim.add_tenant(TenantSpec {
-            display_name: "Platform".into(),
-            verified_domains: vec!["platform.example".into()],
-            ..Default::default()
-        }),
-    );
-    sim.register_multitenant_app(MultiTenantApp {
-        client_id,
-        object_id: Uuid::new_v4(),
-        home_tenant: home,
-        redirect_uris: vec!["https://dirsync.example/consent".into()],
-        certificates: vec![cert.der().to_vec()],
-    });
-    sim.grant_admin_consent(tenant, client_id, &CONSENT_ROLES);
-    let secrets = Arc::new(secrets_manager());
-    let cert_secret = format!("dirsync/test/app-cert-{}", Uuid::new_v4().simple());
-    secrets
-        .put(&cert_secret.parse().unwrap(), cert.to_secret())
-        .await
-        .unwrap();
-    let sqs = sqs_client();
-    let queue_url = sqs_queue(&sqs).await;
-    let graph = GraphDeps {
-        tokens: Arc::new(TokenProvider::new(
-            reqwest::Client::new(),
-            secrets.clone(),
-            f.clock.clone(),
-        )),
-        limiters: Arc::new(Limiters::new(4)),
-        policy: RetryPolicy::fast(),
-        app: Some(EntraApp {
-            client_id,
-            certificate: cert_secret.parse().unwrap(),
-            assertion: AssertionAlg::Ps256,
-        }),
-    };
-    let app = App {
-        engine: SyncEngine::new(
-            f.store.clone(),
-            EngineSettings {
-                deadline_margin: Duration::ZERO,
-                ..Default::default()
-            },
-        ),
-        store: f.store.clone(),
-        queue: Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone())),
-        secrets,
-        sources: Arc::new(Sources { graph }),
-        settings: AppSettings {
-            window_spread: Duration::from_secs(0),
-            secret_prefix: format!("dirsync-test-{}", Uuid::new_v4().simple()),
-        },
-    };
-    World {
-        f,
-        sim,
-        tenant,
-        sqs,
-        queue_url,
-        app,
-    }
-}
-
-impl World {
-    async fn account(&self, id: &str, region: Region) {
-        let a = Account::new(AccountId::new(id).unwrap(), id, region, Utc::now()).unwrap();
-        self.f.store.create_account(&a).await.unwrap();
-    }
-
-    async fn consent_connector(
-        &self,
-        account: &str,
-        id: &str,
-        granted: bool,
-        enabled: bool,
-    ) -> Connector {
-        let spec: ConnectorSpec = serde_json::from_value(json!({
-            "id": id, "kind": "entra", "enabled": enabled, "acknowledge_disabled": true,
-            "authority_url": self.sim.authority_url(), "graph_url": self.sim.graph_url(),
-        }))
-        .unwrap();
-        let mut c = spec
-            .validate(AccountId::new(account).unwrap(), Utc::now())
-            .unwrap();
-        if granted && let SourceConfig::EntraConsent { consent, .. } = &mut c.source {
-            *consent = Consent::Granted {
-                tenant_id: self.tenant,
-                granted_at: Utc::now(),
-            };
-        }
-        self.f.store.create_connector(&c).await.unwrap()
-    }
-
-    async fn jobs(&self) -> Vec<(Job, SqsMessage)> {
-        drain_queue(&self.sqs, &self.queue_url)
-            .await
-            .into_iter()
-            .map(|m| {
-                let job: Job = serde_json::from_str(m.body.as_deref().unwrap()).unwrap();
-                let mut msg = SqsMessage::default();
-                msg.message_id = m.message_id.clone();
-                msg.body = m.body.clone();
-                msg.attributes
-                    .insert("ApproximateReceiveCount".into(), "1".into());
-                (job, msg)
-            })
-            .collect()
-    }
 }
 
 fn sqs_event(messages: Vec<SqsMessage>) -> SqsEvent {

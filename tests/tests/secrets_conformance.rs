@@ -61,3 +61,68 @@ async fn a_deleted_secret_can_be_stored_again() {
     store.put(&name, SecretValue::new("two")).await.unwrap();
     assert_eq!(store.current(&name).await.unwrap().expose(), "two");
 }
+
+async fn rotation_stages(store: &dyn SecretStore) {
+    let name = unique("cert");
+    store.put(&name, SecretValue::new("v1")).await.unwrap();
+    let token = uuid::Uuid::new_v4().to_string();
+    store
+        .put_pending(&name, &token, SecretValue::new("v2"))
+        .await
+        .unwrap();
+    // Repeating the step with the same token and value changes nothing.
+    store
+        .put_pending(&name, &token, SecretValue::new("v2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.current(&name).await.unwrap().expose(),
+        "v1",
+        "pending is not current yet"
+    );
+    assert_eq!(
+        store
+            .get(&name, Stage::Pending)
+            .await
+            .unwrap()
+            .unwrap()
+            .expose(),
+        "v2"
+    );
+    assert_eq!(
+        store
+            .get_version(&name, &token)
+            .await
+            .unwrap()
+            .unwrap()
+            .expose(),
+        "v2"
+    );
+    let stages = store.version_stages(&name).await.unwrap();
+    assert!(
+        stages
+            .iter()
+            .any(|(id, s)| *id == token && s.contains(&Stage::Pending)),
+        "{stages:?}"
+    );
+    store.promote(&name, &token).await.unwrap();
+    store.promote(&name, &token).await.unwrap();
+    assert_eq!(store.current(&name).await.unwrap().expose(), "v2");
+    assert_eq!(
+        store
+            .get(&name, Stage::Previous)
+            .await
+            .unwrap()
+            .unwrap()
+            .expose(),
+        "v1"
+    );
+    assert!(store.get(&name, Stage::Pending).await.unwrap().is_none());
+    store.delete(&name).await.unwrap();
+}
+
+#[tokio::test]
+async fn rotation_stages_behave_alike_on_both_stores() {
+    rotation_stages(&common::secrets_manager()).await;
+    rotation_stages(&LocalSecretStore::in_memory()).await;
+}

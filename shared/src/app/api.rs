@@ -253,6 +253,22 @@ async fn create_connector(app: &App, req: &Request<Vec<u8>>, account: &str) -> R
         }
         (None, _) => None,
     };
+    // Secrets named by hand must be this account's own: a connector must not
+    // be able to read (or, on deletion, remove) anyone else's secret.
+    let own = format!("{}/{account}/", app.settings.secret_prefix);
+    for r in [
+        &connector.client_secret_ref,
+        &connector.password_ref,
+        &connector.service_account_key_ref,
+    ] {
+        if let Some(r) = r.as_deref()
+            && !r.starts_with(&own)
+        {
+            return Err(AppError::BadRequest(format!(
+                "secret names must start with {own:?}; or send the value as \"secret\" and it is stored for you"
+            )));
+        }
+    }
     // Validate before storing anything, so a refusal leaves nothing behind.
     let c = connector.validate(account, app.store.now()).map_err(bad)?;
     if let (Some(name), Some(value)) = (&name, secret) {
@@ -374,10 +390,12 @@ async fn connector_routes(
             app.store
                 .delete_connector(&scope.account, &scope.connector)
                 .await?;
-            if let Some(name) = secret_of(&c).filter(|n| {
-                n.as_str()
-                    .starts_with(&format!("{}/", app.settings.secret_prefix))
-            }) {
+            // Only the secret the API created for this connector goes with it.
+            let created = format!(
+                "{}/{}/{}",
+                app.settings.secret_prefix, scope.account, scope.connector
+            );
+            if let Some(name) = secret_of(&c).filter(|n| n.as_str() == created) {
                 app.secrets.delete(name).await?;
             }
             Ok((StatusCode::OK, json!({"deleted": scope.connector})))
@@ -434,7 +452,8 @@ async fn connector_routes(
             app.queue.send(&job, std::time::Duration::ZERO).await?;
             Ok((StatusCode::ACCEPTED, json!({"queued": true, "full": full})))
         }
-        (&Method::POST, ["consent"]) => start_consent(app, scope).await,
+        (&Method::POST, ["consent"]) => start_consent(app, scope, false, caller).await,
+        (&Method::POST, ["migrate"]) => start_consent(app, scope, true, caller).await,
         (&Method::GET, ["runs"]) => {
             let page = app
                 .store
@@ -497,34 +516,61 @@ async fn connector_routes(
 /// Consent states live this long: enough to sign in and click Accept.
 pub const CONSENT_STATE_MINUTES: i64 = 15;
 
-async fn start_consent(app: &App, scope: &Scope) -> Reply {
+async fn start_consent(app: &App, scope: &Scope, migrate: bool, caller: Option<String>) -> Reply {
     let c = connector(app, scope).await?;
-    let SourceConfig::EntraConsent {
-        cloud, tenant_hint, ..
-    } = &c.source
-    else {
-        return Err(AppError::BadRequest(format!(
-            "admin consent is for consent connectors; this is a {} connector",
-            c.kind()
-        )));
+    let (cloud, tenant) = match (&c.source, migrate) {
+        (
+            SourceConfig::EntraConsent {
+                cloud, tenant_hint, ..
+            },
+            false,
+        ) => (cloud, tenant_hint.clone()),
+        (
+            SourceConfig::EntraLegacy {
+                cloud,
+                tenant_domain,
+                ..
+            },
+            true,
+        ) => (cloud, Some(tenant_domain.to_string())),
+        (_, false) => {
+            return Err(AppError::BadRequest(format!(
+                "admin consent is for consent connectors; this is a {} connector{}",
+                c.kind(),
+                if c.kind() == ConnectorKind::EntraLegacy {
+                    " (use POST …/migrate to move it to consent)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        (_, true) => {
+            return Err(AppError::BadRequest(format!(
+                "only legacy Entra connectors are migrated; this is a {} connector",
+                c.kind()
+            )));
+        }
     };
-    let client_id = super::config::entra_app_from_env()?
-        .map(|a| a.client_id)
-        .ok_or_else(|| AppError::Config("DIRSYNC_APP_CLIENT_ID is not set".into()))?;
-    let redirect = std::env::var("DIRSYNC_CONSENT_REDIRECT_URI")
-        .map_err(|_| AppError::Config("DIRSYNC_CONSENT_REDIRECT_URI is not set".into()))?;
+    let client_id = app.graph.app.as_ref().map(|a| a.client_id).ok_or_else(|| {
+        AppError::Config("the platform app is not configured (DIRSYNC_APP_CLIENT_ID)".into())
+    })?;
+    let redirect = app
+        .settings
+        .consent_redirect_uri
+        .clone()
+        .ok_or_else(|| AppError::Config("DIRSYNC_CONSENT_REDIRECT_URI is not set".into()))?;
     let state = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
     let expires = app.store.now() + chrono::Duration::minutes(CONSENT_STATE_MINUTES);
+    let remembered = super::consent::ConsentState {
+        account: scope.account.clone(),
+        connector: scope.connector.clone(),
+        started_by: caller,
+        migrate,
+    };
     app.store
-        .put_ephemeral(
-            "consent",
-            &state,
-            &json!({"account": scope.account, "connector": scope.connector}),
-            expires,
-            true,
-        )
+        .put_ephemeral("consent", &state, &json!(remembered), expires, true)
         .await?;
-    let tenant = tenant_hint.as_deref().unwrap_or("organizations");
+    let tenant = tenant.as_deref().unwrap_or("organizations");
     let url = url::Url::parse_with_params(
         &format!("{}/{}/v2.0/adminconsent", cloud.authority_url(), tenant),
         &[

@@ -68,6 +68,7 @@ pub fn settings_from_env() -> Result<AppSettings, AppError> {
     if let Some(p) = var("DIRSYNC_SECRET_PREFIX") {
         s.secret_prefix = p;
     }
+    s.consent_redirect_uri = var("DIRSYNC_CONSENT_REDIRECT_URI");
     Ok(s)
 }
 
@@ -84,7 +85,7 @@ pub async fn app_from_env() -> Result<App, AppError> {
     let secrets = Arc::new(SecretsManagerStore::new(
         aws_sdk_secretsmanager::Client::new(&aws),
     ));
-    let graph = GraphDeps {
+    let graph = Arc::new(GraphDeps {
         tokens: Arc::new(TokenProvider::new(
             reqwest::Client::new(),
             secrets.clone(),
@@ -93,13 +94,53 @@ pub async fn app_from_env() -> Result<App, AppError> {
         limiters: Arc::new(Limiters::new(4)),
         policy: RetryPolicy::default(),
         app: entra_app_from_env()?,
-    };
+    });
     Ok(App {
+        graph: graph.clone(),
         engine: SyncEngine::new(store.clone(), EngineSettings::default()),
         store,
         queue: Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&aws), queue_url)),
         secrets,
         sources: Arc::new(Sources { graph }),
         settings: settings_from_env()?,
+    })
+}
+
+/// The rotation function's wiring: Secrets Manager and the app's identity.
+pub async fn rotator_from_env() -> Result<super::rotation::Rotator, AppError> {
+    let aws = aws_config::load_from_env().await;
+    let app = entra_app_from_env()?
+        .ok_or_else(|| AppError::Config("set DIRSYNC_APP_CLIENT_ID (the app to rotate)".into()))?;
+    let object_id = Uuid::parse_str(&required(
+        "DIRSYNC_APP_OBJECT_ID",
+        "the app registration's object ID",
+    )?)
+    .map_err(|_| AppError::Config("DIRSYNC_APP_OBJECT_ID must be a GUID".into()))?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let secrets = Arc::new(SecretsManagerStore::new(
+        aws_sdk_secretsmanager::Client::new(&aws),
+    ));
+    Ok(super::rotation::Rotator {
+        app: super::rotation::AppIdentity {
+            client_id: app.client_id,
+            object_id,
+            home_tenant: required("DIRSYNC_APP_TENANT", "the app's home tenant id or domain")?,
+            certificate: app.certificate,
+            authority_url: var("DIRSYNC_AUTHORITY_URL")
+                .unwrap_or_else(|| "https://login.microsoftonline.com".into()),
+            graph_url: var("DIRSYNC_GRAPH_URL")
+                .unwrap_or_else(|| "https://graph.microsoft.com".into()),
+            assertion: app.assertion,
+        },
+        tokens: Arc::new(TokenProvider::new(
+            reqwest::Client::new(),
+            secrets.clone(),
+            clock.clone(),
+        )),
+        secrets,
+        clock,
+        validity: chrono::Duration::days(4),
+        key_bits: crate::auth::KeyBits::Rsa2048,
+        policy: RetryPolicy::default(),
     })
 }

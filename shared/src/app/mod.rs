@@ -4,7 +4,9 @@
 
 pub mod api;
 pub mod config;
+pub mod consent;
 pub mod metrics;
+pub mod rotation;
 pub mod sources;
 pub mod window;
 pub mod worker;
@@ -49,6 +51,9 @@ pub struct AppSettings {
     pub window_spread: Duration,
     /// Prefix of secrets the admin API creates (`<prefix>/<account>/<connector>`).
     pub secret_prefix: String,
+    /// Where Entra returns administrators after admin consent (registered on
+    /// the app).
+    pub consent_redirect_uri: Option<String>,
 }
 
 impl Default for AppSettings {
@@ -56,6 +61,7 @@ impl Default for AppSettings {
         Self {
             window_spread: Duration::from_secs(900),
             secret_prefix: "dirsync".into(),
+            consent_redirect_uri: None,
         }
     }
 }
@@ -83,5 +89,7 @@ pub struct App {
     pub queue: Arc<dyn JobQueue>,
     pub secrets: Arc<dyn SecretStore>,
     pub sources: Arc<dyn SourceFactory>,
+    /// Graph access as the platform app (consent confirmation, rotation).
+    pub graph: Arc<crate::source::graph::GraphDeps>,
     pub settings: AppSettings,
 }

@@ -10,7 +10,7 @@ pub trait SourceFactory: Send + Sync {
 
 /// The sources this build can read.
 pub struct Sources {
-    pub graph: GraphDeps,
+    pub graph: std::sync::Arc<GraphDeps>,
 }
 
 impl SourceFactory for Sources {

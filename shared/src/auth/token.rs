@@ -237,6 +237,21 @@ impl TokenProvider {
         }
     }
 
+    /// A token signed with a certificate that is not (yet) the stored
+    /// current one, uncached: a rotation's test of the pending certificate.
+    pub async fn token_with_certificate(
+        &self,
+        authority: &str,
+        tenant: &str,
+        client_id: &Uuid,
+        cert: &AppCertificate,
+        alg: AssertionAlg,
+    ) -> Result<AccessToken, AuthError> {
+        let endpoint = Self::token_endpoint(authority, tenant);
+        self.with_certificate(authority, tenant, &endpoint, client_id, cert, alg)
+            .await
+    }
+
     async fn with_certificate(
         &self,
         authority: &str,

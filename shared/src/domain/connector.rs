@@ -249,7 +249,30 @@ pub enum Consent {
     Granted {
         tenant_id: Uuid,
         granted_at: DateTime<Utc>,
+        /// The scope Entra reported for the grant.
+        #[serde(default)]
+        scope: Option<String>,
+        /// Who started the consent (the admin API caller).
+        #[serde(default)]
+        started_by: Option<String>,
+        /// The client ID of the legacy app registration this connector was
+        /// migrated from, if it was.
+        #[serde(default)]
+        migrated_from: Option<Uuid>,
     },
+}
+
+impl Consent {
+    /// A grant with nothing known but the tenant and the time.
+    pub fn granted(tenant_id: Uuid, granted_at: DateTime<Utc>) -> Self {
+        Consent::Granted {
+            tenant_id,
+            granted_at,
+            scope: None,
+            started_by: None,
+            migrated_from: None,
+        }
+    }
 }
 
 /// How an LDAP connection is protected. Plain LDAP sends the service

@@ -135,6 +135,100 @@ impl SecretStore for SecretsManagerStore {
             .map_err(|e| sm_error(name.as_str(), "PutSecretValue", e))
     }
 
+    async fn get_version(
+        &self,
+        name: &SecretRef,
+        version: &str,
+    ) -> Result<Option<SecretValue>, SecretError> {
+        match self
+            .client
+            .get_secret_value()
+            .secret_id(name.as_str())
+            .version_id(version)
+            .send()
+            .await
+        {
+            Ok(v) => Ok(v.secret_string.map(SecretValue::new)),
+            Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(None),
+            Err(e) => Err(sm_error(name.as_str(), "GetSecretValue", e)),
+        }
+    }
+
+    async fn version_stages(
+        &self,
+        name: &SecretRef,
+    ) -> Result<Vec<(String, Vec<Stage>)>, SecretError> {
+        let d = self
+            .client
+            .describe_secret()
+            .secret_id(name.as_str())
+            .send()
+            .await
+            .map_err(|e| sm_error(name.as_str(), "DescribeSecret", e))?;
+        Ok(d.version_ids_to_stages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(id, labels)| {
+                let stages = labels
+                    .iter()
+                    .filter_map(|l| {
+                        [Stage::Current, Stage::Previous, Stage::Pending]
+                            .into_iter()
+                            .find(|s| s.label() == l)
+                    })
+                    .collect();
+                (id, stages)
+            })
+            .collect())
+    }
+
+    async fn put_pending(
+        &self,
+        name: &SecretRef,
+        version: &str,
+        value: SecretValue,
+    ) -> Result<(), SecretError> {
+        self.client
+            .put_secret_value()
+            .secret_id(name.as_str())
+            .client_request_token(version)
+            .secret_string(value.expose())
+            .version_stages(Stage::Pending.label())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| sm_error(name.as_str(), "PutSecretValue", e))
+    }
+
+    async fn promote(&self, name: &SecretRef, version: &str) -> Result<(), SecretError> {
+        let stages = self.version_stages(name).await?;
+        let current = stages
+            .iter()
+            .find(|(_, s)| s.contains(&Stage::Current))
+            .map(|(id, _)| id.clone());
+        if current.as_deref() == Some(version) {
+            return Ok(());
+        }
+        self.client
+            .update_secret_version_stage()
+            .secret_id(name.as_str())
+            .version_stage(Stage::Current.label())
+            .move_to_version_id(version)
+            .set_remove_from_version_id(current)
+            .send()
+            .await
+            .map_err(|e| sm_error(name.as_str(), "UpdateSecretVersionStage", e))?;
+        self.client
+            .update_secret_version_stage()
+            .secret_id(name.as_str())
+            .version_stage(Stage::Pending.label())
+            .remove_from_version_id(version)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| sm_error(name.as_str(), "UpdateSecretVersionStage", e))
+    }
+
     async fn delete(&self, name: &SecretRef) -> Result<(), SecretError> {
         match self
             .client

@@ -85,6 +85,32 @@ pub trait SecretStore: Send + Sync {
     /// Removes the secret and all its versions.
     async fn delete(&self, name: &SecretRef) -> Result<(), SecretError>;
 
+    /// The value of one version, by its id (a rotation's token).
+    async fn get_version(
+        &self,
+        name: &SecretRef,
+        version: &str,
+    ) -> Result<Option<SecretValue>, SecretError>;
+
+    /// Every version that carries a stage, with its stages.
+    async fn version_stages(
+        &self,
+        name: &SecretRef,
+    ) -> Result<Vec<(String, Vec<Stage>)>, SecretError>;
+
+    /// Stores `value` as version `version` staged AWSPENDING (idempotent for
+    /// the same version and value).
+    async fn put_pending(
+        &self,
+        name: &SecretRef,
+        version: &str,
+        value: SecretValue,
+    ) -> Result<(), SecretError>;
+
+    /// Makes `version` AWSCURRENT; the old current becomes AWSPREVIOUS
+    /// (nothing happens if it is current already).
+    async fn promote(&self, name: &SecretRef, version: &str) -> Result<(), SecretError>;
+
     /// The current value, or an error that says how to provide it.
     async fn current(&self, name: &SecretRef) -> Result<SecretValue, SecretError> {
         self.get(name, Stage::Current).await?.ok_or_else(|| SecretError::NotFound {
@@ -98,10 +124,14 @@ pub trait SecretStore: Send + Sync {
 /// (`<dir>/<name>`, where `/` in the name is a subfolder) and from
 /// environment variables `DIRSYNC_SECRET_<NAME>` (name upper-cased, every
 /// character other than letters and digits turned into `_`).
+/// One secret's versions: stage → (version id, value).
+type Versions = HashMap<Stage, (String, SecretValue)>;
+
 #[derive(Debug, Default)]
 pub struct LocalSecretStore {
     dir: Option<PathBuf>,
-    versions: Mutex<HashMap<String, HashMap<Stage, SecretValue>>>,
+    /// Per secret: stage → (version id, value).
+    versions: Mutex<HashMap<String, Versions>>,
 }
 
 impl LocalSecretStore {
@@ -123,7 +153,7 @@ impl LocalSecretStore {
         self.lock()
             .entry(name.as_str().to_owned())
             .or_default()
-            .insert(stage, value);
+            .insert(stage, (uuid::Uuid::new_v4().to_string(), value));
     }
 
     pub fn env_name(name: &SecretRef) -> String {
@@ -141,7 +171,7 @@ impl LocalSecretStore {
         format!("DIRSYNC_SECRET_{mapped}")
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<Stage, SecretValue>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Versions>> {
         self.versions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -162,7 +192,7 @@ impl SecretStore for LocalSecretStore {
         name: &SecretRef,
         stage: Stage,
     ) -> Result<Option<SecretValue>, SecretError> {
-        if let Some(v) = self.lock().get(name.as_str()).and_then(|m| m.get(&stage)) {
+        if let Some((_, v)) = self.lock().get(name.as_str()).and_then(|m| m.get(&stage)) {
             return Ok(Some(v.clone()));
         }
         if stage != Stage::Current {
@@ -193,9 +223,85 @@ impl SecretStore for LocalSecretStore {
         let mut all = self.lock();
         let versions = all.entry(name.as_str().to_owned()).or_default();
         if let Some(old) = old {
+            let id = versions
+                .get(&Stage::Current)
+                .map(|(id, _)| id.clone())
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            versions.insert(Stage::Previous, (id, old));
+        }
+        versions.insert(Stage::Current, (uuid::Uuid::new_v4().to_string(), value));
+        Ok(())
+    }
+
+    async fn get_version(
+        &self,
+        name: &SecretRef,
+        version: &str,
+    ) -> Result<Option<SecretValue>, SecretError> {
+        Ok(self
+            .lock()
+            .get(name.as_str())
+            .and_then(|m| m.values().find(|(id, _)| id == version))
+            .map(|(_, v)| v.clone()))
+    }
+
+    async fn version_stages(
+        &self,
+        name: &SecretRef,
+    ) -> Result<Vec<(String, Vec<Stage>)>, SecretError> {
+        let all = self.lock();
+        let mut out: Vec<(String, Vec<Stage>)> = Vec::new();
+        for (stage, (id, _)) in all.get(name.as_str()).into_iter().flatten() {
+            match out.iter_mut().find(|(v, _)| v == id) {
+                Some((_, stages)) => stages.push(*stage),
+                None => out.push((id.clone(), vec![*stage])),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put_pending(
+        &self,
+        name: &SecretRef,
+        version: &str,
+        value: SecretValue,
+    ) -> Result<(), SecretError> {
+        let mut all = self.lock();
+        let versions = all.entry(name.as_str().to_owned()).or_default();
+        match versions.get(&Stage::Pending) {
+            Some((id, v)) if id == version && *v != value => Err(SecretError::Backend(format!(
+                "version {version} of {name:?} already exists with another value"
+            ))),
+            _ => {
+                versions.insert(Stage::Pending, (version.to_owned(), value));
+                Ok(())
+            }
+        }
+    }
+
+    async fn promote(&self, name: &SecretRef, version: &str) -> Result<(), SecretError> {
+        let mut all = self.lock();
+        let versions = all.entry(name.as_str().to_owned()).or_default();
+        if versions
+            .get(&Stage::Current)
+            .is_some_and(|(id, _)| id == version)
+        {
+            return Ok(());
+        }
+        let pending = match versions.get(&Stage::Pending) {
+            Some((id, v)) if id == version => v.clone(),
+            _ => {
+                return Err(SecretError::NotFound {
+                    name: name.as_str().to_owned(),
+                    hint: format!("version {version} is not pending"),
+                });
+            }
+        };
+        versions.remove(&Stage::Pending);
+        if let Some(old) = versions.remove(&Stage::Current) {
             versions.insert(Stage::Previous, old);
         }
-        versions.insert(Stage::Current, value);
+        versions.insert(Stage::Current, (version.to_owned(), pending));
         Ok(())
     }
 

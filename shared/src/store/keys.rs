@@ -168,3 +168,8 @@ pub fn run_chunk(scope: &Scope, run: &crate::domain::RunId, kind: &str, part: &s
 pub fn not_kept_partition(scope: &Scope) -> String {
     format!("{}#NK", scope.base())
 }
+
+/// Which account an Entra tenant is connected to: one tenant, one account.
+pub fn tenant_claim(tenant: &uuid::Uuid) -> Key {
+    Key::new(format!("T#{tenant}"), "TENANT")
+}

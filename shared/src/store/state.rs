@@ -573,6 +573,33 @@ impl StateStore {
         Ok(deleted)
     }
 
+    /// Connects an Entra tenant to an account, once: `Ok(None)` when the
+    /// tenant is (now) this account's, `Ok(Some(other))` when another
+    /// account holds it.
+    pub async fn claim_tenant(
+        &self,
+        tenant: &uuid::Uuid,
+        account: &AccountId,
+    ) -> Result<Option<AccountId>, StoreError> {
+        let item = Item::new(
+            keys::tenant_claim(tenant),
+            to_attrs(&json!({"account": account, "tenant": tenant})),
+        );
+        let op = WriteOp::put_if(
+            item,
+            Cond::NotExists.or(Cond::eq("account", account.as_str())),
+        );
+        if self.table.write(op).await?.is_ok() {
+            return Ok(None);
+        }
+        let holder = self
+            .table
+            .get(&keys::tenant_claim(tenant))
+            .await?
+            .and_then(|i| i.str("account").and_then(|a| AccountId::new(a).ok()));
+        Ok(holder.filter(|h| h != account))
+    }
+
     // ---- run progress ---------------------------------------------------
 
     /// The engine's checkpoint `name` of the connector's run in progress.

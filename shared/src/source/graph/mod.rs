@@ -117,6 +117,35 @@ impl GraphSource {
         )))
     }
 
+    /// A Graph source signing in to `tenant` as the platform app (consent
+    /// confirmation, migration checks).
+    pub fn for_tenant(
+        cloud: &crate::domain::Cloud,
+        tenant: &str,
+        deps: &GraphDeps,
+    ) -> Result<Self, SourceError> {
+        let app = deps.app.as_ref().ok_or_else(|| {
+            SourceError::Config("the platform app is not configured (DIRSYNC_APP_CLIENT_ID)".into())
+        })?;
+        let target = GraphTarget {
+            authority_url: cloud.authority_url().to_owned(),
+            graph_url: cloud.graph_url().to_owned(),
+            tenant: tenant.to_owned(),
+            credential: Credential::Certificate {
+                client_id: app.client_id,
+                secret: app.certificate.clone(),
+                alg: app.assertion,
+            },
+        };
+        let limiter = deps.limiters.for_tenant(tenant);
+        Ok(Self::new(GraphClient::new(
+            target,
+            deps.tokens.clone(),
+            limiter,
+            deps.policy,
+        )))
+    }
+
     pub fn client(&self) -> &GraphClient {
         &self.client
     }

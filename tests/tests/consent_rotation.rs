@@ -1,0 +1,610 @@
+//! The consent connector end to end: admin consent through the simulator's
+//! consent endpoint and our callback, the daily certificate rotation on the
+//! Secrets Manager emulator, the migration of a legacy connector, and a set
+//! of hostile callback requests that must all be refused.
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use common::world::{World, world};
+use dirsync_entra_sim::{CONSENT_ROLES, ConsentDecision, Faults, TenantSpec};
+use dirsync_shared::app::api;
+use dirsync_shared::app::consent::{Outcome, callback};
+use dirsync_shared::app::rotation::{AppIdentity, RotationEvent, Rotator};
+use dirsync_shared::app::worker::{JobOutcome, process};
+use dirsync_shared::auth::{AppCertificate, AssertionAlg, KeyBits, TokenProvider};
+use dirsync_shared::clock::SystemClock;
+use dirsync_shared::domain::*;
+use dirsync_shared::queue::Job;
+use dirsync_shared::secrets::{SecretStore, Stage};
+use dirsync_shared::source::retry::RetryPolicy;
+use dirsync_shared::store::{Scope, all_pages};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+fn fixture_file(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+async fn api_call(w: &World, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .body(serde_json::to_vec(&body).unwrap())
+        .unwrap();
+    let resp = api::handle(
+        &w.app,
+        req,
+        Some("arn:aws:iam::123456789012:user/operator".into()),
+    )
+    .await;
+    (
+        resp.status().as_u16(),
+        serde_json::from_str(resp.body()).unwrap(),
+    )
+}
+
+async fn new_consent_connector(w: &World, account: &str, id: &str, tenant: &str) -> String {
+    let (s, b) = api_call(
+        w,
+        "POST",
+        &format!("/accounts/{account}/connectors"),
+        json!({"connector": {"id": id, "kind": "entra", "tenant": tenant, "acknowledge_disabled": true,
+            "authority_url": w.sim.authority_url(), "graph_url": w.sim.graph_url()}}),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    start(w, account, id, "consent").await
+}
+
+/// Starts consent (or migration); returns the consent URL.
+async fn start(w: &World, account: &str, id: &str, what: &str) -> String {
+    let (s, b) = api_call(
+        w,
+        "POST",
+        &format!("/accounts/{account}/connectors/{id}/{what}"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    b["consent_url"].as_str().unwrap().to_owned()
+}
+
+fn state_of(url: &str) -> String {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned()
+}
+
+/// The administrator opens the consent URL and approves (or cancels): the
+/// simulator answers with a redirect to our callback; returns its query.
+async fn administrator(w: &World, url: &str, decision: ConsentDecision) -> String {
+    w.sim.set_next_consent_decision(decision);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = http.get(url).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 302, "{:?}", resp.text().await);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(common::world::REDIRECT), "{location}");
+    url::Url::parse(&location)
+        .unwrap()
+        .query()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The callback through the Lambda handler, with the fixture request.
+async fn callback_handler(w: &World, query: &str) -> (u16, String, lambda_http::http::HeaderMap) {
+    let req = lambda_http::request::from_str(
+        &fixture_file("http-consent-callback.json").replace("QUERY", query),
+    )
+    .unwrap();
+    let resp = consent_callback::handle(&w.app, req).await;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let lambda_http::Body::Text(html) = resp.into_body() else {
+        panic!("a page is text")
+    };
+    (status, html, headers)
+}
+
+fn rotator(w: &World) -> Rotator {
+    Rotator {
+        app: AppIdentity {
+            client_id: w.client_id,
+            object_id: w.object_id,
+            home_tenant: w.home.to_string(),
+            certificate: w.cert_secret.clone(),
+            authority_url: w.sim.authority_url(),
+            graph_url: w.sim.graph_url(),
+            assertion: AssertionAlg::Ps256,
+        },
+        secrets: w.secrets.clone(),
+        tokens: Arc::new(TokenProvider::new(
+            reqwest::Client::new(),
+            w.secrets.clone(),
+            Arc::new(SystemClock),
+        )),
+        clock: Arc::new(SystemClock),
+        validity: chrono::Duration::days(4),
+        key_bits: KeyBits::Rsa2048,
+        policy: RetryPolicy::fast(),
+    }
+}
+
+const STEPS: [&str; 4] = ["createSecret", "setSecret", "testSecret", "finishSecret"];
+
+async fn rotation_step(r: &Rotator, w: &World, step: &str, token: &str) {
+    let text = fixture_file(&format!("rotation-{step}.json"))
+        .replace("TOKEN", token)
+        .replace("arn:aws:secretsmanager:eu-west-2:123456789012:secret:dirsync-prod/app-certificate-AbCdEf", w.cert_secret.as_str());
+    let event: RotationEvent = serde_json::from_str(&text).unwrap();
+    cert_rotation::handle(r, event)
+        .await
+        .unwrap_or_else(|e| panic!("{step}: {e}"));
+}
+
+async fn current_cert(w: &World) -> AppCertificate {
+    AppCertificate::from_secret(&w.secrets.current(&w.cert_secret).await.unwrap()).unwrap()
+}
+
+async fn sync(w: &World, account: &str, id: &str) -> SyncRun {
+    let job = Job {
+        account: AccountId::new(account).unwrap(),
+        connector: ConnectorId::new(id).unwrap(),
+        trigger: Trigger::Manual { requested_by: None },
+        full: false,
+        continues: None,
+    };
+    match process(&w.app, &job, None).await.unwrap() {
+        JobOutcome::Finished(r) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_then_rotations_then_syncs_with_the_new_certificate() {
+    let w = world(200).await;
+    w.sim.revoke_consent(w.tenant, w.client_id);
+    w.account("acme", Region::Europe).await;
+    let url = new_consent_connector(&w, "acme", "main", "contoso.com").await;
+    let u = url::Url::parse(&url).unwrap();
+    assert!(
+        u.path().ends_with("/contoso.com/v2.0/adminconsent"),
+        "{url}"
+    );
+    let q: std::collections::HashMap<_, _> = u.query_pairs().into_owned().collect();
+    assert_eq!(q["client_id"], w.client_id.to_string());
+    assert_eq!(q["scope"], "https://graph.microsoft.com/.default");
+    assert_eq!(q["redirect_uri"], common::world::REDIRECT);
+    assert!(q["state"].len() >= 40, "an unguessable state");
+    let scope = Scope::new(
+        AccountId::new("acme").unwrap(),
+        ConnectorId::new("main").unwrap(),
+    );
+    assert!(
+        !w.f.store
+            .get_connector(&scope.account, &scope.connector)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_due()
+    );
+
+    let query = administrator(&w, &url, ConsentDecision::Approve { tenant: w.tenant }).await;
+    let (status, html, headers) = callback_handler(&w, &query).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("Consent recorded") && html.contains(&w.tenant.to_string()),
+        "{html}"
+    );
+    assert_eq!(headers["cache-control"], "no-store");
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    let c =
+        w.f.store
+            .get_connector(&scope.account, &scope.connector)
+            .await
+            .unwrap()
+            .unwrap();
+    assert!(c.is_due());
+    let SourceConfig::EntraConsent {
+        consent:
+            Consent::Granted {
+                tenant_id,
+                started_by,
+                ..
+            },
+        ..
+    } = &c.source
+    else {
+        panic!()
+    };
+    assert_eq!(*tenant_id, w.tenant);
+    assert_eq!(
+        started_by.as_deref(),
+        Some("arn:aws:iam::123456789012:user/operator")
+    );
+    assert_eq!(sync(&w, "acme", "main").await.status, RunStatus::Succeeded);
+
+    // Two daily rotations: the app ends with exactly the two newest keys.
+    let first = current_cert(&w).await;
+    let r = rotator(&w);
+    for _ in 0..2 {
+        let token = Uuid::new_v4().to_string();
+        for step in STEPS {
+            rotation_step(&r, &w, step, &token).await;
+        }
+        let keys = w.sim.app_key_credentials(w.object_id);
+        assert_eq!(keys.len(), 2, "current and previous only");
+    }
+    let now = current_cert(&w).await;
+    assert_ne!(now.stored.thumbprint_sha1, first.stored.thumbprint_sha1);
+    assert!(
+        !w.sim
+            .app_key_credentials(w.object_id)
+            .iter()
+            .any(|k| k.der == first.der()),
+        "the bootstrap key is gone"
+    );
+
+    // The running deployment picks the new certificate up with no restart:
+    // once its token expires, the next token is signed with the new key (the
+    // first one is no longer on the app, so anything else would fail).
+    w.sim.set_faults(Faults {
+        token_lifetime_secs: Some(1),
+        ..Default::default()
+    });
+    sync(&w, "acme", "main").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let run = sync(&w, "acme", "main").await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_interrupted_after_each_step_completes_on_the_next_attempt() {
+    let w = world(20).await;
+    let r = rotator(&w);
+    for stop_after in 1..=STEPS.len() {
+        let before = current_cert(&w).await;
+        let token = Uuid::new_v4().to_string();
+        for step in &STEPS[..stop_after] {
+            rotation_step(&r, &w, step, &token).await;
+        }
+        if stop_after < STEPS.len() {
+            // Interrupted: the current certificate still works.
+            assert_eq!(
+                current_cert(&w).await.stored.thumbprint_sha1,
+                before.stored.thumbprint_sha1
+            );
+            r.tokens
+                .token_with_certificate(
+                    &w.sim.authority_url(),
+                    &w.home.to_string(),
+                    &w.client_id,
+                    &before,
+                    AssertionAlg::Ps256,
+                )
+                .await
+                .unwrap();
+        }
+        // Secrets Manager tries again with the same token, from the start.
+        for step in STEPS {
+            rotation_step(&r, &w, step, &token).await;
+        }
+        let pending = AppCertificate::from_secret(
+            &w.secrets
+                .get_version(&w.cert_secret, &token)
+                .await
+                .unwrap()
+                .unwrap(),
+        )
+        .unwrap();
+        let now = current_cert(&w).await;
+        assert_eq!(
+            now.stored.thumbprint_sha1, pending.stored.thumbprint_sha1,
+            "stopped after {stop_after}"
+        );
+        let previous = AppCertificate::from_secret(
+            &w.secrets
+                .get(&w.cert_secret, Stage::Previous)
+                .await
+                .unwrap()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            previous.stored.thumbprint_sha1,
+            before.stored.thumbprint_sha1
+        );
+        let keys = w.sim.app_key_credentials(w.object_id);
+        assert_eq!(keys.len(), 2, "stopped after {stop_after}: {keys:?}");
+        r.tokens
+            .token_with_certificate(
+                &w.sim.authority_url(),
+                &w.home.to_string(),
+                &w.client_id,
+                &now,
+                AssertionAlg::Ps256,
+            )
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_connector_is_migrated_with_its_users_untouched() {
+    let w = world(150).await;
+    w.account("acme", Region::Europe).await;
+    let legacy_client = Uuid::new_v4();
+    w.sim.add_legacy_app(
+        w.tenant,
+        legacy_client,
+        "legacy-secret-value",
+        Utc::now() + chrono::Duration::days(30),
+        &["Directory.Read.All"],
+    );
+    let (s, b) = api_call(
+        &w,
+        "POST",
+        "/accounts/acme/connectors",
+        json!({"connector": {"id": "old", "kind": "entra-legacy", "tenant": "contoso.com", "client_id": legacy_client.to_string(),
+            "acknowledge_disabled": true, "authority_url": w.sim.authority_url(), "graph_url": w.sim.graph_url()},
+            "secret": "legacy-secret-value"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let secret: SecretRef = b["source"]["client_secret"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let first = sync(&w, "acme", "old").await;
+    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.message);
+    let scope = Scope::new(
+        AccountId::new("acme").unwrap(),
+        ConnectorId::new("old").unwrap(),
+    );
+    let users_before = all_pages(|p| w.f.store.list_users(&scope, p))
+        .await
+        .unwrap();
+    assert!(!users_before.is_empty());
+
+    // Until migrated, only migration and secret renewal are accepted.
+    let (s, b) = api_call(
+        &w,
+        "PATCH",
+        "/accounts/acme/connectors/old",
+        json!({"version": 1, "description": "x"}),
+    )
+    .await;
+    assert_eq!(s, 409, "{b}");
+    let (s, b) = api_call(
+        &w,
+        "PUT",
+        "/accounts/acme/connectors/old/secret",
+        json!({"value": "legacy-secret-value"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+
+    let writes = w.f.writes.directory_writes();
+    let url = start(&w, "acme", "old", "migrate").await;
+    assert!(url.contains("/contoso.com/v2.0/adminconsent"), "{url}");
+    let query = administrator(&w, &url, ConsentDecision::Approve { tenant: w.tenant }).await;
+    let page = callback(&w.app, &w.app.graph, &query).await;
+    assert_eq!(page.outcome, Outcome::Migrated, "{}", page.html);
+    assert!(
+        page.html.contains(&legacy_client.to_string()) && page.html.contains("may be deleted"),
+        "{}",
+        page.html
+    );
+    assert!(page.html.contains("single sign-on"));
+
+    let c =
+        w.f.store
+            .get_connector(&scope.account, &scope.connector)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(c.kind(), ConnectorKind::EntraConsent);
+    let SourceConfig::EntraConsent {
+        consent: Consent::Granted { migrated_from, .. },
+        ..
+    } = &c.source
+    else {
+        panic!()
+    };
+    assert_eq!(*migrated_from, Some(legacy_client));
+    assert!(
+        w.secrets
+            .get(&secret, Stage::Current)
+            .await
+            .unwrap()
+            .is_none(),
+        "the legacy client secret is deleted"
+    );
+
+    // The same directory, now read with consent: nothing re-created or removed.
+    let run = sync(&w, "acme", "old").await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.message);
+    assert_eq!(
+        (run.counts.created, run.counts.removed),
+        (0, 0),
+        "{:?}",
+        run.counts
+    );
+    assert_eq!(
+        w.f.writes.directory_writes(),
+        writes,
+        "no directory item written by the migration"
+    );
+    let users_after = all_pages(|p| w.f.store.list_users(&scope, p))
+        .await
+        .unwrap();
+    assert_eq!(users_after, users_before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_callbacks_are_refused() {
+    let w = world(10).await;
+    w.account("acme", Region::Europe).await;
+    w.account("other", Region::Europe).await;
+    let scope = Scope::new(
+        AccountId::new("acme").unwrap(),
+        ConnectorId::new("main").unwrap(),
+    );
+    let url = new_consent_connector(&w, "acme", "main", "contoso.com").await;
+    let state = state_of(&url);
+    let t = w.tenant;
+    let refused = |p: &dirsync_shared::app::consent::CallbackPage, what: &str| {
+        assert_eq!(
+            (p.status, p.outcome),
+            (400, Outcome::Refused),
+            "{what}: {}",
+            p.html
+        );
+    };
+
+    // Forged, missing, duplicated, oversized, malformed.
+    refused(
+        &callback(
+            &w.app,
+            &w.app.graph,
+            &format!("admin_consent=True&tenant={t}&state=forged"),
+        )
+        .await,
+        "forged state",
+    );
+    refused(&callback(&w.app, &w.app.graph, "").await, "empty");
+    refused(
+        &callback(
+            &w.app,
+            &w.app.graph,
+            &format!("admin_consent=True&tenant={t}"),
+        )
+        .await,
+        "no state",
+    );
+    refused(
+        &callback(
+            &w.app,
+            &w.app.graph,
+            &format!("state={state}&state={state}&admin_consent=True&tenant={t}"),
+        )
+        .await,
+        "duplicated",
+    );
+    refused(
+        &callback(
+            &w.app,
+            &w.app.graph,
+            &format!("state={state}&pad={}", "x".repeat(5000)),
+        )
+        .await,
+        "oversized",
+    );
+    // Each of those left the state unused (the duplicated one never read it).
+    let p = callback(
+        &w.app,
+        &w.app.graph,
+        &format!("admin_consent=True&tenant=contoso.com&state={state}"),
+    )
+    .await;
+    refused(&p, "non-GUID tenant");
+    assert!(p.html.contains("tenant"));
+
+    // A script in the error description is shown as text.
+    let url = start(&w, "acme", "main", "consent").await;
+    let p = callback(
+        &w.app,
+        &w.app.graph,
+        &format!("error=access_denied&error_description=%3Cscript%3Ealert(1)%3C%2Fscript%3E&admin_consent=True&state={}", state_of(&url)),
+    )
+    .await;
+    assert_eq!(p.outcome, Outcome::Declined);
+    assert!(
+        p.html.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !p.html.contains("<script>"),
+        "{}",
+        p.html
+    );
+    assert!(
+        !w.f.store
+            .get_connector(&scope.account, &scope.connector)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_due(),
+        "still pending"
+    );
+
+    // A cancelled consent through the simulator: declined, connector pending.
+    let url = start(&w, "acme", "main", "consent").await;
+    let query = administrator(&w, &url, ConsentDecision::Cancel).await;
+    let p = callback(&w.app, &w.app.graph, &query).await;
+    assert_eq!(p.outcome, Outcome::Declined, "{}", p.html);
+
+    // A tenant other than the connector's (the app is consented there too).
+    let fabrikam = w.sim.add_tenant(TenantSpec {
+        display_name: "Fabrikam".into(),
+        verified_domains: vec!["fabrikam.com".into()],
+        ..Default::default()
+    });
+    w.sim
+        .grant_admin_consent(fabrikam, w.client_id, &CONSENT_ROLES);
+    let url = start(&w, "acme", "main", "consent").await;
+    let p = callback(
+        &w.app,
+        &w.app.graph,
+        &format!(
+            "admin_consent=True&tenant={fabrikam}&state={}",
+            state_of(&url)
+        ),
+    )
+    .await;
+    refused(&p, "tenant mismatch");
+    assert!(p.html.contains("another tenant"));
+
+    // Expired state.
+    let url = start(&w, "acme", "main", "consent").await;
+    w.f.clock.advance(chrono::Duration::minutes(16));
+    refused(
+        &callback(
+            &w.app,
+            &w.app.graph,
+            &format!("admin_consent=True&tenant={t}&state={}", state_of(&url)),
+        )
+        .await,
+        "expired",
+    );
+    // Back to real time: the simulator checks sign-in assertions against it.
+    w.f.clock.set(Utc::now());
+
+    // The genuine grant, then a replay of it.
+    let url = start(&w, "acme", "main", "consent").await;
+    let query = administrator(&w, &url, ConsentDecision::Approve { tenant: t }).await;
+    assert_eq!(
+        callback(&w.app, &w.app.graph, &query).await.outcome,
+        Outcome::Granted
+    );
+    refused(&callback(&w.app, &w.app.graph, &query).await, "replayed");
+
+    // Another account cannot connect the same tenant.
+    let url = new_consent_connector(&w, "other", "main", &t.to_string()).await;
+    let query = administrator(&w, &url, ConsentDecision::Approve { tenant: t }).await;
+    let p = callback(&w.app, &w.app.graph, &query).await;
+    refused(&p, "tenant of another account");
+    assert!(p.html.contains("another account"));
+}
