@@ -63,7 +63,14 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Cert {
-            command: CertCommand::Bootstrap { secret, secrets_dir, out, days, force },
+            command:
+                CertCommand::Bootstrap {
+                    secret,
+                    secrets_dir,
+                    out,
+                    days,
+                    force,
+                },
         } => {
             let name: SecretRef = secret.parse().map_err(|e| format!("--secret: {e}"))?;
             if !(1..=365).contains(&days) {
@@ -80,13 +87,24 @@ async fn run(cli: Cli) -> Result<(), String> {
                     name.as_str()
                 ));
             }
-            let cert = bootstrap(store.as_ref(), &name, chrono::Utc::now(), chrono::Duration::days(days))
-                .await
-                .map_err(|e| e.to_string())?;
+            let cert = bootstrap(
+                store.as_ref(),
+                &name,
+                chrono::Utc::now(),
+                chrono::Duration::days(days),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             std::fs::write(&out, &cert.stored.certificate_pem)
                 .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-            println!("Stored a new RSA key and certificate in {} (current version).", name.as_str());
-            println!("Thumbprint (SHA-1): {}", cert.stored.thumbprint_sha1.to_uppercase());
+            println!(
+                "Stored a new RSA key and certificate in {} (current version).",
+                name.as_str()
+            );
+            println!(
+                "Thumbprint (SHA-1): {}",
+                cert.stored.thumbprint_sha1.to_uppercase()
+            );
             println!("Valid until: {}", cert.stored.not_after);
             println!(
                 "Next: upload {} to the app registration (Azure portal → App registrations → the platform app → \
