@@ -68,3 +68,45 @@ pub fn run_record(run: &SyncRun, kind: ConnectorKind) -> Value {
 pub fn emit(run: &SyncRun, kind: ConnectorKind) {
     println!("{}", run_record(run, kind));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{AccountId, ConnectorId, SyncMode, Trigger};
+
+    #[test]
+    fn a_run_becomes_one_emf_record_with_every_metric_declared() {
+        let t0 = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let mut run = SyncRun::start(
+            AccountId::new("acme").unwrap(),
+            ConnectorId::new("main").unwrap(),
+            Trigger::Manual { requested_by: None },
+            SyncMode::Full,
+            t0,
+        );
+        run.counts.created = 7;
+        run.throttled = 2;
+        run.finish(RunStatus::Staged, None, t0 + chrono::Duration::seconds(3));
+        let r = run_record(&run, ConnectorKind::EntraConsent);
+        let declared: Vec<&str> = r["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        for name in &declared {
+            assert!(r.get(*name).is_some(), "{name} is declared and present");
+        }
+        assert_eq!(r["_aws"]["CloudWatchMetrics"][0]["Namespace"], NAMESPACE);
+        assert_eq!(
+            (r["Created"].as_u64(), r["Throttled"].as_u64()),
+            (Some(7), Some(2))
+        );
+        assert_eq!(
+            (r["Staged"].as_u64(), r["Failed"].as_u64()),
+            (Some(1), Some(0))
+        );
+        assert_eq!(r["DurationMs"].as_i64(), Some(3000));
+        assert_eq!(r["Kind"], "entra");
+    }
+}
