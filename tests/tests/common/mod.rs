@@ -7,7 +7,6 @@ pub mod world;
 
 use std::sync::Arc;
 
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use chrono::{DateTime, Utc};
 use dirsync_shared::clock::ManualClock;
 use dirsync_shared::store::table::{Item, ItemPage, Key, Query, WriteOp, WriteResult};
@@ -71,19 +70,7 @@ pub fn dynamodb_client() -> aws_sdk_dynamodb::Client {
              DynamoDB Local), or start DynamoDB Local yourself and export {DYNAMODB_ENV}=http://127.0.0.1:8000"
         )
     });
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "local",
-            "local",
-            None,
-            None,
-            "dirsync-tests",
-        ))
-        .endpoint_url(endpoint)
-        .build();
-    aws_sdk_dynamodb::Client::from_conf(config)
+    aws_sdk_dynamodb::Client::new(&local_aws(endpoint))
 }
 
 /// A fresh table on DynamoDB Local, named uniquely so tests run in parallel.
@@ -186,45 +173,37 @@ impl Table for CountingTable {
 /// Where the test command started the Secrets Manager emulator.
 pub const SECRETS_ENV: &str = "DIRSYNC_TEST_SECRETS_ENDPOINT";
 
-pub fn secrets_manager() -> dirsync_shared::secrets::SecretsManagerStore {
-    let endpoint = std::env::var(SECRETS_ENV).unwrap_or_else(|_| {
-        panic!("{SECRETS_ENV} is not set: run the tests with `infra/test` (it installs and starts the Secrets Manager emulator)")
-    });
-    let config = aws_sdk_secretsmanager::Config::builder()
-        .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
-        .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-            "local",
-            "local",
-            None,
-            None,
-            "dirsync-tests",
+/// AWS configuration for a local emulator: fixed region and credentials.
+fn local_aws(endpoint: String) -> aws_config::SdkConfig {
+    let credentials =
+        aws_sdk_sqs::config::Credentials::new("local", "local", None, None, "dirsync-tests");
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(
+            credentials,
         ))
         .endpoint_url(endpoint)
-        .build();
-    dirsync_shared::secrets::SecretsManagerStore::new(aws_sdk_secretsmanager::Client::from_conf(
-        config,
+        .build()
+}
+
+/// The moto emulator the test command started (Secrets Manager and SQS).
+fn emulator() -> aws_config::SdkConfig {
+    let endpoint = std::env::var(SECRETS_ENV).unwrap_or_else(|_| {
+        panic!("{SECRETS_ENV} is not set: run the tests with `infra/test` (it installs and starts the AWS emulator for Secrets Manager and SQS)")
+    });
+    local_aws(endpoint)
+}
+
+pub fn secrets_manager() -> dirsync_shared::secrets::SecretsManagerStore {
+    dirsync_shared::secrets::SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(
+        &emulator(),
     ))
 }
 
-/// An SQS client for the emulator (moto serves SQS too).
+/// An SQS client for the emulator.
 pub fn sqs_client() -> aws_sdk_sqs::Client {
-    let endpoint = std::env::var(SECRETS_ENV).unwrap_or_else(|_| {
-        panic!("{SECRETS_ENV} is not set: run the tests with `infra/test` (it starts the AWS emulator for SQS and Secrets Manager)")
-    });
-    let config = aws_sdk_sqs::Config::builder()
-        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-        .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "local",
-            "local",
-            None,
-            None,
-            "dirsync-tests",
-        ))
-        .endpoint_url(endpoint)
-        .build();
-    aws_sdk_sqs::Client::from_conf(config)
+    aws_sdk_sqs::Client::new(&emulator())
 }
 
 /// A fresh queue on the emulator; returns its URL.
