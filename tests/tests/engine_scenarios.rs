@@ -360,6 +360,15 @@ async fn guard_stages_when_the_source_returns_almost_nothing_and_approval_applie
     );
     assert!(users.iter().any(|p| p.label == "user42@contoso.com"));
 
+    // A staged user that changes before the review is left alone by the approval.
+    let mut changed = f
+        .store
+        .get_user(&scope(&c), &sid("u00042"))
+        .await
+        .unwrap()
+        .unwrap();
+    changed.display_name = Some("Came back".into());
+    f.store.upsert_users(&scope(&c), &[changed]).await.unwrap();
     let approved = e
         .approve(&scope(&c), &r.id, Some("admin@contoso.com".into()))
         .await
@@ -367,10 +376,22 @@ async fn guard_stages_when_the_source_returns_almost_nothing_and_approval_applie
     assert_eq!(approved.status, RunStatus::Succeeded);
     assert_eq!(
         approved.review.as_ref().unwrap().applied,
-        staged.len() as u64
+        staged.len() as u64 - 1
     );
     let after = state(&f, &c).await;
-    assert_eq!(after.users.keys().collect::<Vec<_>>(), ["u00000", "u00001"]);
+    assert_eq!(
+        after.users.keys().collect::<Vec<_>>(),
+        ["u00000", "u00001", "u00042"]
+    );
+    assert!(
+        approved.message.as_deref().unwrap().contains("1 skipped"),
+        "{:?}",
+        approved.message
+    );
+    assert!(
+        e.reject(&scope(&c), &r.id, None).await.is_err(),
+        "a reviewed run takes no second decision"
+    );
     assert!(
         e.approve(&scope(&c), &r.id, None).await.is_err(),
         "a list is applied once"

@@ -227,7 +227,7 @@ async fn call(w: &World, name: &str) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_happy_paths_and_refusals() {
-    let w = world(40).await;
+    let mut w = world(40).await;
     let (s, b) = call(&w, "http-create-account.json").await;
     assert_eq!(s, 201, "{b}");
     let (s, b) = call(&w, "http-create-account.json").await;
@@ -254,6 +254,17 @@ async fn the_admin_api_happy_paths_and_refusals() {
             .expose(),
         "legacy-client-secret-value"
     );
+    // The same request again is refused and leaves the stored secret alone.
+    let (s, _) = call(&w, "http-create-legacy-connector.json").await;
+    assert_eq!(s, 409);
+    assert!(
+        w.app
+            .secrets
+            .get(&secret_name.parse().unwrap(), Stage::Current)
+            .await
+            .unwrap()
+            .is_some()
+    );
     // Legacy connectors refuse configuration changes until migrated.
     let (s, b) = call(&w, "http-patch-legacy-connector.json").await;
     assert_eq!(s, 409);
@@ -278,6 +289,19 @@ async fn the_admin_api_happy_paths_and_refusals() {
             .unwrap()
             .is_none()
     );
+
+    // Production deployments refuse connectors that name their own hosts.
+    w.app.settings.allow_custom_cloud = false;
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("/accounts/acme/connectors")
+        .body(serde_json::to_vec(&json!({"connector": {"id": "evil", "kind": "entra",
+            "authority_url": "https://login.attacker.example", "graph_url": "https://graph.attacker.example"}})).unwrap())
+        .unwrap();
+    let resp = dirsync_shared::app::api::handle(&w.app, req, None).await;
+    assert_eq!(resp.status(), 400, "{}", resp.body());
+    assert!(resp.body().contains("cloud preset"));
+    w.app.settings.allow_custom_cloud = true;
 
     // Sync now on a consent connector: queued; a second one while a run holds the lease: refused.
     let c = w.consent_connector("acme", "entra-main", true, true).await;

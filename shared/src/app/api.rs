@@ -253,6 +253,18 @@ async fn create_connector(app: &App, req: &Request<Vec<u8>>, account: &str) -> R
         }
         (None, _) => None,
     };
+    // Custom sign-in and Graph hosts would let whoever creates a connector
+    // answer the tenant confirmation: only deployments that ask for them
+    // (local runs, the demo) accept them.
+    if !app.settings.allow_custom_cloud
+        && (connector.authority_url.is_some() || connector.graph_url.is_some())
+    {
+        return Err(AppError::BadRequest(
+            "custom authority_url/graph_url are not enabled in this deployment; use a cloud preset \
+             (global, us-gov, us-gov-dod, china)"
+                .into(),
+        ));
+    }
     // Secrets named by hand must be this account's own: a connector must not
     // be able to read (or, on deletion, remove) anyone else's secret.
     let own = format!("{}/{account}/", app.settings.secret_prefix);
@@ -271,19 +283,17 @@ async fn create_connector(app: &App, req: &Request<Vec<u8>>, account: &str) -> R
     }
     // Validate before storing anything, so a refusal leaves nothing behind.
     let c = connector.validate(account, app.store.now()).map_err(bad)?;
-    if let (Some(name), Some(value)) = (&name, secret) {
-        app.secrets.put(name, SecretValue::new(value)).await?;
+    // The connector first: a repeated request is refused before it can
+    // touch the existing connector's secret.
+    let stored = app.store.create_connector(&c).await?;
+    if let (Some(name), Some(value)) = (&name, secret)
+        && let Err(e) = app.secrets.put(name, SecretValue::new(value)).await
+    {
+        // Without its secret the new connector is useless: take it back.
+        let _ = app.store.delete_connector(&c.account, &c.id).await;
+        return Err(e.into());
     }
-    match app.store.create_connector(&c).await {
-        Ok(stored) => Ok((StatusCode::CREATED, json!(stored))),
-        Err(e) => {
-            if let Some(name) = &name {
-                // The secret was stored for this connector only.
-                let _ = app.secrets.delete(name).await;
-            }
-            Err(e.into())
-        }
-    }
+    Ok((StatusCode::CREATED, json!(stored)))
 }
 
 async fn find_user(app: &App, req: &Request<Vec<u8>>, account: &str) -> Reply {
@@ -382,11 +392,22 @@ async fn connector_routes(
         }
         (&Method::DELETE, []) => {
             let c = connector(app, scope).await?;
-            if app.store.current_lease(scope).await?.is_some() {
-                return Err(AppError::Conflict(
-                    "a sync of this connector is running; delete it when it has finished".into(),
-                ));
-            }
+            // Hold the connector while deleting it, so that no sync starts
+            // and re-creates what is being removed.
+            let lease = match app
+                .store
+                .acquire_lease(scope, "admin-delete", chrono::Duration::minutes(10))
+                .await
+            {
+                Ok(l) => l,
+                Err(StoreError::LeaseHeld { .. }) => {
+                    return Err(AppError::Conflict(
+                        "a sync of this connector is running; delete it when it has finished"
+                            .into(),
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            };
             app.store
                 .delete_connector(&scope.account, &scope.connector)
                 .await?;
@@ -398,6 +419,8 @@ async fn connector_routes(
             if let Some(name) = secret_of(&c).filter(|n| n.as_str() == created) {
                 app.secrets.delete(name).await?;
             }
+            // The lease went with the connector's items; this is a no-op then.
+            let _ = app.store.release_lease(&lease).await;
             Ok((StatusCode::OK, json!({"deleted": scope.connector})))
         }
         (&Method::PUT, ["secret"]) => {

@@ -69,6 +69,7 @@ pub fn settings_from_env() -> Result<AppSettings, AppError> {
         s.secret_prefix = p;
     }
     s.consent_redirect_uri = var("DIRSYNC_CONSENT_REDIRECT_URI");
+    s.allow_custom_cloud = var("DIRSYNC_ALLOW_CUSTOM_CLOUD").as_deref() == Some("true");
     Ok(s)
 }
 

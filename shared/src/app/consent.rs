@@ -270,34 +270,6 @@ async fn confirm_and_record(
             )));
         }
     }
-    // …and a tenant belongs to one account only.
-    match app.store.claim_tenant(&tenant, &connector.account).await {
-        Ok(None) => {}
-        Ok(Some(_)) => {
-            return Err(refused(
-                "This tenant is already connected to another account of the platform; contact support.",
-            ));
-        }
-        Err(e) => return Err(failed(&e.to_string())),
-    }
-    if let SourceConfig::EntraLegacy { tenant_domain, .. } = &connector.source {
-        // The migration must be consented in the legacy connector's own tenant.
-        let legacy_tenant = GraphSource::for_tenant(&cloud, tenant_domain.as_str(), graph)
-            .map_err(|e| failed(&e.to_string()))?
-            .organization(&mut RequestStats::default())
-            .await
-            .map_err(|e| {
-                failed(&format!(
-                    "The legacy connector's tenant could not be read: {e}"
-                ))
-            })?
-            .0;
-        if legacy_tenant != tenant {
-            return Err(refused(&format!(
-                "Consent came from another tenant than the legacy connector's ({tenant_domain})."
-            )));
-        }
-    }
     let granted = Consent::Granted {
         tenant_id: tenant,
         granted_at: app.store.now(),
@@ -349,6 +321,34 @@ async fn confirm_and_record(
         }
         _ => return Err(refused("This connector does not take admin consent.")),
     };
+    // …and a tenant belongs to one account only.
+    match app.store.claim_tenant(&tenant, &connector.account).await {
+        Ok(None) => {}
+        Ok(Some(_)) => {
+            return Err(refused(
+                "This tenant is already connected to another account of the platform; contact support.",
+            ));
+        }
+        Err(e) => return Err(failed(&e.to_string())),
+    }
+    if let SourceConfig::EntraLegacy { tenant_domain, .. } = &connector.source {
+        // The migration must be consented in the legacy connector's own tenant.
+        let legacy_tenant = GraphSource::for_tenant(&cloud, tenant_domain.as_str(), graph)
+            .map_err(|e| failed(&e.to_string()))?
+            .organization(&mut RequestStats::default())
+            .await
+            .map_err(|e| {
+                failed(&format!(
+                    "The legacy connector's tenant could not be read: {e}"
+                ))
+            })?
+            .0;
+        if legacy_tenant != tenant {
+            return Err(refused(&format!(
+                "Consent came from another tenant than the legacy connector's ({tenant_domain})."
+            )));
+        }
+    }
     connector.state = ConnectorState::Enabled;
     app.store.update_connector(&connector).await.map_err(|e| {
         failed(&format!(
@@ -365,7 +365,15 @@ async fn confirm_and_record(
         connector.id
     )];
     if let Some((client_id, secret)) = extra {
-        if let Err(e) = app.secrets.delete(&secret).await {
+        // Only the secret dirsync stored for this connector; one named by
+        // hand may serve something else.
+        let created = format!(
+            "{}/{}/{}",
+            app.settings.secret_prefix, connector.account, connector.id
+        );
+        if secret.as_str() == created
+            && let Err(e) = app.secrets.delete(&secret).await
+        {
             tracing::warn!(error = %e, "the legacy client secret could not be deleted");
         }
         lines.push(format!(

@@ -54,6 +54,9 @@ pub struct AppSettings {
     /// Where Entra returns administrators after admin consent (registered on
     /// the app).
     pub consent_redirect_uri: Option<String>,
+    /// Whether connectors may name their own sign-in and Graph hosts (local
+    /// runs and the demo, against the simulator); never in production.
+    pub allow_custom_cloud: bool,
 }
 
 impl Default for AppSettings {
@@ -62,6 +65,7 @@ impl Default for AppSettings {
             window_spread: Duration::from_secs(900),
             secret_prefix: "dirsync".into(),
             consent_redirect_uri: None,
+            allow_custom_cloud: false,
         }
     }
 }

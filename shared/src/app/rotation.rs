@@ -138,16 +138,14 @@ impl Rotator {
             .filter_map(|k| {
                 Some((
                     k["keyId"].as_str()?.to_owned(),
-                    k["customKeyIdentifier"].as_str()?.to_ascii_lowercase(),
+                    thumbprint_of(k["customKeyIdentifier"].as_str()?)?,
                 ))
             })
             .collect())
     }
 
     pub async fn step(&self, event: &RotationEvent) -> Result<(), RotationError> {
-        if event.secret_id != self.app.certificate.as_str()
-            && !event.secret_id.contains(self.app.certificate.as_str())
-        {
+        if !names_secret(&event.secret_id, self.app.certificate.as_str()) {
             return Err(RotationError::Refused(format!(
                 "this function rotates {} only, not {}",
                 self.app.certificate.as_str(),
@@ -260,7 +258,16 @@ impl Rotator {
             return Ok(());
         };
         let graph = self.graph();
-        for (key_id, thumb) in self.registered(&graph).await? {
+        let registered = self.registered(&graph).await?;
+        // If the current certificate is not recognisable among the app's
+        // keys, removing anything could lock the app out: keep them all.
+        if !registered.iter().any(|(_, t)| keep.first() == Some(t)) {
+            tracing::warn!(
+                "the current certificate is not among the app's keys as listed; no key was removed"
+            );
+            return Ok(());
+        }
+        for (key_id, thumb) in registered {
             if keep.contains(&thumb) {
                 continue;
             }
@@ -276,6 +283,35 @@ impl Rotator {
         }
         Ok(())
     }
+}
+
+/// A key credential's `customKeyIdentifier` as a lower-case hex SHA-1
+/// thumbprint. Graph types it as binary (base64 of the thumbprint's bytes);
+/// some tools store the hex text itself, base64-encoded or not.
+fn thumbprint_of(identifier: &str) -> Option<String> {
+    use base64::Engine as _;
+    let is_hex = |s: &str| s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if is_hex(identifier) {
+        return Some(identifier.to_ascii_lowercase());
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(identifier)
+        .ok()?;
+    if bytes.len() == 20 {
+        return Some(bytes.iter().map(|b| format!("{b:02x}")).collect());
+    }
+    let text = String::from_utf8(bytes).ok()?;
+    is_hex(&text).then(|| text.to_ascii_lowercase())
+}
+
+/// Whether a rotation event names our secret: by name, or by its ARN
+/// (`…:secret:<name>-<6 random characters>`).
+fn names_secret(secret_id: &str, name: &str) -> bool {
+    secret_id == name
+        || secret_id
+            .rsplit_once(":secret:")
+            .and_then(|(_, rest)| rest.rsplit_once('-'))
+            .is_some_and(|(n, suffix)| n == name && suffix.len() == 6)
 }
 
 fn graph_error(f: GraphFailure) -> RotationError {
@@ -305,4 +341,44 @@ pub async fn bootstrap(
         .map_err(|e| RotationError::Certificate(e.to_string()))?;
     secrets.put(name, cert.to_secret()).await?;
     Ok(cert)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thumbprints_are_read_in_every_form_graph_uses() {
+        let hex = "a94a8fe5ccb19ba61c4c0873d391e987982fbbd3";
+        assert_eq!(thumbprint_of(&hex.to_uppercase()).as_deref(), Some(hex));
+        let bytes: Vec<u8> = (0..20)
+            .map(|i| u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).unwrap())
+            .collect();
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        assert_eq!(thumbprint_of(&b64).as_deref(), Some(hex));
+        let b64_text = base64::engine::general_purpose::STANDARD.encode(hex.to_uppercase());
+        assert_eq!(thumbprint_of(&b64_text).as_deref(), Some(hex));
+        assert_eq!(thumbprint_of("my-key"), None);
+    }
+
+    #[test]
+    fn the_event_must_name_our_secret() {
+        assert!(names_secret(
+            "dirsync-prod/app-certificate",
+            "dirsync-prod/app-certificate"
+        ));
+        assert!(names_secret(
+            "arn:aws:secretsmanager:eu-west-2:123456789012:secret:dirsync-prod/app-certificate-AbCdEf",
+            "dirsync-prod/app-certificate"
+        ));
+        assert!(!names_secret(
+            "arn:aws:secretsmanager:eu-west-2:123456789012:secret:dirsync-prod/app-certificate-staging-AbCdEf",
+            "dirsync-prod/app-certificate"
+        ));
+        assert!(!names_secret(
+            "dirsync-prod/app-certificate-staging",
+            "dirsync-prod/app-certificate"
+        ));
+    }
 }

@@ -111,10 +111,14 @@ pub struct TokenProvider {
     http: reqwest::Client,
     secrets: Arc<dyn SecretStore>,
     clock: Arc<dyn Clock>,
-    /// Held across a fetch so concurrent requests wait for one token rather
-    /// than each asking Entra.
-    cache: tokio::sync::Mutex<HashMap<CacheKey, AccessToken>>,
+    /// One slot per (authority, tenant, credential). A slot's lock is held
+    /// across a fetch so that concurrent requests for the same token wait for
+    /// one fetch; other tenants are not held up by a slow sign-in.
+    cache: std::sync::Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<Option<AccessToken>>>>>,
 }
+
+/// A sign-in that takes longer than this has failed.
+const SIGN_IN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl TokenProvider {
     pub fn new(
@@ -126,7 +130,7 @@ impl TokenProvider {
             http,
             secrets,
             clock,
-            cache: tokio::sync::Mutex::default(),
+            cache: std::sync::Mutex::default(),
         }
     }
 
@@ -149,15 +153,21 @@ impl TokenProvider {
             tenant.to_ascii_lowercase(),
             credential.clone(),
         );
-        let mut cache = self.cache.lock().await;
-        if let Some(t) = cache.get(&key)
+        let slot = self.slot(key);
+        let mut cached = slot.lock().await;
+        if let Some(t) = cached.as_ref()
             && self.clock.now() < t.refresh_at
         {
             return Ok(t.clone());
         }
         let token = self.fetch(authority, tenant, credential).await?;
-        cache.insert(key, token.clone());
+        *cached = Some(token.clone());
         Ok(token)
+    }
+
+    fn slot(&self, key: CacheKey) -> Arc<tokio::sync::Mutex<Option<AccessToken>>> {
+        let mut all = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        all.entry(key).or_default().clone()
     }
 
     /// Forgets a cached token that Graph refused (401) — unless another
@@ -174,9 +184,10 @@ impl TokenProvider {
             tenant.to_ascii_lowercase(),
             credential.clone(),
         );
-        let mut cache = self.cache.lock().await;
-        if cache.get(&key).is_some_and(|t| t.value == refused.value) {
-            cache.remove(&key);
+        let slot = self.slot(key);
+        let mut cached = slot.lock().await;
+        if cached.as_ref().is_some_and(|t| t.value == refused.value) {
+            *cached = None;
         }
     }
 
@@ -293,7 +304,14 @@ impl TokenProvider {
         let mut attempt = 0;
         let response = loop {
             attempt += 1;
-            match self.http.post(endpoint).form(form).send().await {
+            match self
+                .http
+                .post(endpoint)
+                .timeout(SIGN_IN_TIMEOUT)
+                .form(form)
+                .send()
+                .await
+            {
                 Ok(r) if r.status().is_server_error() && attempt < 3 => {}
                 Ok(r) => break r,
                 Err(e) if attempt >= 3 => return Err(unreachable(e)),

@@ -268,6 +268,7 @@ impl PageContext<'_> {
                 }
                 out.held.push(HeldAction::RemoveUser {
                     label: old.primary_email.to_string(),
+                    stored_hash: Some(old.content_hash().as_str().to_owned()),
                     id,
                     reason: text,
                 });

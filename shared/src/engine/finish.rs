@@ -108,6 +108,7 @@ impl SyncEngine {
                         id: u.id.clone(),
                         label: u.primary_email.to_string(),
                         reason: "no longer found in the directory".into(),
+                        stored_hash: Some(u.content_hash().as_str().to_owned()),
                     });
                 }
             }
@@ -311,15 +312,17 @@ impl SyncEngine {
                     .into_iter()
                     .map(|membership| HeldAction::RemoveMembership { membership }),
             );
-            self.store.delete_run_chunks(scope, &run.id).await?;
+            // Crash-safe order: the staged list and the Staged record first;
+            // only then the cursors move on (the working chunks go in close).
             cp.put_entries(STAGED, "final", &staged).await?;
-            self.keep_cursors(scope, &streams).await?;
             notes.push(format!(
                 "Staged: {why}; nothing was removed or disabled. Review the {} listed actions and approve or reject run {}.",
                 staged.len(),
                 run.id
             ));
             run.finish(RunStatus::Staged, Some(notes.join(" ")), now);
+            self.store.put_run(&run).await?;
+            self.keep_cursors(scope, &streams).await?;
             self.close(scope, &run, true, lease).await?;
             return Ok(run);
         }
@@ -385,9 +388,11 @@ impl SyncEngine {
     ) -> Result<(), StoreError> {
         self.store.put_run(run).await?;
         self.store.clear_progress(scope).await?;
-        if !staged {
-            self.store.delete_run_chunks(scope, &run.id).await?;
-        }
+        // A staged run keeps its list for the review; the rest goes.
+        let keep = if staged { Some(STAGED) } else { None };
+        self.store
+            .delete_run_chunks_except(scope, &run.id, keep)
+            .await?;
         self.store
             .prune_runs(scope, self.settings.keep_runs)
             .await?;
@@ -477,15 +482,20 @@ impl SyncEngine {
         by: Option<String>,
     ) -> Result<SyncRun, EngineError> {
         let mut run = self.staged_run(scope, id).await?;
-        let holder = format!("review-{id}");
-        if let Err(StoreError::LeaseHeld { .. }) = self
+        let holder = format!("review-{id}-{}", uuid::Uuid::new_v4());
+        match self
             .store
             .acquire_lease(scope, &holder, self.settings.lease_ttl)
             .await
         {
-            return Err(EngineError::Review(
-                "a sync of this connector is running; approve again when it has finished".into(),
-            ));
+            Ok(_) => {}
+            Err(StoreError::LeaseHeld { .. }) => {
+                return Err(EngineError::Review(
+                    "a sync of this connector is running; approve again when it has finished"
+                        .into(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
         }
         let cp = Checkpoints {
             store: &self.store,
@@ -493,26 +503,84 @@ impl SyncEngine {
             run: id.clone(),
         };
         let held: Vec<HeldAction> = cp.entries(STAGED).await?;
-        let before = run.counts;
-        self.apply_held(scope, &held, &mut run).await?;
-        let now = self.store.now();
+        // Claim the review before acting: of two concurrent decisions, one wins.
         run.review = Some(crate::domain::Review {
             approved: true,
             by,
-            at: now,
-            applied: held.len() as u64,
+            at: self.store.now(),
+            applied: 0,
         });
         run.status = RunStatus::Succeeded;
+        if !self.store.put_run_if_staged(&run).await? {
+            self.release_holder(scope, &holder).await?;
+            return Err(EngineError::Review(format!(
+                "run {id} has already been reviewed"
+            )));
+        }
+        let before = run.counts;
+        let (applied, skipped) = self.apply_reviewed(scope, &held, &mut run).await?;
+        if let Some(r) = run.review.as_mut() {
+            r.applied = applied;
+        }
         run.message = Some(format!(
-            "Approved: {} staged actions applied ({} removed, {} disabled).",
-            held.len(),
+            "Approved: {applied} staged actions applied ({} removed, {} disabled){}.",
             run.counts.removed - before.removed,
-            run.counts.disabled - before.disabled
+            run.counts.disabled - before.disabled,
+            if skipped > 0 {
+                format!("; {skipped} skipped because the object changed since the run was staged")
+            } else {
+                String::new()
+            }
         ));
         self.store.put_run(&run).await?;
         self.store.delete_run_chunks(scope, id).await?;
         self.release_holder(scope, &holder).await?;
         Ok(run)
+    }
+
+    /// Applies an approved list against the directory as it is now: a user
+    /// changed since staging is left alone, and a disable only clears the
+    /// enabled flag of the user as now stored. Returns (applied, skipped).
+    async fn apply_reviewed(
+        &self,
+        scope: &Scope,
+        held: &[HeldAction],
+        run: &mut SyncRun,
+    ) -> Result<(u64, u64), StoreError> {
+        let mut now_held = Vec::with_capacity(held.len());
+        let mut skipped = 0;
+        for h in held {
+            match h {
+                HeldAction::RemoveUser {
+                    id, stored_hash, ..
+                } => match self.store.get_user(scope, id).await? {
+                    Some(u)
+                        if stored_hash
+                            .as_deref()
+                            .is_none_or(|s| s == u.content_hash().as_str()) =>
+                    {
+                        now_held.push(h.clone())
+                    }
+                    Some(_) => skipped += 1,
+                    None => {}
+                },
+                HeldAction::DisableUser { user, reason } => {
+                    match self.store.get_user(scope, &user.id).await? {
+                        Some(mut current) => {
+                            current.enabled = false;
+                            now_held.push(HeldAction::DisableUser {
+                                user: current,
+                                reason: reason.clone(),
+                            });
+                        }
+                        None => skipped += 1,
+                    }
+                }
+                other => now_held.push(other.clone()),
+            }
+        }
+        self.apply_held(scope, &now_held, run).await?;
+        Ok((now_held.len() as u64, skipped))
     }
 
     /// Discards the staged list: nothing it named is removed or disabled.
@@ -535,7 +603,11 @@ impl SyncEngine {
              the next full sync stages them again."
                 .into(),
         );
-        self.store.put_run(&run).await?;
+        if !self.store.put_run_if_staged(&run).await? {
+            return Err(EngineError::Review(format!(
+                "run {id} has already been reviewed"
+            )));
+        }
         self.store.delete_run_chunks(scope, id).await?;
         Ok(run)
     }

@@ -123,6 +123,11 @@ enum StreamEnd {
     Done,
     Paused,
     Failed(SourceError),
+    /// Another invocation took the connector over: stop, touch nothing.
+    LeaseLost {
+        holder: String,
+        until: DateTime<Utc>,
+    },
 }
 
 pub struct SyncEngine {
@@ -180,6 +185,15 @@ impl SyncEngine {
         // invocation never passes for the first, even when it continues the
         // same run.
         let holder = format!("{}", uuid::Uuid::new_v4());
+        // The lease first: what the connector's progress says is only
+        // trustworthy once no one else can change it.
+        if let Err(e) = self
+            .store
+            .acquire_lease(&scope, &holder, self.settings.lease_ttl)
+            .await
+        {
+            return held_or(e);
+        }
         let existing = Checkpoints {
             store: &self.store,
             scope: &scope,
@@ -188,17 +202,10 @@ impl SyncEngine {
         .load_run()
         .await?;
 
-        // A full sync asked for by hand replaces an unfinished run (once no
-        // one is running it): the catch-up after an interruption.
+        // A full sync asked for by hand replaces an unfinished run: the
+        // catch-up after an interruption.
         let existing = match existing {
             Some(p) if request.full && request.trigger != Trigger::Continuation => {
-                if let Err(e) = self
-                    .store
-                    .acquire_lease(&scope, &holder, self.settings.lease_ttl)
-                    .await
-                {
-                    return held_or(e);
-                }
                 self.store.clear_progress(&scope).await?;
                 self.store.delete_run_chunks(&scope, &p.run.id).await?;
                 None
@@ -209,13 +216,6 @@ impl SyncEngine {
         // Resume the connector's unfinished run, or start a new one.
         let (progress, streams) = match existing {
             Some(p) => {
-                if let Err(e) = self
-                    .store
-                    .acquire_lease(&scope, &holder, self.settings.lease_ttl)
-                    .await
-                {
-                    return held_or(e);
-                }
                 let cp = self.checkpoints(&scope, &p.run);
                 let mut streams = Vec::new();
                 for s in source.streams() {
@@ -237,13 +237,6 @@ impl SyncEngine {
                     SyncMode::Delta,
                     now,
                 );
-                if let Err(e) = self
-                    .store
-                    .acquire_lease(&scope, &holder, self.settings.lease_ttl)
-                    .await
-                {
-                    return held_or(e);
-                }
                 let mut streams = Vec::new();
                 for s in source.streams() {
                     streams.push((
@@ -299,6 +292,15 @@ impl SyncEngine {
             }
         }
         total(&mut progress.run, &finals);
+        // Taken over: the other invocation owns the checkpoints and the run
+        // record now; leave them alone.
+        if let Some((holder, until)) = ends_iter.iter().find_map(|e| match e {
+            StreamEnd::LeaseLost { holder, until } => Some((holder.clone(), *until)),
+            _ => None,
+        }) {
+            tracing::warn!(connector = %scope.connector, %holder, "the run lost its lease and stopped");
+            return Ok(RunOutcome::AlreadyRunning { holder, until });
+        }
         if let Some(err) = ends_iter.iter().find_map(|e| match e {
             StreamEnd::Failed(err) => Some(err.clone()),
             _ => None,
@@ -429,11 +431,13 @@ impl SyncEngine {
             }
             cp.save_run(&p).await?;
             drop(p);
-            if let Err(e) = self.store.renew_lease(lease, self.settings.lease_ttl).await {
+            match self.store.renew_lease(lease, self.settings.lease_ttl).await {
+                Ok(_) => {}
                 // Someone took the connector over: stop without touching more.
-                return Ok(StreamEnd::Failed(SourceError::Config(format!(
-                    "the run lost its lease: {e}"
-                ))));
+                Err(StoreError::LeaseHeld { holder, until, .. }) => {
+                    return Ok(StreamEnd::LeaseLost { holder, until });
+                }
+                Err(e) => return Err(e.into()),
             }
         }
     }

@@ -13,6 +13,10 @@ pub enum HeldAction {
         id: SourceId,
         label: String,
         reason: String,
+        /// The stored user's content hash when the removal was held: an
+        /// approval later skips a user that has changed since.
+        #[serde(default)]
+        stored_hash: Option<String>,
     },
     /// The user as the source now has it (disabled).
     DisableUser {
@@ -32,9 +36,9 @@ pub enum HeldAction {
 impl HeldAction {
     pub fn entry(&self) -> PlanEntry {
         match self {
-            HeldAction::RemoveUser { id, label, reason } => {
-                PlanEntry::new(Action::Remove, "user", id, label, reason)
-            }
+            HeldAction::RemoveUser {
+                id, label, reason, ..
+            } => PlanEntry::new(Action::Remove, "user", id, label, reason),
             HeldAction::DisableUser { user, reason } => PlanEntry::new(
                 Action::Disable,
                 "user",

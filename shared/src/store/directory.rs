@@ -257,9 +257,18 @@ impl StateStore {
             let user: User = from_item("user", item.clone())?;
             ops.extend(user.addresses().map(|a| Self::release(scope, a, &user.id)));
             ops.extend(self.memberships_of_member(scope, &user.id).await?);
-            ops.push(WriteOp::delete(item.key.clone()));
         }
+        // Addresses and memberships go first, the users last: if this stops
+        // half-way, the users (and so a retry) still know what to release.
         self.table.write_many(ops).await?;
+        self.table
+            .write_many(
+                existing
+                    .iter()
+                    .map(|i| WriteOp::delete(i.key.clone()))
+                    .collect(),
+            )
+            .await?;
         Ok(existing.len() as u64)
     }
 

@@ -529,6 +529,19 @@ impl StateStore {
         Ok(())
     }
 
+    /// Replaces a run record only while it is still staged (a review
+    /// claims it); false if someone else reviewed it first.
+    pub async fn put_run_if_staged(&self, run: &SyncRun) -> Result<bool, StoreError> {
+        let scope = Scope::new(run.account.clone(), run.connector.clone());
+        let ttl = (run.started_at + Duration::days(RUN_RETENTION_DAYS)).timestamp();
+        let item = Item::new(keys::run(&scope, &run.id), to_attrs(run)).with_ttl(ttl);
+        Ok(self
+            .table
+            .write(WriteOp::put_if(item, Cond::eq("status", "staged")))
+            .await?
+            .is_ok())
+    }
+
     pub async fn get_run(&self, scope: &Scope, id: &RunId) -> Result<Option<SyncRun>, StoreError> {
         let now = self.now_secs();
         self.table
@@ -563,7 +576,9 @@ impl StateStore {
             )
             .await?;
         let mut deleted = 0;
-        for item in all.into_iter().skip(keep) {
+        // A run still waiting for review is never pruned.
+        let awaiting = |i: &Item| i.str("status") == Some("staged");
+        for item in all.into_iter().skip(keep).filter(|i| !awaiting(i)) {
             if let Ok(id) = item.key.sk.parse::<RunId>() {
                 self.delete_run_chunks(scope, &id).await?;
             }
@@ -683,11 +698,29 @@ impl StateStore {
     }
 
     pub async fn delete_run_chunks(&self, scope: &Scope, run: &RunId) -> Result<(), StoreError> {
+        self.delete_run_chunks_except(scope, run, None).await
+    }
+
+    /// Deletes a run's data chunks, except those of kind `keep`.
+    pub async fn delete_run_chunks_except(
+        &self,
+        scope: &Scope,
+        run: &RunId,
+        keep: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let kept = keep.map(|k| format!("{k}#"));
         let items = self
             .query_all(
                 Query::partition(Index::Primary, keys::run_data_partition(scope, run)).limit(100),
             )
             .await?;
+        let items: Vec<Item> = items
+            .into_iter()
+            .filter(|i| {
+                kept.as_ref()
+                    .is_none_or(|k| !i.key.sk.starts_with(k.as_str()))
+            })
+            .collect();
         self.table
             .write_many(items.into_iter().map(|i| WriteOp::delete(i.key)).collect())
             .await?;

@@ -114,6 +114,7 @@ pub async fn world(users: u32) -> World {
             window_spread: Duration::from_secs(0),
             secret_prefix: format!("dirsync-test-{}", Uuid::new_v4().simple()),
             consent_redirect_uri: Some(REDIRECT.into()),
+            allow_custom_cloud: true,
         },
     };
     World {
