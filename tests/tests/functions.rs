@@ -175,15 +175,15 @@ async fn poison_messages_fail_and_a_job_failing_every_time_records_a_failed_run(
 
     // Now a real give-up: the source cannot be built (a kind not supported)
     // records a failed run that says what to do.
-    let ldap: ConnectorSpec = serde_json::from_value(json!({
-        "id": "ad", "kind": "ldap-ad", "url": "ldaps://dc1.corp.example.com", "base_dn": "DC=corp",
-        "bind_dn": "svc@corp", "password_ref": "dirsync/acme/ad"
+    let google: ConnectorSpec = serde_json::from_value(json!({
+        "id": "ad", "kind": "google", "admin_email": "admin@corp.example.com",
+        "service_account_key_ref": "dirsync/acme/google"
     }))
     .unwrap();
     let ad =
         w.f.store
             .create_connector(
-                &ldap
+                &google
                     .validate(AccountId::new("acme").unwrap(), Utc::now())
                     .unwrap(),
             )

@@ -101,8 +101,11 @@ pub async fn app_from_env() -> Result<App, AppError> {
         engine: SyncEngine::new(store.clone(), EngineSettings::default()),
         store,
         queue: Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&aws), queue_url)),
+        sources: Arc::new(Sources {
+            graph,
+            secrets: secrets.clone(),
+        }),
         secrets,
-        sources: Arc::new(Sources { graph }),
         settings: settings_from_env()?,
     })
 }

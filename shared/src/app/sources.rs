@@ -11,6 +11,8 @@ pub trait SourceFactory: Send + Sync {
 /// The sources this build can read.
 pub struct Sources {
     pub graph: std::sync::Arc<GraphDeps>,
+    /// Where LDAP connectors' passwords are.
+    pub secrets: std::sync::Arc<dyn crate::secrets::SecretStore>,
 }
 
 impl SourceFactory for Sources {
@@ -18,6 +20,9 @@ impl SourceFactory for Sources {
         match connector.kind() {
             ConnectorKind::EntraConsent | ConnectorKind::EntraLegacy => Ok(Box::new(
                 GraphSource::for_connector(connector, &self.graph)?,
+            )),
+            ConnectorKind::ActiveDirectory | ConnectorKind::Domino => Ok(Box::new(
+                crate::source::ldap::LdapSource::for_connector(connector, self.secrets.clone())?,
             )),
             other => Err(SourceError::Config(format!(
                 "{other} connectors cannot be synced by this version of dirsync yet; \

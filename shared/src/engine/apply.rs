@@ -90,6 +90,19 @@ impl PageContext<'_> {
                 Change::RemoveMembers { group, members } => {
                     removed_members.extend(memberships(&group, &members))
                 }
+                Change::ReplaceMembers { group, members } => {
+                    // Stored members the list no longer names go; the rest
+                    // are added like any other membership.
+                    let listed: std::collections::HashSet<&SourceId> =
+                        members.iter().map(|m| &m.id).collect();
+                    let stored = crate::store::all_pages(|p| {
+                        self.store.group_members(self.scope, &group, p)
+                    })
+                    .await?;
+                    removed_members
+                        .extend(stored.into_iter().filter(|m| !listed.contains(&m.member)));
+                    added.extend(memberships(&group, &members));
+                }
             }
         }
         let users: Vec<User> = user_order

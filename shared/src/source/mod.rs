@@ -8,6 +8,7 @@
 //! the position, so a run stopped anywhere resumes without redoing pages.
 
 pub mod graph;
+pub mod ldap;
 pub mod retry;
 
 use async_trait::async_trait;
@@ -48,6 +49,12 @@ pub enum Change {
         members: Vec<Member>,
     },
     RemoveMembers {
+        group: SourceId,
+        members: Vec<Member>,
+    },
+    /// The group's complete member list (sources that cannot say what
+    /// changed, like LDAP): stored members not listed are removed.
+    ReplaceMembers {
         group: SourceId,
         members: Vec<Member>,
     },

@@ -108,6 +108,7 @@ pub async fn world(users: u32) -> World {
         secrets: secrets.clone(),
         sources: Arc::new(Sources {
             graph: graph.clone(),
+            secrets: secrets.clone(),
         }),
         graph,
         settings: AppSettings {
