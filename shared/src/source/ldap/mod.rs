@@ -67,15 +67,19 @@ const USER_ATTRS: [&str; 13] = [
     "uid",
     "cn",
 ];
-const GROUP_ATTRS: [&str; 7] = [
+/// Active Directory hands out `member` in ranges of at most 1,500 (Windows)
+/// and marks the last with `*`; asking for the first range explicitly makes
+/// every DC answer in that form, so one code path reads all of them.
+const AD_GROUP_ATTRS: [&str; 7] = [
     "objectGUID",
     "objectClass",
     "cn",
     "sAMAccountName",
     "mail",
     "groupType",
-    "member",
+    "member;range=0-1499",
 ];
+const DOMINO_GROUP_ATTRS: [&str; 4] = ["objectClass", "cn", "mail", "member"];
 
 fn ldap_error(what: &str, e: ldap3::LdapError) -> SourceError {
     SourceError::Unavailable(format!("LDAP {what} failed: {e}"))
@@ -459,7 +463,11 @@ impl LdapSource {
                 &self.settings.base_dn,
                 Scope::Subtree,
                 &filter,
-                &GROUP_ATTRS,
+                if self.ad() {
+                    &AD_GROUP_ATTRS[..]
+                } else {
+                    &DOMINO_GROUP_ATTRS[..]
+                },
                 &mut stats,
             )
             .await?;
