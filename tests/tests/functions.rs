@@ -173,7 +173,7 @@ async fn poison_messages_fail_and_a_job_failing_every_time_records_a_failed_run(
             .is_empty()
     );
 
-    // Now a real give-up: the source cannot be built (a kind not supported)
+    // A run whose source cannot start (its secret was never stored)
     // records a failed run that says what to do.
     let google: ConnectorSpec = serde_json::from_value(json!({
         "id": "ad", "kind": "google", "admin_email": "admin@corp.example.com",
@@ -208,7 +208,7 @@ async fn poison_messages_fail_and_a_job_failing_every_time_records_a_failed_run(
             .message
             .as_deref()
             .unwrap()
-            .contains("cannot be synced by this version"),
+            .contains("does not exist"),
         "{:?}",
         runs[0].message
     );

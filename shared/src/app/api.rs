@@ -257,7 +257,9 @@ async fn create_connector(app: &App, req: &Request<Vec<u8>>, account: &str) -> R
     // answer the tenant confirmation: only deployments that ask for them
     // (local runs, the demo) accept them.
     if !app.settings.allow_custom_cloud
-        && (connector.authority_url.is_some() || connector.graph_url.is_some())
+        && (connector.authority_url.is_some()
+            || connector.graph_url.is_some()
+            || connector.api_url.is_some())
     {
         return Err(AppError::BadRequest(
             "custom authority_url/graph_url are not enabled in this deployment; use a cloud preset \

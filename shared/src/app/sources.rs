@@ -8,7 +8,7 @@ pub trait SourceFactory: Send + Sync {
     fn source_for(&self, connector: &Connector) -> Result<Box<dyn DirectorySource>, SourceError>;
 }
 
-/// The sources this build can read.
+/// Every kind of source, built once per process.
 pub struct Sources {
     pub graph: std::sync::Arc<GraphDeps>,
     /// Where LDAP connectors' passwords are.
@@ -24,10 +24,14 @@ impl SourceFactory for Sources {
             ConnectorKind::ActiveDirectory | ConnectorKind::Domino => Ok(Box::new(
                 crate::source::ldap::LdapSource::for_connector(connector, self.secrets.clone())?,
             )),
-            other => Err(SourceError::Config(format!(
-                "{other} connectors cannot be synced by this version of dirsync yet; \
-                 the connector is kept and will sync once support is deployed"
-            ))),
+            ConnectorKind::Google => Ok(Box::new(
+                crate::source::google::GoogleSource::for_connector(
+                    connector,
+                    self.secrets.clone(),
+                    std::sync::Arc::new(crate::clock::SystemClock),
+                    self.graph.policy,
+                )?,
+            )),
         }
     }
 }

@@ -333,6 +333,10 @@ pub enum SourceConfig {
         service_account_key: SecretRef,
         /// `my_customer` unless a reseller reads another customer.
         customer: String,
+        /// The Directory API's base URL when it is not Google's (the
+        /// simulator); token requests go to the key file's `token_uri`.
+        #[serde(default)]
+        api_url: Option<String>,
     },
 }
 
@@ -438,6 +442,7 @@ pub struct ConnectorSpec {
     pub admin_email: Option<String>,
     pub service_account_key_ref: Option<String>,
     pub customer: Option<String>,
+    pub api_url: Option<String>,
 }
 
 /// Settings each kind takes, with what to give when one is missing.
@@ -566,6 +571,7 @@ const ONLY_FOR: &[(&str, &[ConnectorKind])] = &[
     ("admin_email", &[ConnectorKind::Google]),
     ("service_account_key_ref", &[ConnectorKind::Google]),
     ("customer", &[ConnectorKind::Google]),
+    ("api_url", &[ConnectorKind::Google]),
 ];
 
 impl ConnectorSpec {
@@ -589,6 +595,7 @@ impl ConnectorSpec {
             "admin_email" => &self.admin_email,
             "service_account_key_ref" => &self.service_account_key_ref,
             "customer" => &self.customer,
+            "api_url" => &self.api_url,
             _ => &None,
         };
         v.as_deref().map(str::trim).filter(|s| !s.is_empty())
@@ -672,6 +679,10 @@ impl ConnectorSpec {
                 admin_email: self.need("admin_email").parse()?,
                 service_account_key: self.secret("service_account_key_ref")?,
                 customer: self.field("customer").unwrap_or("my_customer").to_owned(),
+                api_url: self
+                    .field("api_url")
+                    .map(|u| checked_base_url("api_url", u))
+                    .transpose()?,
             },
         };
 
