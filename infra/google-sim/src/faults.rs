@@ -1,0 +1,95 @@
+//! Injected faults, driven by counters so a test knows exactly which request
+//! fails.
+//!
+//! Faults apply to the Directory API only, never to `/token`.
+//! * `server_error_next` acts on API requests before authentication (the
+//!   front end is down): 503 `backendError`.
+//! * `rate_limit_next`, `quota_next` and `too_many_next` act on authenticated
+//!   API requests (Google's quotas are per user and project), in that order:
+//!   first the 403 `userRateLimitExceeded`s, then the 403 `quotaExceeded`s,
+//!   then the 429 `rateLimitExceeded`s.
+//! * `page_latency` delays every successful API response.
+//!
+//! `set_faults` replaces the counters in force.
+
+use std::time::Duration;
+
+/// Faults to inject; `Default` injects none.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// The next N authenticated API requests get 403 `userRateLimitExceeded`.
+    pub rate_limit_next: u32,
+    /// Then the next N get 403 `quotaExceeded`.
+    pub quota_next: u32,
+    /// Then the next N get 429 `rateLimitExceeded`.
+    pub too_many_next: u32,
+    /// The next N API requests (authenticated or not) get 503 `backendError`.
+    pub server_error_next: u32,
+    /// Added to every successful API response.
+    pub page_latency: Duration,
+}
+
+/// A fault decided for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Injected {
+    UserRateLimit,
+    Quota,
+    TooMany,
+    ServerError,
+}
+
+impl Faults {
+    /// Front door, before authentication.
+    pub(crate) fn take_front(&mut self) -> Option<Injected> {
+        if self.server_error_next > 0 {
+            self.server_error_next -= 1;
+            return Some(Injected::ServerError);
+        }
+        None
+    }
+
+    /// After authentication.
+    pub(crate) fn take_quota(&mut self) -> Option<Injected> {
+        if self.rate_limit_next > 0 {
+            self.rate_limit_next -= 1;
+            return Some(Injected::UserRateLimit);
+        }
+        if self.quota_next > 0 {
+            self.quota_next -= 1;
+            return Some(Injected::Quota);
+        }
+        if self.too_many_next > 0 {
+            self.too_many_next -= 1;
+            return Some(Injected::TooMany);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quota_faults_come_in_order_and_run_out() {
+        let mut f = Faults {
+            rate_limit_next: 1,
+            quota_next: 1,
+            too_many_next: 1,
+            server_error_next: 1,
+            ..Faults::default()
+        };
+        assert_eq!(f.take_front(), Some(Injected::ServerError));
+        assert_eq!(f.take_front(), None);
+        let seq: Vec<_> = (0..4).map(|_| f.take_quota()).collect();
+        assert_eq!(
+            seq,
+            vec![
+                Some(Injected::UserRateLimit),
+                Some(Injected::Quota),
+                Some(Injected::TooMany),
+                None
+            ]
+        );
+    }
+}

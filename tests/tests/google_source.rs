@@ -1,0 +1,286 @@
+//! The Google Workspace source against the Directory API simulator.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use chrono::Utc;
+use common::{Backend, Fixture, fixture_at};
+use dirsync_google_sim::{Faults, GoogleSim, MemberType};
+use dirsync_shared::clock::SystemClock;
+use dirsync_shared::domain::*;
+use dirsync_shared::engine::{EngineSettings, RunOutcome, RunRequest, SyncEngine};
+use dirsync_shared::secrets::{LocalSecretStore, SecretValue, Stage};
+use dirsync_shared::source::DirectorySource;
+use dirsync_shared::source::google::GoogleSource;
+use dirsync_shared::source::retry::RetryPolicy;
+use dirsync_shared::store::{Scope, all_pages};
+use serde_json::{Value, json};
+
+const KEY_REF: &str = "dirsync/test/google-key";
+const USER_SCOPE: &str = "https://www.googleapis.com/auth/admin.directory.user.readonly";
+const GROUP_SCOPE: &str = "https://www.googleapis.com/auth/admin.directory.group.readonly";
+
+/// Users (id → primary, aliases, enabled) and memberships (group, member).
+type View = (
+    BTreeMap<String, (String, BTreeSet<String>, bool)>,
+    BTreeSet<(String, String)>,
+);
+
+struct Google {
+    sim: GoogleSim,
+    customer: String,
+    client_id: String,
+    secrets: Arc<LocalSecretStore>,
+    f: Fixture,
+}
+
+async fn google(users: u32, groups: u32) -> Google {
+    let sim = GoogleSim::start().await.unwrap();
+    let customer = sim.add_customer("example.com", "admin@example.com");
+    let key = sim.add_service_account("dirsync@dirsync-test.iam.gserviceaccount.com");
+    let client_id = serde_json::from_str::<Value>(&key).unwrap()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    sim.grant_delegation(&customer, &client_id, &[USER_SCOPE, GROUP_SCOPE]);
+    sim.generate(&customer, users, groups, 5);
+    let secrets = Arc::new(LocalSecretStore::in_memory());
+    secrets.set(
+        &KEY_REF.parse().unwrap(),
+        Stage::Current,
+        SecretValue::new(key),
+    );
+    Google {
+        sim,
+        customer,
+        client_id,
+        secrets,
+        f: fixture_at(Backend::Embedded, Utc::now()).await,
+    }
+}
+
+impl Google {
+    fn connector(&self, extra: Value) -> Connector {
+        let mut spec = json!({
+            "id": "google", "kind": "google", "admin_email": "admin@example.com",
+            "service_account_key_ref": KEY_REF, "api_url": self.sim.api_url(), "acknowledge_disabled": true,
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        serde_json::from_value::<ConnectorSpec>(spec)
+            .unwrap()
+            .validate(AccountId::new("acme").unwrap(), Utc::now())
+            .unwrap()
+    }
+
+    fn source(&self, c: &Connector) -> GoogleSource {
+        GoogleSource::for_connector(
+            c,
+            self.secrets.clone(),
+            Arc::new(SystemClock),
+            RetryPolicy::fast(),
+        )
+        .unwrap()
+    }
+
+    async fn sync(&self, c: &Connector) -> SyncRun {
+        let engine = SyncEngine::new(self.f.store.clone(), EngineSettings::default());
+        match engine
+            .run(
+                c,
+                &self.source(c),
+                RunRequest::new(Trigger::Manual { requested_by: None }),
+            )
+            .await
+            .unwrap()
+        {
+            RunOutcome::Finished(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// (users: id → (primary, aliases, enabled), memberships)
+    async fn stored(&self, c: &Connector) -> View {
+        let s = Scope::new(c.account.clone(), c.id.clone());
+        let users = all_pages(|p| self.f.store.list_users(&s, p)).await.unwrap();
+        let groups = all_pages(|p| self.f.store.list_groups(&s, p))
+            .await
+            .unwrap();
+        let mut members = BTreeSet::new();
+        for g in &groups {
+            for m in all_pages(|p| self.f.store.group_members(&s, &g.id, p))
+                .await
+                .unwrap()
+            {
+                members.insert((m.group.to_string(), m.member.to_string()));
+            }
+        }
+        let users = users
+            .into_iter()
+            .map(|u| {
+                (
+                    u.id.to_string(),
+                    (
+                        u.primary_email.to_string(),
+                        u.aliases.iter().map(|a| a.to_string()).collect(),
+                        u.enabled,
+                    ),
+                )
+            })
+            .collect();
+        (users, members)
+    }
+
+    fn expected(&self, acknowledge: bool) -> View {
+        let snap = self.sim.snapshot(&self.customer);
+        let users = snap
+            .users
+            .iter()
+            .map(|u| {
+                let aliases = u.aliases.iter().map(|a| a.to_lowercase()).collect();
+                let enabled = !acknowledge || !(u.suspended || u.archived);
+                (
+                    u.id.clone(),
+                    (u.primary_email.to_lowercase(), aliases, enabled),
+                )
+            })
+            .collect();
+        let members = snap
+            .members
+            .iter()
+            .filter(|m| m.member_type != MemberType::Customer)
+            .map(|m| (m.group_id.clone(), m.member_id.clone()))
+            .collect();
+        (users, members)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_sync_then_a_change_between_runs() {
+    let g = google(1200, 25).await;
+    let c = g.connector(json!({}));
+    let r = g.sync(&c).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    assert_eq!(g.stored(&c).await, g.expected(true));
+    assert!(
+        g.stored(&c)
+            .await
+            .0
+            .values()
+            .any(|(_, _, enabled)| !enabled),
+        "suspended or archived users are disabled"
+    );
+
+    // Between runs: a user suspended, an alias added, a member removed, a user deleted.
+    let snap = g.sim.snapshot(&g.customer);
+    let active: Vec<_> = snap
+        .users
+        .iter()
+        .filter(|u| !u.suspended && !u.archived)
+        .collect();
+    let (s1, s2, gone) = (
+        active[0].id.clone(),
+        active[1].id.clone(),
+        active[2].id.clone(),
+    );
+    g.sim.update_user(&g.customer, &s1, |u| u.suspended = true);
+    g.sim.update_user(&g.customer, &s2, |u| {
+        u.aliases.push("late.alias@example.com".into())
+    });
+    let m = snap
+        .members
+        .iter()
+        .find(|m| m.member_type == MemberType::User)
+        .unwrap()
+        .clone();
+    g.sim.remove_member(&g.customer, &m.group_id, &m.member_id);
+    g.sim.delete_user(&g.customer, &gone);
+    let r = g.sync(&c).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    assert_eq!(
+        (r.counts.disabled, r.counts.removed),
+        (1, 1),
+        "{:?}",
+        r.counts
+    );
+    assert_eq!(g.stored(&c).await, g.expected(true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspended_users_with_acknowledge_disabled_off_stay_enabled() {
+    let g = google(200, 5).await;
+    let c = g.connector(json!({"acknowledge_disabled": false}));
+    g.sync(&c).await;
+    let (users, _) = g.stored(&c).await;
+    assert!(users.values().all(|(_, _, enabled)| *enabled));
+    assert_eq!(g.stored(&c).await, g.expected(false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_storm_is_ridden_out() {
+    let g = google(700, 8).await;
+    g.sim.set_faults(Faults {
+        rate_limit_next: 3,
+        quota_next: 2,
+        too_many_next: 2,
+        server_error_next: 1,
+        ..Default::default()
+    });
+    let c = g.connector(json!({}));
+    let r = g.sync(&c).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    assert!(r.throttled >= 7, "throttled {}", r.throttled);
+    assert_eq!(g.stored(&c).await, g.expected(true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delegation_admin_and_scope_problems_say_what_to_do() {
+    let g = google(20, 2).await;
+    let c = g.connector(json!({}));
+    assert!(g.source(&c).test_connection().await.ok);
+
+    g.sim.revoke_delegation(&g.customer, &g.client_id);
+    let report = g.source(&c).test_connection().await;
+    assert!(!report.ok);
+    assert!(
+        report.steps[0].detail.contains("Domain-wide delegation")
+            || report.steps[0].detail.contains("domain-wide delegation"),
+        "{report:?}"
+    );
+    assert!(
+        report.steps[0].detail.contains(&g.client_id),
+        "names the client ID: {report:?}"
+    );
+
+    // Only the user scope delegated: the message lists the scopes to grant.
+    g.sim
+        .grant_delegation(&g.customer, &g.client_id, &[USER_SCOPE]);
+    let report = g.source(&c).test_connection().await;
+    assert!(!report.ok);
+    assert!(
+        report
+            .steps
+            .iter()
+            .any(|s| s.detail.contains("admin.directory.group.readonly")),
+        "{report:?}"
+    );
+    let r = g.sync(&c).await;
+    assert_eq!(r.status, RunStatus::Failed);
+
+    // A wrong administrator.
+    g.sim
+        .grant_delegation(&g.customer, &g.client_id, &[USER_SCOPE, GROUP_SCOPE]);
+    let wrong = g.connector(json!({"admin_email": "nobody@example.com"}));
+    let report = g.source(&wrong).test_connection().await;
+    assert!(!report.ok);
+    assert!(
+        report
+            .steps
+            .iter()
+            .any(|s| s.detail.contains("nobody@example.com")),
+        "{report:?}"
+    );
+}
