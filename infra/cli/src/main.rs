@@ -1,10 +1,13 @@
-//! `dirsync`: the operator CLI. This revision has the certificate bootstrap
-//! (the one step rotation cannot do: the app has no key to prove with yet).
+//! `dirsync`: the operator CLI and local runtime. This revision has the
+//! demo (the README's main command) and the certificate bootstrap (the one
+//! step rotation cannot do: the app has no key to prove with yet).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod demo;
 use dirsync_shared::app::rotation::bootstrap;
 use dirsync_shared::domain::SecretRef;
 use dirsync_shared::secrets::{LocalSecretStore, SecretStore, SecretsManagerStore};
@@ -18,6 +21,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole product on this machine: a simulated Entra ID tenant,
+    /// admin consent, certificate rotation, a sync window, a delta sync and
+    /// the deletion guard, on an embedded store. No cloud account needed.
+    Demo {
+        /// Users in the simulated tenant.
+        #[arg(long, default_value_t = 3000)]
+        users: u32,
+        /// Where the demo keeps its store and secrets.
+        #[arg(long, default_value = "dirsync-demo")]
+        dir: PathBuf,
+    },
     /// The platform app's certificate.
     Cert {
         #[command(subcommand)]
@@ -62,6 +76,12 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
+        Command::Demo { users, dir } => {
+            if !(10..=200_000).contains(&users) {
+                return Err("--users must be between 10 and 200000".into());
+            }
+            demo::run(users, &dir).await
+        }
         Command::Cert {
             command:
                 CertCommand::Bootstrap {

@@ -64,9 +64,12 @@ pub fn run_record(run: &SyncRun, kind: ConnectorKind) -> Value {
     })
 }
 
-/// Writes the record to standard output (the Lambda log stream).
+/// Writes the record to standard output, which in Lambda is the log stream
+/// CloudWatch turns into metrics. Elsewhere (the CLI) it would only be noise.
 pub fn emit(run: &SyncRun, kind: ConnectorKind) {
-    println!("{}", run_record(run, kind));
+    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
+        println!("{}", run_record(run, kind));
+    }
 }
 
 #[cfg(test)]
