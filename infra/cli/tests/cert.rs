@@ -17,6 +17,7 @@ fn bootstrap_stores_the_key_and_writes_only_the_certificate() {
             "bootstrap",
             "--secret",
             "dirsync-prod/app-certificate",
+            "--local",
             "--secrets-dir",
         ])
         .arg(&secrets)
@@ -56,6 +57,7 @@ fn bootstrap_stores_the_key_and_writes_only_the_certificate() {
             "bootstrap",
             "--secret",
             "dirsync-prod/app-certificate",
+            "--local",
             "--secrets-dir",
         ])
         .arg(&secrets)

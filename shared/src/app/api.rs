@@ -134,6 +134,13 @@ async fn route(app: &App, req: &Request<Vec<u8>>, caller: Option<String>) -> Rep
     let m = req.method();
     match (m, p.as_slice()) {
         (&Method::POST, ["accounts"]) => create_account(app, req).await,
+        (&Method::GET, ["accounts"]) => {
+            let page = app.store.list_accounts(page_request(&query(req))?).await?;
+            Ok((
+                StatusCode::OK,
+                json!({"accounts": page.items, "next": page.next}),
+            ))
+        }
         (&Method::GET, ["accounts", a]) => {
             let id = AccountId::new(*a).map_err(bad)?;
             let account = app

@@ -1,0 +1,202 @@
+//! The operator commands, driven through the binary against the Entra
+//! simulator: human and --json output, exit codes, error paths.
+
+use std::process::{Command, Output};
+
+use chrono::Utc;
+use dirsync_entra_sim::{EntraSim, GenSpec, TenantSpec};
+use serde_json::Value;
+use uuid::Uuid;
+
+struct Cli {
+    dir: tempfile::TempDir,
+}
+
+impl Cli {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_dirsync"))
+            .arg("--store")
+            .arg(self.dir.path().join("state.db"))
+            .arg("--secrets-dir")
+            .arg(self.dir.path().join("secrets"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?} printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_connectors_sync_runs_lookups_and_export() {
+    let sim = EntraSim::start().await.unwrap();
+    let tenant = sim.add_tenant(TenantSpec {
+        display_name: "Contoso".into(),
+        verified_domains: vec!["contoso.com".into(), "contoso.onmicrosoft.com".into()],
+        ..Default::default()
+    });
+    sim.generate_directory(tenant, GenSpec::sized(150, 6, 3));
+    let client = Uuid::new_v4();
+    sim.add_legacy_app(
+        tenant,
+        client,
+        "legacy-secret",
+        Utc::now() + chrono::Duration::days(10),
+        &["Directory.Read.All"],
+    );
+    let cli = Cli {
+        dir: tempfile::tempdir().unwrap(),
+    };
+
+    // Accounts: created, listed; a bad region refused with the choices.
+    let a = cli.json(&[
+        "account",
+        "add",
+        "acme",
+        "--name",
+        "Acme Corp",
+        "--region",
+        "eu",
+    ]);
+    assert_eq!(a["region"], "eu");
+    let bad = cli.run(&[
+        "account", "add", "globex", "--name", "Globex", "--region", "mars",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("au (Australia)"), "{}", stderr(&bad));
+    let listed = cli.run(&["account", "list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("Acme Corp"));
+
+    // A legacy connector from a spec file, its secret from a file.
+    let spec = cli.dir.path().join("spec.json");
+    std::fs::write(
+        &spec,
+        serde_json::json!({"id": "legacy", "kind": "entra-legacy", "tenant": "contoso.onmicrosoft.com",
+            "client_id": client.to_string(), "acknowledge_disabled": true,
+            "authority_url": sim.authority_url(), "graph_url": sim.graph_url()})
+        .to_string(),
+    )
+    .unwrap();
+    let secret = cli.dir.path().join("secret.txt");
+    std::fs::write(&secret, "legacy-secret").unwrap();
+    let c = cli.json(&[
+        "connector",
+        "add",
+        "acme",
+        "--spec",
+        spec.to_str().unwrap(),
+        "--secret-file",
+        secret.to_str().unwrap(),
+    ]);
+    assert_eq!(c["source"]["kind"], "entra-legacy");
+    assert!(
+        !c.to_string().contains("legacy-secret"),
+        "the secret is never printed"
+    );
+
+    let t = cli.json(&["test", "acme", "legacy"]);
+    assert_eq!(t["ok"], true, "{t}");
+
+    // A dry run writes nothing; the real sync does the work.
+    let plan = cli.json(&["sync", "acme", "legacy", "--dry-run"]);
+    assert!(
+        plan["plan"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["action"] == "create")
+    );
+    let run = cli.json(&["sync", "acme", "legacy"]);
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let created = run["counts"]["created"].as_u64().unwrap();
+    assert!(created > 100);
+    let runs = cli.json(&["runs", "list", "acme", "legacy"]);
+    assert_eq!(
+        runs["runs"].as_array().unwrap().len(),
+        1,
+        "the dry run left no record"
+    );
+    let id = runs["runs"][0]["id"].as_str().unwrap().to_owned();
+    let shown = cli.json(&["runs", "show", "acme", "legacy", &id]);
+    assert_eq!(shown["run"]["id"], id);
+
+    // Look-ups and the export.
+    let export = cli.json(&["export", "acme", "legacy"]);
+    let users = export["users"].as_array().unwrap();
+    let someone = users
+        .iter()
+        .find(|u| u["aliases"].as_array().is_some_and(|a| !a.is_empty()))
+        .unwrap_or(&users[0]);
+    let address = someone["primary_email"].as_str().unwrap().to_uppercase();
+    let found = cli.json(&["user", "acme", &address]);
+    assert_eq!(found["user"]["id"], someone["id"]);
+    let groups = cli.json(&["groups", "acme", "legacy", someone["id"].as_str().unwrap()]);
+    assert!(groups["memberships"].is_array());
+    assert_eq!(
+        export["memberships"].as_array().unwrap().len() as u64,
+        run["counts"]["members_added"].as_u64().unwrap()
+            - run["counts"]["members_removed"].as_u64().unwrap()
+    );
+
+    // Legacy connectors refuse changes until migrated: exit 2, the reason.
+    let refused = cli.run(&[
+        "connector",
+        "update",
+        "acme",
+        "legacy",
+        "--acknowledge-disabled",
+        "false",
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("migrated"),
+        "{}",
+        stderr(&refused)
+    );
+
+    // A wrong secret: the test fails with exit 1 and plain advice.
+    let wrong = cli.dir.path().join("wrong.txt");
+    std::fs::write(&wrong, "Not-it-42").unwrap();
+    let set = cli.run(&[
+        "password",
+        "set",
+        "acme",
+        "legacy",
+        "--from-file",
+        wrong.to_str().unwrap(),
+    ]);
+    assert_eq!(set.status.code(), Some(1));
+    let test = cli.run(&["test", "acme", "legacy"]);
+    assert_eq!(test.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&test.stdout);
+    assert!(
+        text.contains("AADSTS7000215") && !text.contains("Not-it-42"),
+        "{text}"
+    );
+
+    // Unknown things are refused with what is missing.
+    let missing = cli.run(&["runs", "show", "acme", "legacy", "1772438400000-00000000"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("does not exist"));
+    let removed = cli.json(&["connector", "remove", "acme", "legacy"]);
+    assert_eq!(removed["deleted"], "legacy");
+}
