@@ -242,6 +242,14 @@ enum CertCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Rotate now: the four steps the rotation function runs daily. The app
+    /// comes from DIRSYNC_APP_CLIENT_ID, DIRSYNC_APP_OBJECT_ID,
+    /// DIRSYNC_APP_TENANT and DIRSYNC_APP_CERT_SECRET.
+    Rotate {
+        /// Use the secret in --secrets-dir instead of AWS Secrets Manager.
+        #[arg(long)]
+        local: bool,
+    },
 }
 
 /// A failure with its exit code.
@@ -346,6 +354,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     } = &cli.command
     {
         return cert_bootstrap(secret, *local, &cli.secrets_dir, out, *days, *force).await;
+    }
+    if let Command::Cert {
+        command: CertCommand::Rotate { local },
+    } = &cli.command
+    {
+        return cert_rotate(*local, &cli.secrets_dir).await;
     }
     let l = local::open(&cli.store, cli.secrets_dir.clone()).await?;
     match cli.command {
@@ -937,6 +951,36 @@ async fn cert_bootstrap(
          Certificates & secrets → Certificates → Upload certificate). From then on the rotation function \
          renews it every day.",
         out.display()
+    );
+    Ok(())
+}
+
+async fn cert_rotate(local: bool, dir: &std::path::Path) -> Result<(), Failure> {
+    let rotator = if local {
+        dirsync_shared::app::config::rotator_with(std::sync::Arc::new(LocalSecretStore::with_dir(
+            dir,
+        )))
+    } else {
+        dirsync_shared::app::config::rotator_from_env().await
+    }
+    .map_err(|e| Failure(2, e.to_string()))?;
+    let token = uuid::Uuid::new_v4().to_string();
+    for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+        let event = dirsync_shared::app::rotation::RotationEvent {
+            secret_id: rotator.app.certificate.as_str().to_owned(),
+            token: token.clone(),
+            step: step.into(),
+        };
+        rotator.step(&event).await.map_err(|e| {
+            Failure(
+                1,
+                format!("{step}: {e}; the current certificate stays in use"),
+            )
+        })?;
+        eprintln!("{step}: done");
+    }
+    println!(
+        "rotated: version {token} is current; the app keeps the current and previous certificates"
     );
     Ok(())
 }

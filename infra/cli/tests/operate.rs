@@ -200,3 +200,73 @@ async fn accounts_connectors_sync_runs_lookups_and_export() {
     let removed = cli.json(&["connector", "remove", "acme", "legacy"]);
     assert_eq!(removed["deleted"], "legacy");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cert_bootstrap_then_rotate_against_the_app() {
+    let sim = EntraSim::start().await.unwrap();
+    let home = sim.add_tenant(TenantSpec {
+        display_name: "Platform".into(),
+        verified_domains: vec!["platform.example".into()],
+        ..Default::default()
+    });
+    let cli = Cli {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let pem = cli.dir.path().join("app.pem");
+    let boot = cli.run(&[
+        "cert",
+        "bootstrap",
+        "--local",
+        "--secret",
+        "dirsync/app-cert",
+        "--out",
+        pem.to_str().unwrap(),
+    ]);
+    assert!(boot.status.success(), "{}", stderr(&boot));
+    let der =
+        dirsync_shared::auth::certificate::certificate_der(&std::fs::read_to_string(&pem).unwrap())
+            .unwrap();
+    let (client_id, object_id) = (Uuid::new_v4(), Uuid::new_v4());
+    sim.register_multitenant_app(dirsync_entra_sim::MultiTenantApp {
+        client_id,
+        object_id,
+        home_tenant: home,
+        redirect_uris: vec!["http://localhost:8080/consent/callback".into()],
+        certificates: vec![der],
+    });
+    sim.grant_admin_consent(home, client_id, &["Application.ReadWrite.OwnedBy"]);
+    let rotate = |dir: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_dirsync"))
+            .args(["cert", "rotate", "--local", "--secrets-dir"])
+            .arg(dir.join("secrets"))
+            .env("DIRSYNC_APP_CLIENT_ID", client_id.to_string())
+            .env("DIRSYNC_APP_OBJECT_ID", object_id.to_string())
+            .env("DIRSYNC_APP_TENANT", home.to_string())
+            .env("DIRSYNC_APP_CERT_SECRET", "dirsync/app-cert")
+            .env("DIRSYNC_AUTHORITY_URL", sim.authority_url())
+            .env("DIRSYNC_GRAPH_URL", sim.graph_url())
+            .output()
+            .unwrap()
+    };
+    for _ in 0..2 {
+        let out = rotate(cli.dir.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(
+            sim.app_key_credentials(object_id).len(),
+            2,
+            "current and previous only"
+        );
+    }
+    // Without the app's settings the command says which one is missing.
+    let out = Command::new(env!("CARGO_BIN_EXE_dirsync"))
+        .args(["cert", "rotate", "--local"])
+        .env_remove("DIRSYNC_APP_CLIENT_ID")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("DIRSYNC_APP_CLIENT_ID"),
+        "{}",
+        stderr(&out)
+    );
+}

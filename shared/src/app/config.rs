@@ -113,6 +113,16 @@ pub async fn app_from_env() -> Result<App, AppError> {
 /// The rotation function's wiring: Secrets Manager and the app's identity.
 pub async fn rotator_from_env() -> Result<super::rotation::Rotator, AppError> {
     let aws = aws_config::load_from_env().await;
+    rotator_with(Arc::new(SecretsManagerStore::new(
+        aws_sdk_secretsmanager::Client::new(&aws),
+    )))
+}
+
+/// A rotator for the app named by the environment, over any secret store
+/// (the CLI's local secrets, for instance).
+pub fn rotator_with(
+    secrets: Arc<dyn crate::secrets::SecretStore>,
+) -> Result<super::rotation::Rotator, AppError> {
     let app = entra_app_from_env()?
         .ok_or_else(|| AppError::Config("set DIRSYNC_APP_CLIENT_ID (the app to rotate)".into()))?;
     let object_id = Uuid::parse_str(&required(
@@ -121,9 +131,6 @@ pub async fn rotator_from_env() -> Result<super::rotation::Rotator, AppError> {
     )?)
     .map_err(|_| AppError::Config("DIRSYNC_APP_OBJECT_ID must be a GUID".into()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let secrets = Arc::new(SecretsManagerStore::new(
-        aws_sdk_secretsmanager::Client::new(&aws),
-    ));
     Ok(super::rotation::Rotator {
         app: super::rotation::AppIdentity {
             client_id: app.client_id,

@@ -38,6 +38,28 @@ pub struct EngineSettings {
     pub max_plan_entries: usize,
     /// Stop starting pages this long before the deadline.
     pub deadline_margin: std::time::Duration,
+    /// Told after every page (the CLI's progress line).
+    pub progress: Option<ProgressHook>,
+}
+
+/// Where a stream of a run stands after a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    pub stream: String,
+    pub pages: u64,
+    pub counts: crate::domain::ActionCounts,
+    pub requests: u64,
+    pub throttled: u64,
+}
+
+/// A callback for [`Progress`]; cheap to clone.
+#[derive(Clone)]
+pub struct ProgressHook(pub std::sync::Arc<dyn Fn(&Progress) + Send + Sync>);
+
+impl std::fmt::Debug for ProgressHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressHook")
+    }
 }
 
 impl Default for EngineSettings {
@@ -48,6 +70,7 @@ impl Default for EngineSettings {
             keep_runs: 50,
             max_plan_entries: 10_000,
             deadline_margin: std::time::Duration::from_secs(30),
+            progress: None,
         }
     }
 }
@@ -425,6 +448,15 @@ impl SyncEngine {
                 }
             }
             cp.save_stream(&stream, &sp).await?;
+            if let Some(hook) = &self.settings.progress {
+                (hook.0)(&Progress {
+                    stream: stream.clone(),
+                    pages: sp.pages,
+                    counts: sp.counts,
+                    requests: sp.stats.requests,
+                    throttled: sp.stats.throttled,
+                });
+            }
             let mut p = shared.lock().await;
             for w in outcome.warnings {
                 p.run.warn(w);

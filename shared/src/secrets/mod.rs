@@ -185,6 +185,72 @@ impl LocalSecretStore {
     }
 }
 
+impl LocalSecretStore {
+    /// The file keeping every stage of a secret between processes.
+    fn stages_file(&self, name: &SecretRef) -> Option<PathBuf> {
+        self.file(name).map(|f| {
+            let mut s = f.into_os_string();
+            s.push(".stages.json");
+            PathBuf::from(s)
+        })
+    }
+
+    /// Brings a secret into memory from its files, once.
+    fn load(&self, name: &SecretRef) -> Result<(), SecretError> {
+        if self.lock().contains_key(name.as_str()) {
+            return Ok(());
+        }
+        let mut versions = Versions::new();
+        if let Some(path) = self.stages_file(name).filter(|p| p.is_file()) {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                SecretError::Backend(format!("cannot read {}: {e}", path.display()))
+            })?;
+            let stored: HashMap<String, (String, String)> =
+                serde_json::from_str(&text).map_err(|e| {
+                    SecretError::Backend(format!("{} is unreadable: {e}", path.display()))
+                })?;
+            for stage in [Stage::Current, Stage::Previous, Stage::Pending] {
+                if let Some((id, value)) = stored.get(stage.label()) {
+                    versions.insert(stage, (id.clone(), SecretValue::new(value.clone())));
+                }
+            }
+        } else if let Some(path) = self.file(name).filter(|p| p.is_file()) {
+            // A secret dropped in by hand: one current version.
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                SecretError::Backend(format!("cannot read {}: {e}", path.display()))
+            })?;
+            let value = SecretValue::new(text.trim_end_matches(['\r', '\n']));
+            versions.insert(Stage::Current, (uuid::Uuid::new_v4().to_string(), value));
+        }
+        if !versions.is_empty() {
+            self.lock()
+                .entry(name.as_str().to_owned())
+                .or_insert(versions);
+        }
+        Ok(())
+    }
+
+    /// Writes a secret's versions back to its files: the current value in
+    /// the plain file, every stage in the stages file, both owner-only.
+    fn persist(&self, name: &SecretRef) -> Result<(), SecretError> {
+        let (Some(plain), Some(stages)) = (self.file(name), self.stages_file(name)) else {
+            return Ok(());
+        };
+        let versions = self.lock().get(name.as_str()).cloned().unwrap_or_default();
+        if let Some(parent) = plain.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| SecretError::Backend(e.to_string()))?;
+        }
+        if let Some((_, current)) = versions.get(&Stage::Current) {
+            write_private(&plain, current.expose())?;
+        }
+        let stored: HashMap<&str, (String, String)> = versions
+            .iter()
+            .map(|(stage, (id, v))| (stage.label(), (id.clone(), v.expose().to_owned())))
+            .collect();
+        write_private(&stages, &serde_json::to_string(&stored).unwrap_or_default())
+    }
+}
+
 #[async_trait]
 impl SecretStore for LocalSecretStore {
     async fn get(
@@ -192,45 +258,30 @@ impl SecretStore for LocalSecretStore {
         name: &SecretRef,
         stage: Stage,
     ) -> Result<Option<SecretValue>, SecretError> {
-        if let Some((_, v)) = self.lock().get(name.as_str()).and_then(|m| m.get(&stage)) {
-            return Ok(Some(v.clone()));
-        }
-        if stage != Stage::Current {
-            return Ok(None);
-        }
-        if let Ok(v) = std::env::var(Self::env_name(name)) {
+        if stage == Stage::Current
+            && let Ok(v) = std::env::var(Self::env_name(name))
+        {
             return Ok(Some(SecretValue::new(v)));
         }
-        if let Some(path) = self.file(name)
-            && path.is_file()
-        {
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                SecretError::Backend(format!("cannot read {}: {e}", path.display()))
-            })?;
-            return Ok(Some(SecretValue::new(text.trim_end_matches(['\r', '\n']))));
-        }
-        Ok(None)
+        self.load(name)?;
+        Ok(self
+            .lock()
+            .get(name.as_str())
+            .and_then(|m| m.get(&stage))
+            .map(|(_, v)| v.clone()))
     }
 
     async fn put(&self, name: &SecretRef, value: SecretValue) -> Result<(), SecretError> {
-        let old = self.get(name, Stage::Current).await?;
-        if let Some(path) = self.file(name) {
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| SecretError::Backend(e.to_string()))?;
+        self.load(name)?;
+        {
+            let mut all = self.lock();
+            let versions = all.entry(name.as_str().to_owned()).or_default();
+            if let Some(old) = versions.remove(&Stage::Current) {
+                versions.insert(Stage::Previous, old);
             }
-            write_private(&path, value.expose())?;
+            versions.insert(Stage::Current, (uuid::Uuid::new_v4().to_string(), value));
         }
-        let mut all = self.lock();
-        let versions = all.entry(name.as_str().to_owned()).or_default();
-        if let Some(old) = old {
-            let id = versions
-                .get(&Stage::Current)
-                .map(|(id, _)| id.clone())
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-            versions.insert(Stage::Previous, (id, old));
-        }
-        versions.insert(Stage::Current, (uuid::Uuid::new_v4().to_string(), value));
-        Ok(())
+        self.persist(name)
     }
 
     async fn get_version(
@@ -238,6 +289,7 @@ impl SecretStore for LocalSecretStore {
         name: &SecretRef,
         version: &str,
     ) -> Result<Option<SecretValue>, SecretError> {
+        self.load(name)?;
         Ok(self
             .lock()
             .get(name.as_str())
@@ -249,6 +301,7 @@ impl SecretStore for LocalSecretStore {
         &self,
         name: &SecretRef,
     ) -> Result<Vec<(String, Vec<Stage>)>, SecretError> {
+        self.load(name)?;
         let all = self.lock();
         let mut out: Vec<(String, Vec<Stage>)> = Vec::new();
         for (stage, (id, _)) in all.get(name.as_str()).into_iter().flatten() {
@@ -266,51 +319,61 @@ impl SecretStore for LocalSecretStore {
         version: &str,
         value: SecretValue,
     ) -> Result<(), SecretError> {
-        let mut all = self.lock();
-        let versions = all.entry(name.as_str().to_owned()).or_default();
-        match versions.get(&Stage::Pending) {
-            Some((id, v)) if id == version && *v != value => Err(SecretError::Backend(format!(
-                "version {version} of {name:?} already exists with another value"
-            ))),
-            _ => {
-                versions.insert(Stage::Pending, (version.to_owned(), value));
-                Ok(())
+        self.load(name)?;
+        {
+            let mut all = self.lock();
+            let versions = all.entry(name.as_str().to_owned()).or_default();
+            if let Some((id, v)) = versions.get(&Stage::Pending)
+                && id == version
+                && *v != value
+            {
+                return Err(SecretError::Backend(format!(
+                    "version {version} of {name:?} already exists with another value"
+                )));
             }
+            versions.insert(Stage::Pending, (version.to_owned(), value));
         }
+        self.persist(name)
     }
 
     async fn promote(&self, name: &SecretRef, version: &str) -> Result<(), SecretError> {
-        let mut all = self.lock();
-        let versions = all.entry(name.as_str().to_owned()).or_default();
-        if versions
-            .get(&Stage::Current)
-            .is_some_and(|(id, _)| id == version)
+        self.load(name)?;
         {
-            return Ok(());
-        }
-        let pending = match versions.get(&Stage::Pending) {
-            Some((id, v)) if id == version => v.clone(),
-            _ => {
-                return Err(SecretError::NotFound {
-                    name: name.as_str().to_owned(),
-                    hint: format!("version {version} is not pending"),
-                });
+            let mut all = self.lock();
+            let versions = all.entry(name.as_str().to_owned()).or_default();
+            if versions
+                .get(&Stage::Current)
+                .is_some_and(|(id, _)| id == version)
+            {
+                return Ok(());
             }
-        };
-        versions.remove(&Stage::Pending);
-        if let Some(old) = versions.remove(&Stage::Current) {
-            versions.insert(Stage::Previous, old);
+            let pending = match versions.get(&Stage::Pending) {
+                Some((id, v)) if id == version => v.clone(),
+                _ => {
+                    return Err(SecretError::NotFound {
+                        name: name.as_str().to_owned(),
+                        hint: format!("version {version} is not pending"),
+                    });
+                }
+            };
+            versions.remove(&Stage::Pending);
+            if let Some(old) = versions.remove(&Stage::Current) {
+                versions.insert(Stage::Previous, old);
+            }
+            versions.insert(Stage::Current, (version.to_owned(), pending));
         }
-        versions.insert(Stage::Current, (version.to_owned(), pending));
-        Ok(())
+        self.persist(name)
     }
 
     async fn delete(&self, name: &SecretRef) -> Result<(), SecretError> {
         self.lock().remove(name.as_str());
-        if let Some(path) = self.file(name)
-            && path.is_file()
+        for path in [self.file(name), self.stages_file(name)]
+            .into_iter()
+            .flatten()
         {
-            std::fs::remove_file(&path).map_err(|e| SecretError::Backend(e.to_string()))?;
+            if path.is_file() {
+                std::fs::remove_file(&path).map_err(|e| SecretError::Backend(e.to_string()))?;
+            }
         }
         Ok(())
     }
