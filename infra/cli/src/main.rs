@@ -149,6 +149,9 @@ enum AccountCommand {
         region: String,
     },
     List,
+    Show {
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -392,6 +395,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     rows.push(vec![s(a, "id"), s(a, "name"), s(a, "region")]);
                 }
                 table(&rows)
+            });
+        }
+        Command::Account {
+            command: AccountCommand::Show { id },
+        } => {
+            let v = l.call("GET", &format!("/accounts/{id}"), None).await?;
+            print(json_mode, &v, |v| {
+                format!(
+                    "{} ({}), region {}, since {}",
+                    s(v, "id"),
+                    s(v, "name"),
+                    s(v, "region"),
+                    s(v, "created_at")
+                )
             });
         }
         Command::Connector { command } => connector(&l, json_mode, command).await?,

@@ -270,3 +270,67 @@ async fn cert_bootstrap_then_rotate_against_the_app() {
         stderr(&out)
     );
 }
+
+#[test]
+fn serve_answers_the_admin_api_and_the_consent_callback() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dirsync"))
+        .arg("--store")
+        .arg(dir.path().join("state.db"))
+        .args(["serve", "--port", &port.to_string()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let result = rt.block_on(async {
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut up = false;
+        for _ in 0..100 {
+            if http.get(format!("{base}/accounts")).send().await.is_ok() {
+                up = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(up, "the server came up");
+        let created = http
+            .post(format!("{base}/accounts"))
+            .json(&serde_json::json!({"id": "acme", "name": "Acme", "region": "au"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+        let listed: Value = http
+            .get(format!("{base}/accounts"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(listed["accounts"][0]["id"], "acme");
+        let page = http
+            .get(format!(
+                "{base}/consent/callback?state=forged&admin_consent=True"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 400);
+        assert_eq!(page.headers()["cache-control"], "no-store");
+        assert!(
+            page.text()
+                .await
+                .unwrap()
+                .contains("expired or was already used")
+        );
+    });
+    child.kill().unwrap();
+    let _ = child.wait();
+    result
+}
