@@ -278,15 +278,25 @@ fn serve_answers_the_admin_api_and_the_consent_callback() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dirsync"))
-        .arg("--store")
-        .arg(dir.path().join("state.db"))
-        .args(["serve", "--port", &port.to_string()])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    // Killed on drop, so a failed assertion does not leave the server running.
+    struct Server(std::process::Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Server(
+        Command::new(env!("CARGO_BIN_EXE_dirsync"))
+            .arg("--store")
+            .arg(dir.path().join("state.db"))
+            .args(["serve", "--port", &port.to_string()])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let result = rt.block_on(async {
+    rt.block_on(async {
         let http = reqwest::Client::new();
         let base = format!("http://127.0.0.1:{port}");
         let mut up = false;
@@ -330,7 +340,4 @@ fn serve_answers_the_admin_api_and_the_consent_callback() {
                 .contains("expired or was already used")
         );
     });
-    child.kill().unwrap();
-    let _ = child.wait();
-    result
 }
