@@ -73,14 +73,22 @@ async fn open_table(args: &Args, users: u32) -> Result<Arc<dyn Table>, String> {
             Ok(Arc::new(table))
         }
         None => {
-            let path = std::env::temp_dir().join(format!("dirsync-bench-{users}.db"));
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-            }
+            remove_embedded(users);
             Ok(Arc::new(
-                EmbeddedTable::open(&path).map_err(|e| e.to_string())?,
+                EmbeddedTable::open(&embedded_path(users)).map_err(|e| e.to_string())?,
             ))
         }
+    }
+}
+
+/// The embedded store of one tenant size, private to this process.
+fn embedded_path(users: u32) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("dirsync-bench-{}-{users}.db", std::process::id()))
+}
+
+fn remove_embedded(users: u32) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", embedded_path(users).display()));
     }
 }
 
@@ -180,6 +188,8 @@ async fn tenant(users: u32, args: &Args) -> Result<Vec<Case>, String> {
             run,
         });
     }
+    drop(engine);
+    remove_embedded(users);
     Ok(cases)
 }
 
