@@ -20,6 +20,7 @@ on_both_stores!(
     first_sync_then_unchanged_full_resync_writes_nothing,
     acknowledge_disabled_on_and_off,
     domain_filter_scopes_users_and_their_memberships,
+    a_first_sync_with_many_out_of_scope_members_does_not_stage,
     address_conflicts_between_connectors_are_reported_not_overwritten,
     deletions_by_full_sweep_and_by_delta,
     guard_stages_when_the_source_returns_almost_nothing_and_approval_applies_exactly_the_list,
@@ -261,6 +262,38 @@ async fn domain_filter_scopes_users_and_their_memberships(f: Fixture) {
             .unwrap()
             .is_none()
     );
+}
+
+/// Found by the benchmark: memberships of users the policy skips were
+/// added, then swept at the end of the run, and those clean-up removals
+/// tripped the deletion guard on a first sync (nothing stored before, so
+/// nothing to protect).
+async fn a_first_sync_with_many_out_of_scope_members_does_not_stage(f: Fixture) {
+    let mut d = Directory::generate(10, 2, "contoso.com");
+    for i in 100..700 {
+        let u = user(i, "fabrikam.com");
+        d.members
+            .get_mut("g0000")
+            .unwrap()
+            .insert(u.id.to_string(), MemberKind::User);
+        d.users.insert(u.id.to_string(), u);
+    }
+    let src = MemorySource::new(d, 50);
+    let c = connector(&f, "main", json!({"email_domains": "contoso.com"}));
+    let r = run(&f, &c, &src, manual()).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    assert_eq!(r.counts.skipped, 600);
+    let st = state(&f, &c).await;
+    assert_eq!(st.users.len(), 10);
+    assert!(
+        !st.members
+            .iter()
+            .any(|(_, m)| m.starts_with("u001") || m.starts_with("u006")),
+        "no memberships of skipped users"
+    );
+    // And a full re-run finds nothing to stage either.
+    let r = run(&f, &c, &src, full()).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
 }
 
 async fn address_conflicts_between_connectors_are_reported_not_overwritten(f: Fixture) {

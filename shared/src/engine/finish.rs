@@ -20,7 +20,13 @@ const STAGED: &str = "staged";
 
 /// What the sweep found besides held object actions.
 struct Sweep {
+    /// Removals of memberships the platform's view shows: under the guard.
     memberships: Vec<Membership>,
+    /// Memberships that point at users the platform does not keep (skipped
+    /// by policy, never stored). Removing them changes nothing anyone can
+    /// look up, so they are outside the guard: counting them let a first
+    /// sync with many out-of-scope group members stage.
+    stale_memberships: Vec<Membership>,
     /// Held-back memberships whose users turned out to be kept.
     late_members: Vec<Membership>,
     /// Why nothing was swept, when a full read came back empty.
@@ -65,6 +71,7 @@ impl SyncEngine {
     ) -> Result<Sweep, StoreError> {
         let mut sweep = Sweep {
             memberships: Vec::new(),
+            stale_memberships: Vec::new(),
             late_members: Vec::new(),
             refused: None,
             stored_objects: 0,
@@ -196,6 +203,23 @@ impl SyncEngine {
             .collect();
         sweep.memberships.sort();
         sweep.memberships.dedup();
+        let mut ids: Vec<&SourceId> = sweep
+            .memberships
+            .iter()
+            .filter(|m| m.member_kind == MemberKind::User)
+            .map(|m| &m.member)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        let stored = self.store.stored_users(scope, &ids).await?;
+        let (stale, shown): (Vec<Membership>, Vec<Membership>) =
+            std::mem::take(&mut sweep.memberships)
+                .into_iter()
+                .partition(|m| {
+                    m.member_kind == MemberKind::User && stored.get(&m.member).is_none()
+                });
+        sweep.memberships = shown;
+        sweep.stale_memberships = stale;
         Ok(sweep)
     }
 
@@ -297,6 +321,9 @@ impl SyncEngine {
             .store
             .add_memberships(scope, &sweep.late_members)
             .await?;
+        for chunk in sweep.stale_memberships.chunks(500) {
+            run.counts.members_removed += self.store.remove_memberships(scope, chunk).await?;
+        }
         let objects = g.held.len() as u64;
         let memberships = sweep.memberships.len() as u64;
         if let Some(why) = self.guard_message(
@@ -417,7 +444,8 @@ impl SyncEngine {
             }
             plan.push(h.entry());
         }
-        run.counts.members_removed += sweep.memberships.len() as u64;
+        run.counts.members_removed +=
+            (sweep.memberships.len() + sweep.stale_memberships.len()) as u64;
         run.counts.members_added += sweep.late_members.len() as u64;
         let now = self.store.now();
         let message = match (
