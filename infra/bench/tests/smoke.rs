@@ -23,9 +23,10 @@ fn every_case_runs_and_counts_what_it_did() {
         .collect();
     assert_eq!(rows.len(), 3, "{stdout}");
     // Columns: users, case, wall, objects/s, requests, units, throttled,
-    // written, read, created, updated, disabled, removed, RSS (after the
-    // leading empty cell).
+    // written, read, created, updated, disabled, removed, RSS, status (after
+    // the leading empty cell).
     let n = |row: &Vec<&str>, col: usize| row[col + 1].parse::<u64>().unwrap();
+    assert!(rows.iter().all(|r| r[15] == "Succeeded"), "{stdout}");
     let (first, again, delta) = (&rows[0], &rows[1], &rows[2]);
     assert!(n(first, 9) > 250, "first sync creates the tenant: {stdout}");
     assert_eq!(n(again, 9) + n(again, 10) + n(again, 12), 0, "{stdout}");
