@@ -7,10 +7,9 @@ use std::collections::HashSet;
 use futures::{StreamExt, TryStreamExt, stream};
 
 use crate::domain::{
-    Connector, Cursor, Lease, MemberKind, Membership, RunId, RunStatus, SourceId, SyncMode,
-    SyncRun, User,
+    Connector, Cursor, Lease, MemberKind, Membership, RunId, RunStatus, SourceId, SyncMode, SyncRun,
 };
-use crate::store::{Scope, StoreError, all_pages};
+use crate::store::{Scope, StoreError, all_pages, each_page};
 
 use super::plan::{HeldAction, PlanEntry};
 use super::progress::{Checkpoints, RunProgress, StreamProgress, membership_fp, user_fp};
@@ -36,20 +35,35 @@ struct Sweep {
 }
 
 impl SyncEngine {
-    async fn all_users(&self, scope: &Scope) -> Result<Vec<User>, StoreError> {
-        all_pages(|page| self.store.list_users(scope, page)).await
-    }
-
     async fn all_groups(&self, scope: &Scope) -> Result<Vec<crate::domain::Group>, StoreError> {
         all_pages(|page| self.store.list_groups(scope, page)).await
     }
 
-    async fn members(
+    /// How many members a group has stored, and those a full read did not
+    /// list or that point at users the platform does not keep.
+    async fn sweep_members(
         &self,
         scope: &Scope,
         group: &SourceId,
-    ) -> Result<Vec<Membership>, StoreError> {
-        all_pages(|page| self.store.group_members(scope, group, page)).await
+        seen_members: &HashSet<u64>,
+        user_fps: &HashSet<u64>,
+    ) -> Result<(u64, Vec<Membership>), StoreError> {
+        let mut stored = 0;
+        let mut removals = Vec::new();
+        each_page(
+            |page| self.store.group_members(scope, group, page),
+            |members| {
+                stored += members.len() as u64;
+                removals.extend(members.into_iter().filter(|m| {
+                    let gone = !seen_members.contains(&membership_fp(&m.group, &m.member));
+                    let dangling = m.member_kind == MemberKind::User
+                        && !user_fps.contains(&user_fp(&m.member));
+                    gone || dangling
+                }));
+            },
+        )
+        .await?;
+        Ok((stored, removals))
     }
 
     async fn groups_of(
@@ -82,12 +96,6 @@ impl SyncEngine {
         // percentage need the stored totals.
         let listing =
             users_full || groups_full || g.held.len() as u64 >= self.settings.guard.percent_floor;
-        let (users, groups) = if listing {
-            (self.all_users(scope).await?, self.all_groups(scope).await?)
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        sweep.stored_objects = (users.len() + groups.len()) as u64;
         let already: HashSet<SourceId> = g
             .held
             .iter()
@@ -99,28 +107,50 @@ impl SyncEngine {
             })
             .collect();
 
-        if users_full {
-            if g.seen_users.is_empty() && !users.is_empty() {
-                sweep.refused = Some(format!(
-                    "the source returned no users while {} are stored; nothing was removed. \
-                     Check the connector's scope and permissions, then run a full sync",
-                    users.len()
-                ));
-            } else {
-                for u in users
-                    .iter()
-                    .filter(|u| !g.seen_users.contains(&user_fp(&u.id)) && !already.contains(&u.id))
-                {
-                    g.held.push(HeldAction::RemoveUser {
-                        id: u.id.clone(),
-                        label: u.primary_email.to_string(),
-                        reason: "no longer found in the directory".into(),
-                        stored_hash: Some(u.content_hash().as_str().to_owned()),
-                    });
-                }
-            }
+        // Users are listed a page at a time and only what the sweep needs is
+        // kept (a fingerprint each, and the unseen ones): holding every
+        // stored user was a fifth of a 100,000-user sync's peak memory.
+        let mut stored_users = 0u64;
+        let mut user_fps: HashSet<u64> = HashSet::new();
+        let mut unseen = Vec::new();
+        // An empty full read removes nothing (see below), so it collects nothing.
+        let sweeping_users = users_full && !g.seen_users.is_empty();
+        if listing {
+            each_page(
+                |page| self.store.list_users(scope, page),
+                |users| {
+                    for u in users {
+                        stored_users += 1;
+                        let fp = user_fp(&u.id);
+                        user_fps.insert(fp);
+                        if sweeping_users && !g.seen_users.contains(&fp) && !already.contains(&u.id)
+                        {
+                            unseen.push(HeldAction::RemoveUser {
+                                label: u.primary_email.to_string(),
+                                reason: "no longer found in the directory".into(),
+                                stored_hash: Some(u.content_hash().as_str().to_owned()),
+                                id: u.id,
+                            });
+                        }
+                    }
+                },
+            )
+            .await?;
         }
-        let user_fps: HashSet<u64> = users.iter().map(|u| user_fp(&u.id)).collect();
+        let groups = if listing {
+            self.all_groups(scope).await?
+        } else {
+            Vec::new()
+        };
+        sweep.stored_objects = stored_users + groups.len() as u64;
+
+        if users_full && g.seen_users.is_empty() && stored_users > 0 {
+            sweep.refused = Some(format!(
+                "the source returned no users while {stored_users} are stored; nothing was removed. \
+                 Check the connector's scope and permissions, then run a full sync"
+            ));
+        }
+        g.held.extend(unseen);
         if groups_full {
             if g.seen_groups.is_empty() && !groups.is_empty() {
                 sweep.refused.get_or_insert(format!(
@@ -138,35 +168,34 @@ impl SyncEngine {
                     });
                 }
                 // Members of the groups seen: drop what the read did not list,
-                // and users the platform does not keep.
+                // and users the platform does not keep. Each group's list is
+                // read a page at a time and only its removals are kept.
                 let seen: Vec<&SourceId> = groups
                     .iter()
                     .filter(|gr| g.seen_groups.contains(&user_fp(&gr.id)))
                     .map(|gr| &gr.id)
                     .collect();
-                type Members<'a> = std::pin::Pin<
+                type Swept<'a> = std::pin::Pin<
                     Box<
-                        dyn std::future::Future<Output = Result<Vec<Membership>, StoreError>>
+                        dyn std::future::Future<Output = Result<(u64, Vec<Membership>), StoreError>>
                             + Send
                             + 'a,
                     >,
                 >;
-                let reads: Vec<Members<'_>> = seen
+                let (seen_members, user_fps) = (&g.seen_members, &user_fps);
+                let reads: Vec<Swept<'_>> = seen
                     .into_iter()
-                    .map(|id| Box::pin(self.members(scope, id)) as Members<'_>)
+                    .map(|id| {
+                        Box::pin(self.sweep_members(scope, id, seen_members, user_fps)) as Swept<'_>
+                    })
                     .collect();
-                let lists: Vec<Vec<Membership>> = stream::iter(reads)
+                let swept: Vec<(u64, Vec<Membership>)> = stream::iter(reads)
                     .buffer_unordered(8)
                     .try_collect()
                     .await?;
-                for m in lists.into_iter().flatten() {
-                    sweep.stored_memberships += 1;
-                    let gone = !g.seen_members.contains(&membership_fp(&m.group, &m.member));
-                    let dangling = m.member_kind == MemberKind::User
-                        && !user_fps.contains(&user_fp(&m.member));
-                    if gone || dangling {
-                        sweep.memberships.push(m);
-                    }
+                for (stored, removals) in swept {
+                    sweep.stored_memberships += stored;
+                    sweep.memberships.extend(removals);
                 }
             }
         }

@@ -12,5 +12,7 @@ pub use directory::{AddressOwner, StoredUsers, Upserted};
 pub use dynamo::DynamoTable;
 pub use embedded::EmbeddedTable;
 pub use keys::Scope;
-pub use state::{Page, PageRequest, RUN_RETENTION_DAYS, StateStore, StoreError, all_pages};
+pub use state::{
+    Page, PageRequest, RUN_RETENTION_DAYS, StateStore, StoreError, all_pages, each_page,
+};
 pub use table::{Table, TableError};

@@ -87,19 +87,33 @@ pub struct Page<T> {
 
 /// Every item of a paged listing: calls `read` with each page request in
 /// turn until the listing ends.
-pub async fn all_pages<T, F, Fut>(mut read: F) -> Result<Vec<T>, StoreError>
+pub async fn all_pages<T, F, Fut>(read: F) -> Result<Vec<T>, StoreError>
 where
     F: FnMut(PageRequest) -> Fut,
     Fut: std::future::Future<Output = Result<Page<T>, StoreError>>,
 {
     let mut all = Vec::new();
+    each_page(read, |items| all.extend(items)).await?;
+    Ok(all)
+}
+
+/// Hands every page of a listing to `visit` in turn, holding one page at a
+/// time: what a caller that keeps little of a large listing wants.
+pub async fn each_page<T, F, Fut>(
+    mut read: F,
+    mut visit: impl FnMut(Vec<T>),
+) -> Result<(), StoreError>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<T>, StoreError>>,
+{
     let mut token = None;
     loop {
         let page = read(PageRequest::after(token, PageRequest::MAX_LIMIT)).await?;
-        all.extend(page.items);
+        visit(page.items);
         match page.next {
             Some(t) => token = Some(t),
-            None => return Ok(all),
+            None => return Ok(()),
         }
     }
 }

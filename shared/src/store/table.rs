@@ -176,8 +176,9 @@ impl WriteOp {
     }
 }
 
-/// The outcome of one write: the item that was stored before it, or the
-/// refusal of its condition.
+/// The outcome of one write: the item that was stored before it (for a
+/// conditional write; an unconditional one reports `None`, as DynamoDB's
+/// batched writes return nothing), or the refusal of its condition.
 pub type WriteResult = Result<Option<Item>, ConditionFailed>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
