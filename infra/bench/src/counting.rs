@@ -10,18 +10,42 @@ use dirsync_shared::store::table::{Item, ItemPage, Key, Query, TableError, Write
 
 #[derive(Default)]
 pub struct Counts {
-    pub written: AtomicU64,
-    pub read: AtomicU64,
+    directory_written: AtomicU64,
+    other_written: AtomicU64,
+    read: AtomicU64,
+}
+
+/// Items since the last [`Counts::take`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Items {
+    /// Users, groups, memberships and address claims: what DESIGN.md §8's
+    /// "0 directory items written" is about.
+    pub directory_written: u64,
+    /// The run's bookkeeping: run records, checkpoints, progress, cursors,
+    /// the lease.
+    pub other_written: u64,
+    pub read: u64,
 }
 
 impl Counts {
-    /// (written, read) since the last call.
-    pub fn take(&self) -> (u64, u64) {
-        (
-            self.written.swap(0, Ordering::Relaxed),
-            self.read.swap(0, Ordering::Relaxed),
-        )
+    pub fn take(&self) -> Items {
+        Items {
+            directory_written: self.directory_written.swap(0, Ordering::Relaxed),
+            other_written: self.other_written.swap(0, Ordering::Relaxed),
+            read: self.read.swap(0, Ordering::Relaxed),
+        }
     }
+}
+
+/// Whether a key holds directory data, by the partitions of
+/// `shared/src/store/keys.rs`: users (`…#U#NN`), groups (`…#G`), members
+/// (`…#M#group`) and address claims (`A#account#@#address`).
+fn is_directory(key: &Key) -> bool {
+    let pk = &key.pk;
+    pk.contains("#U#")
+        || pk.ends_with("#G")
+        || pk.contains("#M#")
+        || (pk.starts_with("A#") && pk.contains("#@#"))
 }
 
 pub struct CountingTable {
@@ -44,9 +68,13 @@ impl Table for CountingTable {
     }
 
     async fn write_many(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>, TableError> {
+        let directory = ops.iter().filter(|op| is_directory(op.key())).count() as u64;
         self.counts
-            .written
-            .fetch_add(ops.len() as u64, Ordering::Relaxed);
+            .directory_written
+            .fetch_add(directory, Ordering::Relaxed);
+        self.counts
+            .other_written
+            .fetch_add(ops.len() as u64 - directory, Ordering::Relaxed);
         self.inner.write_many(ops).await
     }
 
@@ -56,5 +84,29 @@ impl Table for CountingTable {
             .read
             .fetch_add(page.items.len() as u64, Ordering::Relaxed);
         Ok(page)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_keys_are_told_from_bookkeeping() {
+        let dir = [
+            "A#a#C#c#U#03",
+            "A#a#C#c#G",
+            "A#a#C#c#M#g1",
+            "A#a#@#x@contoso.com",
+        ];
+        let other = [
+            "A#a#C#c",
+            "A#a#C#c#RUNS",
+            "A#a#C#c#RUN#1-2",
+            "A#a#C#c#NK",
+            "A#a",
+        ];
+        assert!(dir.iter().all(|pk| is_directory(&Key::new(*pk, "s"))));
+        assert!(!other.iter().any(|pk| is_directory(&Key::new(*pk, "s"))));
     }
 }
