@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use tokio::sync::Mutex;
 
 use crate::domain::{Connector, Lease, RunStatus, SourceId, SyncMode, SyncRun, Trigger};
-use crate::source::{DirectorySource, Next, ReadFrom, SourceError};
+use crate::source::{DirectorySource, Next, ReadFrom, SourceError, SourcePage};
 use crate::store::{Scope, StateStore, StoreError};
 
 use apply::{PageContext, PageOutcome};
@@ -392,16 +392,27 @@ impl SyncEngine {
             scope,
             run: run_id.clone(),
         };
+        let near_deadline = || {
+            request.deadline.is_some_and(|deadline| {
+                tokio::time::Instant::now() + self.settings.deadline_margin >= deadline
+            })
+        };
+        // The next page, read while this one was applied.
+        let mut prefetched: Option<Result<SourcePage, SourceError>> = None;
         loop {
             let Some(from) = sp.from.clone() else {
                 return Ok(StreamEnd::Done);
             };
-            if let Some(deadline) = request.deadline
-                && tokio::time::Instant::now() + self.settings.deadline_margin >= deadline
-            {
+            if near_deadline() {
+                // A page read ahead but not applied is simply read again by
+                // the continuation: only applied pages are checkpointed.
                 return Ok(StreamEnd::Paused);
             }
-            let page = match source.read(&stream, &from).await {
+            let read = match prefetched.take() {
+                Some(read) => read,
+                None => source.read(&stream, &from).await,
+            };
+            let page = match read {
                 Ok(page) => page,
                 Err(SourceError::ResyncRequired(why)) if sp.mode == SyncMode::Delta => {
                     // The stored cursor is dead: read this stream in full.
@@ -429,7 +440,24 @@ impl SyncEngine {
                 dry_run: false,
                 not_kept,
             };
-            let outcome = ctx.apply(page.changes).await?;
+            // Read the following page while this one is applied, so that the
+            // store's work hides behind the source's latency (and the other
+            // way round). Not when the invocation is about to stop.
+            let ahead = match &page.next {
+                Next::Page(position) if !near_deadline() => {
+                    Some(ReadFrom::Continue(position.clone()))
+                }
+                _ => None,
+            };
+            let read_ahead = async {
+                match &ahead {
+                    Some(from) => Some(source.read(&stream, from).await),
+                    None => None,
+                }
+            };
+            let (outcome, ahead_page) = futures::join!(ctx.apply(page.changes), read_ahead);
+            let outcome = outcome?;
+            prefetched = ahead_page;
             // Checkpoint: the page's data first (keyed by the page, so a
             // replay replaces it), then position and counts in one item, so a
             // crash in between replays the page — harmless — rather than
