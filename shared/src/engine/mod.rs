@@ -449,49 +449,63 @@ impl SyncEngine {
                 }
                 _ => None,
             };
+            // Bounded by the invocation's deadline: a read-ahead held up by
+            // throttling must not keep this page's checkpoint or the pause
+            // waiting (it is simply read again).
             let read_ahead = async {
-                match &ahead {
-                    Some(from) => Some(source.read(&stream, from).await),
-                    None => None,
+                let from = ahead.as_ref()?;
+                let read = source.read(&stream, from);
+                match request.deadline {
+                    Some(deadline) => {
+                        let stop = deadline
+                            .checked_sub(self.settings.deadline_margin)
+                            .unwrap_or(deadline);
+                        tokio::time::timeout_at(stop, read).await.ok()
+                    }
+                    None => Some(read.await),
                 }
             };
-            let (outcome, ahead_page) = futures::join!(ctx.apply(page.changes), read_ahead);
-            let outcome = outcome?;
-            prefetched = ahead_page;
-            // Checkpoint: the page's data first (keyed by the page, so a
-            // replay replaces it), then position and counts in one item, so a
-            // crash in between replays the page — harmless — rather than
-            // skipping it.
-            record(&cp, &format!("{stream}#{:08}", sp.pages), &outcome).await?;
-            add_counts(&mut sp.counts, &outcome.counts);
-            sp.stats.requests += page.stats.requests;
-            sp.stats.throttled += page.stats.throttled;
-            sp.stats.retries += page.stats.retries;
-            sp.pages += 1;
-            match page.next {
-                Next::Page(position) => sp.from = Some(ReadFrom::Continue(position)),
-                Next::Done { cursor } => {
-                    sp.from = None;
-                    sp.cursor = cursor;
+            // The page is applied and checkpointed while the next is read.
+            let checkpointed = async {
+                let outcome = ctx.apply(page.changes).await?;
+                // Checkpoint: the page's data first (keyed by the page, so a
+                // replay replaces it), then position and counts in one item,
+                // so a crash in between replays the page — harmless — rather
+                // than skipping it.
+                record(&cp, &format!("{stream}#{:08}", sp.pages), &outcome).await?;
+                add_counts(&mut sp.counts, &outcome.counts);
+                sp.stats.requests += page.stats.requests;
+                sp.stats.throttled += page.stats.throttled;
+                sp.stats.retries += page.stats.retries;
+                sp.pages += 1;
+                match page.next {
+                    Next::Page(position) => sp.from = Some(ReadFrom::Continue(position)),
+                    Next::Done { cursor } => {
+                        sp.from = None;
+                        sp.cursor = cursor;
+                    }
                 }
-            }
-            cp.save_stream(&stream, &sp).await?;
-            if let Some(hook) = &self.settings.progress {
-                (hook.0)(&Progress {
-                    stream: stream.clone(),
-                    pages: sp.pages,
-                    counts: sp.counts,
-                    requests: sp.stats.requests,
-                    throttled: sp.stats.throttled,
-                });
-            }
-            let mut p = shared.lock().await;
-            for w in outcome.warnings {
-                p.run.warn(w);
-            }
-            cp.save_run(&p).await?;
-            drop(p);
-            match self.store.renew_lease(lease, self.settings.lease_ttl).await {
+                cp.save_stream(&stream, &sp).await?;
+                if let Some(hook) = &self.settings.progress {
+                    (hook.0)(&Progress {
+                        stream: stream.clone(),
+                        pages: sp.pages,
+                        counts: sp.counts,
+                        requests: sp.stats.requests,
+                        throttled: sp.stats.throttled,
+                    });
+                }
+                let mut p = shared.lock().await;
+                for w in outcome.warnings {
+                    p.run.warn(w);
+                }
+                cp.save_run(&p).await?;
+                drop(p);
+                Ok::<_, EngineError>(self.store.renew_lease(lease, self.settings.lease_ttl).await)
+            };
+            let (renewed, ahead_page) = futures::join!(checkpointed, read_ahead);
+            prefetched = ahead_page;
+            match renewed? {
                 Ok(_) => {}
                 // Someone took the connector over: stop without touching more.
                 Err(StoreError::LeaseHeld { holder, until, .. }) => {

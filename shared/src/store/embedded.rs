@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::table::{
     Attrs, Index, Item, ItemPage, Key, PageToken, Query, Table, TableError, WriteOp, WriteResult,
@@ -103,7 +103,10 @@ impl EmbeddedTable {
     }
 
     fn with_connection(mut conn: Connection) -> Result<Self, TableError> {
-        let tx = conn.transaction().map_err(backend)?;
+        // Immediate: two processes opening an old store at once take turns.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
         let old_index: bool = tx
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'gsi1')",
@@ -261,14 +264,16 @@ fn note_gsi1(
 /// Applies the pending index entries in index order. For each entry only
 /// the last word counts (SQLite takes a bare column of a `max()` aggregate
 /// from the row holding the maximum).
-fn apply_pending_gsi1(conn: &mut Connection) -> rusqlite::Result<()> {
-    let pending: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM gsi1_pending)", [], |r| {
+///
+/// Runs inside the index query's own write transaction, so that no other
+/// connection can write between bringing the index up to date and reading it.
+fn apply_pending_gsi1(tx: &Connection) -> rusqlite::Result<()> {
+    let pending: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM gsi1_pending)", [], |r| {
         r.get(0)
     })?;
     if !pending {
         return Ok(());
     }
-    let tx = conn.transaction()?;
     {
         let mut last = tx.prepare(
             "SELECT put, gsi1pk, gsi1sk, pk, sk, max(rowid) FROM gsi1_pending \
@@ -290,7 +295,7 @@ fn apply_pending_gsi1(conn: &mut Connection) -> rusqlite::Result<()> {
         }
     }
     tx.execute("DELETE FROM gsi1_pending", [])?;
-    tx.commit()
+    Ok(())
 }
 
 #[async_trait]
@@ -391,7 +396,6 @@ impl Table for EmbeddedTable {
                     )
                 }
                 Index::Gsi1 => {
-                    apply_pending_gsi1(c)?;
                     let after = if q.start.is_some() {
                         format!("AND (g.gsi1sk, g.pk, g.sk) {cmp} (?4, ?5, ?6)")
                     } else {
@@ -401,6 +405,7 @@ impl Table for EmbeddedTable {
                     format!(
                         "SELECT i.pk, i.sk, i.gsi1pk, i.gsi1sk, i.ttl, i.attrs \
                          FROM gsi1 g CROSS JOIN items i ON i.pk = g.pk AND i.sk = g.sk \
+                         AND i.gsi1pk = g.gsi1pk AND i.gsi1sk = g.gsi1sk \
                          WHERE g.gsi1pk = ?1 AND g.gsi1sk >= ?2 AND g.gsi1sk < ?3 {after} \
                          ORDER BY g.gsi1sk {order}, g.pk {order}, g.sk {order} LIMIT ?7"
                     )
@@ -418,7 +423,18 @@ impl Table for EmbeddedTable {
                 },
             };
             let limit = q.limit.max(1);
-            let mut stmt = c.prepare_cached(&sql)?;
+            // An index query writes (the pending entries) before it reads:
+            // both in one transaction, taken for writing from the start, so
+            // another process's commit cannot come in between.
+            let tx = match q.index {
+                Index::Primary => c.transaction()?,
+                Index::Gsi1 => {
+                    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    apply_pending_gsi1(&tx)?;
+                    tx
+                }
+            };
+            let mut stmt = tx.prepare_cached(&sql)?;
             let mut items: Vec<Item> = stmt
                 .query_map(
                     params![
@@ -442,6 +458,8 @@ impl Table for EmbeddedTable {
             } else {
                 None
             };
+            drop(stmt);
+            tx.commit()?;
             Ok(ItemPage { items, next })
         })
         .await
