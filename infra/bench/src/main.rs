@@ -22,7 +22,6 @@
 //! (`--dynamodb TABLE` runs on DynamoDB Local through `AWS_ENDPOINT_URL`).
 //! The method and the figures are in `BENCHMARKS.md`.
 
-mod counting;
 mod floors;
 mod rss;
 mod sim_process;
@@ -33,7 +32,6 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use clap::{Parser, ValueEnum};
-use counting::{CountingTable, Counts, Items};
 use dirsync_shared::auth::TokenProvider;
 use dirsync_shared::clock::SystemClock;
 use dirsync_shared::domain::{AccountId, Connector, ConnectorSpec, RunStatus, SyncRun, Trigger};
@@ -41,7 +39,8 @@ use dirsync_shared::engine::{EngineSettings, RunOutcome, RunRequest, SyncEngine}
 use dirsync_shared::secrets::{LocalSecretStore, SecretValue, Stage};
 use dirsync_shared::source::graph::{GraphDeps, GraphSource};
 use dirsync_shared::source::retry::{Limiters, RetryPolicy};
-use dirsync_shared::store::{DynamoTable, EmbeddedTable, StateStore, Table};
+use dirsync_shared::store::counting::{Counts, Items};
+use dirsync_shared::store::{CountingTable, DynamoTable, EmbeddedTable, StateStore, Table};
 use floors::Pages;
 use serde_json::json;
 use sim_process::{Hello, SimProcess, Stats};
@@ -192,10 +191,7 @@ async fn open_store(
             (Arc::new(table), Some(files))
         }
     };
-    let table = CountingTable {
-        inner,
-        counts: counts.clone(),
-    };
+    let table = CountingTable::new(inner, counts.clone());
     let store = StateStore::new(Arc::new(table), Arc::new(SystemClock));
     Ok(Store {
         engine: SyncEngine::new(store, settings),

@@ -516,30 +516,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             account,
             connector,
             run,
-        } => {
-            let v = l
-                .call(
-                    "POST",
-                    &format!("/accounts/{account}/connectors/{connector}/runs/{run}/approve"),
-                    None,
-                )
-                .await?;
-            print(json_mode, &v, |v| s(v, "message"));
-        }
+        } => review(&l, json_mode, &account, &connector, &run, "approve").await?,
         Command::Reject {
             account,
             connector,
             run,
-        } => {
-            let v = l
-                .call(
-                    "POST",
-                    &format!("/accounts/{account}/connectors/{connector}/runs/{run}/reject"),
-                    None,
-                )
-                .await?;
-            print(json_mode, &v, |v| s(v, "message"));
-        }
+        } => review(&l, json_mode, &account, &connector, &run, "reject").await?,
         Command::Consent {
             command: ConsentCommand::Start { account, connector },
         } => {
@@ -697,6 +679,26 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve { port } => serve::run(l, port).await?,
         Command::Demo { .. } | Command::Cert { .. } => unreachable!("handled above"),
     }
+    Ok(())
+}
+
+/// Approves or rejects a staged run (`decision` is the API's verb).
+async fn review(
+    l: &local::Local,
+    json_mode: bool,
+    account: &str,
+    connector: &str,
+    run: &str,
+    decision: &str,
+) -> Result<(), Failure> {
+    let v = l
+        .call(
+            "POST",
+            &format!("/accounts/{account}/connectors/{connector}/runs/{run}/{decision}"),
+            None,
+        )
+        .await?;
+    print(json_mode, &v, |v| s(v, "message"));
     Ok(())
 }
 

@@ -173,3 +173,47 @@ pub fn not_kept_partition(scope: &Scope) -> String {
 pub fn tenant_claim(tenant: &uuid::Uuid) -> Key {
     Key::new(format!("T#{tenant}"), "TENANT")
 }
+
+/// Whether an item holds directory data: a user (`…#U#NN`), a group
+/// (`…#G`), a membership (`…#M#group`) or an address claim
+/// (`A#account#@#address`), as opposed to the runs' bookkeeping (run
+/// records, checkpoints, progress, cursors, leases). What "0 directory items
+/// written" (an unchanged re-sync) counts.
+pub fn is_directory(key: &Key) -> bool {
+    let pk = key.pk.as_str();
+    pk.contains("#U#") || pk.ends_with("#G") || pk.contains("#M#") || pk.contains("#@#")
+}
+
+#[cfg(test)]
+mod directory_tests {
+    use super::*;
+    use crate::domain::{RunId, SourceId};
+
+    #[test]
+    fn directory_keys_are_told_from_bookkeeping() {
+        let scope = Scope::new(AccountId::new("a").unwrap(), ConnectorId::new("c").unwrap());
+        let id = SourceId::new("x1").unwrap();
+        let mail: EmailAddress = "x@contoso.com".parse().unwrap();
+        let run = RunId::generate(chrono::Utc::now());
+        for key in [
+            user(&scope, &id),
+            group(&scope, &id),
+            membership(&scope, &id, &id),
+            address(&scope.account, &mail),
+        ] {
+            assert!(is_directory(&key), "{key:?}");
+        }
+        for key in [
+            account(&scope.account),
+            connector(&scope.account, &scope.connector),
+            cursor(&scope, "users"),
+            lease(&scope),
+            progress(&scope, "users"),
+            super::run(&scope, &run),
+            run_chunk(&scope, &run, "seen", "users#1"),
+            Key::new(not_kept_partition(&scope), "x1"),
+        ] {
+            assert!(!is_directory(&key), "{key:?}");
+        }
+    }
+}

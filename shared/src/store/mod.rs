@@ -1,6 +1,7 @@
 //! Persistent state: the [`Table`] port, its DynamoDB and embedded adapters,
 //! and the [`StateStore`] that every function and the engine use.
 
+pub mod counting;
 mod directory;
 pub mod dynamo;
 pub mod embedded;
@@ -8,6 +9,7 @@ pub mod keys;
 mod state;
 pub mod table;
 
+pub use counting::CountingTable;
 pub use directory::{AddressOwner, StoredUsers, Upserted};
 pub use dynamo::DynamoTable;
 pub use embedded::EmbeddedTable;

@@ -9,8 +9,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use dirsync_shared::clock::ManualClock;
-use dirsync_shared::store::table::{Item, ItemPage, Key, Query, WriteOp, WriteResult};
-use dirsync_shared::store::{DynamoTable, EmbeddedTable, StateStore, Table, TableError};
+use dirsync_shared::store::{CountingTable, DynamoTable, EmbeddedTable, StateStore, Table};
 
 /// Declares each named async test function (taking a [`Fixture`]) twice: on
 /// the embedded store and on DynamoDB Local.
@@ -100,73 +99,12 @@ pub async fn fixture_at(backend: Backend, start: DateTime<Utc>) -> Fixture {
         }
         Backend::Dynamo => (Arc::new(dynamo_table().await), None),
     };
-    let writes = Arc::new(CountingTable::new(table));
+    let writes = Arc::new(CountingTable::new(table, Default::default()));
     Fixture {
         store: StateStore::new(writes.clone(), clock.clone()),
         clock,
         writes,
         _dir: dir,
-    }
-}
-
-/// A table that counts the directory items written through it.
-pub struct CountingTable {
-    inner: Arc<dyn Table>,
-    directory_writes: std::sync::atomic::AtomicU64,
-    /// The last directory keys written, for failure messages.
-    recent: std::sync::Mutex<std::collections::VecDeque<String>>,
-}
-
-impl CountingTable {
-    pub fn new(inner: Arc<dyn Table>) -> Self {
-        Self {
-            inner,
-            directory_writes: Default::default(),
-            recent: Default::default(),
-        }
-    }
-
-    pub fn recent(&self) -> Vec<String> {
-        self.recent.lock().unwrap().iter().cloned().collect()
-    }
-
-    pub fn directory_writes(&self) -> u64 {
-        self.directory_writes
-            .load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    fn is_directory(key: &Key) -> bool {
-        ["#U#", "#G", "#M#", "#@#"]
-            .iter()
-            .any(|m| key.pk.contains(m))
-    }
-}
-
-#[async_trait::async_trait]
-impl Table for CountingTable {
-    async fn get(&self, key: &Key) -> Result<Option<Item>, TableError> {
-        self.inner.get(key).await
-    }
-    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Item>, TableError> {
-        self.inner.get_many(keys).await
-    }
-    async fn write_many(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>, TableError> {
-        let n = ops.iter().filter(|op| Self::is_directory(op.key())).count() as u64;
-        {
-            let mut recent = self.recent.lock().unwrap();
-            for op in ops.iter().filter(|op| Self::is_directory(op.key())) {
-                recent.push_back(format!("{}/{}", op.key().pk, op.key().sk));
-                if recent.len() > 8 {
-                    recent.pop_front();
-                }
-            }
-        }
-        self.directory_writes
-            .fetch_add(n, std::sync::atomic::Ordering::SeqCst);
-        self.inner.write_many(ops).await
-    }
-    async fn query(&self, query: &Query) -> Result<ItemPage, TableError> {
-        self.inner.query(query).await
     }
 }
 

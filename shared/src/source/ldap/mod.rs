@@ -391,25 +391,38 @@ impl LdapSource {
             .unwrap_or_default())
     }
 
-    async fn read_users(&self, from: &ReadFrom) -> Result<SourcePage, SourceError> {
-        let mut stats = RequestStats::default();
-        let mut ldap = self.session().await?;
-        let (filter, cursor) = match (from, self.ad()) {
+    /// The search filter for users (or groups) and the cursor to keep: on
+    /// AD a delta reads what changed since the cursor's USN, a full read
+    /// notes the position first; Domino has no change numbers.
+    async fn read_filter(
+        &self,
+        ldap: &mut Ldap,
+        from: &ReadFrom,
+        users: bool,
+        stats: &mut RequestStats,
+    ) -> Result<(String, Option<String>), SourceError> {
+        Ok(match (from, self.ad()) {
             (ReadFrom::Delta(c), true) => {
-                let (usn, inv, now) = self.since(&mut ldap, c, &mut stats).await?;
+                let (usn, inv, now) = self.since(ldap, c, stats).await?;
                 (
-                    format!("(&{}(uSNChanged>={}))", self.filter(true), usn + 1),
+                    format!("(&{}(uSNChanged>={}))", self.filter(users), usn + 1),
                     Some(Self::cursor(&inv, now)),
                 )
             }
             (_, true) => {
                 // The position first: changes made during the read are
                 // read again next time (harmless) rather than missed.
-                let (inv, usn) = self.position(&mut ldap, &mut stats).await?;
-                (self.filter(true), Some(Self::cursor(&inv, usn)))
+                let (inv, usn) = self.position(ldap, stats).await?;
+                (self.filter(users), Some(Self::cursor(&inv, usn)))
             }
-            (_, false) => (self.filter(true), None),
-        };
+            (_, false) => (self.filter(users), None),
+        })
+    }
+
+    async fn read_users(&self, from: &ReadFrom) -> Result<SourcePage, SourceError> {
+        let mut stats = RequestStats::default();
+        let mut ldap = self.session().await?;
+        let (filter, cursor) = self.read_filter(&mut ldap, from, true, &mut stats).await?;
         let denied = self.denied(&mut ldap, &mut stats).await?;
         let entries = self
             .search(
@@ -443,20 +456,7 @@ impl LdapSource {
     async fn read_groups(&self, from: &ReadFrom) -> Result<SourcePage, SourceError> {
         let mut stats = RequestStats::default();
         let mut ldap = self.session().await?;
-        let (filter, cursor) = match (from, self.ad()) {
-            (ReadFrom::Delta(c), true) => {
-                let (usn, inv, now) = self.since(&mut ldap, c, &mut stats).await?;
-                (
-                    format!("(&{}(uSNChanged>={}))", self.filter(false), usn + 1),
-                    Some(Self::cursor(&inv, now)),
-                )
-            }
-            (_, true) => {
-                let (inv, usn) = self.position(&mut ldap, &mut stats).await?;
-                (self.filter(false), Some(Self::cursor(&inv, usn)))
-            }
-            (_, false) => (self.filter(false), None),
-        };
+        let (filter, cursor) = self.read_filter(&mut ldap, from, false, &mut stats).await?;
         let entries = self
             .search(
                 &mut ldap,
