@@ -9,7 +9,6 @@
 //!   which adds JSON parsing and mapping; what remains above it is the
 //!   store's and the engine's bookkeeping.
 
-use dirsync_shared::source::graph::mapping::{GROUP_PROPS, USER_SELECT};
 use dirsync_shared::source::graph::{GraphSource, MAX_PAGE};
 use dirsync_shared::source::{DirectorySource, Next, ReadFrom};
 use serde::Deserialize;
@@ -50,16 +49,10 @@ pub async fn token(source: &GraphSource) -> Result<String, String> {
 }
 
 pub async fn fetch_only(source: &GraphSource) -> Result<Pages, String> {
-    let client = source.client();
     let token = &token(source).await?;
     let http = reqwest::Client::new();
-    // The Graph source's first URLs (`GraphSource::first_url`, private):
-    // keep the two in step.
-    let users = format!("{}?$select={USER_SELECT}", client.url("/users/delta"));
-    let groups = format!(
-        "{}?$select={GROUP_PROPS},members",
-        client.url("/groups/delta")
-    );
+    let first = |stream| source.first_url(stream).map_err(|e| e.to_string());
+    let (users, groups) = (first("users")?, first("groups")?);
     let (users, groups) = tokio::join!(follow(&http, token, users), follow(&http, token, groups));
     Ok(Pages {
         users: users?,

@@ -150,7 +150,9 @@ impl GraphSource {
         &self.client
     }
 
-    fn first_url(&self, stream: &str) -> Result<String, SourceError> {
+    /// Where a full read of `stream` starts (public for the benchmark's
+    /// no-processing floor, which fetches exactly these pages).
+    pub fn first_url(&self, stream: &str) -> Result<String, SourceError> {
         match stream {
             "users" => Ok(format!(
                 "{}?$select={USER_SELECT}",
