@@ -28,6 +28,7 @@ on_both_stores!(
     an_empty_source_never_removes_anything,
     interrupted_after_every_page_resumes_to_the_same_state,
     deadline_continuations_reach_the_same_state,
+    a_first_sync_writes_memberships_without_reading_them_and_says_so_across_invocations,
     a_replayed_page_changes_nothing,
     one_run_per_connector_and_dead_runs_are_taken_over,
     dry_run_lists_every_action_and_writes_nothing,
@@ -546,24 +547,7 @@ async fn deadline_continuations_reach_the_same_state(f: Fixture) {
     let src = MemorySource::new(dir.clone(), 10);
     *src.page_delay.lock().unwrap() = std::time::Duration::from_millis(30);
     let c = connector(&f, "main", json!({}));
-    let settings = EngineSettings {
-        deadline_margin: std::time::Duration::ZERO,
-        ..Default::default()
-    };
-    let e = SyncEngine::new(f.store.clone(), settings);
-    let mut invocations = 0;
-    let mut request = manual();
-    let run = loop {
-        invocations += 1;
-        assert!(invocations < 50, "the run makes progress");
-        request.deadline =
-            Some(tokio::time::Instant::now() + std::time::Duration::from_millis(100));
-        match e.run(&c, &src, request.clone()).await.unwrap() {
-            RunOutcome::Continue(_) => request = RunRequest::new(Trigger::Continuation),
-            RunOutcome::Finished(r) => break r,
-            other => panic!("{other:?}"),
-        }
-    };
+    let (run, invocations) = in_short_invocations(&f, &c, &src, manual(), async || {}).await;
     assert!(
         invocations >= 3,
         "continued across invocations ({invocations})"
@@ -574,6 +558,80 @@ async fn deadline_continuations_reach_the_same_state(f: Fixture) {
         "each object created once across invocations"
     );
     assert_eq!(state(&f, &c).await, expected(&dir));
+}
+
+/// Invocations of at most 100 ms until the run finishes (the first one
+/// with `first`), with `between` called after each paused one.
+async fn in_short_invocations(
+    f: &Fixture,
+    c: &Connector,
+    src: &MemorySource,
+    first: RunRequest,
+    mut between: impl AsyncFnMut(),
+) -> (SyncRun, usize) {
+    let settings = EngineSettings {
+        deadline_margin: std::time::Duration::ZERO,
+        ..Default::default()
+    };
+    let e = SyncEngine::new(f.store.clone(), settings);
+    let mut request = first;
+    for invocations in 1..50 {
+        request.deadline =
+            Some(tokio::time::Instant::now() + std::time::Duration::from_millis(100));
+        match e.run(c, src, request.clone()).await.unwrap() {
+            RunOutcome::Continue(_) => request = RunRequest::new(Trigger::Continuation),
+            RunOutcome::Finished(r) => return (r, invocations),
+            other => panic!("{other:?}"),
+        }
+        between().await;
+    }
+    panic!("the run makes no progress");
+}
+
+async fn a_first_sync_writes_memberships_without_reading_them_and_says_so_across_invocations(
+    f: Fixture,
+) {
+    let dir = Directory::generate(80, 4, "contoso.com");
+    let src = MemorySource::new(dir.clone(), 10);
+    *src.page_delay.lock().unwrap() = std::time::Duration::from_millis(30);
+    let c = connector(&f, "main", json!({}));
+    let began_empty = async || {
+        let run = f.store.get_progress(&scope(&c), "run").await.unwrap();
+        run.expect("a paused run keeps its checkpoint")["began_empty"].as_bool()
+    };
+
+    // The connector holds nothing: the run says so, in every invocation.
+    let mut flags = Vec::new();
+    let (r, invocations) = in_short_invocations(&f, &c, &src, manual(), async || {
+        flags.push(began_empty().await)
+    })
+    .await;
+    assert!(invocations >= 3, "continued ({invocations} invocations)");
+    assert!(flags.iter().all(|b| *b == Some(true)), "{flags:?}");
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    let want = expected(&dir);
+    assert_eq!(state(&f, &c).await, want);
+    assert_eq!(
+        r.counts.members_added,
+        want.members.len() as u64,
+        "each membership counted once across invocations"
+    );
+
+    // Now the connector holds a directory: a full sync reads before it
+    // writes, and so writes nothing.
+    let before = f.writes.directory_writes();
+    let mut flags = Vec::new();
+    let (r, _) = in_short_invocations(&f, &c, &src, full(), async || {
+        flags.push(began_empty().await)
+    })
+    .await;
+    assert!(flags.iter().all(|b| *b == Some(false)), "{flags:?}");
+    assert_eq!(
+        (r.status, r.counts.members_added),
+        (RunStatus::Succeeded, 0)
+    );
+    assert_eq!(f.writes.directory_writes(), before);
+    assert_eq!(state(&f, &c).await, want);
 }
 
 async fn a_replayed_page_changes_nothing(f: Fixture) {

@@ -1,7 +1,7 @@
 //! Applying one source page to the store: writes what changed, holds back
 //! removals and disables, and notes what a full read has seen.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::domain::{
     ActionCounts, Connector, Membership, ObjectWarning, SourceId, SyncMode, User, WarningKind,
@@ -31,15 +31,22 @@ pub struct PageOutcome {
     pub plan: Vec<PlanEntry>,
 }
 
+/// What the store held when the run began, as far as its pages need to know.
+pub struct Known {
+    /// Users not kept: their memberships are held back rather than written
+    /// and removed again.
+    pub not_kept: HashSet<SourceId>,
+    /// See [`RunProgress::began_empty`](super::progress::RunProgress).
+    pub began_empty: bool,
+}
+
 pub struct PageContext<'a> {
     pub store: &'a StateStore,
     pub scope: &'a Scope,
     pub connector: &'a Connector,
     pub mode: SyncMode,
     pub dry_run: bool,
-    /// Users not kept as of the start of the run: their memberships are
-    /// held back rather than written and removed again.
-    pub not_kept: &'a std::collections::HashSet<SourceId>,
+    pub known: &'a Known,
 }
 
 fn removal_reason(reason: &Removal) -> String {
@@ -93,8 +100,7 @@ impl PageContext<'_> {
                 Change::ReplaceMembers { group, members } => {
                     // Stored members the list no longer names go; the rest
                     // are added like any other membership.
-                    let listed: std::collections::HashSet<&SourceId> =
-                        members.iter().map(|m| &m.id).collect();
+                    let listed: HashSet<&SourceId> = members.iter().map(|m| &m.id).collect();
                     let stored = crate::store::all_pages(|p| {
                         self.store.group_members(self.scope, &group, p)
                     })
@@ -113,12 +119,14 @@ impl PageContext<'_> {
         // Keep the not-kept register in step with what the source now says.
         let kept_again: Vec<SourceId> = users
             .iter()
-            .filter(|u| self.not_kept.contains(&u.id))
+            .filter(|u| self.known.not_kept.contains(&u.id))
             .map(|u| u.id.clone())
             .collect();
         let newly_not_kept: Vec<SourceId> = removed_users
             .iter()
-            .filter(|(id, r)| matches!(r, Removal::Skipped { .. }) && !self.not_kept.contains(id))
+            .filter(|(id, r)| {
+                matches!(r, Removal::Skipped { .. }) && !self.known.not_kept.contains(id)
+            })
             .map(|(id, _)| id.clone())
             .collect();
         if !self.dry_run {
@@ -130,7 +138,7 @@ impl PageContext<'_> {
         let (held_back, added): (Vec<Membership>, Vec<Membership>) =
             added.into_iter().partition(|m| {
                 m.member_kind == crate::domain::MemberKind::User
-                    && self.not_kept.contains(&m.member)
+                    && self.known.not_kept.contains(&m.member)
             });
         if full {
             out.seen_members
@@ -160,7 +168,11 @@ impl PageContext<'_> {
             out.counts.members_added += added.len() as u64;
             out.counts.members_removed += removed_members.len() as u64;
         } else {
-            out.counts.members_added += self.store.add_memberships(self.scope, &added).await?;
+            out.counts.members_added += if self.known.began_empty {
+                self.store.put_memberships(self.scope, &added).await?
+            } else {
+                self.store.add_memberships(self.scope, &added).await?
+            };
             out.counts.members_removed += self
                 .store
                 .remove_memberships(self.scope, &removed_members)

@@ -22,7 +22,7 @@ use crate::domain::{Connector, Lease, RunStatus, SourceId, SyncMode, SyncRun, Tr
 use crate::source::{DirectorySource, Next, ReadFrom, SourceError, SourcePage};
 use crate::store::{Scope, StateStore, StoreError};
 
-use apply::{PageContext, PageOutcome};
+use apply::{Known, PageContext, PageOutcome};
 pub use plan::{Action, DeletionGuard, HeldAction, PlanEntry};
 use progress::{Checkpoints, RunProgress, StreamProgress};
 
@@ -270,7 +270,8 @@ impl SyncEngine {
                 if streams.iter().any(|(_, p)| p.mode == SyncMode::Full) {
                     run.mode = SyncMode::Full;
                 }
-                let p = RunProgress { run };
+                let began_empty = !self.store.has_directory(&scope).await?;
+                let p = RunProgress { run, began_empty };
                 let cp = self.checkpoints(&scope, &p.run);
                 for (name, sp) in &streams {
                     cp.save_stream(name, sp).await?;
@@ -288,7 +289,10 @@ impl SyncEngine {
         };
         let run_id = progress.run.id.clone();
         let names: Vec<String> = streams.iter().map(|(n, _)| n.clone()).collect();
-        let not_kept = self.store.not_kept_users(&scope).await?;
+        let known = Known {
+            not_kept: self.store.not_kept_users(&scope).await?,
+            began_empty: progress.began_empty,
+        };
         let shared = Mutex::new(progress);
         // Boxed with an explicit `Send` so that a run can be spawned (the
         // compiler cannot prove it through the closure's lifetimes).
@@ -296,8 +300,7 @@ impl SyncEngine {
             .into_iter()
             .map(|(name, sp)| {
                 Box::pin(self.stream_loop(
-                    connector, source, &scope, &run_id, name, sp, &request, &shared, &lease,
-                    &not_kept,
+                    connector, source, &scope, &run_id, name, sp, &request, &shared, &lease, &known,
                 )) as StreamFuture<'_>
             })
             .collect();
@@ -385,7 +388,7 @@ impl SyncEngine {
         request: &RunRequest,
         shared: &Mutex<RunProgress>,
         lease: &Lease,
-        not_kept: &HashSet<SourceId>,
+        known: &Known,
     ) -> Result<StreamEnd, EngineError> {
         let cp = Checkpoints {
             store: &self.store,
@@ -438,7 +441,7 @@ impl SyncEngine {
                 connector,
                 mode: sp.mode,
                 dry_run: false,
-                not_kept,
+                known,
             };
             // Read the following page while this one is applied, so that the
             // store's work hides behind the source's latency (and the other
@@ -576,7 +579,10 @@ impl SyncEngine {
         );
         let mut g = Gathered::default();
         let mut modes = Vec::new();
-        let not_kept = self.store.not_kept_users(scope).await?;
+        let known = Known {
+            not_kept: self.store.not_kept_users(scope).await?,
+            began_empty: false,
+        };
         for stream in source.streams() {
             let mut sp = self.first_progress(scope, stream, request.full).await?;
             while let Some(from) = sp.from.clone() {
@@ -605,7 +611,7 @@ impl SyncEngine {
                     connector,
                     mode: sp.mode,
                     dry_run: true,
-                    not_kept: &not_kept,
+                    known: &known,
                 };
                 let out = ctx.apply(page.changes).await?;
                 merge(&mut run, &out, page.stats);

@@ -288,6 +288,15 @@ impl StateStore {
             .collect())
     }
 
+    /// Whether any user or group of the connector is stored.
+    pub async fn has_directory(&self, scope: &Scope) -> Result<bool, StoreError> {
+        let one = PageRequest::first(1);
+        Ok(
+            !self.list_groups(scope, one.clone()).await?.items.is_empty()
+                || !self.list_users(scope, one).await?.items.is_empty(),
+        )
+    }
+
     pub async fn get_user(&self, scope: &Scope, id: &SourceId) -> Result<Option<User>, StoreError> {
         self.table
             .get(&keys::user(scope, id))
@@ -492,16 +501,31 @@ impl StateStore {
             .into_iter()
             .map(|i| Ok((i.key.clone(), from_item("membership", i)?)))
             .collect::<Result<_, StoreError>>()?;
+        let new: Vec<Membership> = memberships
+            .iter()
+            .zip(&keys)
+            .filter(|(m, k)| stored.get(*k) != Some(*m))
+            .map(|(m, _)| m.clone())
+            .collect();
+        self.put_memberships(scope, &new).await
+    }
+
+    /// Writes memberships without reading whether they are stored (the
+    /// caller knows they are not); returns how many distinct ones it wrote.
+    pub async fn put_memberships(
+        &self,
+        scope: &Scope,
+        memberships: &[Membership],
+    ) -> Result<u64, StoreError> {
         let mut seen = HashSet::new();
         let writes: Vec<WriteOp> = memberships
             .iter()
-            .zip(&keys)
-            .filter(|(m, k)| stored.get(*k) != Some(*m) && seen.insert(*k))
-            .map(|(m, _)| WriteOp::put(Self::membership_item(scope, m)))
+            .filter(|m| seen.insert((&m.group, &m.member)))
+            .map(|m| WriteOp::put(Self::membership_item(scope, m)))
             .collect();
-        let added = writes.len() as u64;
+        let written = writes.len() as u64;
         self.table.write_many(writes).await?;
-        Ok(added)
+        Ok(written)
     }
 
     /// Removes memberships; returns how many were stored.

@@ -7,12 +7,14 @@
 //! keys (the member of a membership, an address) arrive in random order, and
 //! a live SQLite index of them made each page's commit rewrite thousands of
 //! scattered index pages: the benchmark measured 600,000 memberships at
-//! about 20 s with the index and 6 s without it plus a sorted build. So a
-//! write appends what it does to the index to `gsi1_pending` (sequential,
-//! cheap), and the first index query after writes applies the pending
-//! entries in index order, in one transaction. Reads of the index therefore
-//! always see every earlier write, on any connection, and a crash loses
-//! nothing: the pending entries are in the same transactions as the items.
+//! about 20 s with the index and 6 s without it plus a sorted build. So
+//! triggers on `items` append what each write does to the index to
+//! `gsi1_pending` (sequential, cheap, and without reading the old item a
+//! second time: the trigger sees it), and the first index query after writes
+//! applies the pending entries in index order, in one transaction. Reads of
+//! the index therefore always see every earlier write, on any connection,
+//! and a crash loses nothing: the pending entries are in the same
+//! transactions as the items.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -49,6 +51,24 @@ const SCHEMA: &str = "
         pk     TEXT NOT NULL,
         sk     TEXT NOT NULL
     );
+    CREATE TRIGGER IF NOT EXISTS gsi1_on_insert AFTER INSERT ON items
+        WHEN NEW.gsi1pk IS NOT NULL
+    BEGIN
+        INSERT INTO gsi1_pending VALUES (1, NEW.gsi1pk, NEW.gsi1sk, NEW.pk, NEW.sk);
+    END;
+    CREATE TRIGGER IF NOT EXISTS gsi1_on_update AFTER UPDATE OF gsi1pk, gsi1sk ON items
+        WHEN OLD.gsi1pk IS NOT NEW.gsi1pk OR OLD.gsi1sk IS NOT NEW.gsi1sk
+    BEGIN
+        INSERT INTO gsi1_pending SELECT 0, OLD.gsi1pk, OLD.gsi1sk, OLD.pk, OLD.sk
+            WHERE OLD.gsi1pk IS NOT NULL;
+        INSERT INTO gsi1_pending SELECT 1, NEW.gsi1pk, NEW.gsi1sk, NEW.pk, NEW.sk
+            WHERE NEW.gsi1pk IS NOT NULL;
+    END;
+    CREATE TRIGGER IF NOT EXISTS gsi1_on_delete AFTER DELETE ON items
+        WHEN OLD.gsi1pk IS NOT NULL
+    BEGIN
+        INSERT INTO gsi1_pending VALUES (0, OLD.gsi1pk, OLD.gsi1sk, OLD.pk, OLD.sk);
+    END;
 ";
 
 /// Stores written before `gsi1` became a table had it as a partial index on
@@ -89,10 +109,12 @@ impl EmbeddedTable {
         // B-tree pages from the OS for most writes (the benchmark's profile
         // showed a fifth of the time in pread); 32 MiB holds the hot inner
         // pages (96 MiB was no faster). A larger WAL between checkpoints copies
-        // each hot page back less often (checkpoints were another tenth).
+        // each hot page back less often: checkpoints were a tenth of a first
+        // sync at 8,192 pages, and 32,768 (up to 128 MiB of WAL on disk) took
+        // about a second off it; beyond that the time moves to the close.
         conn.pragma_update(None, "cache_size", -32 * 1024)
             .map_err(backend)?;
-        conn.pragma_update(None, "wal_autocheckpoint", 8192)
+        conn.pragma_update(None, "wal_autocheckpoint", 32_768)
             .map_err(backend)?;
         Self::with_connection(conn)
     }
@@ -132,11 +154,6 @@ impl EmbeddedTable {
     pub async fn purge_expired(&self, now_epoch_seconds: i64) -> Result<usize, TableError> {
         self.run(move |c| {
             let tx = c.transaction()?;
-            tx.execute(
-                "INSERT INTO gsi1_pending SELECT 0, gsi1pk, gsi1sk, pk, sk FROM items \
-                 WHERE ttl IS NOT NULL AND ttl <= ?1 AND gsi1pk IS NOT NULL",
-                [now_epoch_seconds],
-            )?;
             let purged = tx.execute(
                 "DELETE FROM items WHERE ttl IS NOT NULL AND ttl <= ?1",
                 [now_epoch_seconds],
@@ -207,9 +224,11 @@ fn put_one(conn: &Connection, item: &Item) -> rusqlite::Result<()> {
     let attrs = serde_json::to_string(&item.attrs)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     conn.prepare_cached(concat!(
-        "INSERT OR REPLACE INTO items (",
+        "INSERT INTO items (",
         columns!(),
-        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (pk, sk) DO UPDATE SET \
+         gsi1pk = excluded.gsi1pk, gsi1sk = excluded.gsi1sk, ttl = excluded.ttl, \
+         attrs = excluded.attrs"
     ))?
     .execute(params![
         item.key.pk,
@@ -228,71 +247,42 @@ fn delete_one(conn: &Connection, key: &Key) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// The index key an item has now, without reading its attributes.
-fn gsi1_of(conn: &Connection, key: &Key) -> rusqlite::Result<Option<Key>> {
-    let found: Option<(Option<String>, Option<String>)> = conn
-        .prepare_cached("SELECT gsi1pk, gsi1sk FROM items WHERE pk = ?1 AND sk = ?2")?
-        .query_row(params![key.pk, key.sk], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    Ok(found
-        .and_then(|(pk, sk)| pk.zip(sk))
-        .map(|(pk, sk)| Key { pk, sk }))
-}
-
-/// Notes that the item at `key` moved in the index from `old` to `new`.
-fn note_gsi1(
-    conn: &Connection,
-    key: &Key,
-    old: Option<&Key>,
-    new: Option<&Key>,
-) -> rusqlite::Result<()> {
-    if old == new {
-        return Ok(());
-    }
-    let mut append = conn.prepare_cached(
-        "INSERT INTO gsi1_pending (put, gsi1pk, gsi1sk, pk, sk) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
-    if let Some(old) = old {
-        append.execute(params![0, old.pk, old.sk, key.pk, key.sk])?;
-    }
-    if let Some(new) = new {
-        append.execute(params![1, new.pk, new.sk, key.pk, key.sk])?;
-    }
-    Ok(())
-}
-
-/// Applies the pending index entries in index order. For each entry only
-/// the last word counts (SQLite takes a bare column of a `max()` aggregate
-/// from the row holding the maximum).
+/// Applies the pending index entries in index order, in SQL (stepping
+/// through 700,000 entries of a first sync in Rust, one statement each, was
+/// a tenth of it). For each entry only the last word counts: SQLite takes a
+/// bare column of a `max()` aggregate from the row holding the maximum. When
+/// nothing was removed from the index (a first sync), every entry is a put
+/// and the grouping is not needed.
 ///
 /// Runs inside the index query's own write transaction, so that no other
 /// connection can write between bringing the index up to date and reading it.
 fn apply_pending_gsi1(tx: &Connection) -> rusqlite::Result<()> {
-    let pending: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM gsi1_pending)", [], |r| {
-        r.get(0)
-    })?;
+    let (pending, removals): (bool, bool) = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM gsi1_pending), \
+                EXISTS (SELECT 1 FROM gsi1_pending WHERE put = 0)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     if !pending {
         return Ok(());
     }
-    {
-        let mut last = tx.prepare(
-            "SELECT put, gsi1pk, gsi1sk, pk, sk, max(rowid) FROM gsi1_pending \
-             GROUP BY gsi1pk, gsi1sk, pk, sk ORDER BY gsi1pk, gsi1sk, pk, sk",
+    if removals {
+        tx.execute_batch(
+            "INSERT OR IGNORE INTO gsi1 SELECT gsi1pk, gsi1sk, pk, sk FROM ( \
+                 SELECT put, gsi1pk, gsi1sk, pk, sk, max(rowid) FROM gsi1_pending \
+                 GROUP BY gsi1pk, gsi1sk, pk, sk) WHERE put = 1 \
+                 ORDER BY gsi1pk, gsi1sk, pk, sk; \
+             DELETE FROM gsi1 WHERE (gsi1pk, gsi1sk, pk, sk) IN ( \
+                 SELECT gsi1pk, gsi1sk, pk, sk FROM ( \
+                     SELECT put, gsi1pk, gsi1sk, pk, sk, max(rowid) FROM gsi1_pending \
+                     GROUP BY gsi1pk, gsi1sk, pk, sk) WHERE put = 0);",
         )?;
-        let mut insert = tx.prepare("INSERT OR IGNORE INTO gsi1 VALUES (?1, ?2, ?3, ?4)")?;
-        let mut delete = tx.prepare(
-            "DELETE FROM gsi1 WHERE gsi1pk = ?1 AND gsi1sk = ?2 AND pk = ?3 AND sk = ?4",
+    } else {
+        tx.execute(
+            "INSERT OR IGNORE INTO gsi1 SELECT gsi1pk, gsi1sk, pk, sk FROM gsi1_pending \
+             ORDER BY gsi1pk, gsi1sk, pk, sk",
+            [],
         )?;
-        let mut rows = last.query([])?;
-        while let Some(row) = rows.next()? {
-            let put: bool = row.get(0)?;
-            let entry: [String; 4] = [row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?];
-            if put {
-                insert.execute(params![entry[0], entry[1], entry[2], entry[3]])?;
-            } else {
-                delete.execute(params![entry[0], entry[1], entry[2], entry[3]])?;
-            }
-        }
     }
     tx.execute("DELETE FROM gsi1_pending", [])?;
     Ok(())
@@ -342,27 +332,20 @@ impl Table for EmbeddedTable {
                 // Only a conditional write reads what it replaces, as on
                 // DynamoDB (a batched write returns no old item): reading
                 // every item before writing it was a fifth of a first sync.
-                let (current, old_gsi1) = match op.cond() {
+                let current = match op.cond() {
                     Some(cond) => {
                         let current = get_one(&tx, op.key())?;
                         if !cond.holds(current.as_ref()) {
                             results[i] = Err(super::table::ConditionFailed);
                             continue;
                         }
-                        let gsi1 = current.as_ref().and_then(|c| c.gsi1.clone());
-                        (current, gsi1)
+                        current
                     }
-                    None => (None, gsi1_of(&tx, op.key())?),
+                    None => None,
                 };
                 match op {
-                    WriteOp::Put { item, .. } => {
-                        put_one(&tx, item)?;
-                        note_gsi1(&tx, &item.key, old_gsi1.as_ref(), item.gsi1.as_ref())?;
-                    }
-                    WriteOp::Delete { key, .. } => {
-                        delete_one(&tx, key)?;
-                        note_gsi1(&tx, key, old_gsi1.as_ref(), None)?;
-                    }
+                    WriteOp::Put { item, .. } => put_one(&tx, item)?,
+                    WriteOp::Delete { key, .. } => delete_one(&tx, key)?,
                 }
                 results[i] = Ok(current);
             }
