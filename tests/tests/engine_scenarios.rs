@@ -23,6 +23,7 @@ on_both_stores!(
     a_first_sync_with_many_out_of_scope_members_does_not_stage,
     address_conflicts_between_connectors_are_reported_not_overwritten,
     deletions_by_full_sweep_and_by_delta,
+    a_delta_rounds_guard_weighs_its_removals_against_the_stored_totals,
     guard_stages_when_the_source_returns_almost_nothing_and_approval_applies_exactly_the_list,
     rejecting_a_staged_run_keeps_everything,
     an_empty_source_never_removes_anything,
@@ -360,6 +361,43 @@ async fn deletions_by_full_sweep_and_by_delta(f: Fixture) {
         (SyncMode::Delta, 1, 1)
     );
     assert_eq!(state(&f, &c).await, expected(&src.directory()));
+}
+
+async fn a_delta_rounds_guard_weighs_its_removals_against_the_stored_totals(f: Fixture) {
+    // 150 users and 6 groups; the default guard stages more than 10% once
+    // at least 10 are affected. A delta round counts what is stored rather
+    // than reading it out: the percentage must still come out right.
+    let src = MemorySource::new(Directory::generate(150, 6, "contoso.com"), 40);
+    let c = connector(&f, "main", json!({}));
+    run(&f, &c, &src, manual()).await;
+    let delete = |range: std::ops::Range<usize>| {
+        src.mutate(|d, touch| {
+            for i in range {
+                let id = format!("u{i:05}");
+                d.users.remove(&id);
+                for members in d.members.values_mut() {
+                    members.remove(&id);
+                }
+                touch(Touched::User(id));
+            }
+        })
+    };
+    // 12 of 156 (7.7%): applied.
+    delete(0..12);
+    let r = run(&f, &c, &src, manual()).await;
+    assert_eq!(
+        (r.mode, r.status, r.counts.removed),
+        (SyncMode::Delta, RunStatus::Succeeded, 12),
+        "{:?}",
+        r.message
+    );
+    assert_eq!(state(&f, &c).await, expected(&src.directory()));
+    // 16 of the 144 left (11.1%): staged, nothing removed.
+    delete(12..28);
+    let before = state(&f, &c).await;
+    let r = run(&f, &c, &src, manual()).await;
+    assert_eq!((r.status, r.counts.removed), (RunStatus::Staged, 0));
+    assert_eq!(state(&f, &c).await, before);
 }
 
 async fn guard_stages_when_the_source_returns_almost_nothing_and_approval_applies_exactly_the_list(

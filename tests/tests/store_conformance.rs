@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 use chrono::Duration;
 use common::{Fixture, start_time};
 use dirsync_shared::domain::*;
-use dirsync_shared::store::{AddressOwner, PageRequest, Scope, StoreError, Upserted};
+use dirsync_shared::store::table::{Index, Query};
+use dirsync_shared::store::{AddressOwner, PageRequest, Scope, StoreError, Table, Upserted, keys};
 use serde_json::json;
 
 on_both_stores!(
@@ -686,6 +687,39 @@ async fn large_partitions_page_without_gaps_or_repeats(f: Fixture) {
     }
     let expected: Vec<String> = (0..1200).map(|i| format!("user-{i:05}")).collect();
     assert_eq!(members, expected, "members come in key order, each once");
+
+    // Counts agree with the listings, across the user shards, over several
+    // requests (a limit of 7 a request), by prefix and in the index.
+    assert_eq!(f.store.count_users(&s).await.unwrap(), 2500);
+    assert_eq!(f.store.count_groups(&s).await.unwrap(), 0);
+    f.store
+        .upsert_groups(&s, &[group("everyone")])
+        .await
+        .unwrap();
+    assert_eq!(f.store.count_groups(&s).await.unwrap(), 1);
+    let everyone = keys::members_partition(&s, &sid("everyone"));
+    let table = &f.writes;
+    let count = |q: Query| async move { table.count(&q).await.unwrap() };
+    assert_eq!(
+        count(Query::partition(Index::Primary, &everyone).limit(7)).await,
+        1200
+    );
+    assert_eq!(
+        count(
+            Query::partition(Index::Primary, &everyone)
+                .prefix("user-0000")
+                .limit(7)
+        )
+        .await,
+        10
+    );
+    let of_one = keys::member_of_partition(&s, &sid("user-00001"));
+    assert_eq!(count(Query::partition(Index::Gsi1, &of_one)).await, 1);
+    f.store
+        .remove_memberships(&s, &[member("everyone", "user-00001", MemberKind::User)])
+        .await
+        .unwrap();
+    assert_eq!(count(Query::partition(Index::Gsi1, &of_one)).await, 0);
 }
 
 async fn leases_refuse_a_second_holder_until_expiry(f: Fixture) {

@@ -91,11 +91,13 @@ impl SyncEngine {
             stored_objects: 0,
             stored_memberships: 0,
         };
-        // A delta run with few held actions needs no listing of the whole
-        // directory (and must stay fast): only full reads and the guard's
-        // percentage need the stored totals.
-        let listing =
-            users_full || groups_full || g.held.len() as u64 >= self.settings.guard.percent_floor;
+        // Full reads list what is stored, to find what they did not see (and,
+        // for members, users that are not stored). Otherwise only the guard's
+        // percentage needs the stored totals, and only when enough is held
+        // for it to count: those are counted, not read out (listing 100,000
+        // users took a delta round on DynamoDB three seconds).
+        let listing_users = users_full || groups_full;
+        let totals = listing_users || g.held.len() as u64 >= self.settings.guard.percent_floor;
         let already: HashSet<SourceId> = g
             .held
             .iter()
@@ -115,7 +117,7 @@ impl SyncEngine {
         let mut unseen = Vec::new();
         // An empty full read removes nothing (see below), so it collects nothing.
         let sweeping_users = users_full && !g.seen_users.is_empty();
-        if listing {
+        if listing_users {
             each_page(
                 |page| self.store.list_users(scope, page),
                 |users| {
@@ -136,13 +138,22 @@ impl SyncEngine {
                 },
             )
             .await?;
+        } else if totals {
+            stored_users = self.store.count_users(scope).await?;
         }
-        let groups = if listing {
+        let groups = if groups_full {
             self.all_groups(scope).await?
         } else {
             Vec::new()
         };
-        sweep.stored_objects = stored_users + groups.len() as u64;
+        let stored_groups = if groups_full {
+            groups.len() as u64
+        } else if totals {
+            self.store.count_groups(scope).await?
+        } else {
+            0
+        };
+        sweep.stored_objects = stored_users + stored_groups;
 
         if users_full && g.seen_users.is_empty() && stored_users > 0 {
             sweep.refused = Some(format!(

@@ -31,7 +31,7 @@ pub struct Items {
     pub directory_written: u64,
     /// Run records, checkpoints, progress, cursors, the lease.
     pub other_written: u64,
-    /// Items asked for by key, and items returned by queries.
+    /// Items asked for by key, and items returned (or counted) by queries.
     pub read: u64,
 }
 
@@ -121,6 +121,12 @@ impl Table for CountingTable {
             .other_written
             .fetch_add(ops.len() as u64 - directory, Ordering::SeqCst);
         self.inner.write_many(ops).await
+    }
+
+    async fn count(&self, query: &Query) -> Result<u64, TableError> {
+        let n = self.inner.count(query).await?;
+        self.counts.read.fetch_add(n, Ordering::SeqCst);
+        Ok(n)
     }
 
     async fn query(&self, query: &Query) -> Result<ItemPage, TableError> {

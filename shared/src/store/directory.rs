@@ -288,6 +288,22 @@ impl StateStore {
             .collect())
     }
 
+    /// How many users the connector has stored, without reading them out:
+    /// the shards are counted at once.
+    pub async fn count_users(&self, scope: &Scope) -> Result<u64, StoreError> {
+        let counts = (0..USER_SHARDS).map(|shard| {
+            let query =
+                Query::partition(Index::Primary, keys::user_partition(scope, shard)).limit(10_000);
+            async move { self.table.count(&query).await }
+        });
+        Ok(futures::future::try_join_all(counts).await?.iter().sum())
+    }
+
+    pub async fn count_groups(&self, scope: &Scope) -> Result<u64, StoreError> {
+        let query = Query::partition(Index::Primary, keys::group_partition(scope)).limit(10_000);
+        Ok(self.table.count(&query).await?)
+    }
+
     /// Whether any user or group of the connector is stored.
     pub async fn has_directory(&self, scope: &Scope) -> Result<bool, StoreError> {
         let one = PageRequest::first(1);

@@ -11,8 +11,8 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex,
     KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, PutRequest,
-    ReturnValue, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification,
-    WriteRequest,
+    ReturnValue, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, Select,
+    TimeToLiveSpecification, WriteRequest,
 };
 use futures::{StreamExt, TryStreamExt, stream};
 
@@ -412,6 +412,37 @@ impl ExprBuilder {
     }
 }
 
+impl DynamoTable {
+    /// A query's key condition and index, shared by reads and counts.
+    fn query_request(
+        &self,
+        query: &Query,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        let (pk_name, sk_name) = match query.index {
+            Index::Primary => ("pk", "sk"),
+            Index::Gsi1 => ("gsi1pk", "gsi1sk"),
+        };
+        let request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .expression_attribute_names("#pk", pk_name)
+            .expression_attribute_values(":pk", AttributeValue::S(query.pk.clone()));
+        let request = if query.sk_prefix.is_empty() {
+            request.key_condition_expression("#pk = :pk")
+        } else {
+            request
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .expression_attribute_names("#sk", sk_name)
+                .expression_attribute_values(":prefix", AttributeValue::S(query.sk_prefix.clone()))
+        };
+        match query.index {
+            Index::Primary => request.consistent_read(true),
+            Index::Gsi1 => request.index_name(GSI1),
+        }
+    }
+}
+
 #[async_trait]
 impl Table for DynamoTable {
     async fn get(&self, key: &Key) -> Result<Option<Item>, TableError> {
@@ -509,30 +540,10 @@ impl Table for DynamoTable {
     }
 
     async fn query(&self, query: &Query) -> Result<ItemPage, TableError> {
-        let (pk_name, sk_name) = match query.index {
-            Index::Primary => ("pk", "sk"),
-            Index::Gsi1 => ("gsi1pk", "gsi1sk"),
-        };
         let mut request = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .expression_attribute_names("#pk", pk_name)
-            .expression_attribute_values(":pk", AttributeValue::S(query.pk.clone()))
+            .query_request(query)
             .scan_index_forward(!query.descending)
             .limit(query.limit.clamp(1, 10_000) as i32);
-        request = if query.sk_prefix.is_empty() {
-            request.key_condition_expression("#pk = :pk")
-        } else {
-            request
-                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-                .expression_attribute_names("#sk", sk_name)
-                .expression_attribute_values(":prefix", AttributeValue::S(query.sk_prefix.clone()))
-        };
-        request = match query.index {
-            Index::Primary => request.consistent_read(true),
-            Index::Gsi1 => request.index_name(GSI1),
-        };
         if let Some(start) = &query.start {
             let mut key = key_av(&start.key);
             if let (Index::Gsi1, Some(g)) = (query.index, &start.gsi1) {
@@ -565,6 +576,26 @@ impl Table for DynamoTable {
                 }
             });
         Ok(ItemPage { items, next })
+    }
+
+    async fn count(&self, query: &Query) -> Result<u64, TableError> {
+        let mut total = 0u64;
+        let mut start = None;
+        loop {
+            let out = self
+                .query_request(query)
+                .select(Select::Count)
+                .limit(query.limit.clamp(1, 10_000) as i32)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            total += out.count.max(0) as u64;
+            match out.last_evaluated_key.filter(|k| !k.is_empty()) {
+                Some(k) => start = Some(k),
+                None => return Ok(total),
+            }
+        }
     }
 }
 

@@ -355,6 +355,36 @@ impl Table for EmbeddedTable {
         .await
     }
 
+    async fn count(&self, query: &Query) -> Result<u64, TableError> {
+        let q = query.clone();
+        self.run(move |c| {
+            let bounds = params![q.pk, q.sk_prefix, format!("{}{PREFIX_END}", q.sk_prefix)];
+            let n: i64 = match q.index {
+                Index::Primary => c
+                    .prepare_cached(
+                        "SELECT count(*) FROM items WHERE pk = ?1 AND sk >= ?2 AND sk < ?3",
+                    )?
+                    .query_row(bounds, |r| r.get(0))?,
+                Index::Gsi1 => {
+                    // As in `query`: up to date and read in one transaction.
+                    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    apply_pending_gsi1(&tx)?;
+                    let n = tx.query_row(
+                        "SELECT count(*) FROM gsi1 g CROSS JOIN items i ON i.pk = g.pk \
+                         AND i.sk = g.sk AND i.gsi1pk = g.gsi1pk AND i.gsi1sk = g.gsi1sk \
+                         WHERE g.gsi1pk = ?1 AND g.gsi1sk >= ?2 AND g.gsi1sk < ?3",
+                        bounds,
+                        |r| r.get(0),
+                    )?;
+                    tx.commit()?;
+                    n
+                }
+            };
+            Ok(n as u64)
+        })
+        .await
+    }
+
     async fn query(&self, query: &Query) -> Result<ItemPage, TableError> {
         let q = query.clone();
         self.run(move |c| {

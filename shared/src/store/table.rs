@@ -305,6 +305,12 @@ pub trait Table: Send + Sync {
 
     async fn query(&self, query: &Query) -> Result<ItemPage, TableError>;
 
+    /// How many items the query would return over all its pages, without
+    /// returning them (the store still reads each one, as DynamoDB does for
+    /// `Select: COUNT`). The start is ignored; the limit is how many items
+    /// one request may count, where the store pages.
+    async fn count(&self, query: &Query) -> Result<u64, TableError>;
+
     /// One write, with its outcome.
     async fn write(&self, op: WriteOp) -> Result<WriteResult, TableError> {
         let mut results = self.write_many(vec![op]).await?;
