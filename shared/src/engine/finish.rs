@@ -210,9 +210,17 @@ impl SyncEngine {
                 }
             }
         }
-        // Users skipped in this run (guests, out of scope…) keep no memberships.
+        // Users skipped in this run (guests, out of scope…) keep no
+        // memberships. After a full read of groups, the members of every
+        // group seen were just checked against the stored users, so only
+        // skipped users still stored (their removal is held) need looking
+        // up; the rest are members only of groups that are gone and go with
+        // them. A first sync skips a few thousand users, none stored, and
+        // looking each up in the index took two seconds.
         for id in std::mem::take(&mut g.skipped_users) {
-            sweep.memberships.extend(self.groups_of(scope, &id).await?);
+            if !groups_full || user_fps.contains(&user_fp(&id)) {
+                sweep.memberships.extend(self.groups_of(scope, &id).await?);
+            }
         }
         // Memberships added by a delta read for users not kept.
         let added = std::mem::take(&mut g.added_user_members);

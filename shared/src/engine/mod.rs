@@ -142,6 +142,12 @@ type StreamFuture<'a> = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<StreamEnd, EngineError>> + Send + 'a>,
 >;
 
+/// How many pages a stream reads ahead of the page it applies. Three keep
+/// the source busy through an uneven page (one listing a large group's
+/// members takes longer to store than the latency of the next read) at a
+/// few megabytes of memory; more only read further past a pause.
+const READ_AHEAD: usize = 3;
+
 enum StreamEnd {
     Done,
     Paused,
@@ -400,123 +406,170 @@ impl SyncEngine {
                 tokio::time::Instant::now() + self.settings.deadline_margin >= deadline
             })
         };
-        // The next page, read while this one was applied.
-        let mut prefetched: Option<Result<SourcePage, SourceError>> = None;
+        // A read held up (by throttling, say) must not keep the invocation
+        // past its deadline: it is cut off there and read again later.
+        let by_deadline = async |from: &ReadFrom| match request.deadline {
+            Some(deadline) => {
+                let stop = deadline
+                    .checked_sub(self.settings.deadline_margin)
+                    .unwrap_or(deadline);
+                tokio::time::timeout_at(stop, source.read(&stream, from))
+                    .await
+                    .ok()
+            }
+            None => Some(source.read(&stream, from).await),
+        };
         loop {
             let Some(from) = sp.from.clone() else {
                 return Ok(StreamEnd::Done);
             };
             if near_deadline() {
-                // A page read ahead but not applied is simply read again by
-                // the continuation: only applied pages are checkpointed.
                 return Ok(StreamEnd::Paused);
             }
-            let read = match prefetched.take() {
-                Some(read) => read,
-                None => source.read(&stream, &from).await,
-            };
-            let page = match read {
-                Ok(page) => page,
-                Err(SourceError::ResyncRequired(why)) if sp.mode == SyncMode::Delta => {
-                    // The stored cursor is dead: read this stream in full.
-                    sp = StreamProgress {
-                        mode: SyncMode::Full,
-                        from: Some(ReadFrom::Full),
-                        cursor: None,
-                        resynced: Some(format!(
-                            "the stored {stream} cursor could no longer be used ({why}); {stream} were read in full instead"
-                        )),
-                        ..sp
+            // The reader follows the source's links on its own, up to
+            // READ_AHEAD pages ahead of the page being applied, so that
+            // the store's work and the source's latency overlap: a stream
+            // takes about the longer of the two, not their sum. Pages read
+            // but not applied when the invocation stops are simply read
+            // again by the continuation: only applied pages are checkpointed.
+            let (pages, mut received) = tokio::sync::mpsc::channel(READ_AHEAD);
+            let reader = async move {
+                let mut from = from;
+                while let Some(read) = by_deadline(&from).await {
+                    let next = match &read {
+                        Ok(SourcePage {
+                            next: Next::Page(position),
+                            ..
+                        }) => Some(ReadFrom::Continue(position.clone())),
+                        _ => None,
                     };
-                    cp.save_stream(&stream, &sp).await?;
-                    let mut p = shared.lock().await;
-                    p.run.mode = SyncMode::Full;
-                    continue;
-                }
-                Err(e) => return Ok(StreamEnd::Failed(e)),
-            };
-            let ctx = PageContext {
-                store: &self.store,
-                scope,
-                connector,
-                mode: sp.mode,
-                dry_run: false,
-                known,
-            };
-            // Read the following page while this one is applied, so that the
-            // store's work hides behind the source's latency (and the other
-            // way round). Not when the invocation is about to stop.
-            let ahead = match &page.next {
-                Next::Page(position) if !near_deadline() => {
-                    Some(ReadFrom::Continue(position.clone()))
-                }
-                _ => None,
-            };
-            // Bounded by the invocation's deadline: a read-ahead held up by
-            // throttling must not keep this page's checkpoint or the pause
-            // waiting (it is simply read again).
-            let read_ahead = async {
-                let from = ahead.as_ref()?;
-                let read = source.read(&stream, from);
-                match request.deadline {
-                    Some(deadline) => {
-                        let stop = deadline
-                            .checked_sub(self.settings.deadline_margin)
-                            .unwrap_or(deadline);
-                        tokio::time::timeout_at(stop, read).await.ok()
+                    if pages.send(read).await.is_err() {
+                        return;
                     }
-                    None => Some(read.await),
-                }
-            };
-            // The page is applied and checkpointed while the next is read.
-            let checkpointed = async {
-                let outcome = ctx.apply(page.changes).await?;
-                // Checkpoint: the page's data first (keyed by the page, so a
-                // replay replaces it), then position and counts in one item,
-                // so a crash in between replays the page — harmless — rather
-                // than skipping it.
-                record(&cp, &format!("{stream}#{:08}", sp.pages), &outcome).await?;
-                add_counts(&mut sp.counts, &outcome.counts);
-                sp.stats.requests += page.stats.requests;
-                sp.stats.throttled += page.stats.throttled;
-                sp.stats.retries += page.stats.retries;
-                sp.pages += 1;
-                match page.next {
-                    Next::Page(position) => sp.from = Some(ReadFrom::Continue(position)),
-                    Next::Done { cursor } => {
-                        sp.from = None;
-                        sp.cursor = cursor;
+                    match next {
+                        Some(next) if !near_deadline() => from = next,
+                        _ => return,
                     }
                 }
-                cp.save_stream(&stream, &sp).await?;
-                if let Some(hook) = &self.settings.progress {
-                    (hook.0)(&Progress {
-                        stream: stream.clone(),
-                        pages: sp.pages,
-                        counts: sp.counts,
-                        requests: sp.stats.requests,
-                        throttled: sp.stats.throttled,
-                    });
-                }
-                let mut p = shared.lock().await;
-                for w in outcome.warnings {
-                    p.run.warn(w);
-                }
-                cp.save_run(&p).await?;
-                drop(p);
-                Ok::<_, EngineError>(self.store.renew_lease(lease, self.settings.lease_ttl).await)
             };
-            let (renewed, ahead_page) = futures::join!(checkpointed, read_ahead);
-            prefetched = ahead_page;
-            match renewed? {
-                Ok(_) => {}
-                // Someone took the connector over: stop without touching more.
-                Err(StoreError::LeaseHeld { holder, until, .. }) => {
-                    return Ok(StreamEnd::LeaseLost { holder, until });
+            let applier = async {
+                while let Some(read) = received.recv().await {
+                    if near_deadline() {
+                        return Ok(Some(StreamEnd::Paused));
+                    }
+                    match read {
+                        Ok(page) => {
+                            let renewed = self
+                                .apply_page(
+                                    connector, scope, &cp, &stream, &mut sp, page, shared, lease,
+                                    known,
+                                )
+                                .await?;
+                            match renewed {
+                                Ok(_) => {}
+                                // Someone took the connector over: stop
+                                // without touching more.
+                                Err(StoreError::LeaseHeld { holder, until, .. }) => {
+                                    return Ok(Some(StreamEnd::LeaseLost { holder, until }));
+                                }
+                                Err(e) => return Err(EngineError::from(e)),
+                            }
+                        }
+                        Err(SourceError::ResyncRequired(why)) if sp.mode == SyncMode::Delta => {
+                            // The stored cursor is dead: read this stream in full.
+                            sp = StreamProgress {
+                                mode: SyncMode::Full,
+                                from: Some(ReadFrom::Full),
+                                cursor: None,
+                                resynced: Some(format!(
+                                    "the stored {stream} cursor could no longer be used ({why}); {stream} were read in full instead"
+                                )),
+                                ..sp.clone()
+                            };
+                            cp.save_stream(&stream, &sp).await?;
+                            shared.lock().await.run.mode = SyncMode::Full;
+                            return Ok(None);
+                        }
+                        Err(e) => return Ok(Some(StreamEnd::Failed(e))),
+                    }
                 }
-                Err(e) => return Err(e.into()),
+                // The reader stopped: at the end of the stream, or at the
+                // deadline (the loop above tells which).
+                Ok(None)
+            };
+            // The applier decides when the stream stops; the reader is
+            // dropped then, with any read it has in flight.
+            tokio::pin!(reader, applier);
+            let mut reading = true;
+            let end = loop {
+                tokio::select! {
+                    end = &mut applier => break end,
+                    () = &mut reader, if reading => reading = false,
+                }
+            };
+            if let Some(end) = end? {
+                return Ok(end);
             }
         }
+    }
+
+    /// Applies one page and checkpoints it; then renews the lease and says
+    /// how that went.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_page(
+        &self,
+        connector: &Connector,
+        scope: &Scope,
+        cp: &Checkpoints<'_>,
+        stream: &str,
+        sp: &mut StreamProgress,
+        page: SourcePage,
+        shared: &Mutex<RunProgress>,
+        lease: &Lease,
+        known: &Known,
+    ) -> Result<Result<Lease, StoreError>, EngineError> {
+        let ctx = PageContext {
+            store: &self.store,
+            scope,
+            connector,
+            mode: sp.mode,
+            dry_run: false,
+            known,
+        };
+        let outcome = ctx.apply(page.changes).await?;
+        // Checkpoint: the page's data first (keyed by the page, so a replay
+        // replaces it), then position and counts in one item, so a crash in
+        // between replays the page — harmless — rather than skipping it.
+        record(cp, &format!("{stream}#{:08}", sp.pages), &outcome).await?;
+        add_counts(&mut sp.counts, &outcome.counts);
+        sp.stats.requests += page.stats.requests;
+        sp.stats.throttled += page.stats.throttled;
+        sp.stats.retries += page.stats.retries;
+        sp.pages += 1;
+        match page.next {
+            Next::Page(position) => sp.from = Some(ReadFrom::Continue(position)),
+            Next::Done { cursor } => {
+                sp.from = None;
+                sp.cursor = cursor;
+            }
+        }
+        cp.save_stream(stream, sp).await?;
+        if let Some(hook) = &self.settings.progress {
+            (hook.0)(&Progress {
+                stream: stream.to_owned(),
+                pages: sp.pages,
+                counts: sp.counts,
+                requests: sp.stats.requests,
+                throttled: sp.stats.throttled,
+            });
+        }
+        let mut p = shared.lock().await;
+        for w in outcome.warnings {
+            p.run.warn(w);
+        }
+        cp.save_run(&p).await?;
+        drop(p);
+        Ok(self.store.renew_lease(lease, self.settings.lease_ttl).await)
     }
 
     /// Loads what the streams recorded in chunks (this invocation's and
