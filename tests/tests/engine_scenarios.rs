@@ -29,6 +29,7 @@ on_both_stores!(
     an_empty_source_never_removes_anything,
     interrupted_after_every_page_resumes_to_the_same_state,
     deadline_continuations_reach_the_same_state,
+    a_page_slower_than_an_invocation_still_moves_the_run_on,
     a_first_sync_writes_memberships_without_reading_them_and_says_so_across_invocations,
     a_replayed_page_changes_nothing,
     one_run_per_connector_and_dead_runs_are_taken_over,
@@ -595,6 +596,20 @@ async fn deadline_continuations_reach_the_same_state(f: Fixture) {
         run.counts.created, 84,
         "each object created once across invocations"
     );
+    assert_eq!(state(&f, &c).await, expected(&dir));
+}
+
+async fn a_page_slower_than_an_invocation_still_moves_the_run_on(f: Fixture) {
+    // Each page takes 150 ms and an invocation 100 ms: the first read of an
+    // invocation is waited for and applied, so every invocation checkpoints
+    // a page per stream and the run ends.
+    let dir = Directory::generate(20, 2, "contoso.com");
+    let src = MemorySource::new(dir.clone(), 10);
+    *src.page_delay.lock().unwrap() = std::time::Duration::from_millis(150);
+    let c = connector(&f, "main", json!({}));
+    let (run, invocations) = in_short_invocations(&f, &c, &src, manual(), async || {}).await;
+    assert!(invocations >= 2, "continued ({invocations} invocations)");
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.message);
     assert_eq!(state(&f, &c).await, expected(&dir));
 }
 

@@ -406,10 +406,12 @@ impl SyncEngine {
                 tokio::time::Instant::now() + self.settings.deadline_margin >= deadline
             })
         };
-        // A read held up (by throttling, say) must not keep the invocation
-        // past its deadline: it is cut off there and read again later.
-        let by_deadline = async |from: &ReadFrom| match request.deadline {
-            Some(deadline) => {
+        // A read ahead held up (by throttling, say) must not keep the
+        // invocation past its deadline: it is cut off there and read again
+        // later. The first read of an invocation is not: the invocation
+        // must apply a page to make progress (the margin leaves it room).
+        let by_deadline = async |from: &ReadFrom, first: bool| match request.deadline {
+            Some(deadline) if !first => {
                 let stop = deadline
                     .checked_sub(self.settings.deadline_margin)
                     .unwrap_or(deadline);
@@ -417,7 +419,7 @@ impl SyncEngine {
                     .await
                     .ok()
             }
-            None => Some(source.read(&stream, from).await),
+            _ => Some(source.read(&stream, from).await),
         };
         loop {
             let Some(from) = sp.from.clone() else {
@@ -434,8 +436,9 @@ impl SyncEngine {
             // again by the continuation: only applied pages are checkpointed.
             let (pages, mut received) = tokio::sync::mpsc::channel(READ_AHEAD);
             let reader = async move {
-                let mut from = from;
-                while let Some(read) = by_deadline(&from).await {
+                let (mut from, mut first) = (from, true);
+                while let Some(read) = by_deadline(&from, first).await {
+                    first = false;
                     let next = match &read {
                         Ok(SourcePage {
                             next: Next::Page(position),
@@ -453,10 +456,14 @@ impl SyncEngine {
                 }
             };
             let applier = async {
+                let mut first = true;
                 while let Some(read) = received.recv().await {
-                    if near_deadline() {
+                    // The first page is applied whenever it comes (the
+                    // deadline was checked before it was asked for).
+                    if !first && near_deadline() {
                         return Ok(Some(StreamEnd::Paused));
                     }
+                    first = false;
                     match read {
                         Ok(page) => {
                             let renewed = self
