@@ -337,6 +337,11 @@ impl SyncEngine {
         mut g: Gathered,
         lease: &Lease,
     ) -> Result<SyncRun, EngineError> {
+        // The run's writes are all in: bring the store's index up to date now,
+        // in one sorted pass before the sweep removes anything (removals make
+        // that pass dearer), rather than leave it to the next run's first
+        // look-up (at 100,000 users it made the next delta round 3 s).
+        self.store.settle_indexes().await?;
         let mut run = progress.run;
         let full = |name: &str| {
             streams

@@ -123,6 +123,10 @@ impl Table for CountingTable {
         self.inner.write_many(ops).await
     }
 
+    async fn settle(&self) -> Result<(), TableError> {
+        self.inner.settle().await
+    }
+
     async fn count(&self, query: &Query) -> Result<u64, TableError> {
         let n = self.inner.count(query).await?;
         self.counts.read.fetch_add(n, Ordering::SeqCst);

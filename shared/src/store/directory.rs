@@ -304,6 +304,11 @@ impl StateStore {
         Ok(self.table.count(&query).await?)
     }
 
+    /// See [`Table::settle`](super::table::Table::settle).
+    pub async fn settle_indexes(&self) -> Result<(), StoreError> {
+        Ok(self.table.settle().await?)
+    }
+
     /// Whether any user or group of the connector is stored.
     pub async fn has_directory(&self, scope: &Scope) -> Result<bool, StoreError> {
         let one = PageRequest::first(1);

@@ -355,6 +355,15 @@ impl Table for EmbeddedTable {
         .await
     }
 
+    async fn settle(&self) -> Result<(), TableError> {
+        self.run(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            apply_pending_gsi1(&tx)?;
+            tx.commit()
+        })
+        .await
+    }
+
     async fn count(&self, query: &Query) -> Result<u64, TableError> {
         let q = query.clone();
         self.run(move |c| {
@@ -577,6 +586,33 @@ mod tests {
         assert_eq!(t.purge_expired(10).await.unwrap(), 1);
         assert!(in_index(&t, "one").await.is_empty());
         assert_eq!(in_index(&t, "two").await, ["b"]);
+    }
+
+    #[tokio::test]
+    async fn settling_builds_the_index_ahead_of_the_first_read() {
+        let t = EmbeddedTable::in_memory().unwrap();
+        t.write_many(vec![
+            WriteOp::put(indexed("a", "x", "one")),
+            WriteOp::put(indexed("b", "x", "one")),
+        ])
+        .await
+        .unwrap();
+        t.write(WriteOp::delete(Key::new("a", "x")))
+            .await
+            .unwrap()
+            .unwrap();
+        let counts = |t: &EmbeddedTable| {
+            let c = t.conn.lock().unwrap();
+            let n = |table: &str| -> i64 {
+                c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                    .unwrap()
+            };
+            (n("gsi1_pending"), n("gsi1"))
+        };
+        assert_eq!(counts(&t), (3, 0), "two puts and a delete, pending");
+        t.settle().await.unwrap();
+        assert_eq!(counts(&t), (0, 1), "applied: only b is left");
+        assert_eq!(in_index(&t, "one").await, ["b"]);
     }
 
     #[tokio::test]

@@ -311,6 +311,14 @@ pub trait Table: Send + Sync {
     /// one request may count, where the store pages.
     async fn count(&self, query: &Query) -> Result<u64, TableError>;
 
+    /// Brings the secondary index up to date with every write so far, where
+    /// the store defers that work (the embedded store does; DynamoDB keeps
+    /// its index itself). Reads never need this; it lets a run pay for the
+    /// index it wrote instead of whoever reads it next.
+    async fn settle(&self) -> Result<(), TableError> {
+        Ok(())
+    }
+
     /// One write, with its outcome.
     async fn write(&self, op: WriteOp) -> Result<WriteResult, TableError> {
         let mut results = self.write_many(vec![op]).await?;
