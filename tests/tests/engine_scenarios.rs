@@ -364,6 +364,20 @@ async fn deletions_by_full_sweep_and_by_delta(f: Fixture) {
     assert_eq!(state(&f, &c).await, expected(&src.directory()));
 }
 
+/// Users deleted at the source, with their memberships, as a delta sees it.
+fn delete_users(src: &MemorySource, range: std::ops::Range<usize>) {
+    src.mutate(|d, touch| {
+        for i in range {
+            let id = format!("u{i:05}");
+            d.users.remove(&id);
+            for members in d.members.values_mut() {
+                members.remove(&id);
+            }
+            touch(Touched::User(id));
+        }
+    })
+}
+
 async fn a_delta_rounds_guard_weighs_its_removals_against_the_stored_totals(f: Fixture) {
     // 150 users and 6 groups; the default guard stages more than 10% once
     // at least 10 are affected. A delta round counts what is stored rather
@@ -371,18 +385,7 @@ async fn a_delta_rounds_guard_weighs_its_removals_against_the_stored_totals(f: F
     let src = MemorySource::new(Directory::generate(150, 6, "contoso.com"), 40);
     let c = connector(&f, "main", json!({}));
     run(&f, &c, &src, manual()).await;
-    let delete = |range: std::ops::Range<usize>| {
-        src.mutate(|d, touch| {
-            for i in range {
-                let id = format!("u{i:05}");
-                d.users.remove(&id);
-                for members in d.members.values_mut() {
-                    members.remove(&id);
-                }
-                touch(Touched::User(id));
-            }
-        })
-    };
+    let delete = |range| delete_users(&src, range);
     // 12 of 156 (7.7%): applied.
     delete(0..12);
     let r = run(&f, &c, &src, manual()).await;
@@ -398,7 +401,43 @@ async fn a_delta_rounds_guard_weighs_its_removals_against_the_stored_totals(f: F
     let before = state(&f, &c).await;
     let r = run(&f, &c, &src, manual()).await;
     assert_eq!((r.status, r.counts.removed), (RunStatus::Staged, 0));
+    assert!(
+        r.message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("of 144 stored"),
+        "{:?}",
+        r.message
+    );
     assert_eq!(state(&f, &c).await, before);
+
+    // Over the absolute cap the total cannot matter: staged without it.
+    let capped = SyncEngine::new(
+        f.store.clone(),
+        EngineSettings {
+            guard: DeletionGuard {
+                max_count: 10,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    );
+    let c2 = connector(&f, "capped", json!({}));
+    let src2 = MemorySource::new(Directory::generate(150, 6, "fabrikam.com"), 40);
+    capped.run(&c2, &src2, manual()).await.unwrap();
+    delete_users(&src2, 0..12);
+    let RunOutcome::Finished(r) = capped.run(&c2, &src2, manual()).await.unwrap() else {
+        panic!("a finished run")
+    };
+    assert_eq!((r.status, r.counts.removed), (RunStatus::Staged, 0));
+    assert!(
+        r.message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("limit of 10"),
+        "{:?}",
+        r.message
+    );
 }
 
 async fn guard_stages_when_the_source_returns_almost_nothing_and_approval_applies_exactly_the_list(

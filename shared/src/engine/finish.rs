@@ -93,11 +93,12 @@ impl SyncEngine {
         };
         // Full reads list what is stored, to find what they did not see (and,
         // for members, users that are not stored). Otherwise only the guard's
-        // percentage needs the stored totals, and only when enough is held
-        // for it to count: those are counted, not read out (listing 100,000
-        // users took a delta round on DynamoDB three seconds).
+        // percentage needs the stored totals, and only when the number held
+        // is one the total can decide: those are counted, not read out
+        // (listing 100,000 users took a delta round on DynamoDB Local three
+        // seconds, and counting them still takes one and a half).
         let listing_users = users_full || groups_full;
-        let totals = listing_users || g.held.len() as u64 >= self.settings.guard.percent_floor;
+        let totals = listing_users || self.settings.guard.weighs_stored(g.held.len() as u64);
         let already: HashSet<SourceId> = g
             .held
             .iter()
@@ -211,14 +212,20 @@ impl SyncEngine {
             }
         }
         // Users skipped in this run (guests, out of scope…) keep no
-        // memberships. After a full read of groups, the members of every
-        // group seen were just checked against the stored users, so only
-        // skipped users still stored (their removal is held) need looking
-        // up; the rest are members only of groups that are gone and go with
-        // them. A first sync skips a few thousand users, none stored, and
-        // looking each up in the index took two seconds.
+        // memberships. After a full read of groups in which every stored
+        // group was seen, the members of all of them were just checked
+        // against the stored users, so only skipped users still stored
+        // (their removal is held) need looking up. A first sync skips a few
+        // thousand users, none stored, and looking each up in the index
+        // took two seconds. With a group removal held (it may be staged or
+        // rejected), every skipped user is looked up, as before.
+        let every_group_swept = groups_full
+            && !g
+                .held
+                .iter()
+                .any(|h| matches!(h, HeldAction::RemoveGroup { .. }));
         for id in std::mem::take(&mut g.skipped_users) {
-            if !groups_full || user_fps.contains(&user_fp(&id)) {
+            if !every_group_swept || user_fps.contains(&user_fp(&id)) {
                 sweep.memberships.extend(self.groups_of(scope, &id).await?);
             }
         }
@@ -316,7 +323,13 @@ impl SyncEngine {
         stored_memberships: u64,
     ) -> Option<String> {
         let guard = &self.settings.guard;
-        if guard.trips(objects, stored) {
+        if objects > guard.max_count {
+            // Staged whatever is stored (which a delta round does not count).
+            Some(format!(
+                "{objects} removals or disables exceed the deletion guard's limit of {}",
+                guard.max_count
+            ))
+        } else if guard.trips(objects, stored) {
             Some(format!(
                 "{objects} removals or disables of {stored} stored users and groups exceed the deletion guard"
             ))

@@ -142,7 +142,8 @@ type StreamFuture<'a> = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<StreamEnd, EngineError>> + Send + 'a>,
 >;
 
-/// How many pages a stream reads ahead of the page it applies. Three keep
+/// How many pages a stream keeps queued ahead of the page it applies (its
+/// reader may hold one more, waiting for room). Three keep
 /// the source busy through an uneven page (one listing a large group's
 /// members takes longer to store than the latency of the next read) at a
 /// few megabytes of memory; more only read further past a pause.
@@ -408,8 +409,10 @@ impl SyncEngine {
         };
         // A read ahead held up (by throttling, say) must not keep the
         // invocation past its deadline: it is cut off there and read again
-        // later. The first read of an invocation is not: the invocation
-        // must apply a page to make progress (the margin leaves it room).
+        // later. A reader's first read is not (each invocation starts a
+        // reader, and so does the full read after a refused cursor): the
+        // invocation must apply a page to make progress (the margin leaves
+        // it room).
         let by_deadline = async |from: &ReadFrom, first: bool| match request.deadline {
             Some(deadline) if !first => {
                 let stop = deadline
@@ -429,7 +432,8 @@ impl SyncEngine {
                 return Ok(StreamEnd::Paused);
             }
             // The reader follows the source's links on its own, up to
-            // READ_AHEAD pages ahead of the page being applied, so that
+            // READ_AHEAD pages queued (and one more in hand, waiting for
+            // room) ahead of the page being applied, so that
             // the store's work and the source's latency overlap: a stream
             // takes about the longer of the two, not their sum. Pages read
             // but not applied when the invocation stops are simply read

@@ -124,6 +124,13 @@ impl Default for DeletionGuard {
 }
 
 impl DeletionGuard {
+    /// Whether the number of stored objects can change the verdict on
+    /// `destructive` removals/disables: not below the floor, nor above the
+    /// absolute cap (which stages whatever is stored).
+    pub fn weighs_stored(&self, destructive: u64) -> bool {
+        destructive >= self.percent_floor && destructive <= self.max_count
+    }
+
     /// Whether `destructive` removals/disables out of `stored` objects stage.
     pub fn trips(&self, destructive: u64, stored: u64) -> bool {
         destructive > self.max_count
@@ -145,5 +152,17 @@ mod tests {
         assert!(!g.trips(10, 1000));
         assert!(g.trips(501, 1_000_000), "the absolute cap always applies");
         assert!(g.trips(1000, 1000), "an almost empty source stages");
+        // The stored count matters exactly where it can change the verdict.
+        for destructive in [0, 9, 10, 500, 501, 5000] {
+            let matters = (0..=100_000u64)
+                .step_by(1000)
+                .any(|stored| g.trips(destructive, stored) != g.trips(destructive, 100_000));
+            assert!(
+                !matters || g.weighs_stored(destructive),
+                "{destructive}: the count matters but would not be taken"
+            );
+        }
+        assert!(g.weighs_stored(10) && g.weighs_stored(500));
+        assert!(!g.weighs_stored(9) && !g.weighs_stored(501));
     }
 }

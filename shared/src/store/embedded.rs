@@ -10,8 +10,9 @@
 //! about 20 s with the index and 6 s without it plus a sorted build. So
 //! triggers on `items` append what each write does to the index to
 //! `gsi1_pending` (sequential, cheap, and without reading the old item a
-//! second time: the trigger sees it), and the first index query after writes
-//! applies the pending entries in index order, in one transaction. Reads of
+//! second time: the trigger sees it). The end of a run (`Table::settle`), or
+//! else the first index query after writes, applies the pending entries in
+//! index order, in one transaction. Reads of
 //! the index therefore always see every earlier write, on any connection,
 //! and a crash loses nothing: the pending entries are in the same
 //! transactions as the items.
