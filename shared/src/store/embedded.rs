@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::table::{
     Attrs, Index, Item, ItemPage, Key, PageToken, Query, Table, TableError, WriteOp, WriteResult,
@@ -194,6 +194,31 @@ macro_rules! columns {
     };
 }
 
+/// The index joined to the items it points at, for index reads: CROSS JOIN
+/// keeps the index as the outer loop, in order, and the join checks that the
+/// item still has that index key.
+macro_rules! gsi1_join {
+    () => {
+        "FROM gsi1 g CROSS JOIN items i ON i.pk = g.pk AND i.sk = g.sk \
+         AND i.gsi1pk = g.gsi1pk AND i.gsi1sk = g.gsi1sk"
+    };
+}
+
+/// A transaction for reading through `index`. An index read writes first
+/// (the pending entries) and then reads, both in one transaction taken for
+/// writing from the start, so that another process's commit cannot come in
+/// between.
+fn read_transaction(c: &mut Connection, index: Index) -> rusqlite::Result<Transaction<'_>> {
+    match index {
+        Index::Primary => c.transaction(),
+        Index::Gsi1 => {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            apply_pending_gsi1(&tx)?;
+            Ok(tx)
+        }
+    }
+}
+
 fn row_to_item(row: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
     let pk: String = row.get(0)?;
     let sk: String = row.get(1)?;
@@ -357,39 +382,29 @@ impl Table for EmbeddedTable {
     }
 
     async fn settle(&self) -> Result<(), TableError> {
-        self.run(|c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            apply_pending_gsi1(&tx)?;
-            tx.commit()
-        })
-        .await
+        self.run(|c| read_transaction(c, Index::Gsi1)?.commit())
+            .await
     }
 
     async fn count(&self, query: &Query) -> Result<u64, TableError> {
         let q = query.clone();
         self.run(move |c| {
-            let bounds = params![q.pk, q.sk_prefix, format!("{}{PREFIX_END}", q.sk_prefix)];
-            let n: i64 = match q.index {
-                Index::Primary => c
-                    .prepare_cached(
-                        "SELECT count(*) FROM items WHERE pk = ?1 AND sk >= ?2 AND sk < ?3",
-                    )?
-                    .query_row(bounds, |r| r.get(0))?,
-                Index::Gsi1 => {
-                    // As in `query`: up to date and read in one transaction.
-                    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                    apply_pending_gsi1(&tx)?;
-                    let n = tx.query_row(
-                        "SELECT count(*) FROM gsi1 g CROSS JOIN items i ON i.pk = g.pk \
-                         AND i.sk = g.sk AND i.gsi1pk = g.gsi1pk AND i.gsi1sk = g.gsi1sk \
-                         WHERE g.gsi1pk = ?1 AND g.gsi1sk >= ?2 AND g.gsi1sk < ?3",
-                        bounds,
-                        |r| r.get(0),
-                    )?;
-                    tx.commit()?;
-                    n
+            let sql = match q.index {
+                Index::Primary => {
+                    "SELECT count(*) FROM items WHERE pk = ?1 AND sk >= ?2 AND sk < ?3"
                 }
+                Index::Gsi1 => concat!(
+                    "SELECT count(*) ",
+                    gsi1_join!(),
+                    " WHERE g.gsi1pk = ?1 AND g.gsi1sk >= ?2 AND g.gsi1sk < ?3"
+                ),
             };
+            let tx = read_transaction(c, q.index)?;
+            let n: i64 = tx.prepare_cached(sql)?.query_row(
+                params![q.pk, q.sk_prefix, format!("{}{PREFIX_END}", q.sk_prefix)],
+                |r| r.get(0),
+            )?;
+            tx.commit()?;
             Ok(n as u64)
         })
         .await
@@ -424,13 +439,15 @@ impl Table for EmbeddedTable {
                     } else {
                         String::new()
                     };
-                    // CROSS JOIN keeps the index as the outer loop, in order.
                     format!(
-                        "SELECT i.pk, i.sk, i.gsi1pk, i.gsi1sk, i.ttl, i.attrs \
-                         FROM gsi1 g CROSS JOIN items i ON i.pk = g.pk AND i.sk = g.sk \
-                         AND i.gsi1pk = g.gsi1pk AND i.gsi1sk = g.gsi1sk \
-                         WHERE g.gsi1pk = ?1 AND g.gsi1sk >= ?2 AND g.gsi1sk < ?3 {after} \
-                         ORDER BY g.gsi1sk {order}, g.pk {order}, g.sk {order} LIMIT ?7"
+                        concat!(
+                            "SELECT i.pk, i.sk, i.gsi1pk, i.gsi1sk, i.ttl, i.attrs ",
+                            gsi1_join!(),
+                            " WHERE g.gsi1pk = ?1 AND g.gsi1sk >= ?2 AND g.gsi1sk < ?3 {after} \
+                             ORDER BY g.gsi1sk {order}, g.pk {order}, g.sk {order} LIMIT ?7"
+                        ),
+                        after = after,
+                        order = order
                     )
                 }
             };
@@ -446,17 +463,7 @@ impl Table for EmbeddedTable {
                 },
             };
             let limit = q.limit.max(1);
-            // An index query writes (the pending entries) before it reads:
-            // both in one transaction, taken for writing from the start, so
-            // another process's commit cannot come in between.
-            let tx = match q.index {
-                Index::Primary => c.transaction()?,
-                Index::Gsi1 => {
-                    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                    apply_pending_gsi1(&tx)?;
-                    tx
-                }
-            };
+            let tx = read_transaction(c, q.index)?;
             let mut stmt = tx.prepare_cached(&sql)?;
             let mut items: Vec<Item> = stmt
                 .query_map(
