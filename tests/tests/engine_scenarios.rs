@@ -364,6 +364,11 @@ async fn deletions_by_full_sweep_and_by_delta(f: Fixture) {
     assert_eq!(state(&f, &c).await, expected(&src.directory()));
 }
 
+/// Whether the run's message contains `text`.
+fn says(r: &SyncRun, text: &str) -> bool {
+    r.message.as_deref().is_some_and(|m| m.contains(text))
+}
+
 /// Users deleted at the source, with their memberships, as a delta sees it.
 fn delete_users(src: &MemorySource, range: std::ops::Range<usize>) {
     src.mutate(|d, touch| {
@@ -401,14 +406,7 @@ async fn a_delta_rounds_guard_weighs_its_removals_against_the_stored_totals(f: F
     let before = state(&f, &c).await;
     let r = run(&f, &c, &src, manual()).await;
     assert_eq!((r.status, r.counts.removed), (RunStatus::Staged, 0));
-    assert!(
-        r.message
-            .as_deref()
-            .unwrap_or_default()
-            .contains("of 144 stored"),
-        "{:?}",
-        r.message
-    );
+    assert!(says(&r, "of 144 stored"), "{:?}", r.message);
     assert_eq!(state(&f, &c).await, before);
 
     // Over the absolute cap the total cannot matter: staged without it.
@@ -430,14 +428,7 @@ async fn a_delta_rounds_guard_weighs_its_removals_against_the_stored_totals(f: F
         panic!("a finished run")
     };
     assert_eq!((r.status, r.counts.removed), (RunStatus::Staged, 0));
-    assert!(
-        r.message
-            .as_deref()
-            .unwrap_or_default()
-            .contains("limit of 10"),
-        "{:?}",
-        r.message
-    );
+    assert!(says(&r, "limit of 10"), "{:?}", r.message);
 }
 
 async fn guard_stages_when_the_source_returns_almost_nothing_and_approval_applies_exactly_the_list(

@@ -26,7 +26,6 @@ mod floors;
 mod rss;
 mod sim_process;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -120,6 +119,20 @@ struct Case {
 
 /// Runs `work` as one case: counters and both processes' peak RSS start
 /// afresh, so every figure is this case's alone.
+/// [`measure`] with `latency_ms` added to every Graph page, taken off again
+/// afterwards whether the work succeeded or not.
+async fn measure_at<T>(
+    latency_ms: u64,
+    sim: &mut SimProcess,
+    counts: &Counts,
+    work: impl Future<Output = Result<T, String>>,
+) -> Result<(T, Measured), String> {
+    sim.set_latency(latency_ms)?;
+    let result = measure(sim, counts, work).await;
+    sim.set_latency(0)?;
+    result
+}
+
 async fn measure<T>(
     sim: &mut SimProcess,
     counts: &Counts,
@@ -142,27 +155,11 @@ async fn measure<T>(
     Ok((out, m))
 }
 
-/// A store and its engine. The embedded store's files are removed once the
-/// engine has closed them (fields drop in declaration order).
+/// A store and its engine. The embedded store's folder (with its WAL) is
+/// removed once the engine has closed it (fields drop in declaration order).
 struct Store {
     engine: SyncEngine,
-    _files: Option<TempDb>,
-}
-
-struct TempDb(PathBuf);
-
-impl TempDb {
-    fn remove(&self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", self.0.display()));
-        }
-    }
-}
-
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        self.remove();
-    }
+    _files: Option<tempfile::TempDir>,
 }
 
 /// A fresh store for `users` (`label` tells the overlap and continuation
@@ -181,13 +178,13 @@ async fn open_store(
             (Arc::new(table), None)
         }
         None => {
-            // Private to this process, so concurrent benchmarks do not meet.
-            let files = TempDb(std::env::temp_dir().join(format!(
-                "dirsync-bench-{}-{users}{label}.db",
-                std::process::id()
-            )));
-            files.remove();
-            let table = EmbeddedTable::open(&files.0).map_err(|e| e.to_string())?;
+            // A fresh folder each, so concurrent benchmarks do not meet.
+            let files = tempfile::Builder::new()
+                .prefix(&format!("dirsync-bench-{users}{label}-"))
+                .tempdir()
+                .map_err(|e| format!("cannot create a folder for the embedded store: {e}"))?;
+            let table =
+                EmbeddedTable::open(&files.path().join("dirsync.db")).map_err(|e| e.to_string())?;
             (Arc::new(table), Some(files))
         }
     };
@@ -387,15 +384,13 @@ async fn tenant(users: u32, args: &Args) -> Result<Vec<Case>, String> {
     let latency = args.latency_ms;
     if args.wants(CaseKind::Overlap) {
         let store = open_store(args, users, "-overlap", &counts, EngineSettings::default()).await?;
-        sim.set_latency(latency)?;
-        let result = measure(
+        let (run, m) = measure_at(
+            latency,
             &mut sim,
             &counts,
             run_once(&store.engine, &connector, &source, true),
         )
-        .await;
-        sim.set_latency(0)?;
-        let (run, m) = result?;
+        .await?;
         // Streams are read concurrently, so the floor is the slowest
         // stream's pages, each waiting out the latency.
         let (stream, pages) = [("users", m.sim.users_pages), ("groups", m.sim.groups_pages)]
@@ -427,15 +422,13 @@ async fn tenant(users: u32, args: &Args) -> Result<Vec<Case>, String> {
         };
         let store = open_store(args, users, "-continuation", &counts, settings).await?;
         let length = Duration::from_secs_f64(args.invocation_s);
-        sim.set_latency(latency)?;
-        let result = measure(
+        let ((run, invocations, longest_s), m) = measure_at(
+            latency,
             &mut sim,
             &counts,
             run_in_invocations(&store.engine, &connector, &source, length),
         )
-        .await;
-        sim.set_latency(0)?;
-        let ((run, invocations, longest_s), m) = result?;
+        .await?;
         cases.push(Case {
             minimum,
             run: Some(run),

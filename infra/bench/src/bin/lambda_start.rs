@@ -194,14 +194,25 @@ async fn response(
     UrlPath(id): UrlPath<String>,
     body: Bytes,
 ) -> StatusCode {
+    answer(&api, &id, "a response", |at| Report::Response(at, body))
+}
+
+/// Takes a response or an error for invocation `id`, if it is the one on
+/// offer, and reports it with the time it came in.
+fn answer(
+    api: &RuntimeApi,
+    id: &str,
+    what: &str,
+    report: impl FnOnce(Instant) -> Report,
+) -> StatusCode {
     let at = Instant::now();
-    if !same_invocation(&api, &id) {
+    if !same_invocation(api, id) {
         api.report(Report::Unexpected(format!(
-            "a response for unknown request {id}"
+            "{what} for unknown request {id}"
         )));
         return StatusCode::BAD_REQUEST;
     }
-    api.report(Report::Response(at, body));
+    api.report(report(at));
     StatusCode::ACCEPTED
 }
 
@@ -211,15 +222,9 @@ async fn invocation_error(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let at = Instant::now();
-    if !same_invocation(&api, &id) {
-        api.report(Report::Unexpected(format!(
-            "an error for unknown request {id}"
-        )));
-        return StatusCode::BAD_REQUEST;
-    }
-    api.report(Report::Error(at, error_type(&headers), body));
-    StatusCode::ACCEPTED
+    answer(&api, &id, "an error", |at| {
+        Report::Error(at, error_type(&headers), body)
+    })
 }
 
 async fn init_error(
@@ -608,14 +613,7 @@ async fn prepare_services() -> Result<Services, String> {
     let dynamodb = endpoint("DIRSYNC_TEST_DYNAMODB_ENDPOINT", "dynamodb-local.sh")?;
     let secrets = endpoint("DIRSYNC_TEST_SECRETS_ENDPOINT", "moto.sh")?;
 
-    let ddb = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .region(aws_sdk_dynamodb::config::Region::new(REGION))
-            .credentials_provider(emulator_credentials())
-            .endpoint_url(&dynamodb)
-            .build(),
-    );
+    let ddb = dynamodb_client(&dynamodb);
     let table = format!("dirsync-bench-start-{}", Uuid::new_v4().simple());
     DynamoTable::new(ddb, table.clone())
         .create_table()
@@ -653,6 +651,17 @@ async fn prepare_services() -> Result<Services, String> {
     })
 }
 
+fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new(REGION))
+            .credentials_provider(emulator_credentials())
+            .endpoint_url(endpoint)
+            .build(),
+    )
+}
+
 fn secrets_client(endpoint: &str) -> aws_sdk_secretsmanager::Client {
     aws_sdk_secretsmanager::Client::from_conf(
         aws_sdk_secretsmanager::Config::builder()
@@ -666,14 +675,7 @@ fn secrets_client(endpoint: &str) -> aws_sdk_secretsmanager::Client {
 
 /// Best effort: the emulators are in memory anyway.
 async fn clean_up(s: &Services) {
-    let ddb = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .region(aws_sdk_dynamodb::config::Region::new(REGION))
-            .credentials_provider(emulator_credentials())
-            .endpoint_url(&s.dynamodb)
-            .build(),
-    );
+    let ddb = dynamodb_client(&s.dynamodb);
     let _ = ddb.delete_table().table_name(&s.table).send().await;
     let _ = secrets_client(&s.secrets)
         .delete_secret()
