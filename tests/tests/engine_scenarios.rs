@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use common::Fixture;
-use common::memory::{Directory, Fault, MemorySource, Touched, sid, user};
+use common::memory::{Directory, Fault, MemorySource, Touched, group, sid, user};
 use dirsync_shared::domain::*;
 use dirsync_shared::engine::{
     Action, DeletionGuard, EngineSettings, RunOutcome, RunRequest, SyncEngine,
@@ -31,6 +31,7 @@ on_both_stores!(
     deadline_continuations_reach_the_same_state,
     a_page_slower_than_an_invocation_still_moves_the_run_on,
     a_first_sync_writes_memberships_without_reading_them_and_says_so_across_invocations,
+    a_first_sync_reads_back_what_it_wrote_only_when_it_cannot_vouch_for_it,
     a_replayed_page_changes_nothing,
     one_run_per_connector_and_dead_runs_are_taken_over,
     dry_run_lists_every_action_and_writes_nothing,
@@ -715,6 +716,91 @@ async fn a_first_sync_writes_memberships_without_reading_them_and_says_so_across
     );
     assert_eq!(f.writes.directory_writes(), before);
     assert_eq!(state(&f, &c).await, want);
+}
+
+/// 60 users of `domain` in 4 groups, and 10 of fabrikam.com in group 1,
+/// which a filter on `domain` skips.
+fn with_outsiders(domain: &str) -> Directory {
+    let mut d = Directory::generate(60, 4, domain);
+    for i in 100..110 {
+        let u = user(i, "fabrikam.com");
+        d.members
+            .get_mut("g0001")
+            .unwrap()
+            .insert(u.id.to_string(), MemberKind::User);
+        d.users.insert(u.id.to_string(), u);
+    }
+    d
+}
+
+/// A first sync stored only what it saw, so it ends without reading back
+/// what it wrote: the memberships of the users it skipped are found in the
+/// index. Unless a membership may point at a user it did not store, one the
+/// users stream never listed or one lost to another connector's address:
+/// then it reads everything back, and those memberships go too.
+async fn a_first_sync_reads_back_what_it_wrote_only_when_it_cannot_vouch_for_it(f: Fixture) {
+    let reads = || f.writes.counts().now().read;
+    let filtered = |domain: &str| json!({ "email_domains": domain });
+
+    // Skipped members only: no read-back.
+    let a = connector(&f, "a", filtered("contoso.com"));
+    let before = reads();
+    let r = run(
+        &f,
+        &a,
+        &MemorySource::new(with_outsiders("contoso.com"), 20),
+        manual(),
+    )
+    .await;
+    let vouched = reads() - before;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    assert_eq!(r.counts.skipped, 10);
+    assert_eq!(
+        state(&f, &a).await,
+        expected(&Directory::generate(60, 4, "contoso.com"))
+    );
+
+    // The same, plus a member the users stream never lists: read back.
+    let mut d = with_outsiders("example.org");
+    d.members
+        .get_mut("g0002")
+        .unwrap()
+        .insert("u00999".into(), MemberKind::User);
+    let b = connector(&f, "b", filtered("example.org"));
+    let before = reads();
+    let r = run(&f, &b, &MemorySource::new(d, 20), manual()).await;
+    let read_back = reads() - before;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    let want = expected(&Directory::generate(60, 4, "example.org"));
+    assert_eq!(state(&f, &b).await, want);
+    assert!(
+        read_back >= vouched + want.members.len() as u64,
+        "the second run read back its memberships ({read_back} items read, the first {vouched})"
+    );
+
+    // A member whose address connector a owns is not stored, and neither
+    // is its membership.
+    let mut d = Directory::default();
+    let mut rival = user(1, "contoso.com");
+    rival.id = sid("ldap-1");
+    let own = user(200, "contoso.com");
+    d.groups.insert("g0000".into(), group(0));
+    for u in [rival, own] {
+        d.members
+            .entry("g0000".into())
+            .or_default()
+            .insert(u.id.to_string(), MemberKind::User);
+        d.users.insert(u.id.to_string(), u);
+    }
+    let c = connector(&f, "c", json!({}));
+    let r = run(&f, &c, &MemorySource::new(d, 20), manual()).await;
+    assert_eq!(r.status, RunStatus::Partial, "{:?}", r.message);
+    let st = state(&f, &c).await;
+    assert_eq!(st.users.keys().collect::<Vec<_>>(), ["u00200"]);
+    assert_eq!(
+        st.members,
+        BTreeSet::from([("g0000".to_owned(), "u00200".to_owned())])
+    );
 }
 
 async fn a_replayed_page_changes_nothing(f: Fixture) {

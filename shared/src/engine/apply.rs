@@ -22,6 +22,9 @@ pub struct PageOutcome {
     pub seen_users: Vec<u64>,
     pub seen_groups: Vec<u64>,
     pub seen_members: Vec<u64>,
+    /// On a first sync, the users its memberships point at: the end of the
+    /// run needs no read-back when all of them were stored or skipped.
+    pub member_users: Vec<u64>,
     pub skipped_users: Vec<SourceId>,
     pub added_user_members: Vec<(SourceId, SourceId)>,
     /// Memberships of users not kept, held until the end of the run (the
@@ -156,6 +159,17 @@ impl PageContext<'_> {
         if full {
             out.seen_members
                 .extend(added.iter().map(|m| membership_fp(&m.group, &m.member)));
+            if self.known.began_empty {
+                out.member_users.extend(
+                    added
+                        .iter()
+                        .filter(|m| m.member_kind == crate::domain::MemberKind::User)
+                        .map(|m| user_fp(&m.member)),
+                );
+                // A user is in several of a page's groups: one entry each.
+                out.member_users.sort_unstable();
+                out.member_users.dedup();
+            }
         } else {
             out.added_user_members.extend(
                 added

@@ -131,6 +131,7 @@ pub(crate) struct Gathered {
     pub seen_users: HashSet<u64>,
     pub seen_groups: HashSet<u64>,
     pub seen_members: HashSet<u64>,
+    pub member_users: HashSet<u64>,
     pub skipped_users: Vec<SourceId>,
     pub added_user_members: Vec<(SourceId, SourceId)>,
     pub pending_members: Vec<(SourceId, SourceId)>,
@@ -278,7 +279,11 @@ impl SyncEngine {
                     run.mode = SyncMode::Full;
                 }
                 let began_empty = !self.store.has_directory(&scope).await?;
-                let p = RunProgress { run, began_empty };
+                let p = RunProgress {
+                    run,
+                    began_empty,
+                    member_users_recorded: began_empty,
+                };
                 let cp = self.checkpoints(&scope, &p.run);
                 for (name, sp) in &streams {
                     cp.save_stream(name, sp).await?;
@@ -591,6 +596,7 @@ impl SyncEngine {
             seen_users: cp.fingerprints(progress::SEEN_USERS).await?,
             seen_groups: cp.fingerprints(progress::SEEN_GROUPS).await?,
             seen_members: cp.fingerprints(progress::SEEN_MEMBERS).await?,
+            member_users: cp.fingerprints(progress::MEMBER_USERS).await?,
             skipped_users: cp.entries(progress::SKIPPED_USERS).await?,
             added_user_members: cp.entries(progress::ADDED_MEMBERS).await?,
             pending_members: cp.entries(progress::PENDING_MEMBERS).await?,
@@ -725,6 +731,7 @@ async fn record(cp: &Checkpoints<'_>, at: &str, out: &PageOutcome) -> Result<(),
         (progress::SEEN_USERS, &out.seen_users),
         (progress::SEEN_GROUPS, &out.seen_groups),
         (progress::SEEN_MEMBERS, &out.seen_members),
+        (progress::MEMBER_USERS, &out.member_users),
     ] {
         if !fps.is_empty() {
             cp.put_fingerprints(kind, at, fps).await?;
@@ -779,6 +786,7 @@ impl Gathered {
         self.seen_users.extend(out.seen_users);
         self.seen_groups.extend(out.seen_groups);
         self.seen_members.extend(out.seen_members);
+        self.member_users.extend(out.member_users);
         self.skipped_users.extend(out.skipped_users);
         self.added_user_members.extend(out.added_user_members);
         self.pending_members.extend(out.pending_members);

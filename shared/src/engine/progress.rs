@@ -65,6 +65,12 @@ pub struct RunProgress {
     /// of older builds, which read as before.
     #[serde(default)]
     pub began_empty: bool,
+    /// Such a run records the users its memberships point at
+    /// ([`MEMBER_USERS`]), so that its end can do without reading back what
+    /// it wrote. False in checkpoints of builds that did not record them:
+    /// their runs end with the full read-back.
+    #[serde(default)]
+    pub member_users_recorded: bool,
 }
 
 pub const RUN: &str = "run";
@@ -73,6 +79,7 @@ pub const RUN: &str = "run";
 pub const SEEN_USERS: &str = "seen-users";
 pub const SEEN_GROUPS: &str = "seen-groups";
 pub const SEEN_MEMBERS: &str = "seen-members";
+pub const MEMBER_USERS: &str = "member-users";
 pub const HELD: &str = "held";
 pub const SKIPPED_USERS: &str = "skipped-users";
 pub const ADDED_MEMBERS: &str = "added-members";
