@@ -32,6 +32,7 @@ on_both_stores!(
     a_page_slower_than_an_invocation_still_moves_the_run_on,
     a_first_sync_writes_memberships_without_reading_them_and_says_so_across_invocations,
     a_first_sync_reads_back_what_it_wrote_only_when_it_cannot_vouch_for_it,
+    a_first_sync_resumed_after_a_crash_cannot_vouch_for_it,
     a_replayed_page_changes_nothing,
     one_run_per_connector_and_dead_runs_are_taken_over,
     dry_run_lists_every_action_and_writes_nothing,
@@ -681,7 +682,10 @@ async fn a_first_sync_writes_memberships_without_reading_them_and_says_so_across
     let c = connector(&f, "main", json!({}));
     let began_empty = async || {
         let run = f.store.get_progress(&scope(&c), "run").await.unwrap();
-        run.expect("a paused run keeps its checkpoint")["began_empty"].as_bool()
+        let run = run.expect("a paused run keeps its checkpoint");
+        // Paused cleanly, the run keeps its word on what it recorded.
+        let vouches = run["member_users_recorded"].as_bool();
+        run["began_empty"].as_bool().filter(|b| vouches == Some(*b))
     };
 
     // The connector holds nothing: the run says so, in every invocation.
@@ -801,6 +805,40 @@ async fn a_first_sync_reads_back_what_it_wrote_only_when_it_cannot_vouch_for_it(
         st.members,
         BTreeSet::from([("g0000".to_owned(), "u00200".to_owned())])
     );
+}
+
+/// An invocation that dies may have written a page it did not record: the
+/// run it leaves can no longer vouch for what it stored, and its end reads
+/// back. A clean pause keeps the run's word.
+async fn a_first_sync_resumed_after_a_crash_cannot_vouch_for_it(f: Fixture) {
+    let dir = Directory::generate(80, 4, "contoso.com");
+    let src = MemorySource::new(dir.clone(), 10);
+    let c = connector(&f, "main", json!({}));
+    let vouches = async || {
+        let run = f.store.get_progress(&scope(&c), "run").await.unwrap();
+        run.expect("an unfinished run keeps its checkpoint")["member_users_recorded"].as_bool()
+    };
+    src.fault_at(4, Fault::Hang);
+    let crashed = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        engine(&f).run(&c, &src, manual()),
+    )
+    .await;
+    assert!(crashed.is_err(), "the run hangs at the fault");
+    assert_eq!(vouches().await, Some(true), "as the run began");
+    src.clear_fault();
+    f.clock.advance(Duration::minutes(11));
+
+    // Taken over after the crash, then paused and continued cleanly: the
+    // run does not get its word back.
+    *src.page_delay.lock().unwrap() = std::time::Duration::from_millis(30);
+    let mut flags = Vec::new();
+    let (r, invocations) =
+        in_short_invocations(&f, &c, &src, manual(), async || flags.push(vouches().await)).await;
+    assert!(invocations >= 2, "continued ({invocations} invocations)");
+    assert!(flags.iter().all(|b| *b == Some(false)), "{flags:?}");
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    assert_eq!(state(&f, &c).await, expected(&dir));
 }
 
 async fn a_replayed_page_changes_nothing(f: Fixture) {

@@ -105,9 +105,14 @@ impl SyncEngine {
             return Ok(None);
         }
         // Everything stored was written by this run, so seen: equal counts
-        // mean everything seen was stored.
+        // mean everything seen was stored. (Every group seen is stored: its
+        // count is a check that nothing was written unseen.)
         let stored = self.store.count_users(scope).await?;
-        Ok((stored == g.seen_users.len() as u64).then_some(stored))
+        let groups = self.store.count_groups(scope).await?;
+        Ok(
+            (stored == g.seen_users.len() as u64 && groups == g.seen_groups.len() as u64)
+                .then_some(stored),
+        )
     }
 
     /// Works out removals a full read implies, and memberships that point at
@@ -139,7 +144,11 @@ impl SyncEngine {
                 if self.settings.guard.weighs_stored(g.held.len() as u64) {
                     sweep.stored_objects = stored_users + self.store.count_groups(scope).await?;
                 }
+                // Only those the run wrote memberships for have any.
                 std::mem::take(&mut g.skipped_users)
+                    .into_iter()
+                    .filter(|id| g.member_users.contains(&user_fp(id)))
+                    .collect()
             }
             None => {
                 self.sweep_listed(scope, users_full, groups_full, g, &mut sweep)

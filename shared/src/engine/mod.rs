@@ -258,6 +258,13 @@ impl SyncEngine {
                 }
                 let mut p = p;
                 p.run.status = RunStatus::Running;
+                if !p.paused {
+                    p.member_users_recorded = false;
+                }
+                // Written at once: should this invocation die mid-page, the
+                // next must not take the pause for a clean one.
+                p.paused = false;
+                cp.save_run(&p).await?;
                 (p, streams)
             }
             None => {
@@ -279,10 +286,15 @@ impl SyncEngine {
                     run.mode = SyncMode::Full;
                 }
                 let began_empty = !self.store.has_directory(&scope).await?;
+                // Only full reads record what they see: a stream that starts
+                // from a cursor (and may turn full later) leaves the run
+                // unable to vouch for its first pages.
+                let all_full = streams.iter().all(|(_, p)| p.mode == SyncMode::Full);
                 let p = RunProgress {
                     run,
                     began_empty,
-                    member_users_recorded: began_empty,
+                    member_users_recorded: began_empty && all_full,
+                    paused: false,
                 };
                 let cp = self.checkpoints(&scope, &p.run);
                 for (name, sp) in &streams {
@@ -348,6 +360,7 @@ impl SyncEngine {
         if ends_iter.iter().any(|e| matches!(e, StreamEnd::Paused)) {
             progress.run.message =
                 Some("continuing in a new invocation from the last checkpoint".into());
+            progress.paused = true;
             let cp = self.checkpoints(&scope, &progress.run);
             cp.save_run(&progress).await?;
             self.store.put_run(&progress.run).await?;

@@ -71,6 +71,12 @@ pub struct RunProgress {
     /// their runs end with the full read-back.
     #[serde(default)]
     pub member_users_recorded: bool,
+    /// The last invocation paused cleanly: every page it wrote, it also
+    /// recorded. Any other resume (after a crash, a failure, a takeover)
+    /// may follow a page written but not recorded, which the end of a first
+    /// sync cannot vouch for: it then reads back.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 pub const RUN: &str = "run";

@@ -89,7 +89,29 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(1
 
 #[derive(Clone)]
 pub struct EmbeddedTable {
+    // Declared first, so dropped first: the checkpoint thread's connection
+    // closes before the writer's, which as the last one checkpoints and
+    // removes the log, as a store closed by one connection does.
+    checkpointer: Option<Arc<Checkpointer>>,
     conn: Arc<Mutex<Connection>>,
+}
+
+/// The checkpoint thread (see [`EmbeddedTable::start_checkpointer`]),
+/// stopped and waited for when the last clone of its table goes.
+struct Checkpointer {
+    stop: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        let (stopped, wake) = &*self.stop;
+        *stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl EmbeddedTable {
@@ -120,8 +142,8 @@ impl EmbeddedTable {
             .map_err(backend)?;
         conn.pragma_update(None, "wal_autocheckpoint", 32_768)
             .map_err(backend)?;
-        let table = Self::with_connection(conn)?;
-        table.start_checkpointer(path)?;
+        let mut table = Self::with_connection(conn)?;
+        table.checkpointer = Some(Arc::new(Self::start_checkpointer(path)?));
         Ok(table)
     }
 
@@ -131,22 +153,33 @@ impl EmbeddedTable {
     /// writer goes on. A passive checkpoint never blocks the writer; the
     /// writer's own checkpoint at 32,768 pages stays as the bound on the
     /// log's size, and finds most of its pages already copied.
-    fn start_checkpointer(&self, path: &Path) -> Result<(), TableError> {
+    fn start_checkpointer(path: &Path) -> Result<Checkpointer, TableError> {
         let conn = Connection::open(path).map_err(backend)?;
-        let writer = Arc::downgrade(&self.conn);
-        std::thread::Builder::new()
+        let stop = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let signal = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
             .name("dirsync-checkpoint".into())
             .spawn(move || {
-                // Ends with the table (its last clone dropped).
-                while writer.strong_count() > 0 {
-                    std::thread::sleep(CHECKPOINT_EVERY);
+                let (stopped, wake) = &*signal;
+                let mut stopped = stopped.lock().unwrap_or_else(|p| p.into_inner());
+                while !*stopped {
+                    stopped = wake
+                        .wait_timeout(stopped, CHECKPOINT_EVERY)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                    if *stopped {
+                        break;
+                    }
                     // A failed pass (the writer's own checkpoint running, a
                     // reader in the way) leaves the log for the next one.
                     let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
                 }
             })
             .map_err(|e| TableError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
-        Ok(())
+        Ok(Checkpointer {
+            stop,
+            thread: Some(thread),
+        })
     }
 
     /// A private in-memory store (tests).
@@ -175,6 +208,7 @@ impl EmbeddedTable {
         }
         tx.commit().map_err(backend)?;
         Ok(Self {
+            checkpointer: None,
             conn: Arc::new(Mutex::new(conn)),
         })
     }
@@ -579,6 +613,10 @@ mod tests {
             size()
         );
         assert!(t.get(&Key::new("p", "00007")).await.is_ok());
+        // Closed, the store is one file again: the thread's connection went
+        // first, and the writer's, the last, removed the log.
+        drop(t);
+        assert!(!dir.path().join("state.db-wal").exists());
     }
 
     #[tokio::test]
