@@ -275,14 +275,7 @@ async fn domain_filter_scopes_users_and_their_memberships(f: Fixture) {
 /// nothing to protect).
 async fn a_first_sync_with_many_out_of_scope_members_does_not_stage(f: Fixture) {
     let mut d = Directory::generate(10, 2, "contoso.com");
-    for i in 100..700 {
-        let u = user(i, "fabrikam.com");
-        d.members
-            .get_mut("g0000")
-            .unwrap()
-            .insert(u.id.to_string(), MemberKind::User);
-        d.users.insert(u.id.to_string(), u);
-    }
+    add_outsiders(&mut d, "g0000", 100..700);
     let src = MemorySource::new(d, 50);
     let c = connector(&f, "main", json!({"email_domains": "contoso.com"}));
     let r = run(&f, &c, &src, manual()).await;
@@ -722,18 +715,23 @@ async fn a_first_sync_writes_memberships_without_reading_them_and_says_so_across
     assert_eq!(state(&f, &c).await, want);
 }
 
-/// 60 users of `domain` in 4 groups, and 10 of fabrikam.com in group 1,
-/// which a filter on `domain` skips.
-fn with_outsiders(domain: &str) -> Directory {
-    let mut d = Directory::generate(60, 4, domain);
-    for i in 100..110 {
+/// Users of fabrikam.com (which a filter on another domain skips), members
+/// of `group`.
+fn add_outsiders(d: &mut Directory, group: &str, ids: std::ops::Range<usize>) {
+    for i in ids {
         let u = user(i, "fabrikam.com");
         d.members
-            .get_mut("g0001")
+            .get_mut(group)
             .unwrap()
             .insert(u.id.to_string(), MemberKind::User);
         d.users.insert(u.id.to_string(), u);
     }
+}
+
+/// 60 users of `domain` in 4 groups, and 10 outsiders in group 1.
+fn with_outsiders(domain: &str) -> Directory {
+    let mut d = Directory::generate(60, 4, domain);
+    add_outsiders(&mut d, "g0001", 100..110);
     d
 }
 

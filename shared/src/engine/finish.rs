@@ -85,7 +85,8 @@ impl SyncEngine {
     /// skipped, and every user it saw was stored (none lost to an address
     /// conflict), nothing stored went unseen and the only memberships that
     /// point at users not stored are those of the users it skipped. Returns
-    /// the users stored then, or `None` when that cannot be shown. (Reading
+    /// the users and groups stored then, or `None` when that cannot be
+    /// shown. (Reading
     /// back 600,000 memberships and 100,000 users was 1.7 s of a 100,000-user
     /// first sync on the embedded store.)
     async fn first_sync_users(
@@ -107,17 +108,18 @@ impl SyncEngine {
         // Everything stored was written by this run, so seen: equal counts
         // mean everything seen was stored. (Every group seen is stored: its
         // count is a check that nothing was written unseen.)
-        let stored = self.store.count_users(scope).await?;
+        let users = self.store.count_users(scope).await?;
         let groups = self.store.count_groups(scope).await?;
         Ok(
-            (stored == g.seen_users.len() as u64 && groups == g.seen_groups.len() as u64)
-                .then_some(stored),
+            (users == g.seen_users.len() as u64 && groups == g.seen_groups.len() as u64)
+                .then_some(users + groups),
         )
     }
 
     /// Works out removals a full read implies, and memberships that point at
     /// users the platform does not keep. `first_sync`: the run began on an
-    /// empty store and recorded the users its memberships point at.
+    /// empty store and recorded the users its memberships point at
+    /// ([`RunProgress::member_users_recorded`]).
     async fn sweep(
         &self,
         scope: &Scope,
@@ -140,10 +142,8 @@ impl SyncEngine {
             None
         };
         let look_up = match unwritten {
-            Some(stored_users) => {
-                if self.settings.guard.weighs_stored(g.held.len() as u64) {
-                    sweep.stored_objects = stored_users + self.store.count_groups(scope).await?;
-                }
+            Some(stored_objects) => {
+                sweep.stored_objects = stored_objects;
                 // Only those the run wrote memberships for have any.
                 std::mem::take(&mut g.skipped_users)
                     .into_iter()
@@ -443,7 +443,9 @@ impl SyncEngine {
                 .iter()
                 .any(|(n, sp)| n == name && sp.mode == SyncMode::Full)
         };
-        let first_sync = progress.began_empty && progress.member_users_recorded;
+        // Only a run that began empty records them (and keeps the record
+        // only while it pauses cleanly).
+        let first_sync = progress.member_users_recorded;
         let sweep = self
             .sweep(scope, full("users"), full("groups"), first_sync, &mut g)
             .await?;

@@ -12,10 +12,9 @@
 //! `gsi1_pending` (sequential, cheap, and without reading the old item a
 //! second time: the trigger sees it). The end of a run (`Table::settle`), or
 //! else the first index query after writes, applies the pending entries in
-//! index order, in one transaction. Reads of
-//! the index therefore always see every earlier write, on any connection,
-//! and a crash loses nothing: the pending entries are in the same
-//! transactions as the items.
+//! index order, in one transaction. Reads of the index therefore always see
+//! every earlier write, on any connection, and a crash loses nothing: the
+//! pending entries are in the same transactions as the items.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
