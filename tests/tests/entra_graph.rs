@@ -16,9 +16,9 @@ use dirsync_shared::auth::{AppCertificate, AssertionAlg, KeyBits, TokenProvider}
 use dirsync_shared::domain::*;
 use dirsync_shared::engine::{EngineSettings, RunOutcome, RunRequest, SyncEngine};
 use dirsync_shared::secrets::{LocalSecretStore, SecretStore, Stage};
-use dirsync_shared::source::DirectorySource;
 use dirsync_shared::source::graph::{EntraApp, GraphDeps, GraphSource};
 use dirsync_shared::source::retry::{Limiters, RetryPolicy};
+use dirsync_shared::source::{DirectorySource, Next, ReadFrom};
 use dirsync_shared::store::{Scope, all_pages};
 use serde_json::json;
 use uuid::Uuid;
@@ -681,4 +681,67 @@ async fn tokens_are_cached_refreshed_and_a_401_gets_one_retry() {
         before + 1,
         "a fresh token after the 401"
     );
+}
+
+/// How many times the users delta has been asked for, waiting (up to 10 s)
+/// for it to reach `at_least`: a page asked for ahead arrives on its own.
+async fn users_pages_asked(sim: &EntraSim, at_least: u64) -> u64 {
+    let asked = || sim.stats().route("GET /v1.0/users/delta");
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while asked() < at_least && std::time::Instant::now() < give_up {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    asked()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_page_is_asked_for_while_a_page_is_mapped() {
+    // 2,100 users: three pages of 999.
+    let e = entra(Backend::Embedded, GenSpec::sized(2100, 3, 8)).await;
+    let c = e.consent_connector("main", json!({}));
+    let source = GraphSource::for_connector(&c, &e.deps(AssertionAlg::Ps256)).unwrap();
+    let before = e.sim.stats().route("GET /v1.0/users/delta");
+
+    // Reading the first page asks for the second without being asked.
+    let first = source.read("users", &ReadFrom::Full).await.unwrap();
+    let Next::Page(second) = first.next.clone() else {
+        panic!("three pages expected")
+    };
+    assert_eq!(first.stats.requests, 1);
+    assert_eq!(users_pages_asked(&e.sim, before + 2).await, before + 2);
+
+    // Following the link takes that request's answer (counted with the page
+    // it brought), and asks for the third.
+    let page = source
+        .read("users", &ReadFrom::Continue(second.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        page.stats.requests, 1,
+        "the page asked ahead is counted once"
+    );
+    assert_eq!(users_pages_asked(&e.sim, before + 3).await, before + 3);
+
+    // A read from anywhere else drops the page asked ahead and reads what
+    // it was told to: the second page again, the same users.
+    let again = source
+        .read("users", &ReadFrom::Continue(second))
+        .await
+        .unwrap();
+    assert_eq!(again.changes.len(), page.changes.len());
+    let third = match again.next {
+        Next::Page(third) => third,
+        Next::Done { .. } => panic!("a third page expected"),
+    };
+    // The last page has no next link, so nothing more is asked for.
+    let last = source
+        .read("users", &ReadFrom::Continue(third))
+        .await
+        .unwrap();
+    assert!(matches!(last.next, Next::Done { cursor: Some(_) }));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Pages: 1, 2 (ahead), 3 (ahead), 2 again, 3 (ahead, taken by the read).
+    assert_eq!(e.sim.stats().route("GET /v1.0/users/delta"), before + 5);
+    let users = first.changes.len() + page.changes.len() + last.changes.len();
+    assert_eq!(users, 2100, "each user read once");
 }

@@ -9,9 +9,8 @@
 //!   which adds JSON parsing and mapping; what remains above it is the
 //!   store's and the engine's bookkeeping.
 
-use dirsync_shared::source::graph::{GraphSource, MAX_PAGE};
+use dirsync_shared::source::graph::{GraphSource, MAX_PAGE, PageLinks};
 use dirsync_shared::source::{DirectorySource, Next, ReadFrom};
-use serde::Deserialize;
 
 /// Pages read per stream.
 #[derive(Clone, Copy, Debug)]
@@ -24,15 +23,6 @@ impl Pages {
     pub fn total(&self) -> u64 {
         self.users + self.groups
     }
-}
-
-/// All that is parsed of a page: serde skips `value` without building it.
-#[derive(Deserialize)]
-struct Links {
-    #[serde(rename = "@odata.nextLink")]
-    next: Option<String>,
-    #[serde(rename = "@odata.deltaLink")]
-    delta: Option<String>,
 }
 
 /// The access token the Graph source signs in with (cached after the first
@@ -76,12 +66,12 @@ async fn follow(http: &reqwest::Client, token: &str, mut url: String) -> Result<
             .await
             .map_err(|e| e.to_string())?;
         pages += 1;
-        let links: Links = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        let links: PageLinks = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
         match links {
-            Links {
+            PageLinks {
                 next: Some(next), ..
             } => url = next,
-            Links { delta: Some(_), .. } => return Ok(pages),
+            PageLinks { delta: Some(_), .. } => return Ok(pages),
             _ => return Err("a Graph page had neither nextLink nor deltaLink".into()),
         }
     }

@@ -8,8 +8,9 @@
 //! 3. `full`: the first full sync, against both floors;
 //! 4. `resync`: a full re-sync of the unchanged tenant (target: 0 directory
 //!    items written);
-//! 5. `overlap`: a first full sync into a fresh store with `--latency-ms`
-//!    added to every Graph page, against the longest stream's latency sum;
+//! 5. `overlap`: the reads alone (fetched and mapped, no store), then a
+//!    first full sync into a fresh store, with `--latency-ms` added to every
+//!    Graph page, each against the longest stream's latency sum;
 //! 6. `continuation`: the same in invocations of `--invocation-s`, continued
 //!    as the worker continues a run on Lambda;
 //! 7. `delta`: a delta round after 1% of users changed (last, because it
@@ -382,7 +383,33 @@ async fn tenant(users: u32, args: &Args) -> Result<Vec<Case>, String> {
     }
 
     let latency = args.latency_ms;
+    // Streams are read concurrently, so the overlap's floor is the slowest
+    // stream's pages, each waiting out the latency.
+    let latency_note = |m: &Measured| {
+        let (stream, pages) = [("users", m.sim.users_pages), ("groups", m.sim.groups_pages)]
+            .into_iter()
+            .max_by_key(|(_, pages)| *pages)
+            .unwrap_or_default();
+        let floor_s = (pages * latency) as f64 / 1000.0;
+        if floor_s > 0.0 {
+            format!(
+                "{:.2}× the longest stream's latency ({stream}: {pages} × {latency} ms)",
+                m.wall_s / floor_s
+            )
+        } else {
+            "no latency injected".into()
+        }
+    };
     if args.wants(CaseKind::Overlap) {
+        // The reads alone at the same latency: what the source costs before
+        // any store work, so the overlap's excess can be split between them.
+        let (pages, m) =
+            measure_at(latency, &mut sim, &counts, floors::fetch_and_map(&source)).await?;
+        cases.push(Case {
+            minimum,
+            note: format!("{}; {}", latency_note(&m), pages_note(pages)),
+            ..row(&format!("overlap: fetch + map, {latency} ms/page"), m)
+        });
         let store = open_store(args, users, "-overlap", &counts, EngineSettings::default()).await?;
         let (run, m) = measure_at(
             latency,
@@ -391,21 +418,7 @@ async fn tenant(users: u32, args: &Args) -> Result<Vec<Case>, String> {
             run_once(&store.engine, &connector, &source, true),
         )
         .await?;
-        // Streams are read concurrently, so the floor is the slowest
-        // stream's pages, each waiting out the latency.
-        let (stream, pages) = [("users", m.sim.users_pages), ("groups", m.sim.groups_pages)]
-            .into_iter()
-            .max_by_key(|(_, pages)| *pages)
-            .unwrap_or_default();
-        let floor_s = (pages * latency) as f64 / 1000.0;
-        let note = if floor_s > 0.0 {
-            format!(
-                "{:.2}× the longest stream's latency ({stream}: {pages} × {latency} ms)",
-                m.wall_s / floor_s
-            )
-        } else {
-            "no latency injected".into()
-        };
+        let note = latency_note(&m);
         cases.push(Case {
             minimum,
             run: Some(run),

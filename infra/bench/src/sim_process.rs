@@ -147,8 +147,12 @@ pub fn child(users: u32) -> Result<(), String> {
         verified_domains: vec!["contoso.com".into(), "contoso.onmicrosoft.com".into()],
         ..Default::default()
     });
-    // Realistic proportions: a group per 40 users and an all-staff group.
-    let mut spec = GenSpec::sized(users, (users / 40).max(5), 7);
+    // The design's tenant (§8): at 100,000 users, 5,000 groups and about
+    // 500,000 memberships — a group per 20 users holding 80 on average,
+    // plus an all-staff group holding everyone.
+    let groups = (users / 20).max(5);
+    let mut spec = GenSpec::sized(users, groups, 7);
+    spec.avg_group_size = (users * 4 / groups).max(1);
     spec.large_group_members = Some(users);
     sim.generate_directory(tenant, spec);
     let hello = Hello {

@@ -11,7 +11,8 @@
 //! * `throttle_next` and `throttle_every` act on *logical* Graph requests:
 //!   a plain request, or each request inside a `$batch`, where a throttled
 //!   one shows as that inner response's 429.
-//! * `page_latency` delays every Graph response that is not a fault.
+//! * `page_latency` is the response time of every Graph response that is
+//!   not a fault: none leaves sooner after its request arrived.
 
 use std::time::Duration;
 
@@ -29,7 +30,8 @@ pub struct Faults {
     /// The next N Graph HTTP requests: the connection is closed with no
     /// response.
     pub drop_connection_next: u32,
-    /// Added to every Graph response.
+    /// The response time of every Graph response (the simulator's own work
+    /// on it is part of it).
     pub page_latency: Duration,
     /// Send `x-ms-throttle-limit-percentage` on every Graph response. The
     /// value is a percentage; the header carries it as the fraction Graph

@@ -127,6 +127,16 @@ impl GraphClient {
     }
 
     pub async fn get(&self, url: &str, stats: &mut RequestStats) -> Result<Value, GraphFailure> {
+        parse_body(&self.get_text(url, stats).await?)
+    }
+
+    /// A GET's body as it came, for a caller that reads part of it before
+    /// parsing the rest ([`parse_body`]).
+    pub async fn get_text(
+        &self,
+        url: &str,
+        stats: &mut RequestStats,
+    ) -> Result<String, GraphFailure> {
         self.send(reqwest::Method::GET, url, None, stats).await
     }
 
@@ -136,17 +146,22 @@ impl GraphClient {
         body: &Value,
         stats: &mut RequestStats,
     ) -> Result<Value, GraphFailure> {
-        self.send(reqwest::Method::POST, url, Some(body), stats)
-            .await
+        parse_body(
+            &self
+                .send(reqwest::Method::POST, url, Some(body), stats)
+                .await?,
+        )
     }
 
+    /// Sends with the retry policy; a success's body as it came (empty for
+    /// 204 No Content).
     async fn send(
         &self,
         method: reqwest::Method,
         url: &str,
         body: Option<&Value>,
         stats: &mut RequestStats,
-    ) -> Result<Value, GraphFailure> {
+    ) -> Result<String, GraphFailure> {
         let t = &self.target;
         let mut refreshed = false;
         let mut last_problem = String::new();
@@ -206,16 +221,8 @@ impl GraphClient {
                 }
             };
             match status {
-                s if s.is_success() => {
-                    if s == StatusCode::NO_CONTENT || text.is_empty() {
-                        return Ok(Value::Null);
-                    }
-                    return serde_json::from_str(&text).map_err(|e| {
-                        GraphFailure::Source(SourceError::Protocol(format!(
-                            "Graph answered invalid JSON: {e}"
-                        )))
-                    });
-                }
+                StatusCode::NO_CONTENT => return Ok(String::new()),
+                s if s.is_success() => return Ok(text),
                 StatusCode::UNAUTHORIZED if !refreshed => {
                     // The token may have been revoked or expired early: one
                     // fresh token, one more try.
@@ -281,6 +288,19 @@ impl GraphClient {
             self.policy.max_attempts
         ))))
     }
+}
+
+/// A successful response's body as JSON; an empty one (204 No Content) is
+/// null.
+pub fn parse_body(text: &str) -> Result<Value, GraphFailure> {
+    if text.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_str(text).map_err(|e| {
+        GraphFailure::Source(SourceError::Protocol(format!(
+            "Graph answered invalid JSON: {e}"
+        )))
+    })
 }
 
 fn new_http() -> reqwest::Client {

@@ -10,11 +10,16 @@
 //! Pages are asked for at 999 objects (`Prefer: odata.maxpagesize`; `$top`
 //! is refused on delta), links are followed verbatim, and an expired delta
 //! token becomes [`SourceError::ResyncRequired`].
+//!
+//! A page's nextLink is asked for as soon as the page has arrived, before it
+//! is mapped (see [`Ahead`]): a stream's pages follow one another, so
+//! otherwise each page's mapping would add to the stream's total latency.
 
 mod client;
 pub mod mapping;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
@@ -28,7 +33,7 @@ use crate::source::{
     SourcePage,
 };
 
-pub use client::{GraphClient, GraphFailure, GraphTarget, MAX_PAGE};
+pub use client::{GraphClient, GraphFailure, GraphTarget, MAX_PAGE, parse_body};
 use mapping::{GROUP_PROPS, GROUP_REQUIRED, USER_REQUIRED, USER_SELECT};
 
 /// Requests per `$batch` (Graph's limit).
@@ -52,12 +57,88 @@ pub struct GraphDeps {
 }
 
 pub struct GraphSource {
-    client: GraphClient,
+    client: Arc<GraphClient>,
+    /// Per stream, the next page, asked for while this one was mapped.
+    ahead: Mutex<HashMap<String, Ahead>>,
+}
+
+/// A delta page's links, all that a first look at it reads (serde skips
+/// `value` without building it).
+#[derive(serde::Deserialize)]
+pub struct PageLinks {
+    #[serde(rename = "@odata.nextLink")]
+    pub next: Option<String>,
+    #[serde(rename = "@odata.deltaLink")]
+    pub delta: Option<String>,
+}
+
+/// A page requested before the engine asked for it: the link it was asked
+/// for and the request, running on a task of its own so that it proceeds
+/// while the page before it is mapped. One per stream, so read-ahead stays
+/// the engine's to bound. Dropped unread (the engine paused, or read from
+/// somewhere else), the request is aborted.
+struct Ahead {
+    url: String,
+    task: tokio::task::JoinHandle<(Result<String, GraphFailure>, RequestStats)>,
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl GraphSource {
     pub fn new(client: GraphClient) -> Self {
-        Self { client }
+        Self {
+            client: Arc::new(client),
+            ahead: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The page at `url`, unparsed: the one already asked for when it is
+    /// that link, else asked for now.
+    async fn page(
+        &self,
+        stream: &str,
+        url: &str,
+        stats: &mut RequestStats,
+    ) -> Result<String, GraphFailure> {
+        let ahead = self
+            .ahead
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(stream);
+        if let Some(mut ahead) = ahead.filter(|a| a.url == url) {
+            // The task fails only by panicking (aborts are ours, on drop):
+            // then the page is asked for again here, where a panic shows.
+            if let Ok((page, spent)) = (&mut ahead.task).await {
+                stats.add(spent);
+                return page;
+            }
+        }
+        self.client.get_text(url, stats).await
+    }
+
+    /// Starts the request for `url`, the page after the one being read.
+    fn ask_ahead(&self, stream: &str, url: &str) {
+        let client = self.client.clone();
+        let link = url.to_owned();
+        let task = tokio::spawn(async move {
+            let mut stats = RequestStats::default();
+            let page = client.get_text(&link, &mut stats).await;
+            (page, stats)
+        });
+        self.ahead
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(
+                stream.to_owned(),
+                Ahead {
+                    url: url.to_owned(),
+                    task,
+                },
+            );
     }
 
     /// The Graph source of an Entra connector (consent or legacy).
@@ -429,11 +510,21 @@ impl DirectorySource for GraphSource {
             }
         };
         let mut stats = RequestStats::default();
-        let page = self
-            .client
-            .get(&url, &mut stats)
+        let text = self
+            .page(stream, &url, &mut stats)
             .await
             .map_err(|f| self.failure(stream, f))?;
+        // The next page is asked for first: finding its link skims the page,
+        // parsing and mapping it take longer. A link this source would refuse
+        // is left to be refused when it is followed.
+        if let Ok(PageLinks {
+            next: Some(next), ..
+        }) = serde_json::from_str::<PageLinks>(&text)
+            && self.client.check_link(&next).is_ok()
+        {
+            self.ask_ahead(stream, &next);
+        }
+        let page = parse_body(&text).map_err(|f| self.failure(stream, f))?;
         let value = page["value"]
             .as_array()
             .map(Vec::as_slice)
