@@ -32,6 +32,7 @@ on_both_stores!(
     a_page_slower_than_an_invocation_still_moves_the_run_on,
     a_first_sync_writes_memberships_without_reading_them_and_says_so_across_invocations,
     a_first_sync_reads_back_what_it_wrote_only_when_it_cannot_vouch_for_it,
+    memberships_of_users_skipped_earlier_in_the_run_are_not_written,
     a_first_sync_resumed_after_a_crash_cannot_vouch_for_it,
     a_replayed_page_changes_nothing,
     one_run_per_connector_and_dead_runs_are_taken_over,
@@ -733,6 +734,25 @@ fn with_outsiders(domain: &str) -> Directory {
     let mut d = Directory::generate(60, 4, domain);
     add_outsiders(&mut d, "g0001", 100..110);
     d
+}
+
+/// The users stream tells the groups stream whom it skipped as it goes: a
+/// group page applied after them holds their memberships back instead of
+/// writing them and removing them again at the end.
+async fn memberships_of_users_skipped_earlier_in_the_run_are_not_written(f: Fixture) {
+    let c = connector(&f, "main", json!({ "email_domains": "contoso.com" }));
+    // One page per stream, the groups' applied well after the users'.
+    let source = MemorySource::new(with_outsiders("contoso.com"), 500);
+    *source.groups_delay.lock().unwrap() = std::time::Duration::from_millis(300);
+    let r = run(&f, &c, &source, manual()).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    assert_eq!(r.counts.skipped, 10);
+    assert_eq!(r.counts.members_removed, 0, "nothing written to remove");
+    let want = expected(&Directory::generate(60, 4, "contoso.com"));
+    assert_eq!(state(&f, &c).await, want);
+    // Only the kept memberships were written (a first sync counts what it
+    // writes).
+    assert_eq!(r.counts.members_added, want.members.len() as u64);
 }
 
 /// A first sync stored only what it saw, so it ends without reading back

@@ -598,6 +598,20 @@ async fn memberships_both_ways_and_cleanup_on_removal(f: Fixture) {
     };
     assert_eq!(groups_of("u1").await, ["all", "sales"]);
     assert_eq!(groups_of("sales").await, ["all"], "nested group membership");
+    // Many members' groups in one call: the same memberships.
+    let mut each = f
+        .store
+        .member_of_each(&s, &[sid("u1"), sid("nobody"), sid("sales")])
+        .await
+        .unwrap();
+    each.sort();
+    let mut want = vec![
+        member("all", "u1", MemberKind::User),
+        member("sales", "u1", MemberKind::User),
+        member("all", "sales", MemberKind::Group),
+    ];
+    want.sort();
+    assert_eq!(each, want);
 
     assert_eq!(
         f.store
@@ -720,6 +734,26 @@ async fn large_partitions_page_without_gaps_or_repeats(f: Fixture) {
         .await
         .unwrap();
     assert_eq!(count(Query::partition(Index::Gsi1, &of_one)).await, 0);
+
+    // Several queries in one call, each paged through to its end, in the
+    // order asked.
+    let of_two = keys::member_of_partition(&s, &sid("user-00002"));
+    let each = table
+        .query_each(&[
+            Query::partition(Index::Primary, &everyone).limit(7),
+            Query::partition(Index::Gsi1, &of_one),
+            Query::partition(Index::Gsi1, &of_two),
+        ])
+        .await
+        .unwrap();
+    let sks = |items: &[dirsync_shared::store::table::Item]| -> Vec<String> {
+        items.iter().map(|i| i.key.sk.clone()).collect()
+    };
+    let mut rest = expected.clone();
+    rest.retain(|m| m != "user-00001");
+    assert_eq!(sks(&each[0]), rest, "every member, each once, in order");
+    assert!(each[1].is_empty());
+    assert_eq!(sks(&each[2]), ["user-00002"]);
 }
 
 async fn leases_refuse_a_second_holder_until_expiry(f: Fixture) {

@@ -38,9 +38,47 @@ pub struct PageOutcome {
 pub struct Known {
     /// Users not kept: their memberships are held back rather than written
     /// and removed again.
-    pub not_kept: HashSet<SourceId>,
+    pub not_kept: NotKept,
     /// See [`RunProgress::began_empty`](super::progress::RunProgress).
     pub began_empty: bool,
+}
+
+/// The users not kept, as the store had them when the run began and as the
+/// users stream finds more: shared with the groups stream as it goes, so
+/// that a first sync writes fewer memberships only to remove them at its
+/// end (the streams run side by side, so about half of them).
+pub struct NotKept(std::sync::RwLock<HashSet<SourceId>>);
+
+impl NotKept {
+    pub fn new(ids: HashSet<SourceId>) -> Self {
+        Self(std::sync::RwLock::new(ids))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashSet<SourceId>> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn contains(&self, id: &SourceId) -> bool {
+        self.read().contains(id)
+    }
+
+    /// Records what a page of users said: these are not kept, those are
+    /// kept again.
+    fn update(&self, not_kept: &[SourceId], kept: &[SourceId]) {
+        if not_kept.is_empty() && kept.is_empty() {
+            return;
+        }
+        let mut ids = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for id in kept {
+            ids.remove(id);
+        }
+        ids.extend(not_kept.iter().cloned());
+    }
 }
 
 pub struct PageContext<'a> {
@@ -138,11 +176,15 @@ impl PageContext<'_> {
                 .mark_not_kept(self.scope, &newly_not_kept)
                 .await?;
         }
-        let (held_back, added): (Vec<Membership>, Vec<Membership>) =
+        // Once stored (a crash here leaves the store's register ahead of
+        // this run's view, which the next invocation reads afresh).
+        self.known.not_kept.update(&newly_not_kept, &kept_again);
+        let (held_back, added): (Vec<Membership>, Vec<Membership>) = {
+            let not_kept = self.known.not_kept.read();
             added.into_iter().partition(|m| {
-                m.member_kind == crate::domain::MemberKind::User
-                    && self.known.not_kept.contains(&m.member)
-            });
+                m.member_kind == crate::domain::MemberKind::User && not_kept.contains(&m.member)
+            })
+        };
         if full {
             out.seen_members
                 .extend(held_back.iter().map(|m| membership_fp(&m.group, &m.member)));

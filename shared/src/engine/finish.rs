@@ -72,14 +72,6 @@ impl SyncEngine {
         Ok((stored, removals))
     }
 
-    async fn groups_of(
-        &self,
-        scope: &Scope,
-        member: &SourceId,
-    ) -> Result<Vec<Membership>, StoreError> {
-        all_pages(|page| self.store.member_of(scope, member, page)).await
-    }
-
     /// A first sync read in full can end without reading back what it
     /// wrote: when every user its memberships point at was stored or
     /// skipped, and every user it saw was stored (none lost to an address
@@ -155,17 +147,10 @@ impl SyncEngine {
                     .await?
             }
         };
-        // Their memberships are read from the index a few at a time (on
-        // DynamoDB each is a query of its own).
-        let reads: Vec<Read<'_, Vec<Membership>>> = look_up
-            .iter()
-            .map(|id| Box::pin(self.groups_of(scope, id)) as Read<'_, _>)
-            .collect();
-        let found: Vec<Vec<Membership>> = stream::iter(reads)
-            .buffer_unordered(8)
-            .try_collect()
-            .await?;
-        sweep.memberships.extend(found.into_iter().flatten());
+        // Their memberships, from the index, in one call (3,059 reads of
+        // their own took 0.22 s of a 100,000-user first sync's end).
+        let found = self.store.member_of_each(scope, &look_up).await?;
+        sweep.memberships.extend(found);
         // Memberships added by a delta read for users not kept.
         let added = std::mem::take(&mut g.added_user_members);
         let ids: Vec<&SourceId> = added.iter().map(|(_, m)| m).collect();

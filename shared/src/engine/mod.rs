@@ -22,7 +22,7 @@ use crate::domain::{Connector, Lease, RunStatus, SourceId, SyncMode, SyncRun, Tr
 use crate::source::{DirectorySource, Next, ReadFrom, SourceError, SourcePage};
 use crate::store::{Scope, StateStore, StoreError};
 
-use apply::{Known, PageContext, PageOutcome};
+use apply::{Known, NotKept, PageContext, PageOutcome};
 pub use plan::{Action, DeletionGuard, HeldAction, PlanEntry};
 use progress::{Checkpoints, RunProgress, StreamProgress};
 
@@ -314,7 +314,7 @@ impl SyncEngine {
         let run_id = progress.run.id.clone();
         let names: Vec<String> = streams.iter().map(|(n, _)| n.clone()).collect();
         let known = Known {
-            not_kept: self.store.not_kept_users(&scope).await?,
+            not_kept: NotKept::new(self.store.not_kept_users(&scope).await?),
             began_empty: progress.began_empty,
         };
         let shared = Mutex::new(progress);
@@ -663,7 +663,7 @@ impl SyncEngine {
         let mut g = Gathered::default();
         let mut modes = Vec::new();
         let known = Known {
-            not_kept: self.store.not_kept_users(scope).await?,
+            not_kept: NotKept::new(self.store.not_kept_users(scope).await?),
             began_empty: false,
         };
         for stream in source.streams() {

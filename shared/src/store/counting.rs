@@ -133,6 +133,13 @@ impl Table for CountingTable {
         Ok(n)
     }
 
+    async fn query_each(&self, queries: &[Query]) -> Result<Vec<Vec<Item>>, TableError> {
+        let all = self.inner.query_each(queries).await?;
+        let n: usize = all.iter().map(Vec::len).sum();
+        self.counts.read.fetch_add(n as u64, Ordering::SeqCst);
+        Ok(all)
+    }
+
     async fn query(&self, query: &Query) -> Result<ItemPage, TableError> {
         let page = self.inner.query(query).await?;
         self.counts

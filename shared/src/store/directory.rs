@@ -598,6 +598,31 @@ impl StateStore {
         self.query_page("membership", query).await
     }
 
+    /// The groups each of `members` is a direct member of, all in one call
+    /// (see [`Table::query_each`](super::table::Table::query_each)).
+    pub async fn member_of_each(
+        &self,
+        scope: &Scope,
+        members: &[SourceId],
+    ) -> Result<Vec<Membership>, StoreError> {
+        let queries: Vec<Query> = members
+            .iter()
+            .map(|m| {
+                Query::partition(Index::Gsi1, keys::member_of_partition(scope, m))
+                    .limit(PageRequest::MAX_LIMIT)
+            })
+            .collect();
+        let now = self.now_secs();
+        self.table
+            .query_each(&queries)
+            .await?
+            .into_iter()
+            .flatten()
+            .filter(|i| !i.is_expired(now))
+            .map(|i| from_item("membership", i))
+            .collect()
+    }
+
     /// The users marked as not kept (see [`StateStore::mark_not_kept`]).
     pub async fn not_kept_users(&self, scope: &Scope) -> Result<HashSet<SourceId>, StoreError> {
         let query = Query::partition(Index::Primary, keys::not_kept_partition(scope)).limit(1000);

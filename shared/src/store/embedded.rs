@@ -376,6 +376,86 @@ fn apply_pending_gsi1(tx: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// One page of `q`, read inside `tx` (an index read's transaction has
+/// brought the index up to date: [`read_transaction`]).
+fn query_in(tx: &Connection, q: &Query) -> rusqlite::Result<ItemPage> {
+    let (cmp, order) = if q.descending {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
+    // Order by the index key and then the table key, which is what
+    // makes an index page token unambiguous.
+    let sql = match q.index {
+        Index::Primary => {
+            let after = if q.start.is_some() {
+                format!("AND sk {cmp} ?4")
+            } else {
+                String::new()
+            };
+            format!(
+                "SELECT {} FROM items WHERE pk = ?1 AND sk >= ?2 AND sk < ?3 {after} \
+                 ORDER BY sk {order} LIMIT ?7",
+                columns!()
+            )
+        }
+        Index::Gsi1 => {
+            let after = if q.start.is_some() {
+                format!("AND (g.gsi1sk, g.pk, g.sk) {cmp} (?4, ?5, ?6)")
+            } else {
+                String::new()
+            };
+            format!(
+                concat!(
+                    "SELECT i.pk, i.sk, i.gsi1pk, i.gsi1sk, i.ttl, i.attrs ",
+                    gsi1_join!(),
+                    " WHERE g.gsi1pk = ?1 AND g.gsi1sk >= ?2 AND g.gsi1sk < ?3 {after} \
+                     ORDER BY g.gsi1sk {order}, g.pk {order}, g.sk {order} LIMIT ?7"
+                ),
+                after = after,
+                order = order
+            )
+        }
+    };
+    let (s_sk, s_pk, s_tsk) = match &q.start {
+        None => (String::new(), String::new(), String::new()),
+        Some(t) => match q.index {
+            Index::Primary => (t.key.sk.clone(), String::new(), String::new()),
+            Index::Gsi1 => (
+                t.gsi1.as_ref().map(|g| g.sk.clone()).unwrap_or_default(),
+                t.key.pk.clone(),
+                t.key.sk.clone(),
+            ),
+        },
+    };
+    let limit = q.limit.max(1);
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let mut items: Vec<Item> = stmt
+        .query_map(
+            params![
+                q.pk,
+                q.sk_prefix,
+                format!("{}{PREFIX_END}", q.sk_prefix),
+                s_sk,
+                s_pk,
+                s_tsk,
+                (limit + 1) as i64
+            ],
+            row_to_item,
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|last| PageToken {
+            key: last.key.clone(),
+            gsi1: last.gsi1.clone(),
+        })
+    } else {
+        None
+    };
+    Ok(ItemPage { items, next })
+}
+
 #[async_trait]
 impl Table for EmbeddedTable {
     async fn get(&self, key: &Key) -> Result<Option<Item>, TableError> {
@@ -475,84 +555,40 @@ impl Table for EmbeddedTable {
     async fn query(&self, query: &Query) -> Result<ItemPage, TableError> {
         let q = query.clone();
         self.run(move |c| {
-            let (cmp, order) = if q.descending {
-                ("<", "DESC")
-            } else {
-                (">", "ASC")
-            };
-            // Order by the index key and then the table key, which is what
-            // makes an index page token unambiguous.
-            let sql = match q.index {
-                Index::Primary => {
-                    let after = if q.start.is_some() {
-                        format!("AND sk {cmp} ?4")
-                    } else {
-                        String::new()
-                    };
-                    format!(
-                        "SELECT {} FROM items WHERE pk = ?1 AND sk >= ?2 AND sk < ?3 {after} \
-                         ORDER BY sk {order} LIMIT ?7",
-                        columns!()
-                    )
-                }
-                Index::Gsi1 => {
-                    let after = if q.start.is_some() {
-                        format!("AND (g.gsi1sk, g.pk, g.sk) {cmp} (?4, ?5, ?6)")
-                    } else {
-                        String::new()
-                    };
-                    format!(
-                        concat!(
-                            "SELECT i.pk, i.sk, i.gsi1pk, i.gsi1sk, i.ttl, i.attrs ",
-                            gsi1_join!(),
-                            " WHERE g.gsi1pk = ?1 AND g.gsi1sk >= ?2 AND g.gsi1sk < ?3 {after} \
-                             ORDER BY g.gsi1sk {order}, g.pk {order}, g.sk {order} LIMIT ?7"
-                        ),
-                        after = after,
-                        order = order
-                    )
-                }
-            };
-            let (s_sk, s_pk, s_tsk) = match &q.start {
-                None => (String::new(), String::new(), String::new()),
-                Some(t) => match q.index {
-                    Index::Primary => (t.key.sk.clone(), String::new(), String::new()),
-                    Index::Gsi1 => (
-                        t.gsi1.as_ref().map(|g| g.sk.clone()).unwrap_or_default(),
-                        t.key.pk.clone(),
-                        t.key.sk.clone(),
-                    ),
-                },
-            };
-            let limit = q.limit.max(1);
             let tx = read_transaction(c, q.index)?;
-            let mut stmt = tx.prepare_cached(&sql)?;
-            let mut items: Vec<Item> = stmt
-                .query_map(
-                    params![
-                        q.pk,
-                        q.sk_prefix,
-                        format!("{}{PREFIX_END}", q.sk_prefix),
-                        s_sk,
-                        s_pk,
-                        s_tsk,
-                        (limit + 1) as i64
-                    ],
-                    row_to_item,
-                )?
-                .collect::<rusqlite::Result<_>>()?;
-            let next = if items.len() > limit {
-                items.truncate(limit);
-                items.last().map(|last| PageToken {
-                    key: last.key.clone(),
-                    gsi1: last.gsi1.clone(),
-                })
-            } else {
-                None
-            };
-            drop(stmt);
+            let page = query_in(&tx, &q)?;
             tx.commit()?;
-            Ok(ItemPage { items, next })
+            Ok(page)
+        })
+        .await
+    }
+
+    async fn query_each(&self, queries: &[Query]) -> Result<Vec<Vec<Item>>, TableError> {
+        // One transaction for all of them: thousands of small index reads
+        // each paid for a blocking task and a write transaction of its own.
+        let queries = queries.to_vec();
+        let index = if queries.iter().any(|q| q.index == Index::Gsi1) {
+            Index::Gsi1
+        } else {
+            Index::Primary
+        };
+        self.run(move |c| {
+            let tx = read_transaction(c, index)?;
+            let mut all = Vec::with_capacity(queries.len());
+            for mut q in queries {
+                let mut items = Vec::new();
+                loop {
+                    let page = query_in(&tx, &q)?;
+                    items.extend(page.items);
+                    match page.next {
+                        Some(next) => q.start = Some(next),
+                        None => break,
+                    }
+                }
+                all.push(items);
+            }
+            tx.commit()?;
+            Ok(all)
         })
         .await
     }

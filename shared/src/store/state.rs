@@ -190,16 +190,8 @@ impl StateStore {
     }
 
     /// Every item of a query, page by page (for small partitions and clean-ups).
-    pub(super) async fn query_all(&self, mut query: Query) -> Result<Vec<Item>, StoreError> {
-        let mut all = Vec::new();
-        loop {
-            let page = self.table.query(&query).await?;
-            all.extend(page.items);
-            match page.next {
-                Some(next) => query.start = Some(next),
-                None => return Ok(all),
-            }
-        }
+    pub(super) async fn query_all(&self, query: Query) -> Result<Vec<Item>, StoreError> {
+        Ok(super::table::all_items(self.table.as_ref(), query).await?)
     }
 
     // ---- accounts -------------------------------------------------------

@@ -319,12 +319,40 @@ pub trait Table: Send + Sync {
         Ok(())
     }
 
+    /// Every item of each query, in the queries' order: many small listings
+    /// (the memberships of a few thousand users) in one call. By default
+    /// each query is paged through on its own, eight at a time; a store that
+    /// can read them together does (the embedded store, in one transaction).
+    async fn query_each(&self, queries: &[Query]) -> Result<Vec<Vec<Item>>, TableError> {
+        use futures::{StreamExt, TryStreamExt};
+        futures::stream::iter(queries.iter().cloned().map(|q| all_items(self, q)))
+            .buffered(8)
+            .try_collect()
+            .await
+    }
+
     /// One write, with its outcome.
     async fn write(&self, op: WriteOp) -> Result<WriteResult, TableError> {
         let mut results = self.write_many(vec![op]).await?;
         results
             .pop()
             .ok_or_else(|| TableError::Backend("the store returned no result for a write".into()))
+    }
+}
+
+/// Every item of a query, page by page.
+pub async fn all_items<T: Table + ?Sized>(
+    table: &T,
+    mut query: Query,
+) -> Result<Vec<Item>, TableError> {
+    let mut all = Vec::new();
+    loop {
+        let page = table.query(&query).await?;
+        all.extend(page.items);
+        match page.next {
+            Some(next) => query.start = Some(next),
+            None => return Ok(all),
+        }
     }
 }
 

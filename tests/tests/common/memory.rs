@@ -45,6 +45,9 @@ pub struct MemorySource {
     fault_at: Mutex<Option<(u64, Fault)>>,
     /// Simulated time per page (tokio sleep), for deadline tests.
     pub page_delay: Mutex<std::time::Duration>,
+    /// More time per page of the groups stream, so that the users stream is
+    /// applied first.
+    pub groups_delay: Mutex<std::time::Duration>,
     /// Delta cursors below this version are refused (expired).
     pub oldest_cursor: AtomicU64,
 }
@@ -121,6 +124,7 @@ impl MemorySource {
             pages_read: AtomicU64::new(0),
             fault_at: Mutex::new(None),
             page_delay: Mutex::new(std::time::Duration::ZERO),
+            groups_delay: Mutex::new(std::time::Duration::ZERO),
             oldest_cursor: AtomicU64::new(0),
         }
     }
@@ -266,7 +270,10 @@ impl DirectorySource for MemorySource {
                 }
             }
         }
-        let delay = *self.page_delay.lock().unwrap();
+        let mut delay = *self.page_delay.lock().unwrap();
+        if stream == "groups" {
+            delay += *self.groups_delay.lock().unwrap();
+        }
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
