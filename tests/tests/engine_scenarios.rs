@@ -741,9 +741,10 @@ fn with_outsiders(domain: &str) -> Directory {
 /// writing them and removing them again at the end.
 async fn memberships_of_users_skipped_earlier_in_the_run_are_not_written(f: Fixture) {
     let c = connector(&f, "main", json!({ "email_domains": "contoso.com" }));
-    // One page per stream, the groups' applied well after the users'.
+    // One page per stream, the groups' applied well after the users' (a
+    // page of 70 users is stored in a few milliseconds).
     let source = MemorySource::new(with_outsiders("contoso.com"), 500);
-    *source.groups_delay.lock().unwrap() = std::time::Duration::from_millis(300);
+    *source.groups_delay.lock().unwrap() = std::time::Duration::from_secs(1);
     let r = run(&f, &c, &source, manual()).await;
     assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
     assert_eq!(r.counts.skipped, 10);

@@ -32,7 +32,7 @@ use crate::rss;
 pub const FLAG: &str = "--sim-child";
 
 /// Where the simulator listens and the legacy app's credentials.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Hello {
     pub authority_url: String,
     pub graph_url: String,

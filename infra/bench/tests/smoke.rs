@@ -123,8 +123,11 @@ fn every_case_runs_and_counts_what_it_did() {
 }
 
 /// At 1,000 users the users stream has two pages. Each page takes longer
-/// than an invocation, so every invocation reads one page per stream and
-/// the run needs two; no page is read twice.
+/// than an invocation, so every invocation applies one page per stream and
+/// the run needs two. No applied page is read again; a page the source had
+/// asked for ahead when an invocation stopped is asked for again by the
+/// next (each invocation reads through a source of its own, as on Lambda):
+/// at most one per stream and pause.
 #[test]
 fn a_full_sync_continues_across_invocations() {
     let (rows, out) = bench(&[
@@ -140,10 +143,9 @@ fn a_full_sync_continues_across_invocations() {
     assert_eq!(rows.len(), 2, "{out}");
     let row = case(&rows, "continuation");
     assert_eq!(row["status"], "Succeeded", "{out}");
-    assert!(invocations(row) >= 2, "{out}");
-    assert_eq!(
-        n(row, "Graph requests"),
-        n(row, "minimum requests"),
-        "{out}"
-    );
+    let pauses = invocations(row) - 1;
+    assert!(pauses >= 1, "{out}");
+    let (requests, minimum) = (n(row, "Graph requests"), n(row, "minimum requests"));
+    assert!(requests >= minimum, "{out}");
+    assert!(requests <= minimum + 2 * pauses, "{out}");
 }

@@ -83,6 +83,9 @@ const FILL_GSI1: &str = "
 /// below prefix + U+10FFFF (keys never contain that non-character).
 const PREFIX_END: char = '\u{10FFFF}';
 
+/// Index reads of one [`Table::query_each`] call done in one transaction.
+const QUERIES_PER_TRANSACTION: usize = 500;
+
 /// How often the checkpoint thread copies the write-ahead log back.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -456,6 +459,19 @@ fn query_in(tx: &Connection, q: &Query) -> rusqlite::Result<ItemPage> {
     Ok(ItemPage { items, next })
 }
 
+/// Every item of `q`, page by page, inside `tx`.
+fn all_items_in(tx: &Connection, mut q: Query) -> rusqlite::Result<Vec<Item>> {
+    let mut items = Vec::new();
+    loop {
+        let page = query_in(tx, &q)?;
+        items.extend(page.items);
+        match page.next {
+            Some(next) => q.start = Some(next),
+            None => return Ok(items),
+        }
+    }
+}
+
 #[async_trait]
 impl Table for EmbeddedTable {
     async fn get(&self, key: &Key) -> Result<Option<Item>, TableError> {
@@ -564,33 +580,31 @@ impl Table for EmbeddedTable {
     }
 
     async fn query_each(&self, queries: &[Query]) -> Result<Vec<Vec<Item>>, TableError> {
-        // One transaction for all of them: thousands of small index reads
-        // each paid for a blocking task and a write transaction of its own.
-        let queries = queries.to_vec();
-        let index = if queries.iter().any(|q| q.index == Index::Gsi1) {
-            Index::Gsi1
-        } else {
-            Index::Primary
-        };
-        self.run(move |c| {
-            let tx = read_transaction(c, index)?;
-            let mut all = Vec::with_capacity(queries.len());
-            for mut q in queries {
-                let mut items = Vec::new();
-                loop {
-                    let page = query_in(&tx, &q)?;
-                    items.extend(page.items);
-                    match page.next {
-                        Some(next) => q.start = Some(next),
-                        None => break,
-                    }
-                }
-                all.push(items);
-            }
-            tx.commit()?;
-            Ok(all)
-        })
-        .await
+        // A transaction per few hundred: thousands of small index reads each
+        // paid for a blocking task and a write transaction of their own, and
+        // one for all of them would keep every other writer waiting.
+        let mut all = Vec::with_capacity(queries.len());
+        for chunk in queries.chunks(QUERIES_PER_TRANSACTION) {
+            let chunk = chunk.to_vec();
+            let index = if chunk.iter().any(|q| q.index == Index::Gsi1) {
+                Index::Gsi1
+            } else {
+                Index::Primary
+            };
+            all.extend(
+                self.run(move |c| {
+                    let tx = read_transaction(c, index)?;
+                    let found = chunk
+                        .into_iter()
+                        .map(|q| all_items_in(&tx, q))
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    tx.commit()?;
+                    Ok(found)
+                })
+                .await?,
+            );
+        }
+        Ok(all)
     }
 }
 

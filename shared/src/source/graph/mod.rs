@@ -75,12 +75,18 @@ pub struct PageLinks {
 /// A page requested before the engine asked for it: the link it was asked
 /// for and the request, running on a task of its own so that it proceeds
 /// while the page before it is mapped. One per stream, so read-ahead stays
-/// the engine's to bound. Dropped unread (the engine paused, or read from
-/// somewhere else), the request is aborted.
+/// the engine's to bound. Replaced by the stream's next read whatever it
+/// asks for, or dropped with the source, the request is aborted; one left
+/// waiting longer than [`AHEAD_FRESH`] (a paused run continued by the same
+/// source) is asked for again.
 struct Ahead {
     url: String,
+    asked: std::time::Instant,
     task: tokio::task::JoinHandle<(Result<String, GraphFailure>, RequestStats)>,
 }
+
+/// How long a page asked for ahead is taken as the answer.
+const AHEAD_FRESH: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Drop for Ahead {
     fn drop(&mut self) {
@@ -109,7 +115,8 @@ impl GraphSource {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(stream);
-        if let Some(mut ahead) = ahead.filter(|a| a.url == url) {
+        let fresh = |a: &Ahead| a.url == url && a.asked.elapsed() < AHEAD_FRESH;
+        if let Some(mut ahead) = ahead.filter(fresh) {
             // The task fails only by panicking (aborts are ours, on drop):
             // then the page is asked for again here, where a panic shows.
             if let Ok((page, spent)) = (&mut ahead.task).await {
@@ -136,6 +143,7 @@ impl GraphSource {
                 stream.to_owned(),
                 Ahead {
                     url: url.to_owned(),
+                    asked: std::time::Instant::now(),
                     task,
                 },
             );
@@ -525,6 +533,8 @@ impl DirectorySource for GraphSource {
             self.ask_ahead(stream, &next);
         }
         let page = parse_body(&text).map_err(|f| self.failure(stream, f))?;
+        // Not kept beside its parsed form while the page is mapped.
+        drop(text);
         let value = page["value"]
             .as_array()
             .map(Vec::as_slice)
