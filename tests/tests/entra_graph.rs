@@ -415,9 +415,13 @@ async fn storms_of_429_5xx_and_dropped_connections_are_ridden_out() {
     });
     let c = e.consent_connector("main", json!({}));
     let source = GraphSource::for_connector(&c, &e.deps(AssertionAlg::Ps256)).unwrap();
+    let sent = e.sim.stats().throttled;
     let r = e.sync(&c, &source).await;
     assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
     assert!(r.throttled >= 5, "throttled {}", r.throttled);
+    // Every 429 is counted by the run, those met by pages asked for ahead
+    // included (none is dropped: the last page asks for nothing more).
+    assert_eq!(r.throttled, e.sim.stats().throttled - sent);
     assert_same(&view(&e.f, &c).await, &expected(&e.sim, e.tenant));
 
     e.sim.set_faults(Faults {
