@@ -9,8 +9,8 @@
 //! 4. `resync`: a full re-sync of the unchanged tenant (target: 0 directory
 //!    items written);
 //! 5. `overlap`: the reads alone (fetched and mapped, no store), then a
-//!    first full sync into a fresh store, with `--latency-ms` added to every
-//!    Graph page, each against the longest stream's latency sum;
+//!    first full sync into a fresh store, with `--latency-ms` as every Graph
+//!    page's response time, each against the longest stream's latency sum;
 //! 6. `continuation`: the same in invocations of `--invocation-s`, continued
 //!    as the worker continues a run on Lambda;
 //! 7. `delta`: a delta round after 1% of users changed (last, because it
@@ -118,10 +118,8 @@ struct Case {
     note: String,
 }
 
-/// Runs `work` as one case: counters and both processes' peak RSS start
-/// afresh, so every figure is this case's alone.
-/// [`measure`] with `latency_ms` added to every Graph page, taken off again
-/// afterwards whether the work succeeded or not.
+/// [`measure`] with `latency_ms` as every Graph page's response time, taken
+/// off again afterwards whether the work succeeded or not.
 async fn measure_at<T>(
     latency_ms: u64,
     sim: &mut SimProcess,
@@ -134,6 +132,8 @@ async fn measure_at<T>(
     result
 }
 
+/// Runs `work` as one case: counters and both processes' peak RSS start
+/// afresh, so every figure is this case's alone.
 async fn measure<T>(
     sim: &mut SimProcess,
     counts: &Counts,

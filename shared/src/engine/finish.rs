@@ -78,9 +78,8 @@ impl SyncEngine {
     /// conflict), nothing stored went unseen and the only memberships that
     /// point at users not stored are those of the users it skipped. Returns
     /// the users and groups stored then, or `None` when that cannot be
-    /// shown. (Reading
-    /// back 600,000 memberships and 100,000 users was 1.7 s of a 100,000-user
-    /// first sync on the embedded store.)
+    /// shown. (Reading back 600,000 memberships and 100,000 users was 1.7 s
+    /// of a 100,000-user first sync on the embedded store.)
     async fn first_sync_users(
         &self,
         scope: &Scope,

@@ -592,10 +592,14 @@ impl StateStore {
         member: &SourceId,
         page: PageRequest,
     ) -> Result<Page<Membership>, StoreError> {
-        let query = Query::partition(Index::Gsi1, keys::member_of_partition(scope, member))
+        let query = Self::member_of_query(scope, member)
             .limit(page.limit)
             .start(Self::decode_token(&page.token)?);
         self.query_page("membership", query).await
+    }
+
+    fn member_of_query(scope: &Scope, member: &SourceId) -> Query {
+        Query::partition(Index::Gsi1, keys::member_of_partition(scope, member))
     }
 
     /// The groups each of `members` is a direct member of, all in one call
@@ -607,20 +611,10 @@ impl StateStore {
     ) -> Result<Vec<Membership>, StoreError> {
         let queries: Vec<Query> = members
             .iter()
-            .map(|m| {
-                Query::partition(Index::Gsi1, keys::member_of_partition(scope, m))
-                    .limit(PageRequest::MAX_LIMIT)
-            })
+            .map(|m| Self::member_of_query(scope, m).limit(PageRequest::MAX_LIMIT))
             .collect();
-        let now = self.now_secs();
-        self.table
-            .query_each(&queries)
-            .await?
-            .into_iter()
-            .flatten()
-            .filter(|i| !i.is_expired(now))
-            .map(|i| from_item("membership", i))
-            .collect()
+        let found = self.table.query_each(&queries).await?;
+        self.live_items("membership", found.into_iter().flatten())
     }
 
     /// The users marked as not kept (see [`StateStore::mark_not_kept`]).

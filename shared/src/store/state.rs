@@ -176,17 +176,24 @@ impl StateStore {
         query: Query,
     ) -> Result<Page<T>, StoreError> {
         let page = self.table.query(&query).await?;
+        Ok(Page {
+            items: self.live_items(what, page.items)?,
+            next: page.next.map(|t| t.encode()),
+        })
+    }
+
+    /// `items` read back as `T`, expired ones left out.
+    pub(super) fn live_items<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        items: impl IntoIterator<Item = Item>,
+    ) -> Result<Vec<T>, StoreError> {
         let now = self.now_secs();
-        let items = page
-            .items
+        items
             .into_iter()
             .filter(|i| !i.is_expired(now))
             .map(|i| from_item(what, i))
-            .collect::<Result<Vec<T>, _>>()?;
-        Ok(Page {
-            items,
-            next: page.next.map(|t| t.encode()),
-        })
+            .collect()
     }
 
     /// Every item of a query, page by page (for small partitions and clean-ups).
