@@ -37,7 +37,7 @@ async fn api_call(w: &World, method: &str, path: &str, body: Value) -> (u16, Val
     let resp = api::handle(
         &w.app,
         req,
-        Some("arn:aws:iam::123456789012:user/operator".into()),
+        dirsync_shared::app::Caller::iam(Some(common::world::OPERATOR.into())),
     )
     .await;
     (

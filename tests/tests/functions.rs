@@ -298,7 +298,12 @@ async fn the_admin_api_happy_paths_and_refusals() {
         .body(serde_json::to_vec(&json!({"connector": {"id": "evil", "kind": "entra",
             "authority_url": "https://login.attacker.example", "graph_url": "https://graph.attacker.example"}})).unwrap())
         .unwrap();
-    let resp = dirsync_shared::app::api::handle(&w.app, req, None).await;
+    let resp = dirsync_shared::app::api::handle(
+        &w.app,
+        req,
+        dirsync_shared::app::Caller::operator("test"),
+    )
+    .await;
     assert_eq!(resp.status(), 400, "{}", resp.body());
     assert!(resp.body().contains("cloud preset"));
     w.app.settings.allow_custom_cloud = true;

@@ -409,7 +409,12 @@ async fn the_password_refresh_flow_through_the_admin_api() {
                 .uri(path)
                 .body(serde_json::to_vec(&body).unwrap())
                 .unwrap();
-            let resp = dirsync_shared::app::api::handle(app, req, None).await;
+            let resp = dirsync_shared::app::api::handle(
+                app,
+                req,
+                dirsync_shared::app::Caller::operator("test"),
+            )
+            .await;
             (
                 resp.status().as_u16(),
                 serde_json::from_str::<serde_json::Value>(resp.body()).unwrap(),

@@ -1,7 +1,7 @@
 //! admin-api: the HTTP API for connectors, runs, reviews and look-ups,
 //! behind IAM authorization. The routes live in the core crate.
 
-use dirsync_shared::app::App;
+use dirsync_shared::app::{App, Caller};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 
@@ -26,7 +26,11 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
         Body::Binary(b) => b,
         _ => Vec::new(),
     };
-    let response =
-        dirsync_shared::app::api::handle(app, http::Request::from_parts(parts, bytes), who).await;
+    let response = dirsync_shared::app::api::handle(
+        app,
+        http::Request::from_parts(parts, bytes),
+        Caller::iam(who),
+    )
+    .await;
     response.map(Body::from)
 }

@@ -13,7 +13,7 @@ use dirsync_entra_sim::{
 use dirsync_shared::app::rotation::{AppIdentity, RotationEvent, Rotator, bootstrap};
 use dirsync_shared::app::window::{WindowEvent, fan_out};
 use dirsync_shared::app::worker::{JobOutcome, process};
-use dirsync_shared::app::{App, AppSettings, Sources, api, consent};
+use dirsync_shared::app::{App, AppSettings, Caller, Sources, api, consent};
 use dirsync_shared::auth::{AssertionAlg, KeyBits, TokenProvider};
 use dirsync_shared::clock::SystemClock;
 use dirsync_shared::domain::{AccountId, ConnectorId, Region, RunStatus, SyncRun};
@@ -57,7 +57,7 @@ async fn call(app: &App, method: &str, path: &str, body: Value) -> Result<Value,
         .uri(path)
         .body(serde_json::to_vec(&body).map_err(|e| e.to_string())?)
         .map_err(|e| e.to_string())?;
-    let resp = api::handle(app, req, Some("demo-operator".into())).await;
+    let resp = api::handle(app, req, Caller::operator("demo-operator")).await;
     let value: Value = serde_json::from_str(resp.body()).map_err(|e| e.to_string())?;
     if resp.status().is_success() {
         Ok(value)
@@ -175,6 +175,7 @@ pub async fn run(users: u32, dir: &std::path::Path) -> Result<(), String> {
             secret_prefix: "dirsync-demo".into(),
             consent_redirect_uri: Some(REDIRECT.into()),
             allow_custom_cloud: true,
+            ..AppSettings::default()
         },
     };
 

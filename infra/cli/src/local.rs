@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dirsync_shared::app::worker::{JobOutcome, process};
-use dirsync_shared::app::{App, AppSettings, Sources, api, config};
+use dirsync_shared::app::{App, AppSettings, Caller, Sources, api, config};
 use dirsync_shared::auth::TokenProvider;
 use dirsync_shared::clock::SystemClock;
 use dirsync_shared::domain::SyncRun;
@@ -91,7 +91,7 @@ impl Local {
             .uri(path)
             .body(bytes)
             .map_err(|e| (400, e.to_string()))?;
-        let resp = api::handle(&self.app, req, Some(whoami())).await;
+        let resp = api::handle(&self.app, req, Caller::operator(whoami())).await;
         let status = resp.status().as_u16();
         let value: Value = serde_json::from_str(resp.body()).unwrap_or_default();
         if (200..300).contains(&status) {

@@ -33,7 +33,7 @@ async fn handle(State(local): State<Arc<Local>>, req: Request) -> Response {
     let resp = dirsync_shared::app::api::handle(
         &local.app,
         http::Request::from_parts(parts, bytes),
-        Some("local".into()),
+        dirsync_shared::app::Caller::operator("local"),
     )
     .await;
     // Sync now enqueues; here the job runs at once.

@@ -21,7 +21,6 @@
 
 use std::collections::HashMap;
 
-use base64::Engine as _;
 use http::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -35,13 +34,13 @@ use crate::queue::Job;
 use crate::secrets::{SecretError, SecretValue};
 use crate::store::{PageRequest, Scope, StoreError};
 
-use super::{App, AppError};
+use super::{App, AppError, Caller};
 
 type Reply = Result<(StatusCode, Value), AppError>;
 
-/// Handles one request; `caller` is who IAM says made it (for the record).
-pub async fn handle(app: &App, req: Request<Vec<u8>>, caller: Option<String>) -> Response<String> {
-    let result = route(app, &req, caller).await;
+/// Handles one request; `caller` is who the edge says made it.
+pub async fn handle(app: &App, req: Request<Vec<u8>>, caller: Caller) -> Response<String> {
+    let result = route(app, &req, caller.principal().map(str::to_owned)).await;
     let (status, body) = match result {
         Ok(ok) => ok,
         Err(e) => error_reply(&e),
@@ -71,6 +70,7 @@ fn error_reply(e: &AppError) -> (StatusCode, Value) {
         | AppError::Store(StoreError::LeaseHeld { .. })
         | AppError::Engine(EngineError::Review(_)) => StatusCode::CONFLICT,
         AppError::Secret(SecretError::NotFound { .. }) => StatusCode::BAD_REQUEST,
+        AppError::Forbidden(_) => StatusCode::FORBIDDEN,
         AppError::Queue(_) | AppError::Secret(_) => StatusCode::BAD_GATEWAY,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
@@ -351,7 +351,7 @@ struct SecretBody {
     value: String,
 }
 
-async fn connector(app: &App, scope: &Scope) -> Result<Connector, AppError> {
+pub(super) async fn connector(app: &App, scope: &Scope) -> Result<Connector, AppError> {
     app.store
         .get_connector(&scope.account, &scope.connector)
         .await?
@@ -484,8 +484,14 @@ async fn connector_routes(
             app.queue.send(&job, std::time::Duration::ZERO).await?;
             Ok((StatusCode::ACCEPTED, json!({"queued": true, "full": full})))
         }
-        (&Method::POST, ["consent"]) => start_consent(app, scope, false, caller).await,
-        (&Method::POST, ["migrate"]) => start_consent(app, scope, true, caller).await,
+        (&Method::POST, ["consent"]) => Ok((
+            StatusCode::OK,
+            super::consent::start(app, scope, false, caller).await?,
+        )),
+        (&Method::POST, ["migrate"]) => Ok((
+            StatusCode::OK,
+            super::consent::start(app, scope, true, caller).await?,
+        )),
         (&Method::GET, ["runs"]) => {
             let page = app
                 .store
@@ -543,78 +549,4 @@ async fn connector_routes(
         }
         _ => Err(AppError::NotFound(format!("{m} {}", req.uri().path()))),
     }
-}
-
-/// Consent states live this long: enough to sign in and click Accept.
-pub const CONSENT_STATE_MINUTES: i64 = 15;
-
-async fn start_consent(app: &App, scope: &Scope, migrate: bool, caller: Option<String>) -> Reply {
-    let c = connector(app, scope).await?;
-    let (cloud, tenant) = match (&c.source, migrate) {
-        (
-            SourceConfig::EntraConsent {
-                cloud, tenant_hint, ..
-            },
-            false,
-        ) => (cloud, tenant_hint.clone()),
-        (
-            SourceConfig::EntraLegacy {
-                cloud,
-                tenant_domain,
-                ..
-            },
-            true,
-        ) => (cloud, Some(tenant_domain.to_string())),
-        (_, false) => {
-            return Err(AppError::BadRequest(format!(
-                "admin consent is for consent connectors; this is a {} connector{}",
-                c.kind(),
-                if c.kind() == ConnectorKind::EntraLegacy {
-                    " (use POST …/migrate to move it to consent)"
-                } else {
-                    ""
-                }
-            )));
-        }
-        (_, true) => {
-            return Err(AppError::BadRequest(format!(
-                "only legacy Entra connectors are migrated; this is a {} connector",
-                c.kind()
-            )));
-        }
-    };
-    let client_id = app.graph.app.as_ref().map(|a| a.client_id).ok_or_else(|| {
-        AppError::Config("the platform app is not configured (DIRSYNC_APP_CLIENT_ID)".into())
-    })?;
-    let redirect = app
-        .settings
-        .consent_redirect_uri
-        .clone()
-        .ok_or_else(|| AppError::Config("DIRSYNC_CONSENT_REDIRECT_URI is not set".into()))?;
-    let state = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
-    let expires = app.store.now() + chrono::Duration::minutes(CONSENT_STATE_MINUTES);
-    let remembered = super::consent::ConsentState {
-        account: scope.account.clone(),
-        connector: scope.connector.clone(),
-        started_by: caller,
-        migrate,
-    };
-    app.store
-        .put_ephemeral("consent", &state, &json!(remembered), expires, true)
-        .await?;
-    let tenant = tenant.as_deref().unwrap_or("organizations");
-    let url = url::Url::parse_with_params(
-        &format!("{}/{}/v2.0/adminconsent", cloud.authority_url(), tenant),
-        &[
-            ("client_id", client_id.to_string()),
-            ("scope", crate::auth::token::GRAPH_SCOPE.to_owned()),
-            ("redirect_uri", redirect),
-            ("state", state),
-        ],
-    )
-    .map_err(|e| AppError::Config(format!("cannot build the consent URL: {e}")))?;
-    Ok((
-        StatusCode::OK,
-        json!({"consent_url": url.as_str(), "expires_at": expires}),
-    ))
 }

@@ -70,6 +70,13 @@ pub fn settings_from_env() -> Result<AppSettings, AppError> {
     }
     s.consent_redirect_uri = var("DIRSYNC_CONSENT_REDIRECT_URI");
     s.allow_custom_cloud = var("DIRSYNC_ALLOW_CUSTOM_CLOUD").as_deref() == Some("true");
+    s.platform_admins = var("DIRSYNC_PLATFORM_ADMINS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(super::access::check_principal)
+        .collect::<Result<_, _>>()
+        .map_err(|e| AppError::Config(format!("DIRSYNC_PLATFORM_ADMINS: {e}")))?;
     Ok(s)
 }
 

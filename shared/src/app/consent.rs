@@ -9,14 +9,19 @@
 
 use std::collections::HashMap;
 
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::domain::{AccountId, Connector, ConnectorId, ConnectorState, Consent, SourceConfig};
+use crate::domain::{
+    AccountId, Connector, ConnectorId, ConnectorKind, ConnectorState, Consent, SourceConfig,
+};
 use crate::source::RequestStats;
 use crate::source::graph::{GraphDeps, GraphSource};
+use crate::store::Scope;
 
-use super::App;
+use super::{App, AppError};
 
 /// Headers of every callback page.
 pub const PAGE_HEADERS: [(&str, &str); 5] = [
@@ -395,4 +400,82 @@ fn failed(why: &str) -> CallbackPage {
             "Nothing was changed. Start the consent again in a minute.".to_owned(),
         ],
     )
+}
+
+/// Consent states live this long: enough to sign in and click Accept.
+pub const CONSENT_STATE_MINUTES: i64 = 15;
+
+/// Starts admin consent (or a legacy connector's migration): remembers a
+/// single-use state and returns the URL to send the administrator to.
+pub async fn start(
+    app: &App,
+    scope: &Scope,
+    migrate: bool,
+    caller: Option<String>,
+) -> Result<Value, AppError> {
+    let c = super::api::connector(app, scope).await?;
+    let (cloud, tenant) = match (&c.source, migrate) {
+        (
+            SourceConfig::EntraConsent {
+                cloud, tenant_hint, ..
+            },
+            false,
+        ) => (cloud, tenant_hint.clone()),
+        (
+            SourceConfig::EntraLegacy {
+                cloud,
+                tenant_domain,
+                ..
+            },
+            true,
+        ) => (cloud, Some(tenant_domain.to_string())),
+        (_, false) => {
+            return Err(AppError::BadRequest(format!(
+                "admin consent is for consent connectors; this is a {} connector{}",
+                c.kind(),
+                if c.kind() == ConnectorKind::EntraLegacy {
+                    " (use POST …/migrate to move it to consent)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        (_, true) => {
+            return Err(AppError::BadRequest(format!(
+                "only legacy Entra connectors are migrated; this is a {} connector",
+                c.kind()
+            )));
+        }
+    };
+    let client_id = app.graph.app.as_ref().map(|a| a.client_id).ok_or_else(|| {
+        AppError::Config("the platform app is not configured (DIRSYNC_APP_CLIENT_ID)".into())
+    })?;
+    let redirect = app
+        .settings
+        .consent_redirect_uri
+        .clone()
+        .ok_or_else(|| AppError::Config("DIRSYNC_CONSENT_REDIRECT_URI is not set".into()))?;
+    let state = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let expires = app.store.now() + chrono::Duration::minutes(CONSENT_STATE_MINUTES);
+    let remembered = ConsentState {
+        account: scope.account.clone(),
+        connector: scope.connector.clone(),
+        started_by: caller,
+        migrate,
+    };
+    app.store
+        .put_ephemeral("consent", &state, &json!(remembered), expires, true)
+        .await?;
+    let tenant = tenant.as_deref().unwrap_or("organizations");
+    let url = url::Url::parse_with_params(
+        &format!("{}/{}/v2.0/adminconsent", cloud.authority_url(), tenant),
+        &[
+            ("client_id", client_id.to_string()),
+            ("scope", crate::auth::token::GRAPH_SCOPE.to_owned()),
+            ("redirect_uri", redirect),
+            ("state", state),
+        ],
+    )
+    .map_err(|e| AppError::Config(format!("cannot build the consent URL: {e}")))?;
+    Ok(json!({"consent_url": url.as_str(), "expires_at": expires}))
 }

@@ -2,7 +2,9 @@
 //! the sync window's fan-out, the worker's job, the admin API. Everything
 //! they need is built once into an [`App`].
 
+pub mod access;
 pub mod api;
+pub mod audit;
 pub mod config;
 pub mod consent;
 pub mod metrics;
@@ -20,6 +22,7 @@ use crate::secrets::{SecretError, SecretStore};
 use crate::source::SourceError;
 use crate::store::{StateStore, StoreError};
 
+pub use access::Caller;
 pub use sources::{SourceFactory, Sources};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +43,9 @@ pub enum AppError {
     BadRequest(String),
     #[error("{0}")]
     Conflict(String),
+    /// The caller may not do this (another account's, or not signed).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("configuration: {0}")]
     Config(String),
 }
@@ -57,6 +63,9 @@ pub struct AppSettings {
     /// Whether connectors may name their own sign-in and Graph hosts (local
     /// runs and the demo, against the simulator); never in production.
     pub allow_custom_cloud: bool,
+    /// Principals (IAM ARNs) that administer the whole platform: create
+    /// accounts, grant access, act for every account.
+    pub platform_admins: Vec<String>,
 }
 
 impl Default for AppSettings {
@@ -66,6 +75,7 @@ impl Default for AppSettings {
             secret_prefix: "dirsync".into(),
             consent_redirect_uri: None,
             allow_custom_cloud: false,
+            platform_admins: Vec::new(),
         }
     }
 }

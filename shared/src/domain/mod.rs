@@ -3,6 +3,7 @@
 
 mod account;
 mod address;
+mod audit;
 mod connector;
 mod directory;
 mod error;
@@ -12,6 +13,7 @@ mod run;
 
 pub use account::Account;
 pub use address::{DomainFilter, DomainName, EmailAddress};
+pub use audit::{AUDIT_RETENTION_DAYS, AuditAction, AuditOutcome, AuditRecord};
 pub use connector::{
     Cloud, Connector, ConnectorKind, ConnectorSpec, ConnectorState, Consent, LdapSettings,
     LdapTransport, SecretRef, SourceConfig, SyncOptions,

@@ -33,8 +33,12 @@ impl Scope {
     }
 }
 
+pub fn account_partition(account: &AccountId) -> String {
+    format!("A#{account}")
+}
+
 pub fn account(account: &AccountId) -> Key {
-    Key::new(format!("A#{account}"), "ACCOUNT")
+    Key::new(account_partition(account), "ACCOUNT")
 }
 
 /// gsi1: every account, for operators listing them.
@@ -172,6 +176,35 @@ pub fn not_kept_partition(scope: &Scope) -> String {
 /// Which account an Entra tenant is connected to: one tenant, one account.
 pub fn tenant_claim(tenant: &uuid::Uuid) -> Key {
     Key::new(format!("T#{tenant}"), "TENANT")
+}
+
+/// Who may call the admin API for an account: one item per principal in
+/// the account's partition…
+pub const GRANT_PREFIX: &str = "GRANT#";
+
+pub fn grant(account: &AccountId, principal: &str) -> Key {
+    Key::new(
+        account_partition(account),
+        format!("{GRANT_PREFIX}{principal}"),
+    )
+}
+
+/// …and gsi1 inverts them: the accounts a principal may act for.
+pub fn grant_gsi(account: &AccountId, principal: &str) -> Key {
+    Key::new(principal_partition(principal), format!("A#{account}"))
+}
+
+pub fn principal_partition(principal: &str) -> String {
+    format!("P#{principal}")
+}
+
+/// An account's audit trail, newest last in key order (`time#id`).
+pub fn audit_partition(account: &AccountId) -> String {
+    format!("A#{account}#AUDIT")
+}
+
+pub fn audit(account: &AccountId, sort: &str) -> Key {
+    Key::new(audit_partition(account), sort)
 }
 
 /// Whether an item holds directory data: a user (`…#U#NN`), a group

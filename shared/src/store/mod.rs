@@ -1,6 +1,7 @@
 //! Persistent state: the [`Table`] port, its DynamoDB and embedded adapters,
 //! and the [`StateStore`] that every function and the engine use.
 
+mod access;
 pub mod counting;
 mod directory;
 pub mod dynamo;

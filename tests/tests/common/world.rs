@@ -21,6 +21,9 @@ use uuid::Uuid;
 use super::{Backend, Fixture, drain_queue, fixture_at, secrets_manager, sqs_client, sqs_queue};
 
 /// The redirect URI registered on the simulated app.
+/// The IAM principal the tests call the admin API as: a platform administrator.
+pub const OPERATOR: &str = "arn:aws:iam::123456789012:user/operator";
+
 pub const REDIRECT: &str = "https://dirsync.example/consent";
 
 pub struct World {
@@ -116,6 +119,7 @@ pub async fn world(users: u32) -> World {
             secret_prefix: format!("dirsync-test-{}", Uuid::new_v4().simple()),
             consent_redirect_uri: Some(REDIRECT.into()),
             allow_custom_cloud: true,
+            platform_admins: vec![OPERATOR.into()],
         },
     };
     World {

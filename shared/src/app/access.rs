@@ -1,0 +1,167 @@
+//! Who calls the admin API, and which accounts they may act for.
+//!
+//! IAM only says *who* signed a request; every caller may be another
+//! customer. So each request under `/accounts/{a}` is checked against a
+//! grant: the platform's administrators (the deployment's
+//! `DIRSYNC_PLATFORM_ADMINS`, and the operator on a local machine) act for
+//! every account; any other principal only for the accounts an
+//! administrator granted it (`POST /accounts/{a}/grants`).
+
+use std::fmt;
+
+use crate::domain::AccountId;
+
+use super::{App, AppError};
+
+/// The principal behind a request, as the edge established it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    principal: Option<String>,
+    /// The operator of a local run (the CLI, `dirsync serve` with its
+    /// token): the deployment is theirs.
+    operator: bool,
+}
+
+impl Caller {
+    /// A caller signed by IAM. An assumed role's session
+    /// (`arn:aws:sts::ACCT:assumed-role/ROLE/SESSION`) is the role
+    /// (`arn:aws:iam::ACCT:role/ROLE`): grants name roles, not sessions.
+    pub fn iam(arn: Option<String>) -> Self {
+        Self {
+            principal: arn.as_deref().map(normalise_arn),
+            operator: false,
+        }
+    }
+
+    /// The operator of this machine, named for the records.
+    pub fn operator(name: impl Into<String>) -> Self {
+        Self {
+            principal: Some(name.into()),
+            operator: true,
+        }
+    }
+
+    /// A request no one signed (it is refused everywhere but the public
+    /// consent callback).
+    pub fn anonymous() -> Self {
+        Self {
+            principal: None,
+            operator: false,
+        }
+    }
+
+    pub fn principal(&self) -> Option<&str> {
+        self.principal.as_deref()
+    }
+
+    pub fn is_operator(&self) -> bool {
+        self.operator
+    }
+}
+
+impl fmt::Display for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.principal.as_deref().unwrap_or("anonymous"))
+    }
+}
+
+fn normalise_arn(arn: &str) -> String {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    if let [_, partition, "sts", _, account, resource] = parts.as_slice()
+        && let Some(rest) = resource.strip_prefix("assumed-role/")
+        && let Some((role, _session)) = rest.rsplit_once('/')
+    {
+        return format!("arn:{partition}:iam::{account}:role/{role}");
+    }
+    arn.to_owned()
+}
+
+/// A principal that may be granted access: an IAM ARN (or, locally, any
+/// name), printable, without the key separator `#`.
+pub fn check_principal(p: &str) -> Result<String, AppError> {
+    let p = p.trim();
+    let ok = !p.is_empty() && p.len() <= 512 && p.chars().all(|c| c.is_ascii_graphic() && c != '#');
+    if ok {
+        Ok(normalise_arn(p))
+    } else {
+        Err(AppError::BadRequest(
+            "principal must be an IAM ARN such as arn:aws:iam::123456789012:role/acme-admins \
+             (printable, no spaces or '#', at most 512 characters)"
+                .into(),
+        ))
+    }
+}
+
+impl App {
+    /// Whether the caller administers the whole platform.
+    pub fn is_platform_admin(&self, caller: &Caller) -> bool {
+        caller.is_operator()
+            || caller
+                .principal()
+                .is_some_and(|p| self.settings.platform_admins.iter().any(|a| a == p))
+    }
+
+    /// Refuses unless the caller may act for `account`. The refusal is the
+    /// same whether or not the account exists, so nobody learns of another
+    /// customer's accounts by probing.
+    pub async fn authorize(&self, caller: &Caller, account: &AccountId) -> Result<(), AppError> {
+        if self.is_platform_admin(caller) {
+            return Ok(());
+        }
+        let Some(principal) = caller.principal() else {
+            return Err(AppError::Forbidden(
+                "the request is not signed; sign it with SigV4 for execute-api".into(),
+            ));
+        };
+        if self.store.has_grant(account, principal).await? {
+            return Ok(());
+        }
+        Err(AppError::Forbidden(format!(
+            "{principal} may not act for account {account}; a platform administrator grants access \
+             with POST /accounts/{account}/grants"
+        )))
+    }
+
+    /// Refuses unless the caller administers the platform.
+    pub fn authorize_platform(&self, caller: &Caller) -> Result<(), AppError> {
+        if self.is_platform_admin(caller) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(format!(
+                "{caller} is not a platform administrator (DIRSYNC_PLATFORM_ADMINS); only they create accounts \
+                 and grant access"
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_assumed_role_session_is_its_role() {
+        let c = Caller::iam(Some(
+            "arn:aws:sts::123456789012:assumed-role/acme-admins/alice@acme.com".into(),
+        ));
+        assert_eq!(
+            c.principal(),
+            Some("arn:aws:iam::123456789012:role/acme-admins")
+        );
+        let u = Caller::iam(Some("arn:aws:iam::123456789012:user/ops".into()));
+        assert_eq!(u.principal(), Some("arn:aws:iam::123456789012:user/ops"));
+        assert!(!u.is_operator());
+        assert_eq!(Caller::anonymous().to_string(), "anonymous");
+    }
+
+    #[test]
+    fn principals_with_separators_or_spaces_are_refused() {
+        assert!(check_principal("arn:aws:iam::1:role/a#b").is_err());
+        assert!(check_principal("arn:aws:iam::1:role/a b").is_err());
+        assert!(check_principal("").is_err());
+        assert_eq!(
+            check_principal(" arn:aws:iam::1:role/a ").unwrap(),
+            "arn:aws:iam::1:role/a"
+        );
+    }
+}
