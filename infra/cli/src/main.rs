@@ -17,6 +17,7 @@ use dirsync_shared::secrets::{LocalSecretStore, SecretStore, SecretsManagerStore
 use dirsync_shared::store::{Scope, all_pages};
 use serde_json::{Value, json};
 
+mod access;
 mod demo;
 mod local;
 mod serve;
@@ -126,6 +127,12 @@ enum Command {
     },
     /// A connector's synced directory as JSON (users, groups, memberships).
     Export { account: String, connector: String },
+    /// An account's audit trail, newest first.
+    Audit {
+        account: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// Serve the admin API and the consent callback on localhost.
     Serve {
         #[arg(long, default_value_t = 8080)]
@@ -152,6 +159,8 @@ enum AccountCommand {
     Show {
         id: String,
     },
+    #[command(flatten)]
+    Access(access::GrantCommand),
 }
 
 #[derive(Subcommand)]
@@ -411,6 +420,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 )
             });
         }
+        Command::Account {
+            command: AccountCommand::Access(command),
+        } => access::grants(&l, json_mode, command).await?,
+        Command::Audit { account, limit } => access::audit(&l, json_mode, &account, limit).await?,
         Command::Connector { command } => connector(&l, json_mode, command).await?,
         Command::Test { account, connector } => {
             let v = l

@@ -16,6 +16,9 @@ use super::{App, AppError};
 /// The principal behind a request, as the edge established it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
+    /// The ARN as signed: for an assumed role, the session.
+    arn: Option<String>,
+    /// The principal grants usually name: for an assumed role, the role.
     principal: Option<String>,
     /// The operator of a local run (the CLI, `dirsync serve` with its
     /// token): the deployment is theirs.
@@ -29,14 +32,17 @@ impl Caller {
     pub fn iam(arn: Option<String>) -> Self {
         Self {
             principal: arn.as_deref().map(normalise_arn),
+            arn,
             operator: false,
         }
     }
 
     /// The operator of this machine, named for the records.
     pub fn operator(name: impl Into<String>) -> Self {
+        let name = name.into();
         Self {
-            principal: Some(name.into()),
+            arn: Some(name.clone()),
+            principal: Some(name),
             operator: true,
         }
     }
@@ -45,6 +51,7 @@ impl Caller {
     /// consent callback).
     pub fn anonymous() -> Self {
         Self {
+            arn: None,
             principal: None,
             operator: false,
         }
@@ -54,6 +61,11 @@ impl Caller {
         self.principal.as_deref()
     }
 
+    /// The ARN as signed (an assumed role's session), for the records.
+    pub fn arn(&self) -> Option<&str> {
+        self.arn.as_deref()
+    }
+
     pub fn is_operator(&self) -> bool {
         self.operator
     }
@@ -61,10 +73,11 @@ impl Caller {
 
 impl fmt::Display for Caller {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.principal.as_deref().unwrap_or("anonymous"))
+        f.write_str(self.arn.as_deref().unwrap_or("anonymous"))
     }
 }
 
+/// `arn:aws:sts::ACCT:assumed-role/ROLE/SESSION` → `arn:aws:iam::ACCT:role/ROLE`.
 fn normalise_arn(arn: &str) -> String {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     if let [_, partition, "sts", _, account, resource] = parts.as_slice()
@@ -82,7 +95,7 @@ pub fn check_principal(p: &str) -> Result<String, AppError> {
     let p = p.trim();
     let ok = !p.is_empty() && p.len() <= 512 && p.chars().all(|c| c.is_ascii_graphic() && c != '#');
     if ok {
-        Ok(normalise_arn(p))
+        Ok(p.to_owned())
     } else {
         Err(AppError::BadRequest(
             "principal must be an IAM ARN such as arn:aws:iam::123456789012:role/acme-admins \
@@ -113,7 +126,13 @@ impl App {
                 "the request is not signed; sign it with SigV4 for execute-api".into(),
             ));
         };
+        // A grant names a role (any of its sessions) or one session.
         if self.store.has_grant(account, principal).await? {
+            return Ok(());
+        }
+        if let Some(arn) = caller.arn().filter(|a| *a != principal)
+            && self.store.has_grant(account, arn).await?
+        {
             return Ok(());
         }
         Err(AppError::Forbidden(format!(
@@ -163,5 +182,8 @@ mod tests {
             check_principal(" arn:aws:iam::1:role/a ").unwrap(),
             "arn:aws:iam::1:role/a"
         );
+        // A session may be granted on its own (the console's per-account sessions).
+        let s = "arn:aws:sts::1:assumed-role/console/acme";
+        assert_eq!(check_principal(s).unwrap(), s);
     }
 }

@@ -80,6 +80,21 @@ impl Default for AppSettings {
     }
 }
 
+impl App {
+    /// The one secret name of a connector: `{prefix}/{account}/{connector}`.
+    /// Names are never taken from a request, so no connector can name
+    /// another's secret.
+    pub fn secret_name(
+        &self,
+        account: &crate::domain::AccountId,
+        connector: &crate::domain::ConnectorId,
+    ) -> Result<crate::domain::SecretRef, AppError> {
+        format!("{}/{account}/{connector}", self.settings.secret_prefix)
+            .parse()
+            .map_err(|e| AppError::Config(format!("DIRSYNC_SECRET_PREFIX: {e}")))
+    }
+}
+
 /// Structured logs: JSON lines in Lambda (CloudWatch parses them), plain
 /// text on a terminal. `RUST_LOG` filters (default `info`).
 pub fn init_tracing() {
@@ -97,6 +112,8 @@ pub fn init_tracing() {
     let _ = result;
 }
 
+/// Cheap to clone: every part is shared.
+#[derive(Clone)]
 pub struct App {
     pub store: StateStore,
     pub engine: SyncEngine,

@@ -17,6 +17,10 @@ pub struct Sources {
 
 impl SourceFactory for Sources {
     fn source_for(&self, connector: &Connector) -> Result<Box<dyn DirectorySource>, SourceError> {
+        // Before any secret is read: only where it was given for.
+        connector
+            .check_secret_binding()
+            .map_err(|e| SourceError::Config(e.problem))?;
         match connector.kind() {
             ConnectorKind::EntraConsent | ConnectorKind::EntraLegacy => Ok(Box::new(
                 GraphSource::for_connector(connector, &self.graph)?,

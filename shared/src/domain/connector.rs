@@ -396,6 +396,10 @@ pub struct Connector {
     pub version: u64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Where the connector's secret was given for (a digest of
+    /// [`SourceConfig::secret_endpoint`]); checked before every use.
+    #[serde(default)]
+    pub secret_bound_to: Option<String>,
 }
 
 impl Connector {
@@ -686,7 +690,7 @@ impl ConnectorSpec {
             },
         };
 
-        Ok(Connector {
+        let mut connector = Connector {
             account,
             id,
             description: self
@@ -708,7 +712,11 @@ impl ConnectorSpec {
             version: 0,
             created_at: now,
             updated_at: now,
-        })
+            secret_bound_to: None,
+        };
+        // A connector is made with its secret: bound to where it points now.
+        connector.bind_secret();
+        Ok(connector)
     }
 
     fn cloud(&self) -> Result<Cloud, ValidationError> {

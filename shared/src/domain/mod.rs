@@ -10,6 +10,7 @@ mod error;
 mod ids;
 mod region;
 mod run;
+mod secret_binding;
 
 pub use account::Account;
 pub use address::{DomainFilter, DomainName, EmailAddress};
@@ -26,3 +27,4 @@ pub use run::{
     ActionCounts, Cursor, Lease, ObjectWarning, Review, RunStatus, SyncMode, SyncRun, Trigger,
     WarningKind,
 };
+pub use secret_binding::CHANGEABLE;

@@ -161,6 +161,7 @@ enum StreamEnd {
     },
 }
 
+#[derive(Clone)]
 pub struct SyncEngine {
     store: StateStore,
     settings: EngineSettings,

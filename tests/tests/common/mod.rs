@@ -5,6 +5,7 @@
 pub mod memory;
 pub mod world;
 
+use serde_json::Value;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -50,6 +51,8 @@ pub struct Fixture {
     /// Counts the directory items (users, groups, memberships, addresses)
     /// written through the store.
     pub writes: Arc<CountingTable>,
+    /// The DynamoDB Local table, when the fixture is on DynamoDB.
+    pub table: Option<String>,
     /// Keeps the embedded store's folder alive for the test.
     _dir: Option<tempfile::TempDir>,
 }
@@ -91,21 +94,66 @@ pub async fn fixture(backend: Backend) -> Fixture {
 /// checking real time start at now).
 pub async fn fixture_at(backend: Backend, start: DateTime<Utc>) -> Fixture {
     let clock = Arc::new(ManualClock::new(start));
-    let (table, dir): (Arc<dyn Table>, _) = match backend {
+    let (table, dir, name): (Arc<dyn Table>, _, _) = match backend {
         Backend::Embedded => {
             let dir = tempfile::tempdir().unwrap();
             let table = EmbeddedTable::open(&dir.path().join("dirsync.db")).unwrap();
-            (Arc::new(table), Some(dir))
+            (Arc::new(table), Some(dir), None)
         }
-        Backend::Dynamo => (Arc::new(dynamo_table().await), None),
+        Backend::Dynamo => {
+            let table = dynamo_table().await;
+            let name = table.table_name().to_owned();
+            (Arc::new(table), None, Some(name))
+        }
     };
     let writes = Arc::new(CountingTable::new(table, Default::default()));
     Fixture {
         store: StateStore::new(writes.clone(), clock.clone()),
         clock,
         writes,
+        table: name,
         _dir: dir,
     }
+}
+
+/// Every item of a DynamoDB fixture's table, by `pk sk`, as JSON text:
+/// what a store diff compares.
+pub async fn table_items(f: &Fixture) -> std::collections::BTreeMap<String, String> {
+    let name = f.table.as_deref().expect("a DynamoDB fixture");
+    let client = dynamodb_client();
+    let mut items = std::collections::BTreeMap::new();
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(name)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scan DynamoDB Local");
+        for item in page.items() {
+            // As JSON, whose maps are ordered: equal items print equal.
+            let value: Value = serde_dynamo::from_item(item.clone()).expect("an item");
+            let key = format!(
+                "{} {}",
+                value["pk"].as_str().unwrap_or_default(),
+                value["sk"].as_str().unwrap_or_default()
+            );
+            items.insert(key, value.to_string());
+        }
+        match page.last_evaluated_key() {
+            Some(k) => start = Some(k.clone()),
+            None => return items,
+        }
+    }
+}
+
+/// The table without its audit trails: what a refused request must leave
+/// as it was.
+pub async fn table_without_audit(f: &Fixture) -> std::collections::BTreeMap<String, String> {
+    let mut items = table_items(f).await;
+    items.retain(|k, _| !k.split(' ').next().unwrap_or_default().ends_with("#AUDIT"));
+    items
 }
 
 /// Where the test command started the Secrets Manager emulator.

@@ -1,0 +1,590 @@
+//! The admin API as another customer would try it: every route of account
+//! A called by account B's administrators (and by nobody), platform routes
+//! by a customer, secrets named across connectors, endpoints moved without
+//! the secret. Each is refused with a clear message, and the store is
+//! unchanged apart from audit records (a diff of DynamoDB Local's table).
+//! Also: the route table in `docs/api.md` is the router's.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use common::world::{OPERATOR, World, world};
+use common::{table_items, table_without_audit};
+use dirsync_shared::app::Caller;
+use dirsync_shared::app::api::{self, Access};
+use dirsync_shared::domain::*;
+use dirsync_shared::secrets::{SecretStore, Stage};
+use serde_json::{Value, json};
+
+const ACME_ADMIN: &str = "arn:aws:iam::111111111111:role/acme-admins";
+const GLOBEX_ADMIN: &str = "arn:aws:iam::222222222222:role/globex-admins";
+
+async fn call(w: &World, caller: Caller, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&body).unwrap())
+        .unwrap();
+    let resp = api::handle(&w.app, req, caller).await;
+    let status = resp.status().as_u16();
+    (
+        status,
+        serde_json::from_str(resp.body()).unwrap_or(Value::Null),
+    )
+}
+
+fn iam(arn: &str) -> Caller {
+    Caller::iam(Some(arn.into()))
+}
+
+fn operator() -> Caller {
+    iam(OPERATOR)
+}
+
+/// Two customers, each with its administrators granted; acme has an LDAP
+/// connector whose password is stored.
+async fn two_customers(w: &World) {
+    for (id, admin) in [("acme", ACME_ADMIN), ("globex", GLOBEX_ADMIN)] {
+        let (s, b) = call(
+            w,
+            operator(),
+            "POST",
+            "/accounts",
+            json!({"id": id, "name": id, "region": "eu", "administrators": [admin]}),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    let (s, b) = call(
+        w,
+        iam(ACME_ADMIN),
+        "POST",
+        "/accounts/acme/connectors",
+        json!({"connector": {"id": "ad", "kind": "ldap-ad", "url": "ldap://127.0.0.1:9",
+            "transport": "plain-insecure", "base_dn": "DC=acme", "bind_dn": "svc@acme"},
+            "secret": "acme-password"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+}
+
+/// A route's path with ids of account acme's filled in.
+fn acme_path(path: &str) -> String {
+    path.replace("{a}", "acme")
+        .replace("{c}", "ad")
+        .replace("{run}", RunId::generate(Utc::now()).as_str())
+        .replace("{id}", "u1")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_accounts_caller_is_refused_on_every_route_and_changes_nothing() {
+    let w = world(10).await;
+    two_customers(&w).await;
+    let before = table_without_audit(&w.f).await;
+    let audit_before = table_items(&w.f).await.len() - before.len();
+
+    let mut mutating = 0;
+    for r in api::routes() {
+        if r.access != Access::Account {
+            continue;
+        }
+        let path = acme_path(r.path);
+        let query = if r.path.ends_with("/users") {
+            "?address=a@acme.com"
+        } else {
+            ""
+        };
+        for caller in [iam(GLOBEX_ADMIN), Caller::anonymous()] {
+            let (s, b) = call(
+                &w,
+                caller.clone(),
+                r.method.as_str(),
+                &format!("{path}{query}"),
+                json!({}),
+            )
+            .await;
+            assert_eq!(s, 403, "{} {path} as {caller}: {b}", r.method);
+            let e = b["error"].as_str().unwrap_or_default();
+            assert!(
+                e.contains("may not act for account acme") || e.contains("not signed"),
+                "{} {path}: {e}",
+                r.method
+            );
+        }
+        // An assumed-role session of globex's role is globex's role.
+        let session = "arn:aws:sts::222222222222:assumed-role/globex-admins/mallory";
+        let (s, _) = call(&w, iam(session), r.method.as_str(), &path, json!({})).await;
+        assert_eq!(s, 403, "{} {path} as a globex session", r.method);
+        if r.action.is_some() {
+            mutating += 1;
+        }
+    }
+    assert!(mutating >= 10, "the mutating routes were tried");
+    assert_eq!(
+        table_without_audit(&w.f).await,
+        before,
+        "nothing but audit records changed"
+    );
+
+    // Acme's administrators see globex's attempts in their trail.
+    let (s, b) = call(
+        &w,
+        iam(ACME_ADMIN),
+        "GET",
+        "/accounts/acme/audit?limit=200",
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let records = b["records"].as_array().unwrap();
+    let refused: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["outcome"] == "refused" && r["caller"] == GLOBEX_ADMIN)
+        .collect();
+    assert_eq!(
+        refused.len(),
+        mutating,
+        "one refused record per mutating route: {b}"
+    );
+    assert!(
+        refused
+            .iter()
+            .all(|r| r["detail"].as_str().unwrap().starts_with("403"))
+    );
+    assert!(table_items(&w.f).await.len() - before.len() > audit_before);
+
+    // Globex's administrators cannot read acme's trail either, and their
+    // own account list holds only globex.
+    let (s, _) = call(
+        &w,
+        iam(GLOBEX_ADMIN),
+        "GET",
+        "/accounts/acme/audit",
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 403);
+    let (s, b) = call(&w, iam(GLOBEX_ADMIN), "GET", "/accounts", json!({})).await;
+    assert_eq!(s, 200);
+    let ids: Vec<&str> = b["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["globex"]);
+    // Their own account works.
+    let (s, b) = call(
+        &w,
+        iam(GLOBEX_ADMIN),
+        "GET",
+        "/accounts/globex/connectors",
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_platform_administrators_create_accounts_and_grant_access() {
+    let w = world(10).await;
+    two_customers(&w).await;
+    let before = table_without_audit(&w.f).await;
+    for (method, path, body) in [
+        (
+            "POST",
+            "/accounts",
+            json!({"id": "evil", "name": "e", "region": "eu"}),
+        ),
+        (
+            "POST",
+            "/accounts/acme/grants",
+            json!({"principal": GLOBEX_ADMIN}),
+        ),
+        (
+            "POST",
+            "/accounts/globex/grants",
+            json!({"principal": "arn:aws:iam::222222222222:user/x"}),
+        ),
+        (
+            "DELETE",
+            "/accounts/acme/grants?principal=arn:aws:iam::111111111111:role/acme-admins",
+            json!({}),
+        ),
+    ] {
+        let (s, b) = call(&w, iam(GLOBEX_ADMIN), method, path, body).await;
+        assert_eq!(s, 403, "{method} {path}: {b}");
+        assert!(
+            b["error"]
+                .as_str()
+                .unwrap()
+                .contains("not a platform administrator"),
+            "{b}"
+        );
+    }
+    assert_eq!(table_without_audit(&w.f).await, before);
+
+    // The operator grants and revokes; the grant takes effect at once.
+    let (s, _) = call(&w, iam(GLOBEX_ADMIN), "GET", "/accounts/acme", json!({})).await;
+    assert_eq!(s, 403);
+    let (s, b) = call(
+        &w,
+        operator(),
+        "POST",
+        "/accounts/acme/grants",
+        json!({"principal": GLOBEX_ADMIN}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, _) = call(&w, iam(GLOBEX_ADMIN), "GET", "/accounts/acme", json!({})).await;
+    assert_eq!(s, 200);
+    let (s, b) = call(
+        &w,
+        operator(),
+        "DELETE",
+        &format!("/accounts/acme/grants?principal={GLOBEX_ADMIN}"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, _) = call(&w, iam(GLOBEX_ADMIN), "GET", "/accounts/acme", json!({})).await;
+    assert_eq!(s, 403);
+    // Grants and the account's creation are in acme's trail.
+    let (_, b) = call(
+        &w,
+        iam(ACME_ADMIN),
+        "GET",
+        "/accounts/acme/audit",
+        json!({}),
+    )
+    .await;
+    let actions: Vec<&str> = b["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "create-account",
+        "grant-access",
+        "revoke-access",
+        "create-connector",
+    ] {
+        assert!(actions.contains(&a), "{a} in {actions:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_are_exact_and_methods_checked() {
+    let w = world(10).await;
+    two_customers(&w).await;
+    let cases = [
+        ("GET", "/accounts//connectors", 400, "empty segment"),
+        ("GET", "/accounts/acme/", 400, "empty segment"),
+        (
+            "GET",
+            "/accounts/acme%2Fconnectors",
+            400,
+            "encoded separator",
+        ),
+        (
+            "GET",
+            "/accounts/acme/connectors/ad%2F..%2F..",
+            400,
+            "encoded separator",
+        ),
+        ("GET", "/accounts/%2e%2e/connectors", 400, ". or .."),
+        ("GET", "/accounts/acme/connectors/a%zz", 400, "malformed"),
+        // `+` is a plus in a path, not a space: not an account id.
+        ("GET", "/accounts/ac+me", 400, "contains '+'"),
+        // `&` does not cut an id short.
+        ("GET", "/accounts/acme&x=1/connectors", 400, "contains '&'"),
+        ("PUT", "/accounts/acme", 405, "does not take PUT"),
+        (
+            "DELETE",
+            "/accounts/acme/connectors/ad/runs",
+            405,
+            "does not take DELETE",
+        ),
+        ("GET", "/accounts/acme/nothing", 404, "docs/api.md"),
+    ];
+    for (method, path, status, says) in cases {
+        let (s, b) = call(&w, operator(), method, path, json!({})).await;
+        assert_eq!(s, status, "{method} {path}: {b}");
+        assert!(
+            b["error"].as_str().unwrap().contains(says),
+            "{method} {path}: {b}"
+        );
+    }
+    // Percent-encoded ids are decoded once.
+    let (s, b) = call(
+        &w,
+        operator(),
+        "GET",
+        "/accounts/%61cme/connectors/a%64",
+        json!({}),
+    )
+    .await;
+    assert_eq!((s, &b["id"]), (200, &json!("ad")), "{b}");
+    // A body that is not declared JSON is not read as JSON.
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("/accounts/acme/connectors/ad/sync")
+        .header("content-type", "text/plain")
+        .body(br#"{"full": true}"#.to_vec())
+        .unwrap();
+    let resp = api::handle(&w.app, req, operator()).await;
+    assert_eq!(resp.status(), 400, "{}", resp.body());
+    assert!(resp.body().contains("Content-Type: application/json"));
+}
+
+#[test]
+fn the_documented_routes_are_the_routers() {
+    let doc =
+        std::fs::read_to_string(format!("{}/../docs/api.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let documented: BTreeSet<(String, String, String)> = doc
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            match cells.as_slice() {
+                ["", method, path, who, ..] if path.starts_with('/') => {
+                    Some((method.to_string(), path.to_string(), who.to_string()))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    let routed: BTreeSet<(String, String, String)> = api::routes()
+        .iter()
+        .map(|r| {
+            let who = match r.access {
+                Access::Signed => "signed",
+                Access::Platform => "platform",
+                Access::Account => "account",
+            };
+            (r.method.to_string(), r.path.to_owned(), who.to_owned())
+        })
+        .collect();
+    assert_eq!(
+        documented, routed,
+        "docs/api.md lists exactly the router's routes"
+    );
+}
+
+/// An LDAP server that is not one: it records every byte a client sends.
+#[derive(Clone, Default)]
+struct Listener {
+    received: Arc<Mutex<Vec<u8>>>,
+    connections: Arc<Mutex<usize>>,
+}
+
+impl Listener {
+    async fn start() -> (Self, u16) {
+        let l = Listener::default();
+        let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let me = l.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            while let Ok((mut s, _)) = socket.accept().await {
+                *me.connections.lock().unwrap() += 1;
+                let me = me.clone();
+                // The bind request comes in one read; then the connection
+                // is dropped, so the client fails at once.
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    if let Ok(n) = s.read(&mut buf).await {
+                        me.received.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                });
+            }
+        });
+        (l, port)
+    }
+
+    fn saw(&self, needle: &str) -> bool {
+        let r = self.received.lock().unwrap();
+        r.windows(needle.len()).any(|w| w == needle.as_bytes())
+    }
+
+    fn connections(&self) -> usize {
+        *self.connections.lock().unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_goes_only_where_it_was_given_for() {
+    let w = world(10).await;
+    two_customers(&w).await;
+    let (listener, port) = Listener::start().await;
+    let evil = format!("ldap://127.0.0.1:{port}");
+    let acme_secret = format!("{}/acme/ad", w.app.settings.secret_prefix);
+    let before = table_without_audit(&w.f).await;
+
+    // A connector that names another connector's secret: refused, whoever
+    // asks, in any account.
+    for (caller, account) in [
+        (iam(GLOBEX_ADMIN), "globex"),
+        (iam(ACME_ADMIN), "acme"),
+        (operator(), "globex"),
+    ] {
+        let (s, b) = call(
+            &w,
+            caller,
+            "POST",
+            &format!("/accounts/{account}/connectors"),
+            json!({"connector": {"id": "steal", "kind": "ldap-ad", "url": evil, "transport": "plain-insecure",
+                "base_dn": "DC=x", "bind_dn": "x", "password_ref": acme_secret}}),
+        )
+        .await;
+        assert_eq!(s, 400, "{b}");
+        assert!(
+            b["error"]
+                .as_str()
+                .unwrap()
+                .contains("password_ref cannot be given"),
+            "{b}"
+        );
+    }
+    // Moving acme's connector without the secret: refused; its test still
+    // goes where it went.
+    let (_, c) = call(
+        &w,
+        iam(ACME_ADMIN),
+        "GET",
+        "/accounts/acme/connectors/ad",
+        json!({}),
+    )
+    .await;
+    for change in [
+        json!({"url": evil}),
+        json!({"bind_dn": "cn=attacker"}),
+        json!({"url": "ldap://127.0.0.1:9", "transport": "start-tls"}),
+        json!({"ca_certificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"}),
+    ] {
+        let mut body = change.clone();
+        body["version"] = c["version"].clone();
+        let (s, b) = call(
+            &w,
+            iam(ACME_ADMIN),
+            "PATCH",
+            "/accounts/acme/connectors/ad",
+            body,
+        )
+        .await;
+        assert_eq!(s, 400, "{change}: {b}");
+        assert!(
+            b["error"].as_str().unwrap().contains("give it again"),
+            "{b}"
+        );
+    }
+    // Secret names cannot be changed at all.
+    let (s, b) = call(
+        &w,
+        iam(ACME_ADMIN),
+        "PATCH",
+        "/accounts/acme/connectors/ad",
+        json!({"version": c["version"], "password_ref": acme_secret}),
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    let (s, _) = call(
+        &w,
+        iam(ACME_ADMIN),
+        "POST",
+        "/accounts/acme/connectors/ad/test",
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(listener.connections(), 0, "the listener got nothing");
+    assert_eq!(
+        table_without_audit(&w.f).await,
+        before,
+        "only audit records were written"
+    );
+
+    // A connector moved behind the API's back (a hand-edited item): its
+    // secret is not sent there — nothing connects at all.
+    let scope_account = AccountId::new("acme").unwrap();
+    let mut moved =
+        w.f.store
+            .get_connector(&scope_account, &ConnectorId::new("ad").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+    if let SourceConfig::ActiveDirectory { ldap } = &mut moved.source {
+        ldap.url = evil.clone();
+    }
+    let moved = w.f.store.update_connector(&moved).await.unwrap();
+    let (s, b) = call(
+        &w,
+        iam(ACME_ADMIN),
+        "POST",
+        "/accounts/acme/connectors/ad/test",
+        json!({}),
+    )
+    .await;
+    assert_eq!((s, &b["ok"]), (200, &json!(false)), "{b}");
+    assert!(b.to_string().contains("give the secret again"), "{b}");
+    assert_eq!(listener.connections(), 0, "no bind reached the listener");
+
+    // Given again, the secret goes there, and only the new one.
+    let (s, b) = call(
+        &w,
+        iam(ACME_ADMIN),
+        "PUT",
+        "/accounts/acme/connectors/ad/secret",
+        json!({"value": "the-new-password"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert!(listener.connections() > 0);
+    assert!(listener.saw("the-new-password"));
+    assert!(
+        !listener.saw("acme-password"),
+        "the old secret never went there"
+    );
+    let stored = w
+        .secrets
+        .get(&acme_secret.parse().unwrap(), Stage::Current)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.expose(), "the-new-password");
+    assert!(
+        !b.to_string().contains("the-new-password"),
+        "a secret is never echoed"
+    );
+
+    // A change with the secret in the same request moves it.
+    let (_, c) = call(
+        &w,
+        iam(ACME_ADMIN),
+        "GET",
+        "/accounts/acme/connectors/ad",
+        json!({}),
+    )
+    .await;
+    assert_eq!(c["version"].as_u64(), Some(moved.version + 1));
+    let (s, b) = call(
+        &w,
+        iam(ACME_ADMIN),
+        "PATCH",
+        "/accounts/acme/connectors/ad",
+        json!({"version": c["version"], "url": "ldap://127.0.0.1:9", "secret": "back-home"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert!(!b.to_string().contains("back-home"));
+    // The audit trail holds every refusal and change, and no secret.
+    let trail = table_items(&w.f).await;
+    let text = format!("{trail:?}");
+    for secret in ["acme-password", "the-new-password", "back-home"] {
+        assert!(!text.contains(secret), "{secret} is in the table");
+    }
+}
