@@ -52,9 +52,13 @@ pub async fn open(store: &str, secrets_dir: PathBuf) -> Result<Local, String> {
     });
     let mut settings = config::settings_from_env().map_err(|e| e.to_string())?;
     settings.window_spread = Duration::ZERO;
-    // Locally the operator is the deployment: custom hosts are allowed
-    // (simulators, private clouds).
-    settings.allow_custom_cloud = true;
+    // On this machine's own store the operator is the deployment: custom
+    // hosts are allowed (simulators, private clouds). A DynamoDB table may
+    // be a real deployment's, whose own setting (DIRSYNC_ALLOW_CUSTOM_CLOUD)
+    // stands.
+    if !store.starts_with("dynamodb://") {
+        settings.allow_custom_cloud = true;
+    }
     let queue = Arc::new(LocalQueue::default());
     let engine_settings = EngineSettings {
         progress: progress_line(),

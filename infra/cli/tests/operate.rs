@@ -271,34 +271,67 @@ async fn cert_bootstrap_then_rotate_against_the_app() {
     );
 }
 
-#[test]
-fn serve_answers_the_admin_api_and_the_consent_callback() {
+/// `dirsync serve` on a free port, killed on drop (a failed assertion does
+/// not leave it running), with the token it printed.
+struct Served {
+    child: std::process::Child,
+    port: u16,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve() -> Served {
+    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    // Killed on drop, so a failed assertion does not leave the server running.
-    struct Server(std::process::Child);
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dirsync"))
+        .arg("--store")
+        .arg(dir.path().join("state.db"))
+        .args(["serve", "--port", "0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut port = 0;
+    let mut token = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("http://127.0.0.1:").nth(1) {
+            port = rest.split(' ').next().unwrap().parse().unwrap();
+        }
+        if let Some(t) = line.strip_prefix("Authorization: Bearer ") {
+            token = t.trim().to_owned();
+            break;
         }
     }
-    let _server = Server(
-        Command::new(env!("CARGO_BIN_EXE_dirsync"))
-            .arg("--store")
-            .arg(dir.path().join("state.db"))
-            .args(["serve", "--port", &port.to_string()])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
+    // Keep reading so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    assert!(
+        port > 0 && !token.is_empty(),
+        "serve printed its port and token"
     );
+    Served {
+        child,
+        port,
+        token,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn serve_answers_the_admin_api_and_the_consent_callback() {
+    let server = serve();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let http = reqwest::Client::new();
-        let base = format!("http://127.0.0.1:{port}");
+        let base = format!("http://127.0.0.1:{}", server.port);
+        let auth = format!("Bearer {}", server.token);
         let mut up = false;
         for _ in 0..100 {
             if http.get(format!("{base}/accounts")).send().await.is_ok() {
@@ -310,6 +343,7 @@ fn serve_answers_the_admin_api_and_the_consent_callback() {
         assert!(up, "the server came up");
         let created = http
             .post(format!("{base}/accounts"))
+            .header("authorization", &auth)
             .json(&serde_json::json!({"id": "acme", "name": "Acme", "region": "au"}))
             .send()
             .await
@@ -317,6 +351,7 @@ fn serve_answers_the_admin_api_and_the_consent_callback() {
         assert_eq!(created.status(), 201);
         let listed: Value = http
             .get(format!("{base}/accounts"))
+            .header("authorization", &auth)
             .send()
             .await
             .unwrap()
@@ -324,6 +359,7 @@ fn serve_answers_the_admin_api_and_the_consent_callback() {
             .await
             .unwrap();
         assert_eq!(listed["accounts"][0]["id"], "acme");
+        // The callback is public (Entra sends the administrator's browser).
         let page = http
             .get(format!(
                 "{base}/consent/callback?state=forged&admin_consent=True"
@@ -339,5 +375,68 @@ fn serve_answers_the_admin_api_and_the_consent_callback() {
                 .unwrap()
                 .contains("expired or was already used")
         );
+    });
+}
+
+#[test]
+fn serve_refuses_what_another_web_page_could_send() {
+    let server = serve();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{}", server.port);
+        let auth = format!("Bearer {}", server.token);
+        let account = serde_json::json!({"id": "evil", "name": "Evil", "region": "eu"}).to_string();
+        // A cross-site form post: no token, a form's content type.
+        let r = http
+            .post(format!("{base}/accounts"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", "https://attacker.example")
+            .body(account.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        assert!(r.text().await.unwrap().contains("Authorization: Bearer"));
+        // A wrong token, a DNS-rebound host, a body not declared JSON.
+        for (token, host, content_type, status) in [
+            ("Bearer nope", None, "application/json", 401),
+            (
+                auth.as_str(),
+                Some("attacker.example"),
+                "application/json",
+                421,
+            ),
+            (
+                auth.as_str(),
+                Some(format!("localhost:{}", server.port + 1).as_str()),
+                "application/json",
+                421,
+            ),
+            (auth.as_str(), None, "text/plain", 415),
+        ] {
+            let mut req = http
+                .post(format!("{base}/accounts"))
+                .header("authorization", token)
+                .header("content-type", content_type)
+                .body(account.clone());
+            if let Some(h) = host {
+                req = req.header("host", h);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), status, "{token} {host:?} {content_type}");
+        }
+        // Nothing was created.
+        let listed: Value = http
+            .get(format!("{base}/accounts"))
+            .header("authorization", &auth)
+            .header("host", format!("localhost:{}", server.port))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(listed["accounts"], serde_json::json!([]), "{listed}");
     });
 }
