@@ -342,6 +342,134 @@ async fn paths_are_exact_and_methods_checked() {
     assert!(resp.body().contains("Content-Type: application/json"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mistyped_secret_is_not_echoed_anywhere() {
+    let w = world(10).await;
+    two_customers(&w).await;
+    let (_, c) = call(
+        &w,
+        iam(ACME_ADMIN),
+        "GET",
+        "/accounts/acme/connectors/ad",
+        json!({}),
+    )
+    .await;
+    for body in [
+        json!("Winter2026!"),
+        json!({"value": 87654321, "version": c["version"]}),
+        json!({"value": ["Winter2026!"], "version": c["version"]}),
+    ] {
+        let (s, b) = call(
+            &w,
+            iam(ACME_ADMIN),
+            "PUT",
+            "/accounts/acme/connectors/ad/secret",
+            body,
+        )
+        .await;
+        assert_eq!(s, 400, "{b}");
+        let e = b["error"].as_str().unwrap();
+        assert!(e.contains("wrong type"), "{e}");
+        assert!(!e.contains("Winter2026") && !e.contains("87654321"), "{e}");
+    }
+    let (s, b) = call(
+        &w,
+        iam(ACME_ADMIN),
+        "POST",
+        "/accounts/acme/connectors",
+        json!({"connector": {"id": "ad2", "kind": "ldap-ad", "url": "ldaps://dc.acme",
+            "base_dn": "DC=acme", "bind_dn": "svc"}, "secret": 424242}),
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    assert!(!b.to_string().contains("424242"), "{b}");
+    let trail = format!("{:?}", table_items(&w.f).await);
+    for secret in ["Winter2026", "87654321", "424242"] {
+        assert!(!trail.contains(secret), "{secret} reached the table");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_while_a_sync_holds_the_connector_waits_for_it() {
+    let w = world(10).await;
+    two_customers(&w).await;
+    let scope = dirsync_shared::store::Scope::new(
+        AccountId::new("acme").unwrap(),
+        ConnectorId::new("ad").unwrap(),
+    );
+    let lease =
+        w.f.store
+            .acquire_lease(&scope, "run-x", chrono::Duration::minutes(5))
+            .await
+            .unwrap();
+    let before = table_without_audit(&w.f).await;
+    let (_, c) = call(
+        &w,
+        iam(ACME_ADMIN),
+        "GET",
+        "/accounts/acme/connectors/ad",
+        json!({}),
+    )
+    .await;
+    for (method, path, body) in [
+        (
+            "PUT",
+            "/accounts/acme/connectors/ad/secret",
+            json!({"value": "p2", "version": c["version"]}),
+        ),
+        (
+            "PATCH",
+            "/accounts/acme/connectors/ad",
+            json!({"version": c["version"], "url": "ldap://127.0.0.1:10", "secret": "p2"}),
+        ),
+    ] {
+        let (s, b) = call(&w, iam(ACME_ADMIN), method, path, body).await;
+        assert_eq!(s, 409, "{b}");
+        assert!(b["error"].as_str().unwrap().contains("under way"), "{b}");
+    }
+    assert_eq!(table_without_audit(&w.f).await, before);
+    let secret = format!("{}/acme/ad", w.app.settings.secret_prefix);
+    let stored = w
+        .secrets
+        .get(&secret.parse().unwrap(), Stage::Current)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.expose(), "acme-password", "the secret is as it was");
+    w.f.store.release_lease(&lease).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lambda_edge_refuses_paths_lambda_http_would_rewrite() {
+    let w = world(10).await;
+    two_customers(&w).await;
+    let fixture = std::fs::read_to_string(format!(
+        "{}/../events/http-list-runs.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let event: Value = serde_json::from_str(&fixture).unwrap();
+    let sent = event["rawPath"].as_str().unwrap().to_owned();
+    for raw in [
+        "/accounts/globex/%2e%2e/acme/connectors",
+        "/accounts/globex/../acme/connectors",
+        "/accounts/acme/connectors/ad/runs/.",
+        "/accounts/acme%2Fconnectors",
+    ] {
+        let req = lambda_http::request::from_str(&fixture.replace(&sent, raw)).unwrap();
+        let resp = admin_api::handle(&w.app, req).await;
+        assert_eq!(resp.status(), 400, "{raw}");
+        let lambda_http::Body::Text(t) = resp.body() else {
+            panic!()
+        };
+        assert!(t.contains("ambiguous"), "{raw}: {t}");
+    }
+    // The fixture's own path is served (the operator is a platform admin).
+    let req = lambda_http::request::from_str(&fixture).unwrap();
+    let resp = admin_api::handle(&w.app, req).await;
+    assert_ne!(resp.status(), 400, "{sent}");
+}
+
 #[test]
 fn the_documented_routes_are_the_routers() {
     let doc =
@@ -533,13 +661,27 @@ async fn a_secret_goes_only_where_it_was_given_for() {
     assert!(b.to_string().contains("give the secret again"), "{b}");
     assert_eq!(listener.connections(), 0, "no bind reached the listener");
 
-    // Given again, the secret goes there, and only the new one.
+    // Given without the version read, or with an older one: refused.
+    for version in [json!(null), json!(moved.version - 1)] {
+        let (s, b) = call(
+            &w,
+            iam(ACME_ADMIN),
+            "PUT",
+            "/accounts/acme/connectors/ad/secret",
+            json!({"value": "the-new-password", "version": version}),
+        )
+        .await;
+        assert!(s == 400 || s == 409, "{b}");
+    }
+    assert_eq!(listener.connections(), 0);
+    // Given again for the connector as it now is, the secret goes there,
+    // and only the new one.
     let (s, b) = call(
         &w,
         iam(ACME_ADMIN),
         "PUT",
         "/accounts/acme/connectors/ad/secret",
-        json!({"value": "the-new-password"}),
+        json!({"value": "the-new-password", "version": moved.version}),
     )
     .await;
     assert_eq!(s, 200, "{b}");

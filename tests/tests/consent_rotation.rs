@@ -395,7 +395,7 @@ async fn a_legacy_connector_is_migrated_with_its_users_untouched() {
         &w,
         "PUT",
         "/accounts/acme/connectors/old/secret",
-        json!({"value": "legacy-secret-value"}),
+        json!({"value": "legacy-secret-value", "version": 1}),
     )
     .await;
     assert_eq!(s, 200, "{b}");

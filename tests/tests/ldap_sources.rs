@@ -445,10 +445,11 @@ async fn the_password_refresh_flow_through_the_admin_api() {
             .contains("password is wrong"),
         "{report}"
     );
+    let (_, c) = call("GET", "/accounts/acme/connectors/ad".into(), json!({})).await;
     let (s, b) = call(
         "PUT",
         "/accounts/acme/connectors/ad/secret".into(),
-        json!({"value": env("DIRSYNC_TEST_AD_PASSWORD")}),
+        json!({"value": env("DIRSYNC_TEST_AD_PASSWORD"), "version": c["version"]}),
     )
     .await;
     assert_eq!(s, 200, "{b}");

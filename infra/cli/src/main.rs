@@ -573,11 +573,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 }
             };
             let value = value.trim_end_matches(['\r', '\n']).to_owned();
+            // The secret is given for the connector as read now.
+            let path = format!("/accounts/{account}/connectors/{connector}");
+            let c = l.call("GET", &path, None).await?;
             let v = l
                 .call(
                     "PUT",
-                    &format!("/accounts/{account}/connectors/{connector}/secret"),
-                    Some(json!({"value": value})),
+                    &format!("{path}/secret"),
+                    Some(json!({"value": value, "version": c["version"]})),
                 )
                 .await?;
             print(json_mode, &v, |v| {

@@ -77,14 +77,28 @@ impl fmt::Display for Caller {
     }
 }
 
-/// `arn:aws:sts::ACCT:assumed-role/ROLE/SESSION` → `arn:aws:iam::ACCT:role/ROLE`.
+/// `arn:aws:sts::ACCT:assumed-role/ROLE/SESSION` → `arn:aws:iam::ACCT:role/ROLE`,
+/// and a role's path is dropped (`role/aws-reserved/sso.amazonaws.com/X` →
+/// `role/X`): an assumed role's ARN never carries the path, so a grant
+/// naming it would never match.
 fn normalise_arn(arn: &str) -> String {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    if let [_, partition, "sts", _, account, resource] = parts.as_slice()
-        && let Some(rest) = resource.strip_prefix("assumed-role/")
-        && let Some((role, _session)) = rest.rsplit_once('/')
-    {
-        return format!("arn:{partition}:iam::{account}:role/{role}");
+    match parts.as_slice() {
+        [_, partition, "sts", _, account, resource] => {
+            if let Some(rest) = resource.strip_prefix("assumed-role/")
+                && let Some((role, _session)) = rest.rsplit_once('/')
+            {
+                return format!("arn:{partition}:iam::{account}:role/{role}");
+            }
+        }
+        [_, partition, "iam", _, account, resource] => {
+            if let Some(rest) = resource.strip_prefix("role/")
+                && let Some((_path, role)) = rest.rsplit_once('/')
+            {
+                return format!("arn:{partition}:iam::{account}:role/{role}");
+            }
+        }
+        _ => {}
     }
     arn.to_owned()
 }
@@ -95,7 +109,11 @@ pub fn check_principal(p: &str) -> Result<String, AppError> {
     let p = p.trim();
     let ok = !p.is_empty() && p.len() <= 512 && p.chars().all(|c| c.is_ascii_graphic() && c != '#');
     if ok {
-        Ok(p.to_owned())
+        Ok(if p.contains(":assumed-role/") {
+            p.to_owned()
+        } else {
+            normalise_arn(p)
+        })
     } else {
         Err(AppError::BadRequest(
             "principal must be an IAM ARN such as arn:aws:iam::123456789012:role/acme-admins \
@@ -181,6 +199,14 @@ mod tests {
         assert_eq!(
             check_principal(" arn:aws:iam::1:role/a ").unwrap(),
             "arn:aws:iam::1:role/a"
+        );
+        assert_eq!(
+            check_principal(
+                "arn:aws:iam::1:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Admin_1"
+            )
+            .unwrap(),
+            "arn:aws:iam::1:role/AWSReservedSSO_Admin_1",
+            "the path of a role is not in its sessions' ARNs"
         );
         // A session may be granted on its own (the console's per-account sessions).
         let s = "arn:aws:sts::1:assumed-role/console/acme";

@@ -13,6 +13,13 @@ fn check_slug(field: &str, value: &str, max: usize) -> Result<(), ValidationErro
     if value.is_empty() {
         return Err(ValidationError::new(field, "must not be empty"));
     }
+    // A path segment of its own: "." and ".." would name another path.
+    if value == "." || value == ".." {
+        return Err(ValidationError::new(
+            field,
+            "must not be \".\" or \"..\"; use letters or digits too",
+        ));
+    }
     if value.len() > max {
         return Err(ValidationError::new(
             field,

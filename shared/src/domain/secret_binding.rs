@@ -5,8 +5,9 @@
 //! transport, CA and bind DN; the legacy app's sign-in host, tenant and
 //! client; Google's API host and the administrator acted as. The connector
 //! keeps a digest of the endpoint its secret was last given for, and every
-//! use checks it, so no path that changes the endpoint without the secret
-//! (an API bug, a hand-edited item) can send the secret elsewhere.
+//! use checks it, so no code path that changes the endpoint without the
+//! secret can send the secret elsewhere. (It guards the service's own
+//! paths; whoever can write the table directly is past every guard.)
 
 use sha2::{Digest, Sha256};
 
@@ -22,29 +23,32 @@ impl SourceConfig {
                 tenant_domain,
                 client_id,
                 ..
-            } => Some(format!(
-                "entra-legacy {} {} {tenant_domain} {client_id}",
+            } => Some(endpoint(&[
+                "entra-legacy",
                 cloud.authority_url(),
-                cloud.graph_url()
-            )),
+                cloud.graph_url(),
+                tenant_domain.as_str(),
+                &client_id.to_string(),
+            ])),
             SourceConfig::ActiveDirectory { ldap } | SourceConfig::Domino { ldap, .. } => {
                 let ca = ldap.ca_certificate.as_deref().unwrap_or_default();
-                Some(format!(
-                    "ldap {} {} {} ca:{}",
-                    ldap.url,
+                Some(endpoint(&[
+                    "ldap",
+                    &ldap.url,
                     transport_code(ldap.transport),
-                    ldap.bind_dn,
-                    hex(&Sha256::digest(ca.as_bytes()))
-                ))
+                    &ldap.bind_dn,
+                    ca,
+                ]))
             }
             SourceConfig::Google {
                 admin_email,
                 api_url,
                 ..
-            } => Some(format!(
-                "google {} {admin_email}",
-                api_url.as_deref().unwrap_or("default")
-            )),
+            } => Some(endpoint(&[
+                "google",
+                api_url.as_deref().unwrap_or("default"),
+                admin_email.as_str(),
+            ])),
         }
     }
 
@@ -77,6 +81,11 @@ impl SourceConfig {
             } => *service_account_key = name,
         }
     }
+}
+
+/// The parts as a JSON array: no two endpoints read alike.
+fn endpoint(parts: &[&str]) -> String {
+    serde_json::to_string(parts).unwrap_or_default()
 }
 
 fn transport_code(t: LdapTransport) -> &'static str {
@@ -116,9 +125,12 @@ impl Connector {
             return Err(ValidationError::new(
                 "secret",
                 format!(
-                    "connector {} now points somewhere its secret was not given for; give the secret again \
-                     (PUT /accounts/{}/connectors/{}/secret) to send it there",
-                    self.id, self.account, self.id
+                    "connector {} now points somewhere its secret was not given for, so the secret is not \
+                     sent; check where it points (GET /accounts/{a}/connectors/{c}), and if that is right \
+                     give the secret again with the version you read (PUT /accounts/{a}/connectors/{c}/secret)",
+                    self.id,
+                    a = self.account,
+                    c = self.id
                 ),
             ));
         }

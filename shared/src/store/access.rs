@@ -7,7 +7,7 @@ use crate::domain::{AUDIT_RETENTION_DAYS, AccountId, AuditRecord};
 
 use super::keys;
 use super::state::{Page, PageRequest, StateStore, StoreError, to_attrs};
-use super::table::{Index, Item, Query, WriteOp};
+use super::table::{Cond, Index, Item, Query, WriteOp};
 
 impl StateStore {
     /// Lets `principal` act for `account` (idempotent).
@@ -73,6 +73,20 @@ impl StateStore {
             .iter()
             .filter_map(|i| i.str("account").and_then(|a| AccountId::new(a).ok()))
             .collect())
+    }
+
+    /// Whether a refusal of `what` should be recorded now: true at most
+    /// once until `until`.
+    pub async fn first_refusal(
+        &self,
+        account: &AccountId,
+        what: &str,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        let item = Item::new(keys::audit_limit(account, what), Default::default())
+            .with_ttl(until.timestamp());
+        let op = WriteOp::put_if(item, Cond::NotExists.or(Cond::ExpiredBy(self.now_secs())));
+        Ok(self.table.write(op).await?.is_ok())
     }
 
     pub async fn put_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {

@@ -207,6 +207,12 @@ pub fn audit(account: &AccountId, sort: &str) -> Key {
     Key::new(audit_partition(account), sort)
 }
 
+/// When an outsider's refused call was last recorded in the trail (one
+/// record an hour per caller and action).
+pub fn audit_limit(account: &AccountId, what: &str) -> Key {
+    Key::new(format!("{}#LIMIT", audit_partition(account)), what)
+}
+
 /// Whether an item holds directory data: a user (`…#U#NN`), a group
 /// (`…#G`), a membership (`…#M#group`) or an address claim
 /// (`A#account#@#address`), as opposed to the runs' bookkeeping (run

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::domain::{
-    AccountId, Connector, ConnectorId, ConnectorKind, ConnectorSpec, SecretRef, Trigger,
+    AccountId, Connector, ConnectorId, ConnectorKind, ConnectorSpec, Lease, SecretRef, Trigger,
 };
 use crate::queue::Job;
 use crate::secrets::SecretValue;
@@ -22,7 +22,7 @@ use crate::source::ConnectionReport;
 use crate::store::{Scope, StoreError};
 
 use super::super::{App, AppError, Caller};
-use super::extract::{Ids, JsonBody, bad};
+use super::extract::{Ids, JsonBody, bad, not_expected};
 use super::guard::AuditNote;
 use super::{Reply, ok};
 
@@ -193,47 +193,90 @@ fn nonempty(value: String) -> Result<SecretValue, AppError> {
 pub(super) async fn change(
     State(app): State<App>,
     ids: Ids,
-    JsonBody(mut body): JsonBody<Map<String, Value>>,
+    JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Reply {
-    let mut c = connector(&app, &ids.scope()?).await?;
-    if c.kind() == ConnectorKind::EntraLegacy {
+    let scope = ids.scope()?;
+    let current = connector(&app, &scope).await?;
+    if current.kind() == ConnectorKind::EntraLegacy {
         return Err(AppError::Conflict(
             "legacy Entra connectors accept no configuration change until they are migrated to the consent \
              connector; start the migration, or renew the client secret with PUT …/secret"
                 .into(),
         ));
     }
-    let version = body
-        .remove("version")
-        .and_then(|v| v.as_u64())
-        .ok_or_else(|| {
-            AppError::BadRequest(
-                "give the \"version\" you read (GET the connector first), so that two changes cannot \
-                 overwrite each other"
-                    .into(),
-            )
-        })?;
-    let secret = match body.remove("secret") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(nonempty(s)?),
-        Some(_) => return Err(AppError::BadRequest("\"secret\" must be a string".into())),
-    };
-    let change: ConnectorSpec = serde_json::from_value(Value::Object(body)).map_err(|e| {
-        AppError::BadRequest(format!("the request body is not the expected JSON: {e}"))
-    })?;
-    refuse_custom_hosts(&app, &change)?;
-    let spec = ConnectorSpec::from(&c).changed_by(&change).map_err(bad)?;
-    let next = spec
-        .validate(c.account.clone(), c.created_at)
-        .map_err(bad)?;
-    if c.version != version {
-        return Err(StoreError::VersionConflict {
-            id: c.id.to_string(),
-            expected: version,
-            current: c.version,
+    let Change {
+        version,
+        secret,
+        settings,
+    } = Change::read(body)?;
+    refuse_custom_hosts(&app, &settings)?;
+    same_version(&current, version)?;
+    let next = changed(&current, &settings)?;
+    let Some(value) = secret else {
+        if next.secret_endpoint_changed() {
+            return Err(AppError::BadRequest(format!(
+                "this change moves where {} is sent: give it again as \"secret\" in the same request",
+                secret_kind(next.kind()).unwrap_or("the secret")
+            )));
         }
-        .into());
+        return ok(
+            StatusCode::OK,
+            json!(app.store.update_connector(&next).await?),
+        );
+    };
+    let lease = hold(&app, &scope, "change it").await?;
+    let stored = async {
+        // Read again under the lease: the change applies to what it read.
+        same_version(&connector(&app, &scope).await?, version)?;
+        store_secret(&app, next, value).await
     }
+    .await;
+    let _ = app.store.release_lease(&lease).await;
+    ok(StatusCode::OK, json!(stored?.0))
+}
+
+/// A `PATCH` body, taken apart.
+struct Change {
+    version: u64,
+    secret: Option<SecretValue>,
+    settings: ConnectorSpec,
+}
+
+impl Change {
+    fn read(mut body: Map<String, Value>) -> Result<Self, AppError> {
+        let version = body
+            .remove("version")
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| {
+                AppError::BadRequest(
+                    "give the \"version\" you read (GET the connector first), so that two changes cannot \
+                     overwrite each other"
+                        .into(),
+                )
+            })?;
+        let secret = match body.remove("secret") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(nonempty(s)?),
+            Some(_) => return Err(AppError::BadRequest("\"secret\" must be a string".into())),
+        };
+        let settings = serde_json::from_value(Value::Object(body)).map_err(|e| not_expected(&e))?;
+        Ok(Self {
+            version,
+            secret,
+            settings,
+        })
+    }
+}
+
+/// The connector with `settings` applied, validated as a new one would be.
+fn changed(current: &Connector, settings: &ConnectorSpec) -> Result<Connector, AppError> {
+    let spec = ConnectorSpec::from(current)
+        .changed_by(settings)
+        .map_err(bad)?;
+    let next = spec
+        .validate(current.account.clone(), current.created_at)
+        .map_err(bad)?;
+    let mut c = current.clone();
     // A consent connector's source is its consent: never reset by a change.
     if c.kind() != ConnectorKind::EntraConsent {
         c.source = next.source;
@@ -241,18 +284,7 @@ pub(super) async fn change(
     c.description = next.description;
     c.state = next.state;
     c.options = next.options;
-    c.version = version;
-    if c.secret_endpoint_changed() && secret.is_none() {
-        return Err(AppError::BadRequest(format!(
-            "this change moves where {} is sent: give it again as \"secret\" in the same request",
-            secret_kind(c.kind()).unwrap_or("the secret")
-        )));
-    }
-    match secret {
-        Some(value) => store_secret(&app, c, value).await.map(|(c, _)| c),
-        None => Ok(app.store.update_connector(&c).await?),
-    }
-    .and_then(|c| ok(StatusCode::OK, json!(c)))
+    Ok(c)
 }
 
 /// Stores `value` as the connector's secret, under its own name, and binds
@@ -278,24 +310,28 @@ async fn store_secret(
     Ok((saved, name))
 }
 
+/// Takes the connector's lease for an administrator's change, as a sync
+/// would: no sync runs while the change is half made, and two such changes
+/// cannot interleave (one's secret stored, the other's endpoint saved).
+async fn hold(app: &App, scope: &Scope, what: &str) -> Result<Lease, AppError> {
+    match app
+        .store
+        .acquire_lease(scope, "admin-change", chrono::Duration::minutes(10))
+        .await
+    {
+        Ok(l) => Ok(l),
+        Err(StoreError::LeaseHeld { .. }) => Err(AppError::Conflict(format!(
+            "a sync or another change of this connector is under way; {what} when it has finished"
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub(super) async fn delete(State(app): State<App>, ids: Ids) -> Reply {
     let scope = ids.scope()?;
     let c = connector(&app, &scope).await?;
-    // Hold the connector while deleting it, so that no sync starts and
-    // re-creates what is being removed.
-    let lease = match app
-        .store
-        .acquire_lease(&scope, "admin-delete", chrono::Duration::minutes(10))
-        .await
-    {
-        Ok(l) => l,
-        Err(StoreError::LeaseHeld { .. }) => {
-            return Err(AppError::Conflict(
-                "a sync of this connector is running; delete it when it has finished".into(),
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    // Held while deleting, so that no sync re-creates what is removed.
+    let lease = hold(&app, &scope, "delete it").await?;
     app.store
         .delete_connector(&scope.account, &scope.connector)
         .await?;
@@ -313,18 +349,49 @@ pub(super) async fn delete(State(app): State<App>, ids: Ids) -> Reply {
 #[serde(deny_unknown_fields)]
 pub(super) struct SecretBody {
     value: String,
+    /// The connector's version as read: the secret is given for the
+    /// connector as it was then, and refused if it has changed since.
+    version: Option<u64>,
 }
 
 /// The password-refresh flow: stored, then tested, the result shown.
 pub(super) async fn set_secret(
     State(app): State<App>,
     ids: Ids,
-    JsonBody(SecretBody { value }): JsonBody<SecretBody>,
+    JsonBody(SecretBody { value, version }): JsonBody<SecretBody>,
 ) -> Reply {
-    let c = connector(&app, &ids.scope()?).await?;
-    let (c, _) = store_secret(&app, c, nonempty(value)?).await?;
+    let scope = ids.scope()?;
+    let version = version.ok_or_else(|| {
+        AppError::BadRequest(
+            "give the connector's \"version\" you read (GET it first, and check where it points): the secret \
+             is stored for the connector as it was then"
+                .into(),
+        )
+    })?;
+    let value = nonempty(value)?;
+    let lease = hold(&app, &scope, "give the secret").await?;
+    let stored = async {
+        let c = connector(&app, &scope).await?;
+        same_version(&c, version)?;
+        store_secret(&app, c, value).await
+    }
+    .await;
+    let _ = app.store.release_lease(&lease).await;
+    let (c, _) = stored?;
     let report = app.sources.source_for(&c)?.test_connection().await;
     ok(StatusCode::OK, json!({"stored": true, "test": report}))
+}
+
+fn same_version(c: &Connector, version: u64) -> Result<(), AppError> {
+    if c.version == version {
+        return Ok(());
+    }
+    Err(StoreError::VersionConflict {
+        id: c.id.to_string(),
+        expected: version,
+        current: c.version,
+    }
+    .into())
 }
 
 pub(super) async fn test(State(app): State<App>, ids: Ids) -> Reply {

@@ -39,10 +39,38 @@ impl<T: DeserializeOwned> FromRequest<App> for JsonBody<T> {
                 "send the body as JSON, with Content-Type: application/json".into(),
             ));
         }
-        serde_json::from_slice(bytes).map(JsonBody).map_err(|e| {
-            AppError::BadRequest(format!("the request body is not the expected JSON: {e}"))
-        })
+        serde_json::from_slice(bytes)
+            .map(JsonBody)
+            .map_err(|e| not_expected(&e))
     }
+}
+
+/// A body serde could not read, said without the values it holds: a
+/// mistyped secret (`{"value": 1234}`, a bare string) must not come back
+/// in the answer, the audit trail or the logs.
+pub(super) fn not_expected(e: &serde_json::Error) -> AppError {
+    let message = e.to_string();
+    let what = message
+        .rsplit_once(" at line ")
+        .map_or(message.as_str(), |(what, _)| what);
+    let safe = ["missing field", "unknown field", "duplicate field"];
+    let said = if e.is_data() && !safe.iter().any(|s| what.starts_with(s)) {
+        match what.split_once(", expected ") {
+            Some((_, expected)) => {
+                format!("a value has the wrong type or form (expected {expected})")
+            }
+            None => "a value has the wrong type or form".to_owned(),
+        }
+    } else if e.is_data() {
+        what.to_owned()
+    } else {
+        format!("{:?} JSON", e.classify()).to_lowercase()
+    };
+    AppError::BadRequest(format!(
+        "the request body is not the expected JSON: {said}, at line {} column {}",
+        e.line(),
+        e.column()
+    ))
 }
 
 /// `application/json`, with any parameters (`; charset=utf-8`).

@@ -49,7 +49,8 @@ pub(super) async fn unambiguous_path(req: Request, next: Next) -> Response {
     }
 }
 
-fn check_path(path: &str) -> Result<(), &'static str> {
+/// Why `path` is ambiguous, if it is.
+pub fn check_path(path: &str) -> Result<(), &'static str> {
     let Some(rest) = path.strip_prefix('/') else {
         return Err("it does not start with /");
     };
@@ -115,14 +116,9 @@ pub(super) async fn guarded(
     let connector = param(&params, "c").and_then(|c| ConnectorId::new(c).ok());
     if let Err(refusal) = allowed(&app, rule.access, &caller, account.as_ref()).await {
         let response = refusal.into_response();
-        // Recorded where the account's administrators will look, if it is
-        // one: an attempt from outside is theirs to know of.
-        if let (Some(action), Some(account)) = (rule.action, account) {
-            let exists = matches!(app.store.get_account(&account).await, Ok(Some(_)));
-            if exists {
-                let r = record(action, &caller, (account, connector), &response);
-                app.audit(r).await;
-            }
+        if let Some(action) = rule.action {
+            let outcome = outcome_of(&response);
+            refused(&app, &caller, (action, account, connector), outcome).await;
         }
         return response;
     }
@@ -138,7 +134,7 @@ pub(super) async fn guarded(
                 action,
                 &caller,
                 (account, note.connector.or(connector)),
-                &response,
+                outcome_of(&response),
             );
             app.audit(r).await;
         }
@@ -159,6 +155,32 @@ async fn allowed(
         _ => Err(AppError::Forbidden(
             "the request is not signed; sign it with SigV4 for execute-api".into(),
         )),
+    }
+}
+
+/// Records a refused call where the account's administrators will look:
+/// an attempt from outside is theirs to know of. At most one record per
+/// caller, account and action an hour, so that nobody can bury an
+/// account's trail in their own refusals.
+async fn refused(
+    app: &App,
+    caller: &Caller,
+    (action, account, connector): (AuditAction, Option<AccountId>, Option<ConnectorId>),
+    outcome: (AuditOutcome, String),
+) {
+    tracing::warn!(%caller, ?action, account = account.as_ref().map(|a| a.as_str()), detail = %outcome.1, "admin API call refused");
+    let Some(account) = account else { return };
+    let what = format!("{caller}#{action:?}");
+    let until = app.store.now() + chrono::Duration::hours(1);
+    let first = app
+        .store
+        .first_refusal(&account, &what, until)
+        .await
+        .unwrap_or(false);
+    let exists = matches!(app.store.get_account(&account).await, Ok(Some(_)));
+    if first && exists {
+        let r = record(action, caller, (account, connector), outcome);
+        app.audit(r).await;
     }
 }
 
@@ -183,9 +205,8 @@ fn record(
     action: AuditAction,
     caller: &Caller,
     (account, connector): (AccountId, Option<ConnectorId>),
-    response: &Response,
+    (outcome, detail): (AuditOutcome, String),
 ) -> AuditRecord {
-    let (outcome, detail) = outcome_of(response);
     AuditRecord::new(action, account, caller.to_string())
         .connector(connector)
         .outcome(outcome, detail)

@@ -35,7 +35,7 @@ use super::{App, AppError, Caller};
 
 pub(super) use connectors::connector;
 pub use extract::{MAX_BODY, is_json};
-pub use guard::Access;
+pub use guard::{Access, check_path};
 
 /// What a handler answers: a status and a JSON body, or an error.
 type Reply = Result<(StatusCode, axum::Json<Value>), AppError>;
