@@ -234,7 +234,7 @@ async fn confirm_and_record(
     let mut probe = connector.clone();
     probe.source = SourceConfig::EntraConsent {
         cloud: cloud.clone(),
-        tenant_hint: None,
+        tenant: None,
         consent: Consent::granted(tenant, app.store.now()),
     };
     let source = GraphSource::for_connector(&probe, graph).map_err(|e| failed(&e.to_string()))?;
@@ -250,7 +250,7 @@ async fn confirm_and_record(
     // The response's tenant parameter is the administrator's to choose: it
     // must be the tenant the connector was set up for, when that is known…
     let hint = match &connector.source {
-        SourceConfig::EntraConsent { tenant_hint, .. } => tenant_hint.clone(),
+        SourceConfig::EntraConsent { tenant, .. } => tenant.clone(),
         _ => None,
     };
     if let Some(hint) = hint {
@@ -283,12 +283,10 @@ async fn confirm_and_record(
         migrated_from: None,
     };
     let (outcome, extra) = match connector.source.clone() {
-        SourceConfig::EntraConsent {
-            cloud, tenant_hint, ..
-        } => {
+        SourceConfig::EntraConsent { cloud, tenant, .. } => {
             connector.source = SourceConfig::EntraConsent {
                 cloud,
-                tenant_hint,
+                tenant,
                 consent: granted,
             };
             (Outcome::Granted, None)
@@ -313,7 +311,7 @@ async fn confirm_and_record(
             };
             connector.source = SourceConfig::EntraConsent {
                 cloud,
-                tenant_hint: Some(tenant.to_string()),
+                tenant: Some(tenant.to_string()),
                 consent: Consent::Granted {
                     tenant_id,
                     granted_at,
@@ -415,12 +413,7 @@ pub async fn start(
 ) -> Result<Value, AppError> {
     let c = super::api::connector(app, scope).await?;
     let (cloud, tenant) = match (&c.source, migrate) {
-        (
-            SourceConfig::EntraConsent {
-                cloud, tenant_hint, ..
-            },
-            false,
-        ) => (cloud, tenant_hint.clone()),
+        (SourceConfig::EntraConsent { cloud, tenant, .. }, false) => (cloud, tenant.clone()),
         (
             SourceConfig::EntraLegacy {
                 cloud,
@@ -466,7 +459,14 @@ pub async fn start(
     app.store
         .put_ephemeral("consent", &state, &json!(remembered), expires, true)
         .await?;
-    let tenant = tenant.as_deref().unwrap_or("organizations");
+    // The consent page of the connector's tenant, never `organizations`:
+    // the administrator signs in where the connector reads.
+    let tenant = tenant.as_deref().ok_or_else(|| {
+        AppError::Conflict(format!(
+            "connector {} names no tenant; name its domain or tenant ID first",
+            c.id
+        ))
+    })?;
     let url = url::Url::parse_with_params(
         &format!("{}/{}/v2.0/adminconsent", cloud.authority_url(), tenant),
         &[
