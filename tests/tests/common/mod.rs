@@ -2,10 +2,14 @@
 
 #![allow(dead_code)]
 
+pub mod consent;
 pub mod memory;
 pub mod world;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::AttributeValue;
 
 use chrono::{DateTime, Utc};
 use dirsync_shared::clock::ManualClock;
@@ -50,6 +54,8 @@ pub struct Fixture {
     /// Counts the directory items (users, groups, memberships, addresses)
     /// written through the store.
     pub writes: Arc<CountingTable>,
+    /// The DynamoDB Local table, on that backend ([`dump_table`] reads it).
+    pub table_name: Option<String>,
     /// Keeps the embedded store's folder alive for the test.
     _dir: Option<tempfile::TempDir>,
 }
@@ -91,20 +97,75 @@ pub async fn fixture(backend: Backend) -> Fixture {
 /// checking real time start at now).
 pub async fn fixture_at(backend: Backend, start: DateTime<Utc>) -> Fixture {
     let clock = Arc::new(ManualClock::new(start));
-    let (table, dir): (Arc<dyn Table>, _) = match backend {
+    let (table, dir, table_name): (Arc<dyn Table>, _, _) = match backend {
         Backend::Embedded => {
             let dir = tempfile::tempdir().unwrap();
             let table = EmbeddedTable::open(&dir.path().join("dirsync.db")).unwrap();
-            (Arc::new(table), Some(dir))
+            (Arc::new(table), Some(dir), None)
         }
-        Backend::Dynamo => (Arc::new(dynamo_table().await), None),
+        Backend::Dynamo => {
+            let table = dynamo_table().await;
+            let name = table.table_name().to_owned();
+            (Arc::new(table), None, Some(name))
+        }
     };
     let writes = Arc::new(CountingTable::new(table, Default::default()));
     Fixture {
         store: StateStore::new(writes.clone(), clock.clone()),
         clock,
         writes,
+        table_name,
         _dir: dir,
+    }
+}
+
+/// Every item of a DynamoDB fixture's table, by (pk, sk), in a form that
+/// compares equal when the stored item is the same: what a test compares
+/// before and after a request that must change nothing.
+pub async fn dump_table(f: &Fixture) -> BTreeMap<(String, String), serde_json::Value> {
+    let name = f
+        .table_name
+        .as_deref()
+        .expect("dump_table reads a DynamoDB fixture");
+    let client = dynamodb_client();
+    let mut items = BTreeMap::new();
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(name)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        for item in page.items.unwrap_or_default() {
+            let key = |k: &str| match item.get(k) {
+                Some(AttributeValue::S(s)) => s.clone(),
+                other => panic!("item without a string {k}: {other:?}"),
+            };
+            let map = AttributeValue::M(item.clone());
+            items.insert((key("pk"), key("sk")), comparable(&map));
+        }
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            return items;
+        }
+    }
+}
+
+/// An attribute value as JSON, maps compared without regard to order.
+fn comparable(v: &AttributeValue) -> serde_json::Value {
+    use serde_json::{Value, json};
+    match v {
+        AttributeValue::S(s) => json!({ "S": s }),
+        AttributeValue::N(n) => json!({ "N": n }),
+        AttributeValue::Bool(b) => json!(b),
+        AttributeValue::Null(_) => Value::Null,
+        AttributeValue::L(l) => Value::Array(l.iter().map(comparable).collect()),
+        AttributeValue::M(m) => {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), comparable(v))).collect())
+        }
+        other => json!(format!("{other:?}")),
     }
 }
 
