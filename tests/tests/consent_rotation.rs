@@ -1,8 +1,9 @@
 //! The consent connector end to end: admin consent through the simulator's
 //! consent endpoint and our callback (with Entra's replication delay after
 //! a grant), the daily certificate rotation on the Secrets Manager
-//! emulator, the migration of a legacy connector, and a set of hostile
-//! callback requests that must all be refused (more in `consent_hostile.rs`).
+//! emulator, the migration of a legacy connector, the change of a
+//! connector's tenant, and a set of hostile callback requests that must all
+//! be refused (more in `consent_hostile.rs`).
 
 mod common;
 
@@ -646,12 +647,103 @@ async fn a_grant_still_unknown_after_5_minutes_names_the_cause_and_spends_the_st
     assert!(stored_state(&w, &state).await.is_none(), "spent");
     assert!(!is_due(&w, &acme_main()).await);
     assert_eq!(w.f.store.tenant_holder(&w.tenant).await.unwrap(), None);
-    let last = &audit_trail(&w, "acme").await[0];
-    assert_eq!(
-        (last.action, last.outcome),
-        (AuditAction::Consent, AuditOutcome::Failed)
-    );
+    let outcomes: Vec<_> = audit_trail(&w, "acme")
+        .await
+        .into_iter()
+        .filter(|r| r.action == AuditAction::Consent)
+        .map(|r| r.outcome)
+        .collect();
+    assert_eq!(outcomes, [AuditOutcome::Failed, AuditOutcome::Pending]);
     // The page is spent: a reload says so.
     let page = callback(&w.app, &w.app.graph, &query).await;
     assert_eq!(page.outcome, Outcome::Refused);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_the_tenant_forgets_cursors_releases_the_claim_and_reads_in_full() {
+    let w = world(30).await;
+    w.account("acme", Region::Europe).await;
+    let scope = acme_main();
+    let url = new_consent_connector(&w, "acme", "main", "contoso.com").await;
+    let query = administrator(&w, &url, ConsentDecision::Approve { tenant: w.tenant }).await;
+    assert_eq!(
+        callback(&w.app, &w.app.graph, &query).await.outcome,
+        Outcome::Granted
+    );
+    assert_eq!(sync(&w, "acme", "main").await.status, RunStatus::Succeeded);
+    assert!(
+        w.f.store
+            .get_cursor(&scope, "users")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let path = "/accounts/acme/connectors/main/tenant";
+
+    // Not while a sync holds the connector; not to something that is no tenant.
+    let lease =
+        w.f.store
+            .acquire_lease(&scope, "a-running-sync", chrono::Duration::minutes(10))
+            .await
+            .unwrap();
+    let (s, b) = api_call(&w, "POST", path, json!({"tenant": "fabrikam.com"})).await;
+    assert_eq!(s, 409, "{b}");
+    w.f.store.release_lease(&lease).await.unwrap();
+    let (s, b) = api_call(&w, "POST", path, json!({"tenant": "fabrikam"})).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("GUID"), "{b}");
+    assert!(
+        w.f.store
+            .get_cursor(&scope, "users")
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let (s, b) = api_call(&w, "POST", path, json!({"tenant": "Fabrikam.com"})).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["released_tenant"], w.tenant.to_string(), "{b}");
+    assert_eq!(b["connector"]["source"]["tenant"], "fabrikam.com", "{b}");
+    assert_eq!(
+        b["connector"]["source"]["consent"]["state"], "pending",
+        "{b}"
+    );
+    assert!(!is_due(&w, &scope).await);
+    assert!(
+        w.f.store
+            .get_cursor(&scope, "users")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        w.f.store
+            .get_cursor(&scope, "groups")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(w.f.store.tenant_holder(&w.tenant).await.unwrap(), None);
+
+    // Consent in the new tenant; the first read there is a full one, and the
+    // old tenant's users are not removed without a review.
+    let fabrikam = w.sim.add_tenant(TenantSpec {
+        display_name: "Fabrikam".into(),
+        verified_domains: vec!["fabrikam.com".into()],
+        ..Default::default()
+    });
+    w.sim
+        .generate_directory(fabrikam, dirsync_entra_sim::GenSpec::sized(5, 2, 3));
+    let url = start(&w, "acme", "main", "consent").await;
+    assert!(url.contains("/fabrikam.com/v2.0/adminconsent"), "{url}");
+    let query = administrator(&w, &url, ConsentDecision::Approve { tenant: fabrikam }).await;
+    let page = callback(&w.app, &w.app.graph, &query).await;
+    assert_eq!(page.outcome, Outcome::Granted, "{}", page.html);
+    assert_eq!(
+        w.f.store.tenant_holder(&fabrikam).await.unwrap(),
+        Some(AccountId::new("acme").unwrap())
+    );
+    let run = sync(&w, "acme", "main").await;
+    assert_eq!(run.mode, SyncMode::Full, "{run:?}");
+    assert_eq!(run.status, RunStatus::Staged, "{:?}", run.message);
 }

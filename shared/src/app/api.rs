@@ -492,6 +492,16 @@ async fn connector_routes(
             StatusCode::OK,
             super::consent::start(app, scope, true, caller).await?,
         )),
+        (&Method::POST, ["tenant"]) => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct TenantBody {
+                tenant: String,
+            }
+            let TenantBody { tenant } = body(req)?;
+            let changed = super::consent::change_tenant(app, scope, &tenant, caller).await?;
+            Ok((StatusCode::OK, changed))
+        }
         (&Method::GET, ["runs"]) => {
             let page = app
                 .store
