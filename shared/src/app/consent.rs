@@ -67,6 +67,9 @@ const CONFIRM_ATTEMPTS: u32 = 5;
 /// …within this much of the request's time: an HTTP API request is cut
 /// off at 30 seconds.
 const CONFIRM_BUDGET: Duration = Duration::from_secs(20);
+/// The last attempt may run this much past the budget, no more: the page
+/// must still be answered in time.
+const CONFIRM_GRACE: Duration = Duration::from_secs(5);
 
 /// How often the "being confirmed" page reloads itself (no script: the
 /// page's policy forbids them).
@@ -485,7 +488,11 @@ impl Callback<'_> {
         let started = Instant::now();
         let mut attempt = 0;
         loop {
-            let not_yet = match confirm_once(cloud, tenant, self.graph).await? {
+            let left = (CONFIRM_BUDGET + CONFIRM_GRACE).saturating_sub(started.elapsed());
+            let once = tokio::time::timeout(left, confirm_once(cloud, tenant, self.graph))
+                .await
+                .map_err(|_| Ending::Unavailable("Entra did not answer in time.".into()))?;
+            let not_yet = match once? {
                 Confirmation::Confirmed(name) => return Ok(name),
                 Confirmation::NotYetSeen(why) => why,
             };
