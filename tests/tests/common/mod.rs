@@ -6,10 +6,8 @@ pub mod consent;
 pub mod memory;
 pub mod world;
 
-use std::collections::BTreeMap;
+use serde_json::Value;
 use std::sync::Arc;
-
-use aws_sdk_dynamodb::types::AttributeValue;
 
 use chrono::{DateTime, Utc};
 use dirsync_shared::clock::ManualClock;
@@ -54,8 +52,8 @@ pub struct Fixture {
     /// Counts the directory items (users, groups, memberships, addresses)
     /// written through the store.
     pub writes: Arc<CountingTable>,
-    /// The DynamoDB Local table, on that backend ([`dump_table`] reads it).
-    pub table_name: Option<String>,
+    /// The DynamoDB Local table, when the fixture is on DynamoDB.
+    pub table: Option<String>,
     /// Keeps the embedded store's folder alive for the test.
     _dir: Option<tempfile::TempDir>,
 }
@@ -97,7 +95,7 @@ pub async fn fixture(backend: Backend) -> Fixture {
 /// checking real time start at now).
 pub async fn fixture_at(backend: Backend, start: DateTime<Utc>) -> Fixture {
     let clock = Arc::new(ManualClock::new(start));
-    let (table, dir, table_name): (Arc<dyn Table>, _, _) = match backend {
+    let (table, dir, name): (Arc<dyn Table>, _, _) = match backend {
         Backend::Embedded => {
             let dir = tempfile::tempdir().unwrap();
             let table = EmbeddedTable::open(&dir.path().join("dirsync.db")).unwrap();
@@ -114,21 +112,17 @@ pub async fn fixture_at(backend: Backend, start: DateTime<Utc>) -> Fixture {
         store: StateStore::new(writes.clone(), clock.clone()),
         clock,
         writes,
-        table_name,
+        table: name,
         _dir: dir,
     }
 }
 
-/// Every item of a DynamoDB fixture's table, by (pk, sk), in a form that
-/// compares equal when the stored item is the same: what a test compares
-/// before and after a request that must change nothing.
-pub async fn dump_table(f: &Fixture) -> BTreeMap<(String, String), serde_json::Value> {
-    let name = f
-        .table_name
-        .as_deref()
-        .expect("dump_table reads a DynamoDB fixture");
+/// Every item of a DynamoDB fixture's table, by `pk sk`, as JSON text:
+/// what a store diff compares.
+pub async fn table_items(f: &Fixture) -> std::collections::BTreeMap<String, String> {
+    let name = f.table.as_deref().expect("a DynamoDB fixture");
     let client = dynamodb_client();
-    let mut items = BTreeMap::new();
+    let mut items = std::collections::BTreeMap::new();
     let mut start = None;
     loop {
         let page = client
@@ -137,36 +131,30 @@ pub async fn dump_table(f: &Fixture) -> BTreeMap<(String, String), serde_json::V
             .set_exclusive_start_key(start)
             .send()
             .await
-            .unwrap();
-        for item in page.items.unwrap_or_default() {
-            let key = |k: &str| match item.get(k) {
-                Some(AttributeValue::S(s)) => s.clone(),
-                other => panic!("item without a string {k}: {other:?}"),
-            };
-            let map = AttributeValue::M(item.clone());
-            items.insert((key("pk"), key("sk")), comparable(&map));
+            .expect("scan DynamoDB Local");
+        for item in page.items() {
+            // As JSON, whose maps are ordered: equal items print equal.
+            let value: Value = serde_dynamo::from_item(item.clone()).expect("an item");
+            let key = format!(
+                "{} {}",
+                value["pk"].as_str().unwrap_or_default(),
+                value["sk"].as_str().unwrap_or_default()
+            );
+            items.insert(key, value.to_string());
         }
-        start = page.last_evaluated_key;
-        if start.is_none() {
-            return items;
+        match page.last_evaluated_key() {
+            Some(k) => start = Some(k.clone()),
+            None => return items,
         }
     }
 }
 
-/// An attribute value as JSON, maps compared without regard to order.
-fn comparable(v: &AttributeValue) -> serde_json::Value {
-    use serde_json::{Value, json};
-    match v {
-        AttributeValue::S(s) => json!({ "S": s }),
-        AttributeValue::N(n) => json!({ "N": n }),
-        AttributeValue::Bool(b) => json!(b),
-        AttributeValue::Null(_) => Value::Null,
-        AttributeValue::L(l) => Value::Array(l.iter().map(comparable).collect()),
-        AttributeValue::M(m) => {
-            Value::Object(m.iter().map(|(k, v)| (k.clone(), comparable(v))).collect())
-        }
-        other => json!(format!("{other:?}")),
-    }
+/// The table without its audit trails: what a refused request must leave
+/// as it was.
+pub async fn table_without_audit(f: &Fixture) -> std::collections::BTreeMap<String, String> {
+    let mut items = table_items(f).await;
+    items.retain(|k, _| !k.split(' ').next().unwrap_or_default().ends_with("#AUDIT"));
+    items
 }
 
 /// Where the test command started the Secrets Manager emulator.
