@@ -1,16 +1,21 @@
 //! The consent connector end to end: admin consent through the simulator's
-//! consent endpoint and our callback, the daily certificate rotation on the
-//! Secrets Manager emulator, the migration of a legacy connector, and a set
-//! of hostile callback requests that must all be refused.
+//! consent endpoint and our callback (with Entra's replication delay after
+//! a grant), the daily certificate rotation on the Secrets Manager
+//! emulator, the migration of a legacy connector, the change of a
+//! connector's tenant, and a set of hostile callback requests that must all
+//! be refused (more in `consent_hostile.rs`).
 
 mod common;
 
 use std::sync::Arc;
 
 use chrono::Utc;
+use common::consent::{
+    administrator, advance, api_call, audit_trail, callback_handler, fixture_file,
+    new_consent_connector, start, state_of,
+};
 use common::world::{World, world};
 use dirsync_entra_sim::{CONSENT_ROLES, ConsentDecision, Faults, TenantSpec};
-use dirsync_shared::app::api;
 use dirsync_shared::app::consent::{Outcome, callback};
 use dirsync_shared::app::rotation::{AppIdentity, RotationEvent, Rotator};
 use dirsync_shared::app::worker::{JobOutcome, process};
@@ -21,100 +26,8 @@ use dirsync_shared::queue::Job;
 use dirsync_shared::secrets::{SecretStore, Stage};
 use dirsync_shared::source::retry::RetryPolicy;
 use dirsync_shared::store::{Scope, all_pages};
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
-
-fn fixture_file(name: &str) -> String {
-    std::fs::read_to_string(format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
-
-async fn api_call(w: &World, method: &str, path: &str, body: Value) -> (u16, Value) {
-    let req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .body(serde_json::to_vec(&body).unwrap())
-        .unwrap();
-    let resp = api::handle(
-        &w.app,
-        req,
-        dirsync_shared::app::Caller::iam(Some(common::world::OPERATOR.into())),
-    )
-    .await;
-    (
-        resp.status().as_u16(),
-        serde_json::from_str(resp.body()).unwrap(),
-    )
-}
-
-async fn new_consent_connector(w: &World, account: &str, id: &str, tenant: &str) -> String {
-    let (s, b) = api_call(
-        w,
-        "POST",
-        &format!("/accounts/{account}/connectors"),
-        json!({"connector": {"id": id, "kind": "entra", "tenant": tenant, "acknowledge_disabled": true,
-            "authority_url": w.sim.authority_url(), "graph_url": w.sim.graph_url()}}),
-    )
-    .await;
-    assert_eq!(s, 201, "{b}");
-    start(w, account, id, "consent").await
-}
-
-/// Starts consent (or migration); returns the consent URL.
-async fn start(w: &World, account: &str, id: &str, what: &str) -> String {
-    let (s, b) = api_call(
-        w,
-        "POST",
-        &format!("/accounts/{account}/connectors/{id}/{what}"),
-        json!({}),
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
-    b["consent_url"].as_str().unwrap().to_owned()
-}
-
-fn state_of(url: &str) -> String {
-    url::Url::parse(url)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "state")
-        .unwrap()
-        .1
-        .into_owned()
-}
-
-/// The administrator opens the consent URL and approves (or cancels): the
-/// simulator answers with a redirect to our callback; returns its query.
-async fn administrator(w: &World, url: &str, decision: ConsentDecision) -> String {
-    w.sim.set_next_consent_decision(decision);
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let resp = http.get(url).send().await.unwrap();
-    assert_eq!(resp.status().as_u16(), 302, "{:?}", resp.text().await);
-    let location = resp.headers()["location"].to_str().unwrap().to_owned();
-    assert!(location.starts_with(common::world::REDIRECT), "{location}");
-    url::Url::parse(&location)
-        .unwrap()
-        .query()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// The callback through the Lambda handler, with the fixture request.
-async fn callback_handler(w: &World, query: &str) -> (u16, String, lambda_http::http::HeaderMap) {
-    let req = lambda_http::request::from_str(
-        &fixture_file("http-consent-callback.json").replace("QUERY", query),
-    )
-    .unwrap();
-    let resp = consent_callback::handle(&w.app, req).await;
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let lambda_http::Body::Text(html) = resp.into_body() else {
-        panic!("a page is text")
-    };
-    (status, html, headers)
-}
 
 fn rotator(w: &World) -> Rotator {
     Rotator {
@@ -603,4 +516,234 @@ async fn hostile_callbacks_are_refused() {
     let p = callback(&w.app, &w.app.graph, &query).await;
     refused(&p, "tenant of another account");
     assert!(p.html.contains("another account"));
+}
+
+fn acme_main() -> Scope {
+    Scope::new(
+        AccountId::new("acme").unwrap(),
+        ConnectorId::new("main").unwrap(),
+    )
+}
+
+async fn stored_state(
+    w: &World,
+    state: &str,
+) -> Option<dirsync_shared::app::consent::ConsentState> {
+    w.f.store
+        .get_ephemeral("consent", state)
+        .await
+        .unwrap()
+        .map(|v| serde_json::from_value(v).unwrap())
+}
+
+async fn is_due(w: &World, scope: &Scope) -> bool {
+    w.f.store
+        .get_connector(&scope.account, &scope.connector)
+        .await
+        .unwrap()
+        .unwrap()
+        .is_due()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_that_replicates_for_60_seconds_ends_with_an_active_connector() {
+    let w = world(10).await;
+    w.sim.revoke_consent(w.tenant, w.client_id);
+    w.sim
+        .set_consent_replication_delay(std::time::Duration::from_secs(60));
+    w.account("acme", Region::Europe).await;
+    let url = new_consent_connector(&w, "acme", "main", "contoso.com").await;
+    let state = state_of(&url);
+    let query = administrator(&w, &url, ConsentDecision::Approve { tenant: w.tenant }).await;
+
+    // Entra does not know the grant yet: the page says it is being
+    // confirmed, reloads itself, and keeps its headers; nothing is spent or
+    // claimed.
+    let (status, html, headers) = callback_handler(&w, &query).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("being confirmed") && html.contains("becomes active"),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<meta http-equiv="refresh" content="10">"#),
+        "{html}"
+    );
+    assert!(!html.contains("never granted"), "{html}");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    let first = stored_state(&w, &state).await.expect("the state is kept");
+    let granted_at = first.granted_at.expect("the grant's arrival is remembered");
+    assert!(!is_due(&w, &acme_main()).await);
+    assert_eq!(w.f.store.tenant_holder(&w.tenant).await.unwrap(), None);
+
+    // The page reloads: 30 seconds on, still replicating, the same grant.
+    advance(&w, 30);
+    let page = callback(&w.app, &w.app.graph, &query).await;
+    assert_eq!(page.outcome, Outcome::Pending, "{}", page.html);
+    let again = stored_state(&w, &state).await.expect("still kept");
+    assert_eq!(again.granted_at, Some(granted_at));
+
+    // 61 seconds after the grant Entra knows it: recorded, active, spent.
+    advance(&w, 31);
+    let page = callback(&w.app, &w.app.graph, &query).await;
+    assert_eq!(page.outcome, Outcome::Granted, "{}", page.html);
+    assert!(is_due(&w, &acme_main()).await);
+    assert!(stored_state(&w, &state).await.is_none(), "spent");
+    assert_eq!(
+        w.f.store.tenant_holder(&w.tenant).await.unwrap(),
+        Some(AccountId::new("acme").unwrap())
+    );
+    let outcomes: Vec<_> = audit_trail(&w, "acme")
+        .await
+        .into_iter()
+        .filter(|r| r.action == AuditAction::Consent)
+        .map(|r| r.outcome)
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            AuditOutcome::Succeeded,
+            AuditOutcome::Pending,
+            AuditOutcome::Pending
+        ]
+    );
+    assert_eq!(sync(&w, "acme", "main").await.status, RunStatus::Succeeded);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_still_unknown_after_5_minutes_names_the_cause_and_spends_the_state() {
+    let w = world(10).await;
+    w.sim.revoke_consent(w.tenant, w.client_id);
+    w.sim
+        .set_consent_replication_delay(std::time::Duration::from_secs(600));
+    w.account("acme", Region::Europe).await;
+    let url = new_consent_connector(&w, "acme", "main", "contoso.com").await;
+    let state = state_of(&url);
+    let query = administrator(&w, &url, ConsentDecision::Approve { tenant: w.tenant }).await;
+    let page = callback(&w.app, &w.app.graph, &query).await;
+    assert_eq!(page.outcome, Outcome::Pending, "{}", page.html);
+
+    advance(&w, 5 * 60 + 1);
+    let page = callback(&w.app, &w.app.graph, &query).await;
+    assert_eq!(
+        (page.status, page.outcome),
+        (502, Outcome::Failed),
+        "{}",
+        page.html
+    );
+    assert!(
+        page.html.contains("could not be confirmed")
+            && page.html.contains("5 minutes")
+            && page.html.contains("AADSTS700016"),
+        "{}",
+        page.html
+    );
+    assert!(stored_state(&w, &state).await.is_none(), "spent");
+    assert!(!is_due(&w, &acme_main()).await);
+    assert_eq!(w.f.store.tenant_holder(&w.tenant).await.unwrap(), None);
+    let outcomes: Vec<_> = audit_trail(&w, "acme")
+        .await
+        .into_iter()
+        .filter(|r| r.action == AuditAction::Consent)
+        .map(|r| r.outcome)
+        .collect();
+    assert_eq!(outcomes, [AuditOutcome::Failed, AuditOutcome::Pending]);
+    // The page is spent: a reload says so.
+    let page = callback(&w.app, &w.app.graph, &query).await;
+    assert_eq!(page.outcome, Outcome::Refused);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_the_tenant_forgets_cursors_releases_the_claim_and_reads_in_full() {
+    let w = world(30).await;
+    w.account("acme", Region::Europe).await;
+    let scope = acme_main();
+    let url = new_consent_connector(&w, "acme", "main", "contoso.com").await;
+    let query = administrator(&w, &url, ConsentDecision::Approve { tenant: w.tenant }).await;
+    assert_eq!(
+        callback(&w.app, &w.app.graph, &query).await.outcome,
+        Outcome::Granted
+    );
+    assert_eq!(sync(&w, "acme", "main").await.status, RunStatus::Succeeded);
+    assert!(
+        w.f.store
+            .get_cursor(&scope, "users")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let path = "/accounts/acme/connectors/main/tenant";
+
+    // Not while a sync holds the connector; not to something that is no tenant.
+    let lease =
+        w.f.store
+            .acquire_lease(&scope, "a-running-sync", chrono::Duration::minutes(10))
+            .await
+            .unwrap();
+    let (s, b) = api_call(&w, "POST", path, json!({"tenant": "fabrikam.com"})).await;
+    assert_eq!(s, 409, "{b}");
+    w.f.store.release_lease(&lease).await.unwrap();
+    let (s, b) = api_call(&w, "POST", path, json!({"tenant": "fabrikam"})).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("GUID"), "{b}");
+    assert!(
+        w.f.store
+            .get_cursor(&scope, "users")
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let (s, b) = api_call(&w, "POST", path, json!({"tenant": "Fabrikam.com"})).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["released_tenant"], w.tenant.to_string(), "{b}");
+    assert_eq!(b["connector"]["source"]["tenant"], "fabrikam.com", "{b}");
+    assert_eq!(
+        b["connector"]["source"]["consent"]["state"], "pending",
+        "{b}"
+    );
+    assert!(!is_due(&w, &scope).await);
+    assert!(
+        w.f.store
+            .get_cursor(&scope, "users")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        w.f.store
+            .get_cursor(&scope, "groups")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(w.f.store.tenant_holder(&w.tenant).await.unwrap(), None);
+
+    // Consent in the new tenant; the first read there is a full one, and the
+    // old tenant's users are not removed without a review.
+    let fabrikam = w.sim.add_tenant(TenantSpec {
+        display_name: "Fabrikam".into(),
+        verified_domains: vec!["fabrikam.com".into()],
+        ..Default::default()
+    });
+    w.sim
+        .generate_directory(fabrikam, dirsync_entra_sim::GenSpec::sized(5, 2, 3));
+    let url = start(&w, "acme", "main", "consent").await;
+    assert!(url.contains("/fabrikam.com/v2.0/adminconsent"), "{url}");
+    let query = administrator(&w, &url, ConsentDecision::Approve { tenant: fabrikam }).await;
+    let page = callback(&w.app, &w.app.graph, &query).await;
+    assert_eq!(page.outcome, Outcome::Granted, "{}", page.html);
+    assert_eq!(
+        w.f.store.tenant_holder(&fabrikam).await.unwrap(),
+        Some(AccountId::new("acme").unwrap())
+    );
+    let run = sync(&w, "acme", "main").await;
+    assert_eq!(run.mode, SyncMode::Full, "{run:?}");
+    assert_eq!(run.status, RunStatus::Staged, "{:?}", run.message);
 }

@@ -103,7 +103,7 @@ impl Entra {
 
     fn consent_connector(&self, id: &str, extra: serde_json::Value) -> Connector {
         let mut spec = json!({
-            "id": id, "kind": "entra", "acknowledge_disabled": true,
+            "id": id, "kind": "entra", "tenant": self.tenant.to_string(), "acknowledge_disabled": true,
             "authority_url": self.sim.authority_url(), "graph_url": self.sim.graph_url(),
         });
         for (k, v) in extra.as_object().unwrap() {

@@ -30,6 +30,7 @@ on_both_stores!(
     cursors_are_kept_per_stream_and_cleared,
     deleting_a_connector_frees_its_addresses,
     bad_page_tokens_are_refused,
+    tenant_claims_are_released_by_their_holder_only,
 );
 
 // ---- helpers ---------------------------------------------------------------
@@ -897,6 +898,20 @@ async fn ttl_items_expire_and_are_taken_once(f: Fixture) {
         Some(v.clone())
     );
 
+    // A stored value can be replaced (a consent state remembering its
+    // grant time)…
+    let v = json!({"account": "acme", "connector": "main", "granted_at": "t"});
+    assert!(
+        f.store
+            .replace_ephemeral("consent", "state-1", &v, expires)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        f.store.get_ephemeral("consent", "state-1").await.unwrap(),
+        Some(v.clone())
+    );
+
     // Single use: of two takers one gets it.
     assert_eq!(
         f.store.take_ephemeral("consent", "state-1").await.unwrap(),
@@ -904,6 +919,17 @@ async fn ttl_items_expire_and_are_taken_once(f: Fixture) {
     );
     assert_eq!(
         f.store.take_ephemeral("consent", "state-1").await.unwrap(),
+        None
+    );
+    // …but one taken is never brought back.
+    assert!(
+        !f.store
+            .replace_ephemeral("consent", "state-1", &v, expires)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        f.store.get_ephemeral("consent", "state-1").await.unwrap(),
         None
     );
 
@@ -1071,4 +1097,46 @@ async fn bad_page_tokens_are_refused(f: Fixture) {
         .list_groups(&s, PageRequest::after(Some("garbage".into()), 10))
         .await;
     assert!(matches!(r, Err(StoreError::BadPageToken)));
+}
+
+async fn tenant_claims_are_released_by_their_holder_only(f: Fixture) {
+    let tenant = uuid::Uuid::new_v4();
+    assert_eq!(f.store.tenant_holder(&tenant).await.unwrap(), None);
+    assert_eq!(
+        f.store.claim_tenant(&tenant, &acct("acme")).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        f.store.claim_tenant(&tenant, &acct("other")).await.unwrap(),
+        Some(acct("acme"))
+    );
+    // Another account cannot release it; its holder can, once.
+    assert!(
+        !f.store
+            .release_tenant(&tenant, &acct("other"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        f.store.tenant_holder(&tenant).await.unwrap(),
+        Some(acct("acme"))
+    );
+    assert!(
+        f.store
+            .release_tenant(&tenant, &acct("acme"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !f.store
+            .release_tenant(&tenant, &acct("acme"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(f.store.tenant_holder(&tenant).await.unwrap(), None);
+    // Released, it can be claimed again.
+    assert_eq!(
+        f.store.claim_tenant(&tenant, &acct("other")).await.unwrap(),
+        None
+    );
 }

@@ -37,6 +37,9 @@ pub(crate) struct AppReg {
     /// Tenants where the app has a service principal, with the application
     /// roles granted there. No entry: the app is not in that directory.
     pub grants: HashMap<Uuid, Vec<String>>,
+    /// Service principals still replicating after admin consent: until this
+    /// time, token requests in that tenant do not find the app.
+    pub replicating_until: HashMap<Uuid, DateTime<Utc>>,
 }
 
 impl AppReg {
@@ -62,6 +65,25 @@ impl AppReg {
                 granted.push(role.to_string());
             }
         }
+    }
+
+    /// As [`AppReg::grant`]; a service principal this creates is seen by
+    /// token requests from `visible_at` on (one that exists stays seen).
+    pub fn grant_visible_at(&mut self, tenant: Uuid, roles: &[&str], visible_at: DateTime<Utc>) {
+        if !self.grants.contains_key(&tenant) {
+            self.replicating_until.insert(tenant, visible_at);
+        }
+        self.grant(tenant, roles);
+    }
+
+    /// Whether token requests in `tenant` find the app's service principal
+    /// at `now`.
+    pub fn is_in_tenant(&self, tenant: Uuid, now: DateTime<Utc>) -> bool {
+        self.grants.contains_key(&tenant)
+            && self
+                .replicating_until
+                .get(&tenant)
+                .is_none_or(|t| *t <= now)
     }
 
     /// The Graph `application` resource.

@@ -151,7 +151,7 @@ fn consent(
             }
             let mut apps = write(&inner.apps);
             if let Some(app) = apps.get_mut(client_id) {
-                app.grant(tenant, &CONSENT_ROLES);
+                inner.grant_consent(app, tenant, &CONSENT_ROLES);
             }
             let tenant = tenant.to_string();
             let mut pairs = vec![

@@ -184,6 +184,7 @@ impl EntraSim {
             secrets: Vec::new(),
             disabled: false,
             grants: HashMap::from([(app.home_tenant, Vec::new())]),
+            replicating_until: HashMap::new(),
         };
         self.insert_app(reg);
     }
@@ -219,9 +220,31 @@ impl EntraSim {
 
     /// Grants application roles in `tenant` directly, as an admin would on the
     /// consent page (creating the service principal there).
+    /// A service principal it creates replicates for the
+    /// [consent replication delay](Self::set_consent_replication_delay).
     pub fn grant_admin_consent(&self, tenant: Uuid, client_id: Uuid, roles: &[&str]) {
         self.tenant(tenant);
-        self.with_app(client_id, |app| app.grant(tenant, roles));
+        self.with_app(client_id, |app| {
+            self.inner.grant_consent(app, tenant, roles)
+        });
+    }
+
+    /// After an admin consent creates the app's service principal in a
+    /// tenant, the app's token requests there answer AADSTS700016 (the app
+    /// is not found in the directory) for `delay`, as Entra's do while the
+    /// directory replicates the grant. Zero (the default) until set.
+    pub fn set_consent_replication_delay(&self, delay: std::time::Duration) {
+        *lock(&self.inner.replication_delay) = chrono::Duration::from_std(delay)
+            .unwrap_or_else(|_| panic!("replication delay {delay:?} is too long"));
+    }
+
+    /// Moves the simulator's clock forward by `by`: token requests, access
+    /// tokens, proofs and consent replication see real time plus every
+    /// advance. Move the clock of the code under test by as much.
+    pub fn advance_clock(&self, by: std::time::Duration) {
+        let by = chrono::Duration::from_std(by)
+            .unwrap_or_else(|_| panic!("clock advance {by:?} is too long"));
+        *lock(&self.inner.clock_offset) += by;
     }
 
     /// Removes the app's service principal from `tenant`: its token requests
@@ -230,6 +253,7 @@ impl EntraSim {
     pub fn revoke_consent(&self, tenant: Uuid, client_id: Uuid) {
         self.with_app(client_id, |app| {
             app.grants.remove(&tenant);
+            app.replicating_until.remove(&tenant);
         });
     }
 
@@ -257,6 +281,7 @@ impl EntraSim {
             }],
             disabled: false,
             grants: HashMap::new(),
+            replicating_until: HashMap::new(),
         };
         reg.grant(tenant, roles);
         self.insert_app(reg);

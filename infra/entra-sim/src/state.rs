@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLoc
 
 use uuid::Uuid;
 
-use crate::apps::AppRegistry;
+use crate::apps::{AppReg, AppRegistry};
 use crate::assertion::JtiCache;
 use crate::directory::Tenant;
 use crate::faults::FaultState;
@@ -39,6 +39,11 @@ pub(crate) struct Inner {
     pub meter: Mutex<Meter>,
     pub jtis: Mutex<JtiCache>,
     pub consent: Mutex<Option<ConsentDecision>>,
+    /// How long a new service principal stays invisible to token requests
+    /// (directory replication after admin consent).
+    pub replication_delay: Mutex<chrono::Duration>,
+    /// How far the simulator's clock is ahead of real time.
+    pub clock_offset: Mutex<chrono::Duration>,
     /// `http://127.0.0.1:PORT`, once serving.
     pub origin: OnceLock<String>,
     pub sealer: TokenSealer,
@@ -54,9 +59,24 @@ impl Inner {
             meter: Mutex::default(),
             jtis: Mutex::default(),
             consent: Mutex::default(),
+            replication_delay: Mutex::new(chrono::Duration::zero()),
+            clock_offset: Mutex::new(chrono::Duration::zero()),
             origin: OnceLock::new(),
             sealer: TokenSealer::new(rand::random()),
         }
+    }
+
+    /// The simulator's time: real time plus every `EntraSim::advance_clock`.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() + *lock(&self.clock_offset)
+    }
+
+    /// Adds roles to the app's service principal in `tenant` as an admin
+    /// consent does. A new service principal replicates for the configured
+    /// delay before token requests see it.
+    pub fn grant_consent(&self, app: &mut AppReg, tenant: Uuid, roles: &[&str]) {
+        let visible_at = self.now() + *lock(&self.replication_delay);
+        app.grant_visible_at(tenant, roles, visible_at);
     }
 
     /// The authority root (`{authority}/{tenant}/oauth2/v2.0/token`).

@@ -9,7 +9,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
 use rand::Rng;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -133,13 +132,13 @@ fn grant(inner: &Inner, segment: &str, form: &HashMap<String, String>) -> Result
             ),
         ));
     }
-    let roles = app
-        .grants
-        .get(&tenant_id)
-        .ok_or_else(|| app_not_found(raw_client, &tenant_name))?
-        .clone();
+    let now = inner.now();
+    // A service principal still replicating is not found yet.
+    if !app.is_in_tenant(tenant_id, now) {
+        return Err(app_not_found(raw_client, &tenant_name));
+    }
+    let roles = app.grants.get(&tenant_id).cloned().unwrap_or_default();
 
-    let now = Utc::now();
     let appidacr = if let Some(assertion) = form.get("client_assertion") {
         if form.get("client_assertion_type").map(String::as_str) != Some(JWT_BEARER) {
             return Err(AadError::new(

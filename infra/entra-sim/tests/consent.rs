@@ -134,3 +134,49 @@ async fn an_unregistered_redirect_uri_gets_an_error_page_not_a_redirect() {
     let location = response.headers()["location"].to_str().unwrap().to_string();
     assert!(location.contains(&format!("tenant={}", fx.tenant)));
 }
+
+#[tokio::test]
+async fn a_new_grant_is_not_seen_by_token_requests_until_it_has_replicated() {
+    let fx = Fixture::new(&[]).await;
+    fx.sim
+        .set_consent_replication_delay(std::time::Duration::from_secs(60));
+    fx.sim
+        .set_next_consent_decision(ConsentDecision::Approve { tenant: fx.tenant });
+    let response = fx
+        .http
+        .get(consent_url(&fx, "contoso.example", REDIRECT))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 302);
+
+    // Entra's answer while the service principal replicates: the app is not
+    // (yet) in the directory.
+    let url = fx.token_url(fx.tenant);
+    let refused = || async {
+        let assertion = fx
+            .cert
+            .sign_ps256(&common::assertion_claims(fx.client_id, &url));
+        fx.post_assertion(&url, &assertion).await
+    };
+    let (status, body) = refused().await;
+    assert_eq!((status, common::aadsts(&body)), (400, 700016), "{body}");
+    assert_eq!(body["error"], "unauthorized_client");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .starts_with("AADSTS700016: Application with identifier"),
+        "{body}"
+    );
+    fx.sim.advance_clock(std::time::Duration::from_secs(59));
+    assert_eq!(common::aadsts(&refused().await.1), 700016);
+
+    // Replicated: tokens are issued, and consenting again hides nothing.
+    fx.sim.advance_clock(std::time::Duration::from_secs(2));
+    let token = fx.token().await;
+    assert_eq!(fx.get(&token, "users").await.0, 200);
+    fx.sim
+        .grant_admin_consent(fx.tenant, fx.client_id, &["User.Read.All"]);
+    let _ = fx.token().await;
+}

@@ -46,6 +46,12 @@ pub enum Signer {
 /// rotation the previous certificate may still be the registered one.
 pub const CERTIFICATE_REFUSED: [u64; 2] = [700027, 700024];
 
+/// Codes a token request meets right after admin consent while Entra's
+/// directory replicates the grant (Microsoft documents a delay of minutes):
+/// the app is not found in the tenant yet (700016), or the grant is not
+/// seen yet (65001). Past that delay they mean what they say.
+pub const GRANT_NOT_YET_SEEN: [u64; 2] = [700016, 65001];
+
 /// Plain advice for an AADSTS code.
 pub fn advice(code: Option<u64>, signer: Signer, tenant: &str) -> String {
     let consent = "an administrator of the tenant must grant admin consent again (Connectors → Start consent)";

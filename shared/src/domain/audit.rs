@@ -39,6 +39,9 @@ pub enum AuditOutcome {
     Failed,
     /// Accepted and still under way (a grant being confirmed).
     Pending,
+    /// The other side said no: the administrator cancelled or declined
+    /// consent, or Entra sent an error instead of a grant.
+    Declined,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

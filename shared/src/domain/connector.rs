@@ -240,6 +240,28 @@ fn checked_base_url(field: &str, url: &str) -> Result<String, ValidationError> {
     Ok(trimmed.to_owned())
 }
 
+/// A consent connector's tenant as given (a verified domain or the tenant
+/// id), in one spelling: lower case, a GUID hyphenated. Consent is accepted
+/// from this tenant only, so it must be named before consent can start.
+pub fn tenant_name(value: &str) -> Result<String, ValidationError> {
+    let value = value.trim();
+    if let Ok(id) = Uuid::parse_str(value) {
+        return Ok(id.to_string());
+    }
+    value
+        .parse::<DomainName>()
+        .map(|d| d.as_str().to_owned())
+        .map_err(|e| {
+            ValidationError::new(
+                "tenant",
+                format!(
+                    "{} (give the tenant's domain, e.g. contoso.onmicrosoft.com, or its tenant ID, a GUID)",
+                    e.problem
+                ),
+            )
+        })
+}
+
 /// Whether the customer's administrator has granted consent to the platform's
 /// multi-tenant app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -307,9 +329,12 @@ pub enum SourceConfig {
     #[serde(rename = "entra")]
     EntraConsent {
         cloud: Cloud,
-        /// The tenant the administrator said they will consent from (domain
-        /// or GUID); consent is confirmed against the tenant actually granted.
-        tenant_hint: Option<String>,
+        /// The tenant the connector is for (a domain or the tenant id, see
+        /// [`tenant_name`]): consent is accepted from this tenant only. `None`
+        /// only on connectors stored before a tenant had to be named; they
+        /// name one with the change-tenant operation before consent.
+        #[serde(alias = "tenant_hint")]
+        tenant: Option<String>,
         consent: Consent,
     },
     EntraLegacy {
@@ -451,6 +476,11 @@ pub struct ConnectorSpec {
 
 /// Settings each kind takes, with what to give when one is missing.
 const NEEDS: &[(ConnectorKind, &str, &str)] = &[
+    (
+        ConnectorKind::EntraConsent,
+        "tenant",
+        "the tenant that will consent: its domain, e.g. contoso.onmicrosoft.com, or its tenant ID (a GUID)",
+    ),
     (
         ConnectorKind::EntraLegacy,
         "tenant",
@@ -658,7 +688,7 @@ impl ConnectorSpec {
         let source = match kind {
             ConnectorKind::EntraConsent => SourceConfig::EntraConsent {
                 cloud: self.cloud()?,
-                tenant_hint: self.field("tenant").map(str::to_owned),
+                tenant: Some(tenant_name(self.need("tenant"))?),
                 consent: Consent::Pending,
             },
             ConnectorKind::EntraLegacy => SourceConfig::EntraLegacy {
@@ -865,7 +895,7 @@ mod tests {
     #[test]
     fn consent_connectors_wait_for_consent_and_take_custom_clouds() {
         let c = spec(serde_json::json!({
-            "id": "main", "kind": "entra",
+            "id": "main", "kind": "entra", "tenant": "contoso.com",
             "authority_url": "http://127.0.0.1:8080/", "graph_url": "http://127.0.0.1:8080/graph"
         }))
         .validate(acct(), now())
@@ -875,21 +905,55 @@ mod tests {
             panic!()
         };
         assert_eq!(cloud.authority_url(), "http://127.0.0.1:8080");
-        let err = spec(serde_json::json!({"id": "m", "kind": "entra", "authority_url": "http://evil.example/"}))
+        let err = spec(serde_json::json!({"id": "m", "kind": "entra", "tenant": "contoso.com", "authority_url": "http://evil.example/"}))
             .validate(acct(), now())
             .unwrap_err();
         assert!(err.problem.contains("graph_url"), "{err}");
         let err = spec(serde_json::json!({
-            "id": "m", "kind": "entra", "authority_url": "http://evil.example", "graph_url": "https://g.example"
+            "id": "m", "kind": "entra", "tenant": "contoso.com", "authority_url": "http://evil.example", "graph_url": "https://g.example"
         }))
         .validate(acct(), now())
         .unwrap_err();
         assert!(err.problem.contains("https://"), "{err}");
         assert!(
-            spec(serde_json::json!({"id": "m", "kind": "entra", "cloud": "mars"}))
+            spec(serde_json::json!({"id": "m", "kind": "entra", "tenant": "contoso.com", "cloud": "mars"}))
                 .validate(acct(), now())
                 .is_err()
         );
+    }
+
+    #[test]
+    fn consent_connectors_must_name_their_tenant() {
+        let err = spec(serde_json::json!({"id": "main", "kind": "entra"}))
+            .validate(acct(), now())
+            .unwrap_err();
+        assert!(
+            err.problem.contains("tenant (") && err.problem.contains("GUID"),
+            "{err}"
+        );
+        let err = spec(serde_json::json!({"id": "main", "kind": "entra", "tenant": "contoso"}))
+            .validate(acct(), now())
+            .unwrap_err();
+        assert_eq!(err.field, "tenant", "{err}");
+        let c = spec(serde_json::json!({
+            "id": "main", "kind": "entra", "tenant": "6731DE76-14A6-49AE-97BC-6EBA6914391E"
+        }))
+        .validate(acct(), now())
+        .unwrap();
+        let SourceConfig::EntraConsent { tenant, .. } = &c.source else {
+            panic!()
+        };
+        assert_eq!(
+            tenant.as_deref(),
+            Some("6731de76-14a6-49ae-97bc-6eba6914391e")
+        );
+        // Connectors stored before the rename still read.
+        let mut stored = serde_json::to_value(&c).unwrap();
+        let source = stored["source"].as_object_mut().unwrap();
+        let named = source.remove("tenant").unwrap();
+        source.insert("tenant_hint".into(), named);
+        let back: Connector = serde_json::from_value(stored).unwrap();
+        assert_eq!(back, c);
     }
 
     #[test]

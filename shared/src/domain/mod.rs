@@ -17,7 +17,7 @@ pub use address::{DomainFilter, DomainName, EmailAddress};
 pub use audit::{AUDIT_RETENTION_DAYS, AuditAction, AuditOutcome, AuditRecord};
 pub use connector::{
     Cloud, Connector, ConnectorKind, ConnectorSpec, ConnectorState, Consent, LdapSettings,
-    LdapTransport, SecretRef, SourceConfig, SyncOptions,
+    LdapTransport, SecretRef, SourceConfig, SyncOptions, tenant_name,
 };
 pub use directory::{ContentHash, Group, GroupKind, MemberKind, Membership, User};
 pub use error::ValidationError;

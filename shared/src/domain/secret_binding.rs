@@ -187,12 +187,10 @@ impl From<&Connector> for ConnectorSpec {
         };
         match &c.source {
             SourceConfig::EntraConsent {
-                cloud: cl,
-                tenant_hint,
-                ..
+                cloud: cl, tenant, ..
             } => {
                 cloud(&mut spec, cl);
-                spec.tenant = tenant_hint.clone();
+                spec.tenant = tenant.clone();
             }
             SourceConfig::EntraLegacy {
                 cloud: cl,

@@ -620,12 +620,35 @@ impl StateStore {
         if self.table.write(op).await?.is_ok() {
             return Ok(None);
         }
-        let holder = self
+        let holder = self.tenant_holder(tenant).await?;
+        Ok(holder.filter(|h| h != account))
+    }
+
+    /// The account an Entra tenant is connected to, if any.
+    pub async fn tenant_holder(
+        &self,
+        tenant: &uuid::Uuid,
+    ) -> Result<Option<AccountId>, StoreError> {
+        Ok(self
             .table
             .get(&keys::tenant_claim(tenant))
             .await?
-            .and_then(|i| i.str("account").and_then(|a| AccountId::new(a).ok()));
-        Ok(holder.filter(|h| h != account))
+            .and_then(|i| i.str("account").and_then(|a| AccountId::new(a).ok())))
+    }
+
+    /// Gives up `account`'s claim on a tenant, so that the tenant can be
+    /// connected again; false if the account did not hold it (a claim
+    /// of another account is never removed).
+    pub async fn release_tenant(
+        &self,
+        tenant: &uuid::Uuid,
+        account: &AccountId,
+    ) -> Result<bool, StoreError> {
+        let op = WriteOp::delete_if(
+            keys::tenant_claim(tenant),
+            Cond::eq("account", account.as_str()),
+        );
+        Ok(self.table.write(op).await?.is_ok())
     }
 
     // ---- run progress ---------------------------------------------------
@@ -742,6 +765,14 @@ impl StateStore {
 
     // ---- short-lived items ----------------------------------------------
 
+    fn ephemeral_item(kind: &str, key: &str, value: &Value, expires_at: DateTime<Utc>) -> Item {
+        Item::new(
+            keys::ephemeral(kind, key),
+            Attrs::from_iter([("value".to_owned(), value.clone())]),
+        )
+        .with_ttl(expires_at.timestamp())
+    }
+
     /// Stores a value until `expires_at`. With `only_if_absent`, an existing
     /// unexpired value wins and `false` is returned (a once-only marker).
     pub async fn put_ephemeral(
@@ -752,17 +783,30 @@ impl StateStore {
         expires_at: DateTime<Utc>,
         only_if_absent: bool,
     ) -> Result<bool, StoreError> {
-        let item = Item::new(
-            keys::ephemeral(kind, key),
-            Attrs::from_iter([("value".to_owned(), value.clone())]),
-        )
-        .with_ttl(expires_at.timestamp());
+        let item = Self::ephemeral_item(kind, key, value, expires_at);
         let op = if only_if_absent {
             WriteOp::put_if(item, Cond::NotExists.or(Cond::ExpiredBy(self.now_secs())))
         } else {
             WriteOp::put(item)
         };
         Ok(self.table.write(op).await?.is_ok())
+    }
+
+    /// Replaces a value that is still stored (never brings back one that
+    /// was taken meanwhile); false if it is gone.
+    pub async fn replace_ephemeral(
+        &self,
+        kind: &str,
+        key: &str,
+        value: &Value,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let item = Self::ephemeral_item(kind, key, value, expires_at);
+        Ok(self
+            .table
+            .write(WriteOp::put_if(item, Cond::Exists))
+            .await?
+            .is_ok())
     }
 
     pub async fn get_ephemeral(&self, kind: &str, key: &str) -> Result<Option<Value>, StoreError> {

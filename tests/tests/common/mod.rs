@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod consent;
 pub mod memory;
 pub mod world;
 

@@ -151,7 +151,8 @@ impl World {
         enabled: bool,
     ) -> Connector {
         let spec: ConnectorSpec = serde_json::from_value(json!({
-            "id": id, "kind": "entra", "enabled": enabled, "acknowledge_disabled": true,
+            "id": id, "kind": "entra", "tenant": self.tenant.to_string(), "enabled": enabled,
+            "acknowledge_disabled": true,
             "authority_url": self.sim.authority_url(), "graph_url": self.sim.graph_url(),
         }))
         .unwrap();

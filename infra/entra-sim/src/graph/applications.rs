@@ -5,7 +5,7 @@
 use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -96,8 +96,7 @@ fn bad_body(e: serde_json::Error) -> GraphError {
 
 /// Checks a proof of possession for `app`: signed by one of its valid keys,
 /// `aud` Azure AD Graph, `iss` the application's object id, short-lived.
-fn verify_proof(app: &AppReg, proof: &str) -> Result<(), GraphError> {
-    let now = Utc::now();
+fn verify_proof(app: &AppReg, proof: &str, now: DateTime<Utc>) -> Result<(), GraphError> {
     let verified = verify_signature(proof, &app.keys, now, true).map_err(|failure| match failure {
         SignatureFailure::Malformed(why) => GraphError::new(
             StatusCode::UNAUTHORIZED,
@@ -156,7 +155,7 @@ pub(super) fn add_key(
     let mut apps = write(&inner.apps);
     let reg = find_mut(&mut apps, app).ok_or_else(|| GraphError::not_found(shown(app)))?;
     require_self(principal, reg)?;
-    verify_proof(reg, &request.proof)?;
+    verify_proof(reg, &request.proof, inner.now())?;
     if request
         .password_credential
         .as_ref()
@@ -177,7 +176,7 @@ pub(super) fn add_key(
         .map_err(|_| GraphError::bad_request("Key credential key is not valid base64."))?;
     let key = RegisteredKey::parse(&der, Uuid::new_v4())
         .map_err(|e| GraphError::bad_request(format!("Key credential key is invalid: {e}.")))?;
-    if key.info.end <= Utc::now() {
+    if key.info.end <= inner.now() {
         return Err(GraphError::bad_request(
             "Key credential end date is in the past.",
         ));
@@ -212,7 +211,7 @@ pub(super) fn remove_key(
     let mut apps = write(&inner.apps);
     let reg = find_mut(&mut apps, app).ok_or_else(|| GraphError::not_found(shown(app)))?;
     require_self(principal, reg)?;
-    verify_proof(reg, &request.proof)?;
+    verify_proof(reg, &request.proof, inner.now())?;
     let before = reg.keys.len();
     reg.keys.retain(|k| k.info.key_id != request.key_id);
     if reg.keys.len() == before {

@@ -15,7 +15,6 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use chrono::Utc;
 use uuid::Uuid;
 
 use crate::access_token::{Principal, validate};
@@ -143,7 +142,7 @@ pub(crate) async fn entry(State(inner): State<Arc<Inner>>, request: Request) -> 
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let principal = match validate(authorization, Utc::now().timestamp()) {
+    let principal = match validate(authorization, inner.now().timestamp()) {
         Ok(principal) if inner.tenant(principal.tenant).is_some() => principal,
         Ok(_) => {
             let error =

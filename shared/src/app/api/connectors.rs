@@ -467,3 +467,22 @@ async fn start(app: &App, caller: &Caller, ids: &Ids, migrate: bool) -> Reply {
     let url = super::super::consent::start(app, &scope, migrate, Some(caller.to_string())).await?;
     ok(StatusCode::OK, url)
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TenantBody {
+    tenant: String,
+}
+
+pub(super) async fn change_tenant(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    ids: Ids,
+    JsonBody(TenantBody { tenant }): JsonBody<TenantBody>,
+) -> Reply {
+    let scope = ids.scope()?;
+    let changed =
+        super::super::consent::change_tenant(&app, &scope, &tenant, Some(caller.to_string()))
+            .await?;
+    ok(StatusCode::OK, changed)
+}

@@ -196,6 +196,13 @@ pub fn routes() -> Vec<Route> {
             connectors::start_migration,
         ),
         route(
+            M::POST,
+            "/accounts/{a}/connectors/{c}/tenant",
+            Account,
+            Some(A::ChangeTenant),
+            connectors::change_tenant,
+        ),
+        route(
             M::GET,
             "/accounts/{a}/connectors/{c}/runs",
             Account,

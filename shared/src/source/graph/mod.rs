@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use crate::auth::{AssertionAlg, Credential, TokenProvider};
+use crate::auth::{AssertionAlg, AuthError, Credential, TokenProvider};
 use crate::domain::{Connector, Consent, SecretRef, SourceConfig, SourceId};
 use crate::source::retry::{Limiters, RetryPolicy};
 use crate::source::{
@@ -46,6 +46,18 @@ pub struct EntraApp {
     /// The secret holding the app certificate (AWSCURRENT/AWSPREVIOUS).
     pub certificate: SecretRef,
     pub assertion: AssertionAlg,
+}
+
+impl EntraApp {
+    /// How the app signs in: with its certificate, read at each sign-in so
+    /// that a rotation is picked up.
+    pub fn credential(&self) -> Credential {
+        Credential::Certificate {
+            client_id: self.client_id,
+            secret: self.certificate.clone(),
+            alg: self.assertion,
+        }
+    }
 }
 
 /// What every Graph source of a process shares: built once in `main`.
@@ -164,12 +176,7 @@ impl GraphSource {
                         "the platform app is not configured (DIRSYNC_APP_CLIENT_ID and DIRSYNC_APP_CERT_SECRET)".into(),
                     )
                 })?;
-                let credential = Credential::Certificate {
-                    client_id: app.client_id,
-                    secret: app.certificate.clone(),
-                    alg: app.assertion,
-                };
-                (cloud, tenant_id.to_string(), credential)
+                (cloud, tenant_id.to_string(), app.credential())
             }
             SourceConfig::EntraLegacy {
                 cloud,
@@ -220,11 +227,7 @@ impl GraphSource {
             authority_url: cloud.authority_url().to_owned(),
             graph_url: cloud.graph_url().to_owned(),
             tenant: tenant.to_owned(),
-            credential: Credential::Certificate {
-                client_id: app.client_id,
-                secret: app.certificate.clone(),
-                alg: app.assertion,
-            },
+            credential: app.credential(),
         };
         let limiter = deps.limiters.for_tenant(tenant);
         Ok(Self::new(GraphClient::new(
@@ -269,6 +272,18 @@ impl GraphSource {
             )),
             GraphFailure::Source(e) => e,
         }
+    }
+
+    /// Signs in to the source's tenant, or finds a valid token: the error
+    /// keeps Entra's AADSTS code, which tells a grant still replicating
+    /// (700016, 65001) from a refusal.
+    pub async fn sign_in(&self) -> Result<(), AuthError> {
+        let t = &self.client.target;
+        self.client
+            .tokens()
+            .token(&t.authority_url, &t.tenant, &t.credential)
+            .await
+            .map(|_| ())
     }
 
     /// The tenant as Graph reports it: `GET /organization` → (id, name).
