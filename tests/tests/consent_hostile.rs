@@ -1,14 +1,16 @@
-//! Consent is bound to the tenant the connector named: callbacks that try
-//! to connect another tenant, take one another account could claim, move a
-//! granted connector or replay a state are refused with a message that
-//! names the true cause, and leave the store as it was but for the audit
-//! trail (and the state they spent).
+//! Consent is bound to the tenant the connector named, and a tenant no
+//! account holds is claimed only after an administrator of it signed in:
+//! callbacks that try to connect another tenant, take a consented tenant
+//! another account could claim, move a granted connector, or replay a state
+//! or a sign-in are refused with a message that names the true cause, and
+//! leave the store as it was but for the audit trail (and the state they
+//! spent).
 
 mod common;
 
 use common::consent::{
-    administrator, api_call, assert_unchanged, audit_trail, new_consent_connector, start, state_of,
-    stored,
+    administrator, api_call, assert_unchanged, audit_trail, consent_and_sign_in,
+    new_consent_connector, sign_in, start, state_of, stored,
 };
 use common::world::{World, world};
 use dirsync_entra_sim::{CONSENT_ROLES, ConsentDecision, TenantSpec};
@@ -112,6 +114,22 @@ async fn consent_for_a_named_tenant_from_another_tenant_is_refused() {
     }
 }
 
+/// A consent's records of `action`, newest first.
+async fn audited_all(
+    w: &World,
+    account: &str,
+    connector: &str,
+    action: AuditAction,
+) -> Vec<AuditRecord> {
+    audit_trail(w, account)
+        .await
+        .into_iter()
+        .filter(|r| {
+            r.action == action && r.connector.as_ref().map(|c| c.as_str()) == Some(connector)
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_account_cannot_take_a_consented_unclaimed_tenant() {
     let w = world(10).await;
@@ -119,7 +137,7 @@ async fn another_account_cannot_take_a_consented_unclaimed_tenant() {
     w.account("other", Region::Europe).await;
     // B's own tenant has not consented: signing in there fails, which is
     // not taken for a grant still replicating.
-    fabrikam(&w, false);
+    let own = fabrikam(&w, false);
     let url = new_consent_connector(&w, "other", "main", "fabrikam.com").await;
     let before = stored(&w, &state_of(&url)).await;
     let p = forged(&w, &url, w.tenant).await;
@@ -127,16 +145,123 @@ async fn another_account_cannot_take_a_consented_unclaimed_tenant() {
     assert_unchanged(&w, &before, &state_of(&url)).await;
     assert_eq!(w.f.store.tenant_holder(&w.tenant).await.unwrap(), None);
 
+    // B names Contoso's tenant itself (consented earlier, held by no
+    // account): every check of the grant passes, so B is led to sign in
+    // there, and B's administrator — a user of B's own tenant — is refused.
+    let url = new_consent_connector(&w, "other", "taker", "contoso.com").await;
+    let state = state_of(&url);
+    let before = stored(&w, &state).await;
+    let page = forged(&w, &url, w.tenant).await;
+    let location = page.location.clone().unwrap_or_default();
+    assert!(
+        location.contains(&format!("/{}/oauth2/v2.0/authorize?", w.tenant))
+            && location.contains("prompt=select_account")
+            && location.contains(&format!("state={state}")),
+        "{location}"
+    );
+    let returned = sign_in(&w, &page, Some(own)).await;
+    let p = callback(&w.app, &w.app.graph, &returned).await;
+    assert_refused(&p, "belongs to another tenant");
+    assert!(p.html.contains(&own.to_string()), "{}", p.html);
+    assert_unchanged(&w, &before, &state).await;
+    assert_eq!(w.f.store.tenant_holder(&w.tenant).await.unwrap(), None);
+    assert_eq!(granted_tenant(&w, "other", "taker").await, None);
+    let records = audited_all(&w, "other", "taker", AuditAction::Consent).await;
+    let outcomes: Vec<_> = records.iter().map(|r| r.outcome).collect();
+    assert_eq!(outcomes, [AuditOutcome::Refused, AuditOutcome::Pending]);
+    assert!(
+        records[0].detail.contains("belongs to another tenant"),
+        "{records:?}"
+    );
+    // The state is spent: the same sign-in again is turned away.
+    assert_refused(
+        &callback(&w.app, &w.app.graph, &returned).await,
+        "already used",
+    );
+
     // Contoso's own connector is not locked out: its consent is recorded.
     let url = new_consent_connector(&w, "acme", "main", "contoso.com").await;
-    let query = administrator(&w, &url, ConsentDecision::Approve { tenant: w.tenant }).await;
-    let p = callback(&w.app, &w.app.graph, &query).await;
+    let (p, _) = consent_and_sign_in(&w, &url, w.tenant).await;
     assert_eq!(p.outcome, Outcome::Granted, "{}", p.html);
     assert_eq!(
         w.f.store.tenant_holder(&w.tenant).await.unwrap(),
         Some(AccountId::new("acme").unwrap())
     );
     assert_eq!(granted_tenant(&w, "other", "main").await, None);
+    assert_eq!(granted_tenant(&w, "other", "taker").await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_code_replayed_or_unasked_for_is_refused() {
+    let w = world(10).await;
+    w.account("acme", Region::Europe).await;
+    let url = new_consent_connector(&w, "acme", "main", "contoso.com").await;
+    let (p, redeemed) = consent_and_sign_in(&w, &url, w.tenant).await;
+    assert_eq!(p.outcome, Outcome::Granted, "{}", p.html);
+    let code = url::form_urlencoded::parse(redeemed.as_bytes())
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    // Give the tenant up again, so that a new consent needs the proof.
+    let (s, b) = api_call(
+        &w,
+        "POST",
+        "/accounts/acme/connectors/main/tenant",
+        json!({"tenant": "fabrikam.com"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = api_call(
+        &w,
+        "POST",
+        "/accounts/acme/connectors/main/tenant",
+        json!({"tenant": "contoso.com"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+
+    // A code already redeemed, with a state that awaits a sign-in: Entra
+    // refuses it, and nothing is claimed.
+    let url = start(&w, "acme", "main", "consent").await;
+    let state = state_of(&url);
+    let page = forged(&w, &url, w.tenant).await;
+    assert_eq!(page.outcome, Outcome::SignIn, "{}", page.html);
+    let before = stored(&w, &state).await;
+    let replay = format!("code={code}&state={state}");
+    let p = callback(&w.app, &w.app.graph, &replay).await;
+    assert_refused(&p, "already used or has expired");
+    assert!(!p.html.contains(&code), "the code is not echoed");
+    assert_unchanged(&w, &before, &state).await;
+    assert_eq!(w.f.store.tenant_holder(&w.tenant).await.unwrap(), None);
+    // The replay does not spend a state it cannot decide: the genuine
+    // sign-in still completes.
+    let returned = sign_in(&w, &page, None).await;
+    let p = callback(&w.app, &w.app.graph, &returned).await;
+    assert_eq!(p.outcome, Outcome::Granted, "{}", p.html);
+
+    // A code for a state that awaits no sign-in: refused, and spent.
+    let (s, b) = api_call(
+        &w,
+        "POST",
+        "/accounts/acme/connectors/main/tenant",
+        json!({"tenant": "fabrikam.com"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let url = start(&w, "acme", "main", "consent").await;
+    let state = state_of(&url);
+    let before = stored(&w, &state).await;
+    let p = callback(&w.app, &w.app.graph, &format!("code=abc&state={state}")).await;
+    assert_refused(&p, "awaits one");
+    assert_unchanged(&w, &before, &state).await;
+    assert!(
+        w.f.store
+            .get_ephemeral("consent", &state)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,11 +304,8 @@ async fn re_consent_from_another_tenant_does_not_move_a_granted_connector() {
     w.account("acme", Region::Europe).await;
     let other = fabrikam(&w, true);
     let url = new_consent_connector(&w, "acme", "main", "contoso.com").await;
-    let query = administrator(&w, &url, ConsentDecision::Approve { tenant: w.tenant }).await;
-    assert_eq!(
-        callback(&w.app, &w.app.graph, &query).await.outcome,
-        Outcome::Granted
-    );
+    let (p, _) = consent_and_sign_in(&w, &url, w.tenant).await;
+    assert_eq!(p.outcome, Outcome::Granted, "{}", p.html);
     let job = Job {
         account: AccountId::new("acme").unwrap(),
         connector: ConnectorId::new("main").unwrap(),
@@ -213,12 +335,16 @@ async fn re_consent_from_another_tenant_does_not_move_a_granted_connector() {
     assert_unchanged(&w, &before, &state_of(&url)).await;
     assert_eq!(w.f.store.tenant_holder(&other).await.unwrap(), None);
 
-    // A re-consent from its own tenant is fine.
+    // A re-consent from its own tenant is fine, with no sign-in: the
+    // account proved it belongs there when it claimed the tenant.
     let url = start(&w, "acme", "main", "consent").await;
     let query = administrator(&w, &url, ConsentDecision::Approve { tenant: w.tenant }).await;
+    let p = callback(&w.app, &w.app.graph, &query).await;
     assert_eq!(
-        callback(&w.app, &w.app.graph, &query).await.outcome,
-        Outcome::Granted
+        (p.outcome, p.location),
+        (Outcome::Granted, None),
+        "{}",
+        p.html
     );
     assert_eq!(granted_tenant(&w, "acme", "main").await, Some(w.tenant));
     assert!(
@@ -236,7 +362,9 @@ async fn a_state_is_committed_once_and_never_replayed() {
     w.account("acme", Region::Europe).await;
     let url = new_consent_connector(&w, "acme", "main", "contoso.com").await;
     let query = administrator(&w, &url, ConsentDecision::Approve { tenant: w.tenant }).await;
-    // Two arrivals at once (a double click): one commits.
+    let page = callback(&w.app, &w.app.graph, &query).await;
+    let query = sign_in(&w, &page, None).await;
+    // Two arrivals of the sign-in at once (a double click): one commits.
     let (a, b) = tokio::join!(
         callback(&w.app, &w.app.graph, &query),
         callback(&w.app, &w.app.graph, &query)

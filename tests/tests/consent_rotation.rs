@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use common::consent::{
-    administrator, advance, api_call, audit_trail, callback_handler, fixture_file,
-    new_consent_connector, start, state_of,
+    administrator, advance, api_call, audit_trail, callback_handler, consent_and_sign_in,
+    fixture_file, new_consent_connector, sign_in, start, state_of,
 };
 use common::world::{World, world};
 use dirsync_entra_sim::{CONSENT_ROLES, ConsentDecision, Faults, TenantSpec};
@@ -113,8 +113,39 @@ async fn consent_then_rotations_then_syncs_with_the_new_certificate() {
     );
 
     let query = administrator(&w, &url, ConsentDecision::Approve { tenant: w.tenant }).await;
+    // The grant is confirmed: the Lambda function sends the browser to the
+    // sign-in in that tenant, with the page's headers.
+    let (status, html, headers) = callback_handler(&w, &query).await;
+    assert_eq!(status, 302, "{html}");
+    assert_eq!(headers["cache-control"], "no-store");
+    let location = headers["location"].to_str().unwrap().to_owned();
+    let sign_in_url = url::Url::parse(&location).unwrap();
+    assert_eq!(
+        sign_in_url.path(),
+        format!("/{}/oauth2/v2.0/authorize", w.tenant)
+    );
+    let q: std::collections::HashMap<_, _> = sign_in_url.query_pairs().into_owned().collect();
+    assert_eq!(q["client_id"], w.client_id.to_string());
+    assert_eq!(
+        (q["response_type"].as_str(), q["response_mode"].as_str()),
+        ("code", "query")
+    );
+    assert_eq!(q["redirect_uri"], common::world::REDIRECT);
+    assert_eq!(
+        (q["scope"].as_str(), q["prompt"].as_str()),
+        ("openid", "select_account")
+    );
+    assert_eq!(q["state"], state_of(&url));
+    let page = dirsync_shared::app::consent::CallbackPage {
+        status,
+        html,
+        location: Some(location),
+        outcome: Outcome::SignIn,
+    };
+    let query = sign_in(&w, &page, None).await;
     let (status, html, headers) = callback_handler(&w, &query).await;
     assert_eq!(status, 200, "{html}");
+    assert!(headers.get("location").is_none());
     assert!(
         html.contains("Consent recorded") && html.contains(&w.tenant.to_string()),
         "{html}"
@@ -315,8 +346,7 @@ async fn a_legacy_connector_is_migrated_with_its_users_untouched() {
 
     let url = start(&w, "acme", "old", "migrate").await;
     assert!(url.contains("/contoso.com/v2.0/adminconsent"), "{url}");
-    let query = administrator(&w, &url, ConsentDecision::Approve { tenant: w.tenant }).await;
-    let page = callback(&w.app, &w.app.graph, &query).await;
+    let (page, _) = consent_and_sign_in(&w, &url, w.tenant).await;
     assert_eq!(page.outcome, Outcome::Migrated, "{}", page.html);
     assert!(
         page.html.contains(&legacy_client.to_string()) && page.html.contains("may be deleted"),
@@ -503,11 +533,8 @@ async fn hostile_callbacks_are_refused() {
 
     // The genuine grant, then a replay of it.
     let url = start(&w, "acme", "main", "consent").await;
-    let query = administrator(&w, &url, ConsentDecision::Approve { tenant: t }).await;
-    assert_eq!(
-        callback(&w.app, &w.app.graph, &query).await.outcome,
-        Outcome::Granted
-    );
+    let (page, query) = consent_and_sign_in(&w, &url, t).await;
+    assert_eq!(page.outcome, Outcome::Granted, "{}", page.html);
     refused(&callback(&w.app, &w.app.graph, &query).await, "replayed");
 
     // Another account cannot connect the same tenant.
@@ -589,8 +616,12 @@ async fn a_grant_that_replicates_for_60_seconds_ends_with_an_active_connector() 
     let again = stored_state(&w, &state).await.expect("still kept");
     assert_eq!(again.granted_at, Some(granted_at));
 
-    // 61 seconds after the grant Entra knows it: recorded, active, spent.
+    // 61 seconds after the grant Entra knows it: the administrator signs
+    // in, and the grant is recorded, the connector active, the state spent.
     advance(&w, 31);
+    let page = callback(&w.app, &w.app.graph, &query).await;
+    let query = sign_in(&w, &page, None).await;
+    assert!(stored_state(&w, &state).await.unwrap().proof.is_some());
     let page = callback(&w.app, &w.app.graph, &query).await;
     assert_eq!(page.outcome, Outcome::Granted, "{}", page.html);
     assert!(is_due(&w, &acme_main()).await);
@@ -609,6 +640,7 @@ async fn a_grant_that_replicates_for_60_seconds_ends_with_an_active_connector() 
         outcomes,
         [
             AuditOutcome::Succeeded,
+            AuditOutcome::Pending,
             AuditOutcome::Pending,
             AuditOutcome::Pending
         ]
@@ -665,11 +697,8 @@ async fn changing_the_tenant_forgets_cursors_releases_the_claim_and_reads_in_ful
     w.account("acme", Region::Europe).await;
     let scope = acme_main();
     let url = new_consent_connector(&w, "acme", "main", "contoso.com").await;
-    let query = administrator(&w, &url, ConsentDecision::Approve { tenant: w.tenant }).await;
-    assert_eq!(
-        callback(&w.app, &w.app.graph, &query).await.outcome,
-        Outcome::Granted
-    );
+    let (page, _) = consent_and_sign_in(&w, &url, w.tenant).await;
+    assert_eq!(page.outcome, Outcome::Granted, "{}", page.html);
     assert_eq!(sync(&w, "acme", "main").await.status, RunStatus::Succeeded);
     assert!(
         w.f.store
@@ -736,8 +765,7 @@ async fn changing_the_tenant_forgets_cursors_releases_the_claim_and_reads_in_ful
         .generate_directory(fabrikam, dirsync_entra_sim::GenSpec::sized(5, 2, 3));
     let url = start(&w, "acme", "main", "consent").await;
     assert!(url.contains("/fabrikam.com/v2.0/adminconsent"), "{url}");
-    let query = administrator(&w, &url, ConsentDecision::Approve { tenant: fabrikam }).await;
-    let page = callback(&w.app, &w.app.graph, &query).await;
+    let (page, _) = consent_and_sign_in(&w, &url, fabrikam).await;
     assert_eq!(page.outcome, Outcome::Granted, "{}", page.html);
     assert_eq!(
         w.f.store.tenant_holder(&fabrikam).await.unwrap(),

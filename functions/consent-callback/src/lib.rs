@@ -12,12 +12,17 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
         dirsync_shared::app::consent::CallbackPage {
             status: 405,
             html: "<!doctype html><title>Method not allowed</title>".into(),
+            location: None,
             outcome: dirsync_shared::app::consent::Outcome::Refused,
         }
     };
     let mut builder = Response::builder().status(page.status);
     for (name, value) in PAGE_HEADERS {
         builder = builder.header(name, value);
+    }
+    // The redirect to the sign-in that proves who completes the consent.
+    if let Some(location) = &page.location {
+        builder = builder.header("location", location);
     }
     builder.body(Body::from(page.html)).unwrap_or_default()
 }

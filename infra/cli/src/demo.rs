@@ -51,6 +51,22 @@ fn summary(run: &SyncRun) -> String {
     )
 }
 
+/// The query of the callback address the simulator redirects `url` to.
+async fn redirected_query(http: &reqwest::Client, url: &str) -> Result<String, String> {
+    let redirect = http.get(url).send().await.map_err(|e| e.to_string())?;
+    let location = redirect
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    Ok(url::Url::parse(&location)
+        .map_err(|e| e.to_string())?
+        .query()
+        .unwrap_or_default()
+        .to_owned())
+}
+
 async fn call(app: &App, method: &str, path: &str, body: Value) -> Result<Value, String> {
     let req = http::Request::builder()
         .method(method)
@@ -221,21 +237,21 @@ pub async fn run(users: u32, dir: &std::path::Path) -> Result<(), String> {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| e.to_string())?;
-    let redirect = http.get(&url).send().await.map_err(|e| e.to_string())?;
-    let location = redirect
-        .headers()
-        .get("location")
-        .and_then(|l| l.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let query = url::Url::parse(&location)
-        .map_err(|e| e.to_string())?
-        .query()
-        .unwrap_or_default()
-        .to_owned();
+    let query = redirected_query(&http, &url).await?;
     let page = consent::callback(&app, &app.graph, &query).await;
     println!(
         "    callback: HTTP {} ({:?}); the grant was confirmed by signing in to the tenant",
+        page.status, page.outcome
+    );
+    // Before the tenant is claimed, an administrator of it signs in: the
+    // ID token says which tenant they belong to.
+    let sign_in = page
+        .location
+        .ok_or_else(|| format!("consent failed: {}", page.html))?;
+    let query = redirected_query(&http, &sign_in).await?;
+    let page = consent::callback(&app, &app.graph, &query).await;
+    println!(
+        "    sign-in: HTTP {} ({:?}); an administrator of the tenant signed in",
         page.status, page.outcome
     );
     if page.status != 200 {

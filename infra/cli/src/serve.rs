@@ -41,6 +41,10 @@ async fn consent_page(State(local): State<Arc<Local>>, uri: Uri) -> Response {
     for (k, v) in PAGE_HEADERS {
         builder = builder.header(k, v);
     }
+    // The redirect to the sign-in that proves who completes the consent.
+    if let Some(location) = &page.location {
+        builder = builder.header(http::header::LOCATION, location);
+    }
     builder.body(Body::from(page.html)).unwrap_or_default()
 }
 

@@ -17,7 +17,8 @@ fn the_demo_walks_every_step_and_finishes() {
         String::from_utf8_lossy(&out.stderr)
     );
     for expected in [
-        "callback: HTTP 200 (Granted)",
+        "callback: HTTP 302 (SignIn)",
+        "sign-in: HTTP 200 (Granted)",
         "finishSecret: done",
         "the app now holds 2 keys",
         "1 job(s) enqueued",

@@ -63,12 +63,31 @@ pub(crate) struct AccessClaims {
     pub tid: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
+    /// Delegated scopes, in a user's token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scp: Option<String>,
     pub uti: String,
     pub ver: String,
 }
 
-/// Signs an access token.
-pub(crate) fn issue(claims: &AccessClaims) -> String {
+/// Claims of an issued v2.0 `id_token`: who signed in, where, for which app.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct IdClaims {
+    /// The client id of the app the user signed in to.
+    pub aud: String,
+    /// `{authority}/{tid}/v2.0`.
+    pub iss: String,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub oid: String,
+    pub sub: String,
+    pub tid: String,
+    pub ver: String,
+}
+
+/// Signs an access token or an `id_token`.
+pub(crate) fn issue(claims: &impl Serialize) -> String {
     let keys = keys();
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(keys.kid.clone());
@@ -210,6 +229,7 @@ mod tests {
             sub: Uuid::from_u128(3).to_string(),
             tid: Uuid::from_u128(2).to_string(),
             roles: vec!["User.Read.All".into()],
+            scp: None,
             uti: "u".into(),
             ver: "1.0".into(),
         }

@@ -36,14 +36,14 @@ pub(crate) async fn admin_consent(
 }
 
 /// Why the consent endpoint does not redirect.
-enum Refusal {
+pub(crate) enum Refusal {
     /// An error Entra shows on its own page.
     Error { code: u32, message: String },
     /// Nobody has acted yet: the admin is still looking at the page.
     Pending,
 }
 
-fn refuse(code: u32, message: impl Into<String>) -> Refusal {
+pub(crate) fn refuse(code: u32, message: impl Into<String>) -> Refusal {
     Refusal::Error {
         code,
         message: message.into(),
@@ -52,7 +52,7 @@ fn refuse(code: u32, message: impl Into<String>) -> Refusal {
 
 /// Entra shows errors it cannot redirect (bad client or redirect URI) as a
 /// sign-in page, never sending the browser to an unverified address.
-fn error_page(code: u32, message: &str) -> Response {
+pub(crate) fn error_page(code: u32, message: &str) -> Response {
     let body = format!(
         "<!DOCTYPE html><html><head><title>Sign in to your account</title></head><body>\
          <h1>Sorry, but we're having trouble signing you in.</h1>\
@@ -70,7 +70,7 @@ fn escape(text: &str) -> String {
 }
 
 /// `base` with `pairs` appended to its query string.
-fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
+pub(crate) fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     for (name, value) in pairs {
         query.append_pair(name, value);
@@ -79,11 +79,13 @@ fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
     format!("{base}{separator}{}", query.finish())
 }
 
-fn consent(
+/// The registered app a browser request names, and the redirect URI it
+/// asked for, which must be one registered on the app: Entra never sends
+/// the browser (and a code) to an address the app did not register.
+pub(crate) fn registered_client(
     inner: &Inner,
-    segment: &str,
     params: &HashMap<String, String>,
-) -> Result<String, Refusal> {
+) -> Result<(Uuid, String), Refusal> {
     let raw_client = params.get("client_id").ok_or_else(|| {
         refuse(
             900144,
@@ -102,25 +104,31 @@ fn consent(
             "The request body must contain the following parameter: 'redirect_uri'.",
         )
     })?;
-    {
-        let apps = read(&inner.apps);
-        let app = apps.get(client_id).ok_or_else(|| {
-            refuse(
-                700016,
-                format!(
-                    "Application with identifier '{client_id}' was not found in the directory."
-                ),
-            )
-        })?;
-        if !app.redirect_uris().iter().any(|u| u == redirect_uri) {
-            return Err(refuse(
-                50011,
-                format!(
-                    "The redirect URI '{redirect_uri}' specified in the request does not match the redirect URIs configured for the application '{client_id}'. Make sure the redirect URI sent in the request matches one added to your application in the Azure portal."
-                ),
-            ));
-        }
+    let apps = read(&inner.apps);
+    let app = apps.get(client_id).ok_or_else(|| {
+        refuse(
+            700016,
+            format!("Application with identifier '{client_id}' was not found in the directory."),
+        )
+    })?;
+    if !app.redirect_uris().iter().any(|u| u == redirect_uri) {
+        return Err(refuse(
+            50011,
+            format!(
+                "The redirect URI '{redirect_uri}' specified in the request does not match the redirect URIs configured for the application '{client_id}'. Make sure the redirect URI sent in the request matches one added to your application in the Azure portal."
+            ),
+        ));
     }
+    Ok((client_id, redirect_uri.clone()))
+}
+
+fn consent(
+    inner: &Inner,
+    segment: &str,
+    params: &HashMap<String, String>,
+) -> Result<String, Refusal> {
+    let (client_id, redirect_uri) = registered_client(inner, params)?;
+    let redirect_uri = &redirect_uri;
     let scope = params.get("scope").ok_or_else(|| {
         refuse(
             900144,

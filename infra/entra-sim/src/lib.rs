@@ -3,7 +3,8 @@
 //!
 //! It behaves like the real services as Microsoft documents them: the client
 //! credentials grant with certificate assertions (verified for real) or
-//! secrets, admin consent, Graph listings with `$select`/`$top`/paging,
+//! secrets, admin consent, OpenID Connect sign-in (authorization code
+//! flow, `id_token`), Graph listings with `$select`/`$top`/paging,
 //! `users/delta` and `groups/delta` with `members@delta`, `$batch`, resource
 //! units and throttling, `addKey`/`removeKey`, and AADSTS / Graph errors.
 //! Faults (429, 5xx, dropped connections, latency) are injected
@@ -12,11 +13,15 @@
 //! URL layout, for `let sim = EntraSim::start().await?`:
 //! * token: `{sim.authority_url()}/{tenant}/oauth2/v2.0/token`
 //! * admin consent: `{sim.authority_url()}/{tenant|organizations}/v2.0/adminconsent`
+//! * OpenID Connect sign-in: `{sim.authority_url()}/{tenant}/oauth2/v2.0/authorize`
+//!   (authorization code flow; the code is redeemed at the token endpoint
+//!   for an `id_token`)
 //! * Graph: `{sim.graph_url()}/v1.0/...`
 
 mod access_token;
 mod apps;
 mod assertion;
+mod authorize;
 mod certs;
 mod consent;
 mod delta;

@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tower_service::Service;
 
 use crate::state::Inner;
-use crate::{consent, graph, token_endpoint};
+use crate::{authorize, consent, graph, token_endpoint};
 
 /// Closes the connection a request arrived on, without a response.
 #[derive(Clone)]
@@ -33,6 +33,7 @@ fn router(inner: Arc<Inner>) -> Router {
         .route("/graph/{*rest}", any(graph::entry))
         .route("/{tenant}/oauth2/v2.0/token", post(token_endpoint::token))
         .route("/{tenant}/v2.0/adminconsent", get(consent::admin_consent))
+        .route("/{tenant}/oauth2/v2.0/authorize", get(authorize::authorize))
         .with_state(inner)
 }
 

@@ -297,6 +297,15 @@ impl EntraSim {
         *lock(&self.inner.consent) = Some(decision);
     }
 
+    /// Who signs in on the next visit to the authorize endpoint: an
+    /// administrator whose home tenant is `tenant`, so the `id_token` the
+    /// code is redeemed for says `tid` = `tenant`. Unset, the user signing
+    /// in belongs to the tenant in the authorize URL.
+    pub fn set_next_sign_in(&self, tenant: Uuid) {
+        self.tenant(tenant);
+        *lock(&self.inner.sign_in) = Some(tenant);
+    }
+
     pub fn add_user(&self, tenant: Uuid, user: SimUser) {
         self.with_dir(tenant, |dir| dir.add_user(user));
     }

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::apps::{AppReg, AppRegistry};
 use crate::assertion::JtiCache;
+use crate::authorize::Codes;
 use crate::directory::Tenant;
 use crate::faults::FaultState;
 use crate::model::ConsentDecision;
@@ -39,6 +40,10 @@ pub(crate) struct Inner {
     pub meter: Mutex<Meter>,
     pub jtis: Mutex<JtiCache>,
     pub consent: Mutex<Option<ConsentDecision>>,
+    /// The home tenant of whoever signs in next at the authorize endpoint.
+    pub sign_in: Mutex<Option<Uuid>>,
+    /// Authorization codes issued by the authorize endpoint.
+    pub codes: Mutex<Codes>,
     /// How long a new service principal stays invisible to token requests
     /// (directory replication after admin consent).
     pub replication_delay: Mutex<chrono::Duration>,
@@ -59,6 +64,8 @@ impl Inner {
             meter: Mutex::default(),
             jtis: Mutex::default(),
             consent: Mutex::default(),
+            sign_in: Mutex::default(),
+            codes: Mutex::default(),
             replication_delay: Mutex::new(chrono::Duration::zero()),
             clock_offset: Mutex::new(chrono::Duration::zero()),
             origin: OnceLock::new(),

@@ -1,5 +1,7 @@
 //! `POST {authority}/{tenant}/oauth2/v2.0/token`: the client credentials
-//! grant, with a certificate (client assertion) or a client secret.
+//! grant, with a certificate (client assertion) or a client secret, and the
+//! authorization code grant of an OpenID Connect sign-in (a confidential
+//! client, authenticated the same ways).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,8 +15,12 @@ use rand::Rng;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::access_token::{AccessClaims, GRAPH_AUDIENCE, issue};
+use chrono::{DateTime, Utc};
+
+use crate::access_token::{AccessClaims, GRAPH_AUDIENCE, IdClaims, issue};
+use crate::apps::{AppReg, AppRegistry};
 use crate::assertion::{AssertionCheck, verify_client_assertion};
+use crate::authorize::IssuedCode;
 use crate::error::AadError;
 use crate::state::{Inner, lock, read};
 
@@ -61,6 +67,17 @@ fn app_not_found(client_id: &str, tenant_name: &str) -> AadError {
     )
 }
 
+/// One token request: the tenant it was posted to and its form.
+struct TokenRequest<'a> {
+    inner: &'a Inner,
+    /// The tenant as the URL names it (a GUID or a domain).
+    segment: &'a str,
+    tenant_id: Uuid,
+    tenant_name: String,
+    form: &'a HashMap<String, String>,
+    now: DateTime<Utc>,
+}
+
 fn grant(inner: &Inner, segment: &str, form: &HashMap<String, String>) -> Result<Value, AadError> {
     if ["common", "organizations", "consumers"]
         .iter()
@@ -85,141 +102,261 @@ fn grant(inner: &Inner, segment: &str, form: &HashMap<String, String>) -> Result
         let tenant = read(&shared);
         (tenant.id, tenant.display_name.clone())
     };
-
+    let request = TokenRequest {
+        inner,
+        segment,
+        tenant_id,
+        tenant_name,
+        form,
+        now: inner.now(),
+    };
     let grant_type = form
         .get("grant_type")
         .ok_or_else(|| missing("grant_type"))?;
-    if grant_type != "client_credentials" {
-        return Err(AadError::new(
+    match grant_type.as_str() {
+        "client_credentials" => request.client_credentials(),
+        "authorization_code" => request.authorization_code(),
+        _ => Err(AadError::new(
             "unsupported_grant_type",
             70003,
             format!("The app requested an unsupported grant type '{grant_type}'."),
-        ));
+        )),
     }
-    let raw_client = form.get("client_id").ok_or_else(|| missing("client_id"))?;
-    let scope = form.get("scope").ok_or_else(|| missing("scope"))?;
-    if !GRAPH_SCOPES
-        .iter()
-        .any(|s| s.eq_ignore_ascii_case(scope.trim()))
-    {
-        return Err(AadError::new(
-            "invalid_scope",
-            70011,
-            format!(
-                "The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."
-            ),
-        ));
-    }
-    let client_id = Uuid::parse_str(raw_client).map_err(|_| {
+}
+
+fn parse_client(raw_client: &str) -> Result<Uuid, AadError> {
+    Uuid::parse_str(raw_client).map_err(|_| {
         AadError::new(
             "unauthorized_client",
             700038,
             format!("{raw_client} is not a valid application identifier."),
         )
-    })?;
+    })
+}
 
-    let apps = read(&inner.apps);
-    let app = apps
-        .get(client_id)
-        .ok_or_else(|| app_not_found(raw_client, &tenant_name))?;
-    if app.disabled {
-        return Err(AadError::new(
-            "unauthorized_client",
-            7000112,
-            format!(
-                "Application '{client_id}'({}) is disabled.",
-                app.display_name()
-            ),
-        ));
+impl TokenRequest<'_> {
+    fn field(&self, name: &str) -> Result<&String, AadError> {
+        self.form.get(name).ok_or_else(|| missing(name))
     }
-    let now = inner.now();
-    // A service principal still replicating is not found yet.
-    if !app.is_in_tenant(tenant_id, now) {
-        return Err(app_not_found(raw_client, &tenant_name));
-    }
-    let roles = app.grants.get(&tenant_id).cloned().unwrap_or_default();
 
-    let appidacr = if let Some(assertion) = form.get("client_assertion") {
-        if form.get("client_assertion_type").map(String::as_str) != Some(JWT_BEARER) {
+    /// The app named by `client_id`, enabled.
+    fn app<'r>(&self, apps: &'r AppRegistry, client_id: Uuid) -> Result<&'r AppReg, AadError> {
+        let app = apps
+            .get(client_id)
+            .ok_or_else(|| app_not_found(&client_id.to_string(), &self.tenant_name))?;
+        if app.disabled {
             return Err(AadError::new(
-                "invalid_request",
-                90014,
-                "The required field 'client_assertion_type' is missing or invalid; it must be 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'.",
+                "unauthorized_client",
+                7000112,
+                format!(
+                    "Application '{client_id}'({}) is disabled.",
+                    app.display_name()
+                ),
             ));
         }
-        let authority = inner.authority();
-        let audiences = [
-            format!("{authority}/{segment}/oauth2/v2.0/token"),
-            format!("{authority}/{tenant_id}/oauth2/v2.0/token"),
-        ];
-        let check = AssertionCheck {
-            client_id,
-            audiences: &audiences,
-            now,
-        };
-        verify_client_assertion(assertion, &app.keys, &check, &mut lock(&inner.jtis))?;
-        "2"
-    } else if let Some(secret) = form.get("client_secret") {
-        match app.secrets.iter().find(|s| &s.value == secret) {
-            Some(s) if s.expires <= now => {
-                return Err(AadError::new(
-                    "invalid_client",
-                    7000222,
-                    format!(
-                        "The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds."
-                    ),
-                ));
-            }
-            Some(_) => "1",
-            None => {
-                return Err(AadError::new(
-                    "invalid_client",
-                    7000215,
-                    format!(
-                        "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
-                    ),
-                ));
-            }
-        }
-    } else {
-        return Err(AadError::new(
-            "invalid_request",
-            7000216,
-            "'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' grant type.",
-        ));
-    };
-    drop(apps);
+        Ok(app)
+    }
 
-    let lifetime = i64::from(
+    fn client_credentials(&self) -> Result<Value, AadError> {
+        let raw_client = self.field("client_id")?;
+        let scope = self.field("scope")?;
+        if !GRAPH_SCOPES
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(scope.trim()))
+        {
+            return Err(AadError::new(
+                "invalid_scope",
+                70011,
+                format!(
+                    "The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."
+                ),
+            ));
+        }
+        let client_id = parse_client(raw_client)?;
+        let apps = read(&self.inner.apps);
+        let app = self.app(&apps, client_id)?;
+        // A service principal still replicating is not found yet.
+        if !app.is_in_tenant(self.tenant_id, self.now) {
+            return Err(app_not_found(raw_client, &self.tenant_name));
+        }
+        let roles = app.grants.get(&self.tenant_id).cloned().unwrap_or_default();
+        let appidacr = self.authenticate(app, "client_credentials")?;
+        drop(apps);
+        // The service principal's object id is stable per app and tenant.
+        let sp = Uuid::from_u128(self.tenant_id.as_u128() ^ client_id.as_u128().rotate_left(64));
+        let lifetime = token_lifetime(self.inner);
+        let claims = self.access_claims(client_id, appidacr, sp, lifetime);
+        Ok(json!({
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "ext_expires_in": lifetime,
+            "access_token": issue(&AccessClaims { roles, ..claims }),
+        }))
+    }
+
+    /// Redeems an authorization code for the user who signed in: an
+    /// `id_token` (who, from which tenant, for which app) and a delegated
+    /// access token, as a confidential client must authenticate for.
+    fn authorization_code(&self) -> Result<Value, AadError> {
+        let client_id = parse_client(self.field("client_id")?)?;
+        let code = self.field("code")?;
+        let redirect_uri = self.field("redirect_uri")?;
+        // Optional in a v2.0 code redemption.
+        let scope = self.form.get("scope").map_or("openid", String::as_str);
+        let apps = read(&self.inner.apps);
+        let app = self.app(&apps, client_id)?;
+        let appidacr = self.authenticate(app, "authorization_code")?;
+        drop(apps);
+        let issued = lock(&self.inner.codes).redeem(code, self.now)?;
+        if issued.client_id != client_id {
+            return Err(AadError::new(
+                "invalid_grant",
+                70000,
+                "Provided grant is invalid or malformed: the authorization code was issued to another application.",
+            ));
+        }
+        if &issued.redirect_uri != redirect_uri {
+            return Err(AadError::new(
+                "invalid_grant",
+                70000,
+                "The provided value for the 'redirect_uri' is not valid. The value must exactly match the redirect URI used to obtain the authorization code.",
+            ));
+        }
+        if issued.tenant != self.tenant_id {
+            return Err(AadError::new(
+                "invalid_grant",
+                700005,
+                "Provided Authorization Code is intended to use against other tenant, thus rejected.",
+            ));
+        }
+        Ok(self.user_tokens(&issued, appidacr, scope))
+    }
+
+    fn user_tokens(&self, issued: &IssuedCode, appidacr: &str, scope: &str) -> Value {
+        let lifetime = token_lifetime(self.inner);
+        let tid = issued.user_tenant;
+        let user = issued.user.to_string();
+        let issued_at = self.now.timestamp();
+        let id_token = IdClaims {
+            aud: issued.client_id.to_string(),
+            iss: format!("{}/{tid}/v2.0", self.inner.authority()),
+            iat: issued_at,
+            nbf: issued_at,
+            exp: issued_at + 3600,
+            oid: user.clone(),
+            sub: user.clone(),
+            tid: tid.to_string(),
+            ver: "2.0".into(),
+        };
+        let access = AccessClaims {
+            idtyp: "user".into(),
+            scp: Some("openid profile email".into()),
+            tid: tid.to_string(),
+            iss: format!("https://sts.windows.net/{tid}/"),
+            idp: format!("https://sts.windows.net/{tid}/"),
+            ..self.access_claims(issued.client_id, appidacr, issued.user, lifetime)
+        };
+        json!({
+            "token_type": "Bearer",
+            "scope": scope,
+            "expires_in": lifetime,
+            "ext_expires_in": lifetime,
+            "access_token": issue(&access),
+            "id_token": issue(&id_token),
+        })
+    }
+
+    /// Checks the client's credential (a certificate assertion or a secret)
+    /// and returns `appidacr`: `2` for a certificate, `1` for a secret.
+    fn authenticate(&self, app: &AppReg, grant_type: &str) -> Result<&'static str, AadError> {
+        let client_id = app.client_id;
+        if let Some(assertion) = self.form.get("client_assertion") {
+            if self.form.get("client_assertion_type").map(String::as_str) != Some(JWT_BEARER) {
+                return Err(AadError::new(
+                    "invalid_request",
+                    90014,
+                    "The required field 'client_assertion_type' is missing or invalid; it must be 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'.",
+                ));
+            }
+            let authority = self.inner.authority();
+            let audiences = [
+                format!("{authority}/{}/oauth2/v2.0/token", self.segment),
+                format!("{authority}/{}/oauth2/v2.0/token", self.tenant_id),
+            ];
+            let check = AssertionCheck {
+                client_id,
+                audiences: &audiences,
+                now: self.now,
+            };
+            verify_client_assertion(assertion, &app.keys, &check, &mut lock(&self.inner.jtis))?;
+            return Ok("2");
+        }
+        let Some(secret) = self.form.get("client_secret") else {
+            return Err(AadError::new(
+                "invalid_request",
+                7000216,
+                format!(
+                    "'client_assertion', 'client_secret' or 'request' is required for the '{grant_type}' grant type."
+                ),
+            ));
+        };
+        match app.secrets.iter().find(|s| &s.value == secret) {
+            Some(s) if s.expires <= self.now => Err(AadError::new(
+                "invalid_client",
+                7000222,
+                format!(
+                    "The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds."
+                ),
+            )),
+            Some(_) => Ok("1"),
+            None => Err(AadError::new(
+                "invalid_client",
+                7000215,
+                format!(
+                    "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
+                ),
+            )),
+        }
+    }
+
+    /// An app-only access token's claims for Graph in this tenant, with no
+    /// roles.
+    fn access_claims(
+        &self,
+        client_id: Uuid,
+        appidacr: &str,
+        oid: Uuid,
+        lifetime: i64,
+    ) -> AccessClaims {
+        let issued = self.now.timestamp();
+        let tenant_id = self.tenant_id;
+        AccessClaims {
+            aud: GRAPH_AUDIENCE.to_string(),
+            iss: format!("https://sts.windows.net/{tenant_id}/"),
+            iat: issued,
+            nbf: issued,
+            exp: issued + lifetime,
+            appid: client_id.to_string(),
+            appidacr: appidacr.to_string(),
+            idp: format!("https://sts.windows.net/{tenant_id}/"),
+            idtyp: "app".to_string(),
+            oid: oid.to_string(),
+            sub: oid.to_string(),
+            tid: tenant_id.to_string(),
+            roles: Vec::new(),
+            scp: None,
+            uti: Uuid::new_v4().simple().to_string(),
+            ver: "1.0".to_string(),
+        }
+    }
+}
+
+/// Entra randomises lifetimes between 60 and 90 minutes (or a fault fixes it).
+fn token_lifetime(inner: &Inner) -> i64 {
+    i64::from(
         lock(&inner.faults)
             .faults
             .token_lifetime_secs
             .unwrap_or_else(|| rand::rng().random_range(3600..=5400)),
-    );
-    let issued = now.timestamp();
-    // The service principal's object id is stable per app and tenant.
-    let sp = Uuid::from_u128(tenant_id.as_u128() ^ client_id.as_u128().rotate_left(64));
-    let claims = AccessClaims {
-        aud: GRAPH_AUDIENCE.to_string(),
-        iss: format!("https://sts.windows.net/{tenant_id}/"),
-        iat: issued,
-        nbf: issued,
-        exp: issued + lifetime,
-        appid: client_id.to_string(),
-        appidacr: appidacr.to_string(),
-        idp: format!("https://sts.windows.net/{tenant_id}/"),
-        idtyp: "app".to_string(),
-        oid: sp.to_string(),
-        sub: sp.to_string(),
-        tid: tenant_id.to_string(),
-        roles,
-        uti: Uuid::new_v4().simple().to_string(),
-        ver: "1.0".to_string(),
-    };
-    Ok(json!({
-        "token_type": "Bearer",
-        "expires_in": lifetime,
-        "ext_expires_in": lifetime,
-        "access_token": issue(&claims),
-    }))
+    )
 }

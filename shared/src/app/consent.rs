@@ -29,18 +29,20 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::auth::AuthError;
-use crate::auth::aadsts::GRANT_NOT_YET_SEEN;
+use crate::auth::aadsts::{CODE_SPENT, GRANT_NOT_YET_SEEN};
+use crate::auth::id_token::{self, Expected, IdTokenError};
 use crate::domain::{
     AccountId, AuditAction, AuditOutcome, AuditRecord, Cloud, Connector, ConnectorId,
     ConnectorKind, ConnectorState, Consent, SecretRef, SourceConfig, tenant_name,
 };
-use crate::source::graph::{GraphDeps, GraphSource};
+use crate::source::graph::{EntraApp, GraphDeps, GraphSource};
 use crate::source::{RequestStats, SourceError};
 use crate::store::{Scope, StoreError};
 
 use super::{App, AppError};
 
-/// Headers of every callback page.
+/// Headers of every callback page (a redirect to the sign-in adds
+/// `Location`).
 pub const PAGE_HEADERS: [(&str, &str); 5] = [
     ("content-type", "text/html; charset=utf-8"),
     ("cache-control", "no-store"),
@@ -89,12 +91,32 @@ pub struct ConsentState {
     /// waited for from then on.
     #[serde(default)]
     pub granted_at: Option<DateTime<Utc>>,
+    /// The grant was confirmed, and the sign-in that proves the
+    /// administrator belongs to its tenant is awaited.
+    #[serde(default)]
+    pub proof: Option<AwaitedProof>,
+}
+
+/// A confirmed grant waiting for its sign-in proof.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwaitedProof {
+    /// The tenant whose grant was confirmed.
+    pub tenant: Uuid,
+    /// Its name, as Graph read it back.
+    pub name: String,
+    /// The tenant as the connector named it when the grant was confirmed.
+    pub named: String,
+    /// The scope the grant carried.
+    pub scope: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallbackPage {
     pub status: u16,
     pub html: String,
+    /// Where a `302` sends the browser: the sign-in that proves the
+    /// administrator belongs to the tenant.
+    pub location: Option<String>,
     /// What happened, for logs and tests.
     pub outcome: Outcome,
 }
@@ -107,6 +129,8 @@ pub enum Outcome {
     Refused,
     /// Entra has not confirmed the grant yet; the page reloads itself.
     Pending,
+    /// The grant is confirmed; the administrator is sent to sign in.
+    SignIn,
     Failed,
 }
 
@@ -140,6 +164,7 @@ fn page(status: u16, outcome: Outcome, title: &str, paragraphs: &[String]) -> Ca
     CallbackPage {
         status,
         outcome,
+        location: None,
         html: format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">{reload}<title>{t}</title>\
              <style>body{{font-family:sans-serif;max-width:40em;margin:3em auto}}</style></head>\
@@ -153,6 +178,7 @@ const STATE_USED: &str = "This consent link has expired or was already used.";
 const SERVICE_DOWN: &str = "The service is unavailable.";
 const OTHER_ACCOUNT: &str =
     "This tenant is already connected to another account of the platform; contact support.";
+const NO_PROOF_AWAITED: &str = "This sign-in answers no consent that awaits one: start the consent again from the admin console.";
 
 /// How a callback ends, decided before it is shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +194,13 @@ enum Ending {
     Refused(String),
     /// Entra has not confirmed a fresh grant yet: the state is kept.
     Pending(String),
+    /// The grant is confirmed: the administrator signs in at `url` to prove
+    /// they belong to `tenant` (the state, now awaiting it, is kept).
+    SignIn { url: String, tenant: Uuid },
+    /// This request is refused, but it does not decide the consent: an
+    /// authorization code already redeemed belongs to the request that
+    /// redeemed it, which spends the state itself.
+    Rejected(String),
     /// The grant could not be confirmed or saved, for good.
     Failed(String),
     /// The store or the sign-in service failed: nothing was decided and the
@@ -178,15 +211,27 @@ enum Ending {
 impl Ending {
     /// Whether the consent is over, its state to be spent.
     fn is_final(&self) -> bool {
-        !matches!(self, Ending::Pending(_) | Ending::Unavailable(_))
+        !matches!(
+            self,
+            Ending::Pending(_)
+                | Ending::Unavailable(_)
+                | Ending::SignIn { .. }
+                | Ending::Rejected(_)
+        )
     }
 
     fn audit(&self) -> (AuditOutcome, String) {
         match self {
             Ending::Recorded { lines, .. } => (AuditOutcome::Succeeded, lines[0].clone()),
             Ending::Declined(lines) => (AuditOutcome::Declined, lines[1].clone()),
-            Ending::Refused(why) => (AuditOutcome::Refused, why.clone()),
+            Ending::Refused(why) | Ending::Rejected(why) => (AuditOutcome::Refused, why.clone()),
             Ending::Pending(why) => (AuditOutcome::Pending, why.clone()),
+            Ending::SignIn { tenant, .. } => (
+                AuditOutcome::Pending,
+                format!(
+                    "The grant in tenant {tenant} is confirmed; the sign-in of an administrator of that tenant is awaited."
+                ),
+            ),
             Ending::Failed(why) | Ending::Unavailable(why) => (AuditOutcome::Failed, why.clone()),
         }
     }
@@ -196,12 +241,21 @@ impl Ending {
         match self {
             Ending::Recorded { outcome, lines } => page(200, *outcome, "Consent recorded", lines),
             Ending::Declined(lines) => page(200, Outcome::Declined, "Consent not granted", lines),
-            Ending::Refused(why) => page(
+            Ending::Refused(why) | Ending::Rejected(why) => page(
                 400,
                 Outcome::Refused,
                 "Consent could not be recorded",
                 &[why.clone(), again.into()],
             ),
+            Ending::SignIn { url, .. } => CallbackPage {
+                location: Some(url.clone()),
+                ..page(
+                    302,
+                    Outcome::SignIn,
+                    "Sign in to confirm the consent",
+                    &["The grant is confirmed. Sign in as an administrator of the tenant to connect it.".into()],
+                )
+            },
             Ending::Pending(why) => page(
                 200,
                 Outcome::Pending,
@@ -407,10 +461,14 @@ impl Binding {
 }
 
 impl Callback<'_> {
-    /// Every check, then the commit; each `Err` says why not.
+    /// Every check, then the sign-in proof or the commit; each `Err` says
+    /// why not.
     async fn decide(&self) -> Result<Ending, Ending> {
         if let Some(error) = self.params.get("error") {
             return Err(self.declined(error));
+        }
+        if self.params.contains_key("code") {
+            return self.proven().await;
         }
         let tenant = self.granted_tenant()?;
         let connector = self.connector().await?;
@@ -419,7 +477,104 @@ impl Callback<'_> {
         let name = self.confirm(&binding.cloud, tenant).await?;
         self.check_named_domain(&binding, tenant).await?;
         let held = self.check_claim(tenant).await?;
-        self.commit(connector, tenant, &name, held).await
+        if held {
+            // The account proved it belongs to this tenant when it claimed it.
+            return self.commit(connector, tenant, &name, held).await;
+        }
+        let proof = AwaitedProof {
+            tenant,
+            name,
+            named: binding.named.clone(),
+            scope: self.params.get("scope").cloned(),
+        };
+        self.ask_for_proof(&binding.cloud, proof).await
+    }
+
+    /// The grant alone does not show who asked for it: any account can name
+    /// a tenant that consented once and is held by no account. Before the
+    /// tenant is claimed, an administrator must sign in there (OpenID
+    /// Connect), and Entra says which tenant they belong to. Remembers that
+    /// the proof is awaited and sends the browser to the sign-in, with the
+    /// same state and redirect URI.
+    async fn ask_for_proof(&self, cloud: &Cloud, proof: AwaitedProof) -> Result<Ending, Ending> {
+        let (app, redirect) = sign_in_client(self.app, self.graph).map_err(Ending::Failed)?;
+        let tenant = proof.tenant;
+        let url = sign_in_url(cloud, tenant, app.client_id, &redirect, &self.key)?;
+        let state = ConsentState {
+            granted_at: Some(self.granted_at),
+            proof: Some(proof),
+            ..self.state.clone()
+        };
+        // Time to sign in, never less than the state had.
+        let expires = (self.granted_at
+            + chrono::Duration::minutes(PROPAGATION_MINUTES + CONSENT_STATE_MINUTES))
+        .max(self.app.store.now() + chrono::Duration::minutes(CONSENT_STATE_MINUTES));
+        match self
+            .app
+            .store
+            .replace_ephemeral("consent", &self.key, &json!(state), expires)
+            .await
+        {
+            Ok(true) => Ok(Ending::SignIn { url, tenant }),
+            Ok(false) => Err(Ending::Refused(STATE_USED.into())),
+            Err(e) => Err(store_down(e)),
+        }
+    }
+
+    /// The return of the sign-in: the connector is checked again (it may
+    /// have changed meanwhile), the code is redeemed for an ID token that
+    /// must show a member of the tenant whose grant was confirmed, and only
+    /// then is the grant committed.
+    async fn proven(&self) -> Result<Ending, Ending> {
+        let proof = self
+            .state
+            .proof
+            .clone()
+            .ok_or_else(|| Ending::Refused(NO_PROOF_AWAITED.into()))?;
+        let connector = self.connector().await?;
+        let binding = Binding::of(&connector, self.state.migrate)?;
+        binding.check(proof.tenant)?;
+        if binding.named != proof.named {
+            return Err(Ending::Refused(format!(
+                "Connector {} was pointed at another tenant ({}) since this consent was started.",
+                connector.id, binding.named
+            )));
+        }
+        let held = self.check_claim(proof.tenant).await?;
+        self.prove(&binding.cloud, proof.tenant).await?;
+        self.commit(connector, proof.tenant, &proof.name, held)
+            .await
+    }
+
+    /// Redeems the sign-in's code as the platform app and checks the ID
+    /// token Entra answered with.
+    async fn prove(&self, cloud: &Cloud, tenant: Uuid) -> Result<(), Ending> {
+        let code = self
+            .params
+            .get("code")
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| Ending::Refused("The sign-in response carries no code.".into()))?;
+        let (app, redirect) = sign_in_client(self.app, self.graph).map_err(Ending::Failed)?;
+        let id_token = self
+            .graph
+            .tokens
+            .redeem_code(
+                (cloud.authority_url(), &tenant.to_string()),
+                &app.credential(),
+                code,
+                &redirect,
+            )
+            .await
+            .map_err(code_refused)?;
+        let expected = Expected {
+            authority: cloud.authority_url(),
+            tenant,
+            client_id: app.client_id,
+            now: self.app.store.now(),
+        };
+        id_token::claims(&id_token)
+            .and_then(|claims| claims.check(&expected))
+            .map_err(|e| Ending::Refused(not_proven(&e, tenant)))
     }
 
     fn declined(&self, error: &str) -> Ending {
@@ -431,7 +586,9 @@ impl Callback<'_> {
             .chars()
             .take(300)
             .collect();
-        let what = if error == "access_denied" {
+        let what = if self.state.proof.is_some() && !self.params.contains_key("admin_consent") {
+            "The sign-in that confirms the consent did not complete."
+        } else if error == "access_denied" {
             "Consent was not granted: the administrator cancelled or declined."
         } else {
             "Entra reported an error instead of a grant."
@@ -617,7 +774,7 @@ impl Callback<'_> {
         let granted = |migrated_from| Consent::Granted {
             tenant_id: tenant,
             granted_at: self.granted_at,
-            scope: self.params.get("scope").cloned(),
+            scope: self.scope(),
             started_by: self.state.started_by.clone(),
             migrated_from,
         };
@@ -646,6 +803,15 @@ impl Callback<'_> {
         }
     }
 
+    /// The scope the grant carried: on the sign-in's return, as the grant's
+    /// own response said.
+    fn scope(&self) -> Option<String> {
+        match &self.state.proof {
+            Some(proof) if self.params.contains_key("code") => proof.scope.clone(),
+            _ => self.params.get("scope").cloned(),
+        }
+    }
+
     /// Deletes the migrated connector's client secret if dirsync stored it:
     /// one named by hand may serve something else.
     async fn forget_legacy_secret(&self, c: &Connector, secret: &SecretRef) {
@@ -665,7 +831,7 @@ impl Callback<'_> {
         if spend && let Err(e) = self.app.store.take_ephemeral("consent", &self.key).await {
             tracing::error!(error = %e, "a finished consent's state was not spent");
         }
-        if !ending.is_final() {
+        if matches!(ending, Ending::Pending(_) | Ending::Unavailable(_)) {
             self.remember_grant_time().await;
         }
         let (outcome, detail) = ending.audit();
@@ -795,6 +961,74 @@ async fn read_tenant(
     Ok(source.organization(&mut RequestStats::default()).await?)
 }
 
+/// Why an ID token does not prove the sign-in, for the page and the audit.
+fn not_proven(e: &IdTokenError, tenant: Uuid) -> String {
+    match e {
+        IdTokenError::OtherTenant(other) => format!(
+            "The administrator who signed in belongs to another tenant ({other}), not to tenant {tenant} whose grant \
+             this consent would connect: only an administrator of that tenant can connect it."
+        ),
+        IdTokenError::Guest(_) => format!(
+            "The administrator who signed in is a guest of tenant {tenant}, not one of its own users: only an \
+             administrator of that tenant can connect it."
+        ),
+        other => format!("The sign-in could not be confirmed: {other}."),
+    }
+}
+
+/// A code redemption Entra refused, or that did not reach it.
+fn code_refused(e: AuthError) -> Ending {
+    match &e {
+        AuthError::Refused { code: Some(c), .. } if CODE_SPENT.contains(c) => {
+            Ending::Rejected(e.to_string())
+        }
+        AuthError::Unreachable { .. } | AuthError::Secret(_) => Ending::Unavailable(e.to_string()),
+        _ => Ending::Refused(format!("Entra did not confirm the sign-in: {e}")),
+    }
+}
+
+/// The platform app and the callback's redirect URI: the client of both
+/// the consent and the sign-in.
+fn sign_in_client<'a>(app: &App, graph: &'a GraphDeps) -> Result<(&'a EntraApp, String), String> {
+    let platform = graph
+        .app
+        .as_ref()
+        .ok_or("the platform app is not configured (DIRSYNC_APP_CLIENT_ID)")?;
+    let redirect = app
+        .settings
+        .consent_redirect_uri
+        .clone()
+        .ok_or("DIRSYNC_CONSENT_REDIRECT_URI is not set")?;
+    Ok((platform, redirect))
+}
+
+/// The OpenID Connect sign-in in `tenant`: an authorization code sent back
+/// to the callback with the consent's state. `select_account` lets the
+/// administrator pick the account of that tenant rather than whichever
+/// account the browser is signed in with.
+fn sign_in_url(
+    cloud: &Cloud,
+    tenant: Uuid,
+    client_id: Uuid,
+    redirect: &str,
+    state: &str,
+) -> Result<String, Ending> {
+    url::Url::parse_with_params(
+        &format!("{}/{tenant}/oauth2/v2.0/authorize", cloud.authority_url()),
+        &[
+            ("client_id", client_id.to_string().as_str()),
+            ("response_type", "code"),
+            ("response_mode", "query"),
+            ("redirect_uri", redirect),
+            ("scope", "openid"),
+            ("state", state),
+            ("prompt", "select_account"),
+        ],
+    )
+    .map(String::from)
+    .map_err(|e| Ending::Failed(format!("The sign-in address could not be built: {e}")))
+}
+
 /// Starts admin consent (or a legacy connector's migration) in the
 /// connector's tenant: remembers a single-use state and returns the URL to
 /// send the administrator to.
@@ -806,14 +1040,9 @@ pub async fn start(
 ) -> Result<Value, AppError> {
     let c = super::api::connector(app, scope).await?;
     let (cloud, tenant) = consent_tenant(&c, migrate)?;
-    let client_id = app.graph.app.as_ref().map(|a| a.client_id).ok_or_else(|| {
-        AppError::Config("the platform app is not configured (DIRSYNC_APP_CLIENT_ID)".into())
-    })?;
-    let redirect = app
-        .settings
-        .consent_redirect_uri
-        .clone()
-        .ok_or_else(|| AppError::Config("DIRSYNC_CONSENT_REDIRECT_URI is not set".into()))?;
+    let (platform, redirect) =
+        sign_in_client(app, &app.graph).map_err(|e| AppError::Config(e.to_owned()))?;
+    let client_id = platform.client_id;
     let state = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
     let expires = app.store.now() + chrono::Duration::minutes(CONSENT_STATE_MINUTES);
     let remembered = ConsentState {
@@ -822,6 +1051,7 @@ pub async fn start(
         started_by: caller,
         migrate,
         granted_at: None,
+        proof: None,
     };
     app.store
         .put_ephemeral("consent", &state, &json!(remembered), expires, true)

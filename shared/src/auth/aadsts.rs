@@ -52,6 +52,11 @@ pub const CERTIFICATE_REFUSED: [u64; 2] = [700027, 700024];
 /// seen yet (65001). Past that delay they mean what they say.
 pub const GRANT_NOT_YET_SEEN: [u64; 2] = [700016, 65001];
 
+/// Codes of an authorization code that cannot be redeemed: already
+/// redeemed (54005) or expired (70008). The request that redeemed it, if
+/// any, decides the sign-in.
+pub const CODE_SPENT: [u64; 2] = [54005, 70008];
+
 /// Plain advice for an AADSTS code.
 pub fn advice(code: Option<u64>, signer: Signer, tenant: &str) -> String {
     let consent = "an administrator of the tenant must grant admin consent again (Connectors → Start consent)";
@@ -85,6 +90,10 @@ pub fn advice(code: Option<u64>, signer: Signer, tenant: &str) -> String {
             "The application is disabled in tenant {tenant} (AADSTS7000112): an administrator must enable it under Enterprise applications → Properties."
         ),
         (Some(70011), _) => "Entra refused the requested scope (AADSTS70011); dirsync asks for https://graph.microsoft.com/.default — report this as a bug.".into(),
+        (Some(54005), _) | (Some(70008), _) => format!(
+            "This sign-in was already used or has expired (AADSTS{}): a sign-in is accepted once, within minutes.",
+            code.unwrap_or(70008)
+        ),
         (Some(c), _) => format!("Entra refused the sign-in (AADSTS{c})."),
         (None, _) => "Entra refused the sign-in.".into(),
     }

@@ -1,9 +1,10 @@
-//! Signing in to Entra: the app certificate, signed assertions, tokens, and
-//! Entra's error codes in plain words.
+//! Signing in to Entra: the app certificate, signed assertions, tokens, the
+//! ID token of a sign-in, and Entra's error codes in plain words.
 
 pub mod aadsts;
 pub mod assertion;
 pub mod certificate;
+pub mod id_token;
 pub mod token;
 
 pub use assertion::AssertionAlg;

@@ -1,7 +1,9 @@
 //! Access tokens for Microsoft Graph by the client-credentials grant, with a
 //! certificate assertion (consent connectors) or a client secret (legacy
 //! connectors). Cached per authority, tenant and client, refreshed ahead of
-//! `expires_in` (which Entra randomises between 60 and 90 minutes).
+//! `expires_in` (which Entra randomises between 60 and 90 minutes). The
+//! same client authentication redeems the authorization code of an OpenID
+//! Connect sign-in (the consent's proof of who signed in).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -197,18 +199,60 @@ impl TokenProvider {
         tenant: &str,
         credential: &Credential,
     ) -> Result<AccessToken, AuthError> {
-        let endpoint = Self::token_endpoint(authority, tenant);
+        let to = Endpoint::new(authority, tenant);
+        let grant = [
+            ("scope", GRAPH_SCOPE.to_owned()),
+            ("grant_type", "client_credentials".to_owned()),
+        ];
+        let body = self.authenticated_post(&to, credential, &grant).await?;
+        self.access_token(&body)
+    }
+
+    /// Redeems the authorization code of an OpenID Connect sign-in to
+    /// `tenant` as a confidential client (the platform app, with its
+    /// certificate or secret), and returns the `id_token` the token
+    /// endpoint answered with. Never cached: a code is redeemed once.
+    pub async fn redeem_code(
+        &self,
+        to: (&str, &str),
+        credential: &Credential,
+        code: &str,
+        redirect_uri: &str,
+    ) -> Result<String, AuthError> {
+        let to = Endpoint::new(to.0, to.1);
+        let grant = [
+            ("grant_type", "authorization_code".to_owned()),
+            ("code", code.to_owned()),
+            ("redirect_uri", redirect_uri.to_owned()),
+            ("scope", "openid".to_owned()),
+        ];
+        let body = self.authenticated_post(&to, credential, &grant).await?;
+        #[derive(Deserialize)]
+        struct CodeResponse {
+            id_token: String,
+        }
+        serde_json::from_str::<CodeResponse>(&body)
+            .map(|r| r.id_token)
+            .map_err(|e| AuthError::Protocol(format!("code redemption response: {e}")))
+    }
+
+    /// Posts `grant` with the client's credential and returns the body of
+    /// the successful answer.
+    async fn authenticated_post(
+        &self,
+        to: &Endpoint<'_>,
+        credential: &Credential,
+        grant: &[(&'static str, String)],
+    ) -> Result<String, AuthError> {
         match credential {
             Credential::ClientSecret { client_id, secret } => {
                 let secret = self.secrets.current(secret).await?;
-                let form = [
+                let mut form = vec![
                     ("client_id", client_id.to_string()),
                     ("client_secret", secret.expose().to_owned()),
-                    ("scope", GRAPH_SCOPE.to_owned()),
-                    ("grant_type", "client_credentials".to_owned()),
                 ];
-                self.post(authority, tenant, &endpoint, &form, credential.signer())
-                    .await
+                form.extend_from_slice(grant);
+                self.post(to, &form, credential.signer()).await
             }
             Credential::Certificate {
                 client_id,
@@ -219,7 +263,7 @@ impl TokenProvider {
                 // rotation is picked up without a restart.
                 let current = AppCertificate::from_secret(&self.secrets.current(secret).await?)?;
                 let first = self
-                    .with_certificate(authority, tenant, &endpoint, client_id, &current, *alg)
+                    .with_certificate(to, client_id, &current, *alg, grant)
                     .await;
                 match first {
                     Err(AuthError::Refused {
@@ -236,11 +280,9 @@ impl TokenProvider {
                             thumbprint = %current.stored.thumbprint_sha1,
                             "the current app certificate was refused; using the previous one"
                         );
-                        self.with_certificate(
-                            authority, tenant, &endpoint, client_id, &previous, *alg,
-                        )
-                        .await
-                        .or(first)
+                        self.with_certificate(to, client_id, &previous, *alg, grant)
+                            .await
+                            .or(first)
                     }
                     other => other,
                 }
@@ -258,46 +300,63 @@ impl TokenProvider {
         cert: &AppCertificate,
         alg: AssertionAlg,
     ) -> Result<AccessToken, AuthError> {
-        let endpoint = Self::token_endpoint(authority, tenant);
-        self.with_certificate(authority, tenant, &endpoint, client_id, cert, alg)
-            .await
+        let to = Endpoint::new(authority, tenant);
+        let grant = [
+            ("scope", GRAPH_SCOPE.to_owned()),
+            ("grant_type", "client_credentials".to_owned()),
+        ];
+        let body = self
+            .with_certificate(&to, client_id, cert, alg, &grant)
+            .await?;
+        self.access_token(&body)
     }
 
+    /// Posts `grant` with a client assertion signed by `cert`.
     async fn with_certificate(
         &self,
-        authority: &str,
-        tenant: &str,
-        endpoint: &str,
+        to: &Endpoint<'_>,
         client_id: &Uuid,
         cert: &AppCertificate,
         alg: AssertionAlg,
-    ) -> Result<AccessToken, AuthError> {
-        let assertion = client_assertion(cert, alg, client_id, endpoint, self.clock.now())
+        grant: &[(&'static str, String)],
+    ) -> Result<String, AuthError> {
+        let assertion = client_assertion(cert, alg, client_id, &to.url, self.clock.now())
             .map_err(|e| AuthError::Certificate(e.to_string()))?;
-        let form = [
+        let mut form = vec![
             ("client_id", client_id.to_string()),
             (
                 "client_assertion_type",
                 "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
             ),
             ("client_assertion", assertion),
-            ("scope", GRAPH_SCOPE.to_owned()),
-            ("grant_type", "client_credentials".to_owned()),
         ];
-        self.post(authority, tenant, endpoint, &form, Signer::ConsentApp)
-            .await
+        form.extend_from_slice(grant);
+        self.post(to, &form, Signer::ConsentApp).await
     }
 
+    /// An access token from a successful token response.
+    fn access_token(&self, body: &str) -> Result<AccessToken, AuthError> {
+        let t: TokenResponse = serde_json::from_str(body)
+            .map_err(|e| AuthError::Protocol(format!("token response: {e}")))?;
+        let now = self.clock.now();
+        let lifetime = Duration::seconds(t.expires_in.max(1));
+        Ok(AccessToken {
+            value: SecretValue::new(t.access_token),
+            expires_at: now + lifetime,
+            refresh_at: now + lifetime - REFRESH_MARGIN.min(lifetime / 10),
+        })
+    }
+
+    /// Posts a token request; returns the body of a successful answer, or
+    /// Entra's refusal as advice.
     async fn post(
         &self,
-        authority: &str,
-        tenant: &str,
-        endpoint: &str,
+        to: &Endpoint<'_>,
         form: &[(&str, String)],
         signer: Signer,
-    ) -> Result<AccessToken, AuthError> {
+    ) -> Result<String, AuthError> {
         let unreachable = |e: reqwest::Error| AuthError::Unreachable {
-            authority: authority.to_owned(),
+            authority: to.authority.to_owned(),
             detail: without_url(&e),
         };
         // Transient failures of the sign-in service get a few quick retries.
@@ -306,7 +365,7 @@ impl TokenProvider {
             attempt += 1;
             match self
                 .http
-                .post(endpoint)
+                .post(&to.url)
                 .timeout(SIGN_IN_TIMEOUT)
                 .form(form)
                 .send()
@@ -322,25 +381,34 @@ impl TokenProvider {
         let status = response.status();
         let body = response.text().await.map_err(unreachable)?;
         if status.is_success() {
-            let t: TokenResponse = serde_json::from_str(&body)
-                .map_err(|e| AuthError::Protocol(format!("token response: {e}")))?;
-            let now = self.clock.now();
-            let lifetime = Duration::seconds(t.expires_in.max(1));
-            return Ok(AccessToken {
-                value: SecretValue::new(t.access_token),
-                expires_at: now + lifetime,
-                refresh_at: now + lifetime - REFRESH_MARGIN.min(lifetime / 10),
-            });
+            return Ok(body);
         }
         let err: TokenErrorBody = serde_json::from_str(&body).unwrap_or_default();
         let code = err.code();
-        let mut message = aadsts::advice(code, signer, tenant);
+        let mut message = aadsts::advice(code, signer, to.tenant);
         if code.is_some() && !err.summary().is_empty() {
             message = format!("{message} (Entra said: {})", err.summary());
         } else if code.is_none() {
             message = format!("{message} (HTTP {status})");
         }
         Err(AuthError::Refused { code, message })
+    }
+}
+
+/// A tenant's token endpoint.
+struct Endpoint<'a> {
+    authority: &'a str,
+    tenant: &'a str,
+    url: String,
+}
+
+impl<'a> Endpoint<'a> {
+    fn new(authority: &'a str, tenant: &'a str) -> Self {
+        Self {
+            authority,
+            tenant,
+            url: TokenProvider::token_endpoint(authority, tenant),
+        }
     }
 }
 

@@ -1,14 +1,17 @@
 //! What the consent tests do over a [`World`]: call the admin API as the
 //! operator, send the administrator to the simulator's consent page, hand
-//! Entra's redirect to the callback, and check what a refusal left.
+//! Entra's redirect to the callback, follow the callback to the sign-in
+//! that proves who completes the consent, and check what a refusal left.
 
 use std::collections::BTreeMap;
 
 use dirsync_entra_sim::ConsentDecision;
 use dirsync_shared::app::api;
+use dirsync_shared::app::consent::{CallbackPage, Outcome, callback};
 use dirsync_shared::domain::{AccountId, AuditRecord};
 use dirsync_shared::store::{PageRequest, keys};
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 use super::world::{OPERATOR, REDIRECT, World};
 
@@ -78,6 +81,11 @@ pub fn state_of(url: &str) -> String {
 /// simulator answers with a redirect to our callback; returns its query.
 pub async fn administrator(w: &World, url: &str, decision: ConsentDecision) -> String {
     w.sim.set_next_consent_decision(decision);
+    redirected_query(url).await
+}
+
+/// The query of the callback address the simulator redirects `url` to.
+async fn redirected_query(url: &str) -> String {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -91,6 +99,42 @@ pub async fn administrator(w: &World, url: &str, decision: ConsentDecision) -> S
         .query()
         .unwrap_or_default()
         .to_owned()
+}
+
+/// The browser follows the callback's redirect to the sign-in, where a user
+/// whose home tenant is `user_tenant` signs in (by default, a user of the
+/// tenant signed in to); returns the query Entra sends back with the code.
+pub async fn sign_in(w: &World, page: &CallbackPage, user_tenant: Option<Uuid>) -> String {
+    assert_eq!(
+        (page.status, page.outcome),
+        (302, Outcome::SignIn),
+        "{}",
+        page.html
+    );
+    let location = page
+        .location
+        .as_deref()
+        .expect("a redirect names its target");
+    assert!(
+        location.starts_with(&w.sim.authority_url())
+            && location.contains("/oauth2/v2.0/authorize?"),
+        "{location}"
+    );
+    if let Some(tenant) = user_tenant {
+        w.sim.set_next_sign_in(tenant);
+    }
+    redirected_query(location).await
+}
+
+/// A legitimate consent of `tenant` from start to end: the administrator
+/// approves, the callback confirms the grant and sends them to sign in,
+/// they sign in as a user of that tenant, and the callback commits. Returns
+/// the last page and the query it answered (to replay it).
+pub async fn consent_and_sign_in(w: &World, url: &str, tenant: Uuid) -> (CallbackPage, String) {
+    let query = administrator(w, url, ConsentDecision::Approve { tenant }).await;
+    let page = callback(&w.app, &w.app.graph, &query).await;
+    let query = sign_in(w, &page, None).await;
+    (callback(&w.app, &w.app.graph, &query).await, query)
 }
 
 /// The callback through the Lambda handler, with the fixture request.
