@@ -1,6 +1,7 @@
 //! Admin consent: the URL an administrator is sent to, the callback where
 //! Entra sends them back after granting (or refusing) consent to the
-//! platform's app, and the explicit change of a connector's tenant.
+//! platform's app, the sign-in that proves they belong to the tenant, and
+//! the explicit change of a connector's tenant.
 //!
 //! A consent connector names its tenant when it is created, and consent is
 //! accepted from that tenant only (for a migration: the legacy connector's
@@ -8,16 +9,41 @@
 //! Nothing in the callback's request is trusted: the `state` must be one we
 //! issued, unused and unexpired; `tenant` must be a GUID and the
 //! connector's; and the grant is confirmed by signing in to that tenant and
-//! reading its id back. The tenant is claimed for the account only after
-//! every check has passed, so a refusal changes nothing.
+//! reading its id back.
+//!
+//! A confirmed grant still does not say who asked for it: any account may
+//! name a tenant that consented once and that no account holds (a callback
+//! that failed, a link that expired, a claim released by a change of
+//! tenant) and forge the callback with its own state. So the flow has two
+//! legs when the account does not hold the tenant yet:
+//!
+//! 1. `?admin_consent=True&tenant=T&state=S`: every check above; then the
+//!    state remembers that T's grant is confirmed and a proof is awaited,
+//!    and the callback answers `302` to T's OpenID Connect sign-in
+//!    (`/{T}/oauth2/v2.0/authorize`, `scope=openid`, the same state and
+//!    redirect URI, `prompt=select_account`).
+//! 2. `?code=…&state=S`: the code is redeemed at T's token endpoint by the
+//!    platform app with its certificate assertion, and the ID token of that
+//!    response must say `aud` = the app and `tid` = T (a member of T, not a
+//!    guest). Only then is the state spent, the tenant claimed and the
+//!    connector saved. Another tenant's administrator is refused, the state
+//!    spent and nothing claimed.
+//!
+//! A re-consent in a tenant this account holds commits at the first leg:
+//! the account proved it belongs there when it claimed it. The platform
+//! app needs the delegated `openid` permission for the sign-in, besides its
+//! application permissions. The tenant is claimed only after every check
+//! has passed, so a refusal changes nothing.
 //!
 //! Right after a grant Entra may not know it yet (directory replication):
 //! the callback retries for a few seconds, then shows a page that reloads
 //! itself until Entra confirms, keeping the state unspent for the five
 //! minutes such a delay may last. The state is spent when the callback
-//! commits a grant or ends for good. Every value shown on the page is
-//! HTML-escaped, the page redirects nowhere, and its headers forbid
-//! caching, framing and scripts.
+//! commits a grant or ends for good (a code another request redeemed ends
+//! nothing: that request decides). Every value shown on the page is
+//! HTML-escaped, the only redirect is to the sign-in at the configured
+//! authority, no code or token is shown or logged, and the page's headers
+//! forbid caching, framing and scripts.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
