@@ -37,6 +37,11 @@ async fn call(w: &World, caller: Caller, method: &str, path: &str, body: Value) 
     )
 }
 
+/// A call by acme's administrators.
+async fn acme(w: &World, method: &str, path: &str, body: Value) -> (u16, Value) {
+    call(w, iam(ACME_ADMIN), method, path, body).await
+}
+
 fn iam(arn: &str) -> Caller {
     Caller::iam(Some(arn.into()))
 }
@@ -131,14 +136,7 @@ async fn another_accounts_caller_is_refused_on_every_route_and_changes_nothing()
     );
 
     // Acme's administrators see globex's attempts in their trail.
-    let (s, b) = call(
-        &w,
-        iam(ACME_ADMIN),
-        "GET",
-        "/accounts/acme/audit?limit=200",
-        json!({}),
-    )
-    .await;
+    let (s, b) = acme(&w, "GET", "/accounts/acme/audit?limit=200", json!({})).await;
     assert_eq!(s, 200, "{b}");
     let records = b["records"].as_array().unwrap();
     let refused: Vec<&Value> = records
@@ -254,14 +252,7 @@ async fn only_platform_administrators_create_accounts_and_grant_access() {
     let (s, _) = call(&w, iam(GLOBEX_ADMIN), "GET", "/accounts/acme", json!({})).await;
     assert_eq!(s, 403);
     // Grants and the account's creation are in acme's trail.
-    let (_, b) = call(
-        &w,
-        iam(ACME_ADMIN),
-        "GET",
-        "/accounts/acme/audit",
-        json!({}),
-    )
-    .await;
+    let (_, b) = acme(&w, "GET", "/accounts/acme/audit", json!({})).await;
     let actions: Vec<&str> = b["records"]
         .as_array()
         .unwrap()
@@ -346,35 +337,20 @@ async fn paths_are_exact_and_methods_checked() {
 async fn a_mistyped_secret_is_not_echoed_anywhere() {
     let w = world(10).await;
     two_customers(&w).await;
-    let (_, c) = call(
-        &w,
-        iam(ACME_ADMIN),
-        "GET",
-        "/accounts/acme/connectors/ad",
-        json!({}),
-    )
-    .await;
+    let (_, c) = acme(&w, "GET", "/accounts/acme/connectors/ad", json!({})).await;
     for body in [
         json!("Winter2026!"),
         json!({"value": 87654321, "version": c["version"]}),
         json!({"value": ["Winter2026!"], "version": c["version"]}),
     ] {
-        let (s, b) = call(
-            &w,
-            iam(ACME_ADMIN),
-            "PUT",
-            "/accounts/acme/connectors/ad/secret",
-            body,
-        )
-        .await;
+        let (s, b) = acme(&w, "PUT", "/accounts/acme/connectors/ad/secret", body).await;
         assert_eq!(s, 400, "{b}");
         let e = b["error"].as_str().unwrap();
         assert!(e.contains("wrong type"), "{e}");
         assert!(!e.contains("Winter2026") && !e.contains("87654321"), "{e}");
     }
-    let (s, b) = call(
+    let (s, b) = acme(
         &w,
-        iam(ACME_ADMIN),
         "POST",
         "/accounts/acme/connectors",
         json!({"connector": {"id": "ad2", "kind": "ldap-ad", "url": "ldaps://dc.acme",
@@ -403,14 +379,7 @@ async fn a_change_while_a_sync_holds_the_connector_waits_for_it() {
             .await
             .unwrap();
     let before = table_without_audit(&w.f).await;
-    let (_, c) = call(
-        &w,
-        iam(ACME_ADMIN),
-        "GET",
-        "/accounts/acme/connectors/ad",
-        json!({}),
-    )
-    .await;
+    let (_, c) = acme(&w, "GET", "/accounts/acme/connectors/ad", json!({})).await;
     for (method, path, body) in [
         (
             "PUT",
@@ -423,7 +392,7 @@ async fn a_change_while_a_sync_holds_the_connector_waits_for_it() {
             json!({"version": c["version"], "url": "ldap://127.0.0.1:10", "secret": "p2"}),
         ),
     ] {
-        let (s, b) = call(&w, iam(ACME_ADMIN), method, path, body).await;
+        let (s, b) = acme(&w, method, path, body).await;
         assert_eq!(s, 409, "{b}");
         assert!(b["error"].as_str().unwrap().contains("under way"), "{b}");
     }
@@ -580,14 +549,7 @@ async fn a_secret_goes_only_where_it_was_given_for() {
     }
     // Moving acme's connector without the secret: refused; its test still
     // goes where it went.
-    let (_, c) = call(
-        &w,
-        iam(ACME_ADMIN),
-        "GET",
-        "/accounts/acme/connectors/ad",
-        json!({}),
-    )
-    .await;
+    let (_, c) = acme(&w, "GET", "/accounts/acme/connectors/ad", json!({})).await;
     for change in [
         json!({"url": evil}),
         json!({"bind_dn": "cn=attacker"}),
@@ -596,14 +558,7 @@ async fn a_secret_goes_only_where_it_was_given_for() {
     ] {
         let mut body = change.clone();
         body["version"] = c["version"].clone();
-        let (s, b) = call(
-            &w,
-            iam(ACME_ADMIN),
-            "PATCH",
-            "/accounts/acme/connectors/ad",
-            body,
-        )
-        .await;
+        let (s, b) = acme(&w, "PATCH", "/accounts/acme/connectors/ad", body).await;
         assert_eq!(s, 400, "{change}: {b}");
         assert!(
             b["error"].as_str().unwrap().contains("give it again"),
@@ -611,23 +566,15 @@ async fn a_secret_goes_only_where_it_was_given_for() {
         );
     }
     // Secret names cannot be changed at all.
-    let (s, b) = call(
+    let (s, b) = acme(
         &w,
-        iam(ACME_ADMIN),
         "PATCH",
         "/accounts/acme/connectors/ad",
         json!({"version": c["version"], "password_ref": acme_secret}),
     )
     .await;
     assert_eq!(s, 400, "{b}");
-    let (s, _) = call(
-        &w,
-        iam(ACME_ADMIN),
-        "POST",
-        "/accounts/acme/connectors/ad/test",
-        json!({}),
-    )
-    .await;
+    let (s, _) = acme(&w, "POST", "/accounts/acme/connectors/ad/test", json!({})).await;
     assert_eq!(s, 200);
     assert_eq!(listener.connections(), 0, "the listener got nothing");
     assert_eq!(
@@ -649,23 +596,15 @@ async fn a_secret_goes_only_where_it_was_given_for() {
         ldap.url = evil.clone();
     }
     let moved = w.f.store.update_connector(&moved).await.unwrap();
-    let (s, b) = call(
-        &w,
-        iam(ACME_ADMIN),
-        "POST",
-        "/accounts/acme/connectors/ad/test",
-        json!({}),
-    )
-    .await;
+    let (s, b) = acme(&w, "POST", "/accounts/acme/connectors/ad/test", json!({})).await;
     assert_eq!((s, &b["ok"]), (200, &json!(false)), "{b}");
     assert!(b.to_string().contains("give the secret again"), "{b}");
     assert_eq!(listener.connections(), 0, "no bind reached the listener");
 
     // Given without the version read, or with an older one: refused.
     for version in [json!(null), json!(moved.version - 1)] {
-        let (s, b) = call(
+        let (s, b) = acme(
             &w,
-            iam(ACME_ADMIN),
             "PUT",
             "/accounts/acme/connectors/ad/secret",
             json!({"value": "the-new-password", "version": version}),
@@ -676,9 +615,8 @@ async fn a_secret_goes_only_where_it_was_given_for() {
     assert_eq!(listener.connections(), 0);
     // Given again for the connector as it now is, the secret goes there,
     // and only the new one.
-    let (s, b) = call(
+    let (s, b) = acme(
         &w,
-        iam(ACME_ADMIN),
         "PUT",
         "/accounts/acme/connectors/ad/secret",
         json!({"value": "the-new-password", "version": moved.version}),
@@ -704,18 +642,10 @@ async fn a_secret_goes_only_where_it_was_given_for() {
     );
 
     // A change with the secret in the same request moves it.
-    let (_, c) = call(
-        &w,
-        iam(ACME_ADMIN),
-        "GET",
-        "/accounts/acme/connectors/ad",
-        json!({}),
-    )
-    .await;
+    let (_, c) = acme(&w, "GET", "/accounts/acme/connectors/ad", json!({})).await;
     assert_eq!(c["version"].as_u64(), Some(moved.version + 1));
-    let (s, b) = call(
+    let (s, b) = acme(
         &w,
-        iam(ACME_ADMIN),
         "PATCH",
         "/accounts/acme/connectors/ad",
         json!({"version": c["version"], "url": "ldap://127.0.0.1:9", "secret": "back-home"}),
