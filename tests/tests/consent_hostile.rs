@@ -181,6 +181,25 @@ async fn another_account_cannot_take_a_consented_unclaimed_tenant() {
         "already used",
     );
 
+    // Nor can B have any user of Contoso (not an administrator) sign in
+    // for it: once the app is consented, every member could.
+    let url = new_consent_connector(&w, "other", "member", "contoso.com").await;
+    let state = state_of(&url);
+    let before = stored(&w, &state).await;
+    let page = forged(&w, &url, w.tenant).await;
+    w.sim
+        .set_next_sign_in_roles(&[dirsync_entra_sim::USER_ROLE]);
+    let returned = sign_in(&w, &page, Some(w.tenant)).await;
+    advance(&w, 1);
+    let p = callback(&w.app, &w.app.graph, &returned).await;
+    assert_refused(
+        &p,
+        "not a Global Administrator or Privileged Role Administrator",
+    );
+    assert_unchanged(&w, &before, &state).await;
+    assert_eq!(w.f.store.tenant_holder(&w.tenant).await.unwrap(), None);
+    assert_eq!(granted_tenant(&w, "other", "member").await, None);
+
     // Contoso's own connector is not locked out: its consent is recorded.
     let url = new_consent_connector(&w, "acme", "main", "contoso.com").await;
     let (p, _) = consent_and_sign_in(&w, &url, w.tenant).await;
@@ -412,4 +431,39 @@ async fn a_consent_connector_without_a_tenant_is_refused() {
         );
     }
     assert_unchanged(&w, &before, "none").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_from_another_consents_sign_in_proves_nothing() {
+    let w = world(10).await;
+    w.account("acme", Region::Europe).await;
+    w.account("other", Region::Europe).await;
+    // B waits for a sign-in in Contoso (consented before, held by none).
+    let b_url = new_consent_connector(&w, "other", "taker", "contoso.com").await;
+    let b_state = state_of(&b_url);
+    let b_page = forged(&w, &b_url, w.tenant).await;
+    assert_eq!(b_page.outcome, Outcome::SignIn, "{}", b_page.html);
+    // Contoso's administrator signs in for Contoso's own consent, and B
+    // gets hold of that code (a log, a shared machine) before it is used.
+    let a_url = new_consent_connector(&w, "acme", "main", "contoso.com").await;
+    let query = administrator(&w, &a_url, ConsentDecision::Approve { tenant: w.tenant }).await;
+    let a_page = callback(&w.app, &w.app.graph, &query).await;
+    let a_return = sign_in(&w, &a_page, None).await;
+    let code = url::form_urlencoded::parse(a_return.as_bytes())
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let before = stored(&w, &b_state).await;
+    advance(&w, 1);
+    let p = callback(
+        &w.app,
+        &w.app.graph,
+        &format!("code={code}&state={b_state}"),
+    )
+    .await;
+    assert_refused(&p, "another sign-in");
+    assert_unchanged(&w, &before, &b_state).await;
+    assert_eq!(w.f.store.tenant_holder(&w.tenant).await.unwrap(), None);
+    assert_eq!(granted_tenant(&w, "other", "taker").await, None);
 }

@@ -84,6 +84,11 @@ pub(crate) struct IdClaims {
     pub sub: String,
     pub tid: String,
     pub ver: String,
+    /// The user's directory roles (Entra emits them when the app's
+    /// `groupMembershipClaims` includes directory roles).
+    pub wids: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
 }
 
 /// Signs an access token or an `id_token`.

@@ -34,8 +34,17 @@ pub(crate) struct IssuedCode {
     /// The signed-in user: their home tenant and object id.
     pub user_tenant: Uuid,
     pub user: Uuid,
+    /// The user's directory roles (template ids).
+    pub roles: Vec<Uuid>,
+    /// The authorize request's `nonce`, echoed in the `id_token`.
+    pub nonce: Option<String>,
     pub expires: DateTime<Utc>,
 }
+
+/// Global Administrator's role template id.
+pub const GLOBAL_ADMINISTRATOR: Uuid = Uuid::from_u128(0x62e90394_69f5_4237_9190_012177145e10);
+/// A role every member holds: "User" (the default user role template).
+pub const USER_ROLE: Uuid = Uuid::from_u128(0xb79fbf4d_3ef9_4689_8143_76b194e85509);
 
 /// Codes issued and not yet redeemed, and those redeemed (to tell a replay
 /// from a code never issued).
@@ -140,6 +149,10 @@ fn sign_in(
         user_tenant,
         // One administrator per tenant: a stable object id.
         user: Uuid::from_u128(user_tenant.as_u128().rotate_left(32)),
+        roles: lock(&inner.sign_in_roles)
+            .take()
+            .unwrap_or_else(|| vec![GLOBAL_ADMINISTRATOR, USER_ROLE]),
+        nonce: params.get("nonce").cloned(),
         expires: inner.now() + CODE_LIFETIME,
     });
     let mut pairs = vec![("code", code.as_str())];
@@ -158,6 +171,8 @@ mod tests {
             tenant: Uuid::from_u128(2),
             user_tenant: Uuid::from_u128(2),
             user: Uuid::from_u128(3),
+            roles: Vec::new(),
+            nonce: None,
             expires,
         }
     }

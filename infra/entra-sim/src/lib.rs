@@ -41,6 +41,7 @@ mod throttle;
 mod token;
 mod token_endpoint;
 
+pub use authorize::{GLOBAL_ADMINISTRATOR, USER_ROLE};
 pub use delta::{DEFAULT_DELTA_PAGE_SIZE, MEMBER_REFS_PER_PAGE};
 pub use directory::DirectoryError;
 pub use error::CertError;

@@ -306,6 +306,12 @@ impl EntraSim {
         *lock(&self.inner.sign_in) = Some(tenant);
     }
 
+    /// The directory roles (role template ids, the `wids` claim) of the next
+    /// user to sign in; unset, a Global Administrator.
+    pub fn set_next_sign_in_roles(&self, roles: &[Uuid]) {
+        *lock(&self.inner.sign_in_roles) = Some(roles.to_vec());
+    }
+
     pub fn add_user(&self, tenant: Uuid, user: SimUser) {
         self.with_dir(tenant, |dir| dir.add_user(user));
     }

@@ -42,6 +42,8 @@ pub(crate) struct Inner {
     pub consent: Mutex<Option<ConsentDecision>>,
     /// The home tenant of whoever signs in next at the authorize endpoint.
     pub sign_in: Mutex<Option<Uuid>>,
+    /// The directory roles (template ids) of the next user to sign in.
+    pub sign_in_roles: Mutex<Option<Vec<Uuid>>>,
     /// Authorization codes issued by the authorize endpoint.
     pub codes: Mutex<Codes>,
     /// How long a new service principal stays invisible to token requests
@@ -65,6 +67,7 @@ impl Inner {
             jtis: Mutex::default(),
             consent: Mutex::default(),
             sign_in: Mutex::default(),
+            sign_in_roles: Mutex::default(),
             codes: Mutex::default(),
             replication_delay: Mutex::new(chrono::Duration::zero()),
             clock_offset: Mutex::new(chrono::Duration::zero()),

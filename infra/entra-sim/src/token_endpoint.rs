@@ -247,6 +247,8 @@ impl TokenRequest<'_> {
             sub: user.clone(),
             tid: tid.to_string(),
             ver: "2.0".into(),
+            wids: issued.roles.iter().map(Uuid::to_string).collect(),
+            nonce: issued.nonce.clone(),
         };
         let access = AccessClaims {
             idtyp: "user".into(),

@@ -25,7 +25,21 @@ pub struct IdClaims {
     /// the issuer: a guest of the tenant.
     #[serde(default)]
     pub idp: Option<String>,
+    /// The tenant-wide roles of the user (role template ids): present when
+    /// the app's `groupMembershipClaims` includes directory roles.
+    #[serde(default)]
+    pub wids: Vec<String>,
+    /// The `nonce` of the sign-in request this token answers.
+    #[serde(default)]
+    pub nonce: Option<String>,
 }
+
+/// The roles that can grant admin consent to application permissions of
+/// Microsoft Graph: Global Administrator, Privileged Role Administrator.
+pub const CONSENTING_ROLES: [&str; 2] = [
+    "62e90394-69f5-4237-9190-012177145e10",
+    "e8611ab8-c189-46e8-94e1-60213ab1f814",
+];
 
 /// Why an `id_token` does not show a member of the expected tenant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +58,14 @@ pub enum IdTokenError {
     /// A guest of the tenant, whose account is another provider's.
     #[error("the user who signed in is a guest of the tenant, from {0}")]
     Guest(String),
+    /// A user of the tenant who could not have granted the consent.
+    #[error(
+        "the user who signed in is not a Global Administrator or Privileged Role Administrator"
+    )]
+    NotAdministrator,
+    /// The token answers another sign-in request than this consent's.
+    #[error("the ID token answers another sign-in than this consent's")]
+    Nonce,
 }
 
 /// Reads the claims of `id_token` (see the module's note on the signature).
@@ -66,6 +88,8 @@ pub struct Expected<'a> {
     pub tenant: Uuid,
     pub client_id: Uuid,
     pub now: DateTime<Utc>,
+    /// The nonce the sign-in was asked for with.
+    pub nonce: &'a str,
 }
 
 impl IdClaims {
@@ -92,6 +116,18 @@ impl IdClaims {
         if self.exp <= expected.now.timestamp() {
             return Err(IdTokenError::Expired);
         }
+        if self.nonce.as_deref() != Some(expected.nonce) {
+            return Err(IdTokenError::Nonce);
+        }
+        // Any user of the tenant can sign in once the app is consented: only
+        // one who could have granted the consent proves it.
+        if !self
+            .wids
+            .iter()
+            .any(|w| CONSENTING_ROLES.contains(&w.as_str()))
+        {
+            return Err(IdTokenError::NotAdministrator);
+        }
         Ok(())
     }
 }
@@ -116,10 +152,12 @@ mod tests {
             tenant,
             client_id: client,
             now: Utc::now(),
+            nonce: "n-1",
         };
         let iss = format!("https://login.example/{tenant}/v2.0");
         let base = json!({"tid": tenant.to_string(), "aud": client.to_string(), "iss": iss,
-            "exp": Utc::now().timestamp() + 60});
+            "exp": Utc::now().timestamp() + 60, "nonce": "n-1",
+            "wids": ["b79fbf4d-3ef9-4689-8143-76b194e85509", CONSENTING_ROLES[0]]});
         let ok = claims(&token(base.clone())).unwrap();
         assert_eq!(ok.check(&expected), Ok(()));
 
@@ -143,6 +181,15 @@ mod tests {
             IdTokenError::Guest(_)
         ));
         assert_eq!(with("exp", json!(1)), IdTokenError::Expired);
+        assert_eq!(
+            with("nonce", json!("another sign-in's")),
+            IdTokenError::Nonce
+        );
+        // A user of the tenant without a role that can grant the consent.
+        assert_eq!(
+            with("wids", json!(["b79fbf4d-3ef9-4689-8143-76b194e85509"])),
+            IdTokenError::NotAdministrator
+        );
         assert!(matches!(
             claims("not-a-jwt"),
             Err(IdTokenError::Malformed(_))

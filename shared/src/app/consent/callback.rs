@@ -194,11 +194,20 @@ impl Callback<'_> {
             name,
             named: binding.named.clone(),
             scope: self.params.get("scope").cloned(),
+            nonce: base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(rand::random::<[u8; 24]>()),
         };
         self.ask_for_proof(&binding.cloud, proof).await
     }
 
     fn declined(&self, error: &str) -> Ending {
+        // Anyone holding the state can send any text here: kept short and
+        // on one line for the page and the audit record.
+        let error: String = error
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(100)
+            .collect();
         let description: String = self
             .params
             .get("error_description")
@@ -365,6 +374,17 @@ impl Callback<'_> {
                 tracing::error!(error = %e, %tenant, "a claim of a consent not saved was not released");
             }
             return Err(unsaved(e));
+        }
+        // A change of tenant by another connector of the account may have
+        // released the claim between the claim and the save: claim again,
+        // so a granted connector never stands without its claim.
+        if let Ok(Some(other)) = self
+            .app
+            .store
+            .claim_tenant(&tenant, &connector.account)
+            .await
+        {
+            tracing::error!(%tenant, %other, "a tenant was claimed by another account while this consent was saved");
         }
         let name = if name.is_empty() {
             "(name not shown)"

@@ -25,7 +25,10 @@
 //! 2. `?code=…&state=S`: the code is redeemed at T's token endpoint by the
 //!    platform app with its certificate assertion, and the ID token of that
 //!    response must say `aud` = the app and `tid` = T (a member of T, not a
-//!    guest). Only then is the state spent, the tenant claimed and the
+//!    guest), carry the `nonce` this consent's sign-in was asked with, and
+//!    list in `wids` a role that can grant the consent (Global or
+//!    Privileged Role Administrator): once the app is consented, any
+//!    member of T could sign in. Only then is the state spent, the tenant claimed and the
 //!    connector saved. Another tenant's administrator is refused, the state
 //!    spent and nothing claimed.
 //!
@@ -136,4 +139,8 @@ pub struct AwaitedProof {
     pub named: String,
     /// The scope the grant carried.
     pub scope: Option<String>,
+    /// Sent with the sign-in and expected back in its ID token, so that a
+    /// code from another consent's sign-in proves nothing here.
+    #[serde(default)]
+    pub nonce: String,
 }

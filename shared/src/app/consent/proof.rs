@@ -17,16 +17,22 @@ impl Callback<'_> {
     ) -> Result<Ending, Ending> {
         let (app, redirect) = sign_in_client(self.app, self.graph).map_err(Ending::Failed)?;
         let tenant = proof.tenant;
-        let url = sign_in_url(cloud, tenant, app.client_id, &redirect, &self.key)?;
+        let url = sign_in_url(
+            cloud,
+            (tenant, app.client_id),
+            &redirect,
+            &self.key,
+            &proof.nonce,
+        )?;
         let state = ConsentState {
             granted_at: Some(self.granted_at),
             proof: Some(proof),
             ..self.state.clone()
         };
-        // Time to sign in, never less than the state had.
-        let expires = (self.granted_at
-            + chrono::Duration::minutes(PROPAGATION_MINUTES + CONSENT_STATE_MINUTES))
-        .max(self.app.store.now() + chrono::Duration::minutes(CONSENT_STATE_MINUTES));
+        // Time to sign in, counted from the grant: a replayed first leg
+        // cannot keep the state alive.
+        let expires = self.granted_at
+            + chrono::Duration::minutes(PROPAGATION_MINUTES + CONSENT_STATE_MINUTES);
         match self
             .app
             .store
@@ -59,14 +65,15 @@ impl Callback<'_> {
             )));
         }
         let held = self.check_claim(proof.tenant).await?;
-        self.prove(&binding.cloud, proof.tenant).await?;
+        self.prove(&binding.cloud, &proof).await?;
         self.commit(connector, proof.tenant, &proof.name, held)
             .await
     }
 
     /// Redeems the sign-in's code as the platform app and checks the ID
     /// token Entra answered with.
-    pub(super) async fn prove(&self, cloud: &Cloud, tenant: Uuid) -> Result<(), Ending> {
+    pub(super) async fn prove(&self, cloud: &Cloud, proof: &AwaitedProof) -> Result<(), Ending> {
+        let tenant = proof.tenant;
         let code = self
             .params
             .get("code")
@@ -89,6 +96,7 @@ impl Callback<'_> {
             tenant,
             client_id: app.client_id,
             now: self.app.store.now(),
+            nonce: &proof.nonce,
         };
         id_token::claims(&id_token)
             .and_then(|claims| claims.check(&expected))
@@ -102,6 +110,10 @@ pub(super) fn not_proven(e: &IdTokenError, tenant: Uuid) -> String {
         IdTokenError::OtherTenant(other) => format!(
             "The administrator who signed in belongs to another tenant ({other}), not to tenant {tenant} whose grant \
              this consent would connect: only an administrator of that tenant can connect it."
+        ),
+        IdTokenError::NotAdministrator => format!(
+            "The user who signed in is not a Global Administrator or Privileged Role Administrator of tenant \
+             {tenant}: only someone who can grant the consent can connect the tenant. Sign in as one."
         ),
         IdTokenError::Guest(_) => format!(
             "The administrator who signed in is a guest of tenant {tenant}, not one of its own users: only an \
@@ -146,10 +158,10 @@ pub(super) fn sign_in_client<'a>(
 /// account the browser is signed in with.
 pub(super) fn sign_in_url(
     cloud: &Cloud,
-    tenant: Uuid,
-    client_id: Uuid,
+    (tenant, client_id): (Uuid, Uuid),
     redirect: &str,
     state: &str,
+    nonce: &str,
 ) -> Result<String, Ending> {
     url::Url::parse_with_params(
         &format!("{}/{tenant}/oauth2/v2.0/authorize", cloud.authority_url()),
@@ -160,6 +172,7 @@ pub(super) fn sign_in_url(
             ("redirect_uri", redirect),
             ("scope", "openid"),
             ("state", state),
+            ("nonce", nonce),
             ("prompt", "select_account"),
         ],
     )
