@@ -219,6 +219,64 @@ async fn suspended_users_with_acknowledge_disabled_off_stay_enabled() {
     assert_eq!(g.stored(&c).await, g.expected(false));
 }
 
+/// Every page a full read of `g`'s directory fetches, counted by running
+/// one clean sync first.
+async fn pages_of_a_full_read(g: &Google, c: &Connector) -> u32 {
+    let api = || -> u64 {
+        let stats = g.sim.stats();
+        stats
+            .per_route
+            .iter()
+            .filter(|(route, _)| route.starts_with("GET /admin"))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let before = api();
+    let r = g.sync(c).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    (api() - before) as u32
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_cut_off_or_not_json_is_read_again_at_every_position() {
+    let g = google(700, 6).await;
+    let c = g.connector(json!({}));
+    let pages = pages_of_a_full_read(&g, &c).await;
+    assert!(
+        pages >= 8,
+        "users, groups and each group's members: {pages}"
+    );
+    assert_eq!(g.stored(&c).await, g.expected(true));
+    // A 200 cut mid-body, then a 200 that is not JSON, at each page of a
+    // full read: the page is read again, never taken for the last one, and
+    // the run ends equal to the source with nothing removed.
+    for position in 0..pages {
+        for (cut, garbled) in [(1, 0), (0, 1), (2, 2)] {
+            g.sim.set_faults(Faults {
+                spoil_after: position,
+                cut_body_next: cut,
+                not_json_next: garbled,
+                ..Default::default()
+            });
+            let r = g.sync(&c).await;
+            let at = format!("position {position}, cut {cut}, not JSON {garbled}");
+            assert_eq!(r.status, RunStatus::Succeeded, "{at}: {:?}", r.message);
+            assert_eq!(r.counts.removed, 0, "{at}: {:?}", r.counts);
+            assert!(
+                r.retries >= u64::from(cut + garbled),
+                "{at}: {} retries",
+                r.retries
+            );
+            assert_eq!(g.stored(&c).await, g.expected(true), "{at}");
+        }
+    }
+    let faults = g.sim.stats().faults_by_reason;
+    for reason in ["cutBody", "notJson"] {
+        let n = faults.get(reason).copied().unwrap_or(0);
+        assert!(n >= 3 * u64::from(pages), "{reason}: {n}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quota_storm_is_ridden_out() {
     let g = google(700, 8).await;

@@ -11,8 +11,9 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -21,7 +22,7 @@ use serde_json::{Value, json};
 
 use crate::directory::{Customer, SCOPE_PREFIX};
 use crate::errors::ApiError;
-use crate::faults::Injected;
+use crate::faults::{Injected, Spoilt};
 use crate::model::{MemberType, SimGroup, SimUser};
 use crate::state::{Inner, lock, read};
 
@@ -172,8 +173,12 @@ fn page<'a, V>(
     (items, next)
 }
 
+/// A list page. Like Google, an empty page leaves its collection out.
 fn list_body(kind: &str, field: &str, items: Vec<Value>, next: Option<String>) -> Value {
-    let mut body = json!({ "kind": kind, field: items });
+    let mut body = json!({ "kind": kind });
+    if !items.is_empty() {
+        body[field] = json!(items);
+    }
     if let Some(next) = next {
         body["nextPageToken"] = json!(next);
     }
@@ -183,11 +188,17 @@ fn list_body(kind: &str, field: &str, items: Vec<Value>, next: Option<String>) -
 async fn respond(inner: &Inner, result: Result<Value, ApiError>) -> Response {
     match result {
         Ok(body) => {
-            let latency = lock(&inner.faults).page_latency;
+            let (latency, spoil) = {
+                let mut faults = lock(&inner.faults);
+                (faults.page_latency, faults.take_spoil())
+            };
             if !latency.is_zero() {
                 tokio::time::sleep(latency).await;
             }
-            Json(body).into_response()
+            match spoil {
+                None => Json(body).into_response(),
+                Some(how) => spoilt(inner, how, &body),
+            }
         }
         Err(e) => e.into_response(),
     }
@@ -410,6 +421,42 @@ fn members_page(
         members,
         next,
     ))
+}
+
+/// A 200 that does not deliver its page: cut mid-body (the connection
+/// drops after half of it), or a body that is not JSON at all.
+fn spoilt(inner: &Inner, how: Spoilt, body: &Value) -> Response {
+    let text = body.to_string();
+    let (content_type, body) = match how {
+        Spoilt::CutBody => {
+            lock(&inner.stats).fault("cutBody");
+            let half = text.as_bytes()[..text.len() / 2].to_vec();
+            let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+                Ok(half),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "the simulator cut the body",
+                )),
+            ];
+            (
+                "application/json; charset=UTF-8",
+                Body::from_stream(futures::stream::iter(chunks)),
+            )
+        }
+        Spoilt::NotJson => {
+            lock(&inner.stats).fault("notJson");
+            (
+                "text/html",
+                Body::from("<html><body>Bad gateway: the upstream sent no answer</body></html>"),
+            )
+        }
+    };
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, content_type)],
+        body,
+    )
+        .into_response()
 }
 
 /// Any other path: Google's 404 shape.

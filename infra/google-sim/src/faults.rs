@@ -9,6 +9,10 @@
 //!   first the 403 `userRateLimitExceeded`s, then the 403 `quotaExceeded`s,
 //!   then the 429 `rateLimitExceeded`s.
 //! * `page_latency` delays every successful API response.
+//! * `cut_body_next` and `not_json_next` spoil successful API responses,
+//!   after `spoil_after` of them have gone through untouched: a 200 whose
+//!   body stops mid-transfer (the connection is dropped), then a 200 whose
+//!   body is not JSON (a proxy's error page).
 //!
 //! `set_faults` replaces the counters in force.
 
@@ -27,6 +31,19 @@ pub struct Faults {
     pub server_error_next: u32,
     /// Added to every successful API response.
     pub page_latency: Duration,
+    /// Successful responses that go through before any is spoilt.
+    pub spoil_after: u32,
+    /// Then the next N successful responses are cut mid-body.
+    pub cut_body_next: u32,
+    /// Then the next N are a 200 with a body that is not JSON.
+    pub not_json_next: u32,
+}
+
+/// How a successful response is spoilt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Spoilt {
+    CutBody,
+    NotJson,
 }
 
 /// A fault decided for one request.
@@ -46,6 +63,23 @@ impl Faults {
             return Some(Injected::ServerError);
         }
         None
+    }
+
+    /// For a successful response.
+    pub(crate) fn take_spoil(&mut self) -> Option<Spoilt> {
+        if self.cut_body_next == 0 && self.not_json_next == 0 {
+            return None;
+        }
+        if self.spoil_after > 0 {
+            self.spoil_after -= 1;
+            return None;
+        }
+        if self.cut_body_next > 0 {
+            self.cut_body_next -= 1;
+            return Some(Spoilt::CutBody);
+        }
+        self.not_json_next -= 1;
+        Some(Spoilt::NotJson)
     }
 
     /// After authentication.
@@ -90,6 +124,21 @@ mod tests {
                 Some(Injected::TooMany),
                 None
             ]
+        );
+    }
+
+    #[test]
+    fn spoilt_responses_start_after_the_untouched_ones() {
+        let mut f = Faults {
+            spoil_after: 1,
+            cut_body_next: 1,
+            not_json_next: 1,
+            ..Faults::default()
+        };
+        let seq: Vec<_> = (0..4).map(|_| f.take_spoil()).collect();
+        assert_eq!(
+            seq,
+            vec![None, Some(Spoilt::CutBody), Some(Spoilt::NotJson), None]
         );
     }
 }

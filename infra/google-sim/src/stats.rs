@@ -18,7 +18,8 @@ pub struct Stats {
     /// Injected faults of every kind.
     pub faults_injected: u64,
     /// Injected faults per reason: `userRateLimitExceeded`, `quotaExceeded`,
-    /// `rateLimitExceeded` (429), `backendError` (503).
+    /// `rateLimitExceeded` (429), `backendError` (503), `cutBody` and
+    /// `notJson` (spoilt 200s).
     pub faults_by_reason: BTreeMap<String, u64>,
 }
 

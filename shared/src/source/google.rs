@@ -223,7 +223,17 @@ impl GoogleSource {
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            let body: Value = response.json().await.unwrap_or_default();
+            // A 200 whose body is cut off or is not the API's JSON is no page:
+            // taken for an empty one, it would end a listing early and the
+            // sweep would remove everyone after it. Read again, like a 5xx.
+            let body = match Self::body(status, response.text().await) {
+                Ok(body) => body,
+                Err(why) => {
+                    last = why;
+                    tokio::time::sleep(self.policy.backoff(attempt)).await;
+                    continue;
+                }
+            };
             let reason = body["error"]["errors"][0]["reason"]
                 .as_str()
                 .unwrap_or_default()
@@ -288,6 +298,33 @@ impl GoogleSource {
             "the Directory API was still refusing after {} attempts (last: {last}); nothing was removed, and the next sync reads again",
             self.policy.max_attempts
         )))
+    }
+
+    /// The body of an answer as JSON; for a 200, only the Directory API's
+    /// own (an object of a `kind` of it). An error answer's body may be
+    /// anything: it is read for its reason only.
+    fn body(status: u16, text: reqwest::Result<String>) -> Result<Value, String> {
+        let text = text.map_err(|e| {
+            format!(
+                "HTTP {status} whose body was cut off ({})",
+                crate::auth::token::without_url(&e)
+            )
+        })?;
+        let parsed = serde_json::from_str::<Value>(&text);
+        if status != 200 {
+            return Ok(parsed.unwrap_or_default());
+        }
+        match parsed {
+            Ok(v)
+                if v["kind"]
+                    .as_str()
+                    .is_some_and(|k| k.starts_with("admin#directory#")) =>
+            {
+                Ok(v)
+            }
+            Ok(_) => Err("HTTP 200 whose body is not a Directory API page".into()),
+            Err(_) => Err("HTTP 200 whose body is not JSON".into()),
+        }
     }
 
     fn page_token(from: &ReadFrom) -> Option<String> {
