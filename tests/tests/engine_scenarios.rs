@@ -26,6 +26,7 @@ on_both_stores!(
     a_delta_rounds_guard_weighs_its_removals_against_the_stored_totals,
     guard_stages_when_the_source_returns_almost_nothing_and_approval_applies_exactly_the_list,
     rejecting_a_staged_run_keeps_everything,
+    a_staged_run_is_superseded_by_a_later_one_and_cannot_be_approved,
     an_empty_source_never_removes_anything,
     interrupted_after_every_page_resumes_to_the_same_state,
     deadline_continuations_reach_the_same_state,
@@ -514,6 +515,50 @@ async fn rejecting_a_staged_run_keeps_everything(f: Fixture) {
     assert!(
         engine(&f)
             .staged_actions(&scope(&c), &r.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn a_staged_run_is_superseded_by_a_later_one_and_cannot_be_approved(f: Fixture) {
+    let src = MemorySource::new(Directory::generate(60, 3, "contoso.com"), 20);
+    let c = connector(&f, "main", json!({}));
+    run(&f, &c, &src, manual()).await;
+    let whole = src.directory();
+    // A truncated read stages the removal of almost everyone…
+    src.mutate(|d, _| d.users.retain(|id, _| id == "u00000" || id == "u00001"));
+    let staged = run(&f, &c, &src, full()).await;
+    assert_eq!(staged.status, RunStatus::Staged, "{:?}", staged.message);
+    // …then the source is whole again and a later run succeeds.
+    src.mutate(|d, _| *d = whole.clone());
+    let later = run(&f, &c, &src, full()).await;
+    assert_eq!(later.status, RunStatus::Succeeded, "{:?}", later.message);
+    let before = state(&f, &c).await;
+    let e = engine(&f);
+    let old = f
+        .store
+        .get_run(&scope(&c), &staged.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(old.status, RunStatus::Superseded);
+    assert!(
+        old.message.as_deref().unwrap().contains(later.id.as_str()),
+        "{:?}",
+        old.message
+    );
+    let err = e
+        .approve(&scope(&c), &staged.id, Some("admin@contoso.com".into()))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not waiting for review"), "{err}");
+    assert!(
+        state(&f, &c).await == before,
+        "approving it changed nothing"
+    );
+    assert!(
+        e.staged_actions(&scope(&c), &staged.id)
             .await
             .unwrap()
             .is_empty()

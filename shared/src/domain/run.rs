@@ -36,6 +36,9 @@ pub enum RunStatus {
     /// Finished, but some objects could not be applied.
     Partial,
     Failed,
+    /// Was staged, but a later run read the directory again: its list no
+    /// longer describes the directory and can no longer be approved.
+    Superseded,
 }
 
 impl RunStatus {

@@ -549,6 +549,7 @@ impl SyncEngine {
         lease: &Lease,
     ) -> Result<(), StoreError> {
         self.store.put_run(run).await?;
+        self.supersede_older(scope, run).await?;
         self.store.clear_progress(scope).await?;
         // A staged run keeps its list for the review; the rest goes.
         let keep = if staged { Some(STAGED) } else { None };
@@ -559,6 +560,35 @@ impl SyncEngine {
             .prune_runs(scope, self.settings.keep_runs)
             .await?;
         self.store.release_lease(lease).await.map(|_| ())
+    }
+
+    /// Staged runs older than `run` can no longer be approved: their lists
+    /// describe a directory `run` has read again since (approving one
+    /// would remove what the source has since shown to exist).
+    async fn supersede_older(&self, scope: &Scope, run: &SyncRun) -> Result<(), StoreError> {
+        let runs = self
+            .store
+            .list_runs(scope, crate::store::PageRequest::first(100))
+            .await?
+            .items;
+        let older = runs.into_iter().filter(|r| {
+            r.status == RunStatus::Staged
+                && r.review.is_none()
+                && r.id != run.id
+                && r.started_at <= run.started_at
+        });
+        for mut old in older {
+            old.status = RunStatus::Superseded;
+            old.message = Some(format!(
+                "Superseded by run {}, which read the directory again: this run's staged actions can no longer \
+                 be approved; review the newer run instead.",
+                run.id
+            ));
+            if self.store.put_run_if_staged(&old).await? {
+                self.store.delete_run_chunks(scope, &old.id).await?;
+            }
+        }
+        Ok(())
     }
 
     pub(super) async fn finish_dry(
