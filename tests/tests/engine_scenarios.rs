@@ -473,7 +473,7 @@ async fn guard_stages_when_the_source_returns_almost_nothing_and_approval_applie
         .approve(&scope(&c), &r.id, Some("admin@contoso.com".into()))
         .await
         .unwrap();
-    assert_eq!(approved.status, RunStatus::Succeeded);
+    assert_eq!(approved.status, RunStatus::Approved);
     assert_eq!(
         approved.review.as_ref().unwrap().applied,
         staged.len() as u64 - 1
@@ -510,6 +510,7 @@ async fn rejecting_a_staged_run_keeps_everything(f: Fixture) {
     let r = run(&f, &c, &src, full()).await;
     assert_eq!(r.status, RunStatus::Staged);
     let rejected = engine(&f).reject(&scope(&c), &r.id, None).await.unwrap();
+    assert_eq!(rejected.status, RunStatus::Rejected, "never 'succeeded'");
     assert!(!rejected.review.unwrap().approved);
     assert_eq!(state(&f, &c).await.users, before.users);
     assert!(

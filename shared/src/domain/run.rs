@@ -39,6 +39,10 @@ pub enum RunStatus {
     /// Was staged, but a later run read the directory again: its list no
     /// longer describes the directory and can no longer be approved.
     Superseded,
+    /// Was staged; an administrator approved it and its list was applied.
+    Approved,
+    /// Was staged; an administrator rejected it and nothing was applied.
+    Rejected,
 }
 
 impl RunStatus {

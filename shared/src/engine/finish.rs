@@ -703,7 +703,7 @@ impl SyncEngine {
             at: self.store.now(),
             applied: 0,
         });
-        run.status = RunStatus::Succeeded;
+        run.status = RunStatus::Approved;
         if !self.store.put_run_if_staged(&run).await? {
             self.release_holder(scope, &holder).await?;
             return Err(EngineError::Review(format!(
@@ -790,7 +790,7 @@ impl SyncEngine {
             at: self.store.now(),
             applied: 0,
         });
-        run.status = RunStatus::Succeeded;
+        run.status = RunStatus::Rejected;
         run.message = Some(
             "Rejected: nothing was removed or disabled. If the objects are still missing at the source, \
              the next full sync stages them again."
