@@ -9,7 +9,7 @@
 mod common;
 
 use common::consent::{
-    administrator, advance, api_call, assert_unchanged, audit_trail, consent_and_sign_in,
+    administrator, advance, api_call, assert_unchanged, audit_trail, code_of, consent_and_sign_in,
     new_consent_connector, sign_in, start, state_of, stored,
 };
 use common::world::{World, world};
@@ -219,11 +219,7 @@ async fn a_sign_in_code_replayed_or_unasked_for_is_refused() {
     let url = new_consent_connector(&w, "acme", "main", "contoso.com").await;
     let (p, redeemed) = consent_and_sign_in(&w, &url, w.tenant).await;
     assert_eq!(p.outcome, Outcome::Granted, "{}", p.html);
-    let code = url::form_urlencoded::parse(redeemed.as_bytes())
-        .find(|(k, _)| k == "code")
-        .unwrap()
-        .1
-        .into_owned();
+    let code = code_of(&redeemed);
     // Give the tenant up again, so that a new consent needs the proof.
     let (s, b) = api_call(
         &w,
@@ -449,11 +445,7 @@ async fn a_code_from_another_consents_sign_in_proves_nothing() {
     let query = administrator(&w, &a_url, ConsentDecision::Approve { tenant: w.tenant }).await;
     let a_page = callback(&w.app, &w.app.graph, &query).await;
     let a_return = sign_in(&w, &a_page, None).await;
-    let code = url::form_urlencoded::parse(a_return.as_bytes())
-        .find(|(k, _)| k == "code")
-        .unwrap()
-        .1
-        .into_owned();
+    let code = code_of(&a_return);
     let before = stored(&w, &b_state).await;
     advance(&w, 1);
     let p = callback(

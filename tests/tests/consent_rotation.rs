@@ -12,7 +12,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use common::consent::{
     administrator, advance, api_call, audit_trail, callback_handler, consent_and_sign_in,
-    fixture_file, new_consent_connector, sign_in, start, state_of,
+    fixture_file, new_consent_connector, replicating_grant, sign_in, start, state_of,
 };
 use common::world::{World, world};
 use dirsync_entra_sim::{CONSENT_ROLES, ConsentDecision, Faults, TenantSpec};
@@ -575,13 +575,7 @@ async fn is_due(w: &World, scope: &Scope) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grant_that_replicates_for_60_seconds_ends_with_an_active_connector() {
     let w = world(10).await;
-    w.sim.revoke_consent(w.tenant, w.client_id);
-    w.sim
-        .set_consent_replication_delay(std::time::Duration::from_secs(60));
-    w.account("acme", Region::Europe).await;
-    let url = new_consent_connector(&w, "acme", "main", "contoso.com").await;
-    let state = state_of(&url);
-    let query = administrator(&w, &url, ConsentDecision::Approve { tenant: w.tenant }).await;
+    let (state, query) = replicating_grant(&w, 60).await;
 
     // Entra does not know the grant yet: the page says it is being
     // confirmed, reloads itself, and keeps its headers; nothing is spent or
@@ -653,13 +647,7 @@ async fn a_grant_that_replicates_for_60_seconds_ends_with_an_active_connector() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grant_still_unknown_after_5_minutes_names_the_cause_and_spends_the_state() {
     let w = world(10).await;
-    w.sim.revoke_consent(w.tenant, w.client_id);
-    w.sim
-        .set_consent_replication_delay(std::time::Duration::from_secs(600));
-    w.account("acme", Region::Europe).await;
-    let url = new_consent_connector(&w, "acme", "main", "contoso.com").await;
-    let state = state_of(&url);
-    let query = administrator(&w, &url, ConsentDecision::Approve { tenant: w.tenant }).await;
+    let (state, query) = replicating_grant(&w, 600).await;
     let page = callback(&w.app, &w.app.graph, &query).await;
     assert_eq!(page.outcome, Outcome::Pending, "{}", page.html);
 

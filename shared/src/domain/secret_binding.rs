@@ -319,6 +319,33 @@ mod tests {
     }
 
     #[test]
+    fn moving_a_google_connector_moves_its_key() {
+        let c = serde_json::from_value::<ConnectorSpec>(json!({
+            "id": "g", "kind": "google", "admin_email": "admin@acme.com",
+            "service_account_key_ref": "dirsync/acme/g"
+        }))
+        .unwrap()
+        .validate(AccountId::new("acme").unwrap(), Utc::now())
+        .unwrap();
+        let moved = |change: serde_json::Value| {
+            let spec = ConnectorSpec::from(&c)
+                .changed_by(&serde_json::from_value(change).unwrap())
+                .unwrap();
+            let mut kept = c.clone();
+            kept.source = spec.validate(c.account.clone(), Utc::now()).unwrap().source;
+            kept.secret_endpoint_changed()
+        };
+        assert!(moved(
+            json!({"api_url": "https://directory.attacker.example"})
+        ));
+        assert!(moved(json!({"admin_email": "someone@attacker.example"})));
+        assert!(
+            !moved(json!({"customer": "C0123"})),
+            "the customer is not where the key goes"
+        );
+    }
+
+    #[test]
     fn a_spec_round_trips_and_fixed_settings_are_refused() {
         let c = ad();
         let back = ConnectorSpec::from(&c)

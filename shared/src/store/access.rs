@@ -29,10 +29,8 @@ impl StateStore {
         account: &AccountId,
         principal: &str,
     ) -> Result<bool, StoreError> {
-        let key = keys::grant(account, principal);
-        let existed = self.table.get(&key).await?.is_some();
-        self.table.write(WriteOp::delete(key)).await?.ok();
-        Ok(existed)
+        let op = WriteOp::delete_if(keys::grant(account, principal), Cond::Exists);
+        Ok(self.table.write(op).await?.is_ok())
     }
 
     pub async fn has_grant(

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use dirsync_entra_sim::ConsentDecision;
 use dirsync_shared::app::api;
 use dirsync_shared::app::consent::{CallbackPage, Outcome, callback};
-use dirsync_shared::domain::{AccountId, AuditRecord};
+use dirsync_shared::domain::{AccountId, AuditRecord, Region};
 use dirsync_shared::store::{PageRequest, keys};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -191,4 +191,26 @@ pub async fn audit_trail(w: &World, account: &str) -> Vec<AuditRecord> {
         .await
         .unwrap()
         .items
+}
+
+/// The `code` of a sign-in's return query.
+pub fn code_of(query: &str) -> String {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "code")
+        .expect("a sign-in's return carries a code")
+        .1
+        .into_owned()
+}
+
+/// A grant Entra will know only `delay` seconds after it is made: acme's
+/// connector main (named contoso.com) is consented, and the query the
+/// administrator is sent back with returned, with the consent's state.
+pub async fn replicating_grant(w: &World, delay: u64) -> (String, String) {
+    w.sim.revoke_consent(w.tenant, w.client_id);
+    w.sim
+        .set_consent_replication_delay(std::time::Duration::from_secs(delay));
+    w.account("acme", Region::Europe).await;
+    let url = new_consent_connector(w, "acme", "main", "contoso.com").await;
+    let query = administrator(w, &url, ConsentDecision::Approve { tenant: w.tenant }).await;
+    (state_of(&url), query)
 }

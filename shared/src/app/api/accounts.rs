@@ -94,22 +94,20 @@ async fn create_account(
 }
 
 pub(super) async fn get(State(app): State<App>, ids: Ids) -> Reply {
-    let id = ids.account()?;
-    let account = app
-        .store
-        .get_account(&id)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("account {id}")))?;
-    ok(StatusCode::OK, json!(account))
+    ok(StatusCode::OK, json!(account(&app, &ids).await?))
 }
 
-async fn existing(app: &App, ids: &Ids) -> Result<AccountId, AppError> {
+/// The account the path names, or 404.
+async fn account(app: &App, ids: &Ids) -> Result<Account, AppError> {
     let id = ids.account()?;
     app.store
         .get_account(&id)
         .await?
-        .ok_or_else(|| AppError::NotFound(format!("account {id}")))?;
-    Ok(id)
+        .ok_or_else(|| AppError::NotFound(format!("account {id}")))
+}
+
+async fn existing(app: &App, ids: &Ids) -> Result<AccountId, AppError> {
+    Ok(account(app, ids).await?.id)
 }
 
 pub(super) async fn grants(State(app): State<App>, ids: Ids) -> Reply {
