@@ -704,7 +704,7 @@ async fn in_short_invocations(
         request.deadline =
             Some(tokio::time::Instant::now() + std::time::Duration::from_millis(100));
         match e.run(c, src, request.clone()).await.unwrap() {
-            RunOutcome::Continue(_) => request = RunRequest::new(Trigger::Continuation),
+            RunOutcome::Continue { .. } => request = RunRequest::new(Trigger::Continuation),
             RunOutcome::Finished(r) => return (r, invocations),
             other => panic!("{other:?}"),
         }

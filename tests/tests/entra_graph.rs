@@ -18,7 +18,7 @@ use dirsync_shared::engine::{EngineSettings, RunOutcome, RunRequest, SyncEngine}
 use dirsync_shared::secrets::{LocalSecretStore, SecretStore, Stage};
 use dirsync_shared::source::graph::{EntraApp, GraphDeps, GraphSource};
 use dirsync_shared::source::retry::{Limiters, RetryPolicy};
-use dirsync_shared::source::{DirectorySource, Next, ReadFrom};
+use dirsync_shared::source::{DirectorySource, Next, ReadFrom, Stream};
 use dirsync_shared::store::{Scope, all_pages};
 use serde_json::json;
 use uuid::Uuid;
@@ -707,7 +707,7 @@ async fn the_next_page_is_asked_for_while_a_page_is_mapped() {
     let before = e.sim.stats().route("GET /v1.0/users/delta");
 
     // Reading the first page asks for the second without being asked.
-    let first = source.read("users", &ReadFrom::Full).await.unwrap();
+    let first = source.read(Stream::Users, &ReadFrom::Full).await.unwrap();
     let Next::Page(second) = first.next.clone() else {
         panic!("three pages expected")
     };
@@ -717,7 +717,7 @@ async fn the_next_page_is_asked_for_while_a_page_is_mapped() {
     // Following the link takes that request's answer (counted with the page
     // it brought), and asks for the third.
     let page = source
-        .read("users", &ReadFrom::Continue(second.clone()))
+        .read(Stream::Users, &ReadFrom::Continue(second.clone()))
         .await
         .unwrap();
     assert_eq!(
@@ -729,7 +729,7 @@ async fn the_next_page_is_asked_for_while_a_page_is_mapped() {
     // A read from anywhere else drops the page asked ahead and reads what
     // it was told to: the second page again, the same users.
     let again = source
-        .read("users", &ReadFrom::Continue(second))
+        .read(Stream::Users, &ReadFrom::Continue(second))
         .await
         .unwrap();
     assert_eq!(again.changes.len(), page.changes.len());
@@ -739,7 +739,7 @@ async fn the_next_page_is_asked_for_while_a_page_is_mapped() {
     };
     // The last page has no next link, so nothing more is asked for.
     let last = source
-        .read("users", &ReadFrom::Continue(third))
+        .read(Stream::Users, &ReadFrom::Continue(third))
         .await
         .unwrap();
     assert!(matches!(last.next, Next::Done { cursor: Some(_) }));

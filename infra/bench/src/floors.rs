@@ -10,7 +10,7 @@
 //!   store's and the engine's bookkeeping.
 
 use dirsync_shared::source::graph::{GraphSource, MAX_PAGE, PageLinks};
-use dirsync_shared::source::{DirectorySource, Next, ReadFrom};
+use dirsync_shared::source::{DirectorySource, Next, ReadFrom, Stream};
 
 /// Pages read per stream.
 #[derive(Clone, Copy, Debug)]
@@ -78,7 +78,10 @@ async fn follow(http: &reqwest::Client, token: &str, mut url: String) -> Result<
 }
 
 pub async fn fetch_and_map(source: &GraphSource) -> Result<Pages, String> {
-    let (users, groups) = tokio::join!(read_all(source, "users"), read_all(source, "groups"));
+    let (users, groups) = tokio::join!(
+        read_all(source, Stream::Users),
+        read_all(source, Stream::Groups)
+    );
     Ok(Pages {
         users: users?,
         groups: groups?,
@@ -86,7 +89,7 @@ pub async fn fetch_and_map(source: &GraphSource) -> Result<Pages, String> {
 }
 
 /// Reads a stream in full through the source, dropping what it maps.
-async fn read_all(source: &GraphSource, stream: &str) -> Result<u64, String> {
+async fn read_all(source: &GraphSource, stream: Stream) -> Result<u64, String> {
     let mut from = ReadFrom::Full;
     let mut pages = 0;
     loop {

@@ -289,11 +289,11 @@ async fn run_in_invocations(
         match outcome {
             // An invocation that checkpointed no page would be followed by
             // the same one forever.
-            RunOutcome::Continue(run) if run.requests > requests => {
+            RunOutcome::Continue { run, .. } if run.requests > requests => {
                 requests = run.requests;
                 request.trigger = Trigger::Continuation;
             }
-            RunOutcome::Continue(_) => {
+            RunOutcome::Continue { .. } => {
                 return Err(format!(
                     "an invocation of {length:?} read no page: give it longer (--invocation-s)"
                 ));

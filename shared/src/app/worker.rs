@@ -2,8 +2,6 @@
 //! source, run the engine until done or until the invocation's time runs
 //! low, and enqueue the continuation.
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{RunStatus, SyncRun, Trigger};
@@ -74,13 +72,13 @@ pub async fn process(
             );
             Ok(JobOutcome::Finished(run))
         }
-        RunOutcome::Continue(run) => {
+        RunOutcome::Continue { run, after } => {
             let next = Job {
                 trigger: Trigger::Continuation,
                 continues: Some(run.id.clone()),
                 ..job.clone()
             };
-            app.queue.send(&next, Duration::ZERO).await?;
+            app.queue.send(&next, after).await?;
             tracing::info!(account = %run.account, connector = %run.connector, run = %run.id, "run continues");
             Ok(JobOutcome::Continued(run))
         }

@@ -9,6 +9,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use crate::domain::{
     Connector, Cursor, Lease, MemberKind, Membership, RunId, RunStatus, SourceId, SyncMode, SyncRun,
 };
+use crate::source::Stream;
 use crate::store::{Scope, StoreError, all_pages, each_page};
 
 use super::plan::{HeldAction, PlanEntry};
@@ -412,7 +413,7 @@ impl SyncEngine {
         &self,
         scope: &Scope,
         progress: RunProgress,
-        streams: Vec<(String, StreamProgress)>,
+        streams: Vec<(Stream, StreamProgress)>,
         mut g: Gathered,
         lease: &Lease,
     ) -> Result<SyncRun, EngineError> {
@@ -422,16 +423,22 @@ impl SyncEngine {
         // look-up (at 100,000 users it made the next delta round 3 s).
         self.store.settle_indexes().await?;
         let mut run = progress.run;
-        let full = |name: &str| {
+        let full = |stream: Stream| {
             streams
                 .iter()
-                .any(|(n, sp)| n == name && sp.mode == SyncMode::Full)
+                .any(|(n, sp)| *n == stream && sp.mode == SyncMode::Full)
         };
         // Only a run that began empty records them (and keeps the record
         // only while it pauses cleanly).
         let first_sync = progress.member_users_recorded;
         let sweep = self
-            .sweep(scope, full("users"), full("groups"), first_sync, &mut g)
+            .sweep(
+                scope,
+                full(Stream::Users),
+                full(Stream::Groups),
+                first_sync,
+                &mut g,
+            )
             .await?;
         let cp = Checkpoints {
             store: &self.store,
@@ -524,12 +531,12 @@ impl SyncEngine {
     async fn keep_cursors(
         &self,
         scope: &Scope,
-        streams: &[(String, StreamProgress)],
+        streams: &[(Stream, StreamProgress)],
     ) -> Result<(), StoreError> {
         for (name, sp) in streams {
             if let Some(value) = &sp.cursor {
                 let cursor = Cursor {
-                    stream: name.clone(),
+                    stream: name.as_str().to_owned(),
                     value: value.clone(),
                     updated_at: self.store.now(),
                 };

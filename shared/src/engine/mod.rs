@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use tokio::sync::Mutex;
 
 use crate::domain::{Connector, Lease, RunStatus, SourceId, SyncMode, SyncRun, Trigger};
-use crate::source::{DirectorySource, Next, ReadFrom, SourceError, SourcePage};
+use crate::source::{DirectorySource, Next, ReadFrom, SourceError, SourcePage, Stream};
 use crate::store::{Scope, StateStore, StoreError};
 
 use apply::{Known, NotKept, PageContext, PageOutcome};
@@ -102,9 +102,12 @@ impl RunRequest {
 pub enum RunOutcome {
     /// Succeeded, staged, partial or failed: see the run's status.
     Finished(SyncRun),
-    /// Checkpointed before the deadline: run again with
-    /// `Trigger::Continuation` to go on.
-    Continue(SyncRun),
+    /// Checkpointed before the deadline (or while the source asks to wait):
+    /// run again with `Trigger::Continuation`, `after` from now, to go on.
+    Continue {
+        run: SyncRun,
+        after: std::time::Duration,
+    },
     /// Another run holds the connector; nothing was touched.
     AlreadyRunning {
         holder: String,
@@ -153,6 +156,11 @@ const READ_AHEAD: usize = 3;
 enum StreamEnd {
     Done,
     Paused,
+    /// The source asked for a wait longer than an invocation should spend.
+    Waiting {
+        why: String,
+        after: std::time::Duration,
+    },
     Failed(SourceError),
     /// Another invocation took the connector over: stop, touch nothing.
     LeaseLost {
@@ -251,11 +259,11 @@ impl SyncEngine {
                 let cp = self.checkpoints(&scope, &p.run);
                 let mut streams = Vec::new();
                 for s in source.streams() {
-                    let sp = match cp.load_stream(s).await? {
+                    let sp = match cp.load_stream(*s).await? {
                         Some(sp) => sp,
-                        None => self.first_progress(&scope, s, request.full).await?,
+                        None => self.first_progress(&scope, *s, request.full).await?,
                     };
-                    streams.push(((*s).to_owned(), sp));
+                    streams.push((*s, sp));
                 }
                 let mut p = p;
                 p.run.status = RunStatus::Running;
@@ -278,10 +286,7 @@ impl SyncEngine {
                 );
                 let mut streams = Vec::new();
                 for s in source.streams() {
-                    streams.push((
-                        (*s).to_owned(),
-                        self.first_progress(&scope, s, request.full).await?,
-                    ));
+                    streams.push((*s, self.first_progress(&scope, *s, request.full).await?));
                 }
                 if streams.iter().any(|(_, p)| p.mode == SyncMode::Full) {
                     run.mode = SyncMode::Full;
@@ -299,7 +304,7 @@ impl SyncEngine {
                 };
                 let cp = self.checkpoints(&scope, &p.run);
                 for (name, sp) in &streams {
-                    cp.save_stream(name, sp).await?;
+                    cp.save_stream(*name, sp).await?;
                 }
                 cp.save_run(&p).await?;
                 self.store.put_run(&p.run).await?;
@@ -313,7 +318,7 @@ impl SyncEngine {
             expires_at: now + self.settings.lease_ttl,
         };
         let run_id = progress.run.id.clone();
-        let names: Vec<String> = streams.iter().map(|(n, _)| n.clone()).collect();
+        let names: Vec<Stream> = streams.iter().map(|(n, _)| *n).collect();
         let known = Known {
             not_kept: NotKept::new(self.store.not_kept_users(&scope).await?),
             began_empty: progress.began_empty,
@@ -338,7 +343,7 @@ impl SyncEngine {
         let cp = self.checkpoints(&scope, &progress.run);
         let mut finals = Vec::new();
         for name in names {
-            if let Some(sp) = cp.load_stream(&name).await? {
+            if let Some(sp) = cp.load_stream(name).await? {
                 finals.push((name, sp));
             }
         }
@@ -358,9 +363,19 @@ impl SyncEngine {
         }) {
             return self.fail(&scope, progress, err, &lease).await;
         }
-        if ends_iter.iter().any(|e| matches!(e, StreamEnd::Paused)) {
-            progress.run.message =
-                Some("continuing in a new invocation from the last checkpoint".into());
+        let waiting = ends_iter.iter().filter_map(|e| match e {
+            StreamEnd::Waiting { why, after } => Some((why.clone(), *after)),
+            _ => None,
+        });
+        let waiting = waiting.max_by_key(|(_, after)| *after);
+        if waiting.is_some() || ends_iter.iter().any(|e| matches!(e, StreamEnd::Paused)) {
+            let (why, after) = waiting.unwrap_or_else(|| {
+                (
+                    "continuing in a new invocation from the last checkpoint".into(),
+                    std::time::Duration::ZERO,
+                )
+            });
+            progress.run.message = Some(why);
             progress.paused = true;
             let cp = self.checkpoints(&scope, &progress.run);
             cp.save_run(&progress).await?;
@@ -368,7 +383,10 @@ impl SyncEngine {
             // The continuation takes the lease afresh (or a scheduled run
             // picks the checkpoint up if it comes first).
             self.store.release_lease(&lease).await?;
-            return Ok(RunOutcome::Continue(progress.run));
+            return Ok(RunOutcome::Continue {
+                run: progress.run,
+                after,
+            });
         }
         let gathered = self.gather(&scope, &progress).await?;
         let run = self
@@ -388,13 +406,13 @@ impl SyncEngine {
     async fn first_progress(
         &self,
         scope: &Scope,
-        stream: &str,
+        stream: Stream,
         full: bool,
     ) -> Result<StreamProgress, StoreError> {
         let cursor = if full {
             None
         } else {
-            self.store.get_cursor(scope, stream).await?
+            self.store.get_cursor(scope, stream.as_str()).await?
         };
         Ok(match cursor {
             Some(c) => StreamProgress::starting(SyncMode::Delta, ReadFrom::Delta(c.value)),
@@ -409,7 +427,7 @@ impl SyncEngine {
         source: &dyn DirectorySource,
         scope: &Scope,
         run_id: &crate::domain::RunId,
-        stream: String,
+        stream: Stream,
         mut sp: StreamProgress,
         request: &RunRequest,
         shared: &Mutex<RunProgress>,
@@ -437,11 +455,11 @@ impl SyncEngine {
                 let stop = deadline
                     .checked_sub(self.settings.deadline_margin)
                     .unwrap_or(deadline);
-                tokio::time::timeout_at(stop, source.read(&stream, from))
+                tokio::time::timeout_at(stop, source.read(stream, from))
                     .await
                     .ok()
             }
-            _ => Some(source.read(&stream, from).await),
+            _ => Some(source.read(stream, from).await),
         };
         loop {
             let Some(from) = sp.from.clone() else {
@@ -491,7 +509,7 @@ impl SyncEngine {
                         Ok(page) => {
                             let renewed = self
                                 .apply_page(
-                                    connector, scope, &cp, &stream, &mut sp, page, shared, lease,
+                                    connector, scope, &cp, stream, &mut sp, page, shared, lease,
                                     known,
                                 )
                                 .await?;
@@ -516,9 +534,12 @@ impl SyncEngine {
                                 )),
                                 ..sp.clone()
                             };
-                            cp.save_stream(&stream, &sp).await?;
+                            cp.save_stream(stream, &sp).await?;
                             shared.lock().await.run.mode = SyncMode::Full;
                             return Ok(None);
+                        }
+                        Err(SourceError::Paused { why, after }) => {
+                            return Ok(Some(StreamEnd::Waiting { why, after }));
                         }
                         Err(e) => return Ok(Some(StreamEnd::Failed(e))),
                     }
@@ -551,7 +572,7 @@ impl SyncEngine {
         connector: &Connector,
         scope: &Scope,
         cp: &Checkpoints<'_>,
-        stream: &str,
+        stream: Stream,
         sp: &mut StreamProgress,
         page: SourcePage,
         shared: &Mutex<RunProgress>,
@@ -586,7 +607,7 @@ impl SyncEngine {
         cp.save_stream(stream, sp).await?;
         if let Some(hook) = &self.settings.progress {
             (hook.0)(&Progress {
-                stream: stream.to_owned(),
+                stream: stream.as_str().to_owned(),
                 pages: sp.pages,
                 counts: sp.counts,
                 requests: sp.stats.requests,
@@ -668,6 +689,7 @@ impl SyncEngine {
             began_empty: false,
         };
         for stream in source.streams() {
+            let stream = *stream;
             let mut sp = self.first_progress(scope, stream, request.full).await?;
             while let Some(from) = sp.from.clone() {
                 let page = match source.read(stream, &from).await {
@@ -782,7 +804,7 @@ fn add_counts(c: &mut crate::domain::ActionCounts, o: &crate::domain::ActionCoun
 }
 
 /// The run's counts: the sum of its streams'.
-fn total(run: &mut SyncRun, streams: &[(String, StreamProgress)]) {
+fn total(run: &mut SyncRun, streams: &[(Stream, StreamProgress)]) {
     run.counts = Default::default();
     run.requests = 0;
     run.throttled = 0;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::domain::{ActionCounts, RunId, SourceId, SyncMode, SyncRun};
-use crate::source::ReadFrom;
+use crate::source::{ReadFrom, Stream};
 use crate::store::{Scope, StateStore, StoreError};
 
 /// The checkpoint of one stream of a run.
@@ -163,7 +163,7 @@ impl Checkpoints<'_> {
         self.store.put_progress(self.scope, RUN, &json!(p)).await
     }
 
-    pub async fn load_stream(&self, stream: &str) -> Result<Option<StreamProgress>, StoreError> {
+    pub async fn load_stream(&self, stream: Stream) -> Result<Option<StreamProgress>, StoreError> {
         Ok(self
             .store
             .get_progress(self.scope, &format!("stream#{stream}"))
@@ -171,7 +171,7 @@ impl Checkpoints<'_> {
             .and_then(|v| serde_json::from_value(v).ok()))
     }
 
-    pub async fn save_stream(&self, stream: &str, p: &StreamProgress) -> Result<(), StoreError> {
+    pub async fn save_stream(&self, stream: Stream, p: &StreamProgress) -> Result<(), StoreError> {
         self.store
             .put_progress(self.scope, &format!("stream#{stream}"), &json!(p))
             .await

@@ -23,7 +23,7 @@ use crate::secrets::{SecretStore, SecretValue};
 use crate::source::retry::RetryPolicy;
 use crate::source::{
     Change, ConnectionReport, DirectorySource, Member, Next, ReadFrom, RequestStats, SourceError,
-    SourcePage,
+    SourcePage, Stream,
 };
 
 pub const SCOPES: &str = "https://www.googleapis.com/auth/admin.directory.user.readonly \
@@ -473,17 +473,10 @@ fn map_user(u: &Value) -> Option<Change> {
 
 #[async_trait]
 impl DirectorySource for GoogleSource {
-    fn streams(&self) -> &'static [&'static str] {
-        &["users", "groups"]
-    }
-
-    async fn read(&self, stream: &str, from: &ReadFrom) -> Result<SourcePage, SourceError> {
+    async fn read(&self, stream: Stream, from: &ReadFrom) -> Result<SourcePage, SourceError> {
         match stream {
-            "users" => self.read_users(from).await,
-            "groups" => self.read_groups(from).await,
-            other => Err(SourceError::Config(format!(
-                "Google has no stream {other:?}"
-            ))),
+            Stream::Users => self.read_users(from).await,
+            Stream::Groups => self.read_groups(from).await,
         }
     }
 

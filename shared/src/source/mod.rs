@@ -30,6 +30,33 @@ pub enum ReadFrom {
     Continue(String),
 }
 
+/// One of a source's streams: every source reads users and groups (with
+/// their memberships) as two streams the engine runs side by side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    Users,
+    Groups,
+}
+
+impl Stream {
+    pub const ALL: [Stream; 2] = [Stream::Users, Stream::Groups];
+
+    /// The name in checkpoints, cursors and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Users => "users",
+            Stream::Groups => "groups",
+        }
+    }
+}
+
+impl std::fmt::Display for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What the engine should do with one object.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
@@ -132,12 +159,24 @@ pub enum SourceError {
     /// The connector's settings are wrong for this source.
     #[error("{0}")]
     Config(String),
+    /// The source asks for a longer wait than one invocation should spend
+    /// (a quota counted per minute that stays exhausted): the run pauses at
+    /// its last checkpoint and continues in a later invocation.
+    #[error("{why}")]
+    Paused {
+        why: String,
+        /// When the source expects to answer again.
+        after: std::time::Duration,
+    },
 }
 
 impl SourceError {
     /// Whether trying the same read later may succeed without anyone acting.
     pub fn is_transient(&self) -> bool {
-        matches!(self, SourceError::Unavailable(_))
+        matches!(
+            self,
+            SourceError::Unavailable(_) | SourceError::Paused { .. }
+        )
     }
 }
 
@@ -191,11 +230,21 @@ impl Default for ConnectionReport {
 
 #[async_trait]
 pub trait DirectorySource: Send + Sync {
-    /// The names of the streams, read concurrently by the engine.
-    fn streams(&self) -> &'static [&'static str];
+    /// The streams, read concurrently by the engine.
+    fn streams(&self) -> &'static [Stream] {
+        &Stream::ALL
+    }
 
     /// Reads one page of a stream.
-    async fn read(&self, stream: &str, from: &ReadFrom) -> Result<SourcePage, SourceError>;
+    async fn read(&self, stream: Stream, from: &ReadFrom) -> Result<SourcePage, SourceError>;
+
+    /// Every request this source has sent since it was built, pages read
+    /// and failed alike (a page's own [`SourcePage::stats`] cannot count a
+    /// read that failed or a page read ahead and never applied). The
+    /// engine records the difference over an invocation.
+    fn stats(&self) -> RequestStats {
+        RequestStats::default()
+    }
 
     /// Checks credentials and reachability without syncing anything.
     async fn test_connection(&self) -> ConnectionReport;

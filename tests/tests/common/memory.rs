@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use dirsync_shared::domain::{Group, GroupKind, MemberKind, SourceId, User};
 use dirsync_shared::source::{
     Change, ConnectionReport, DirectorySource, Member, Next, ReadFrom, Removal, RequestStats,
-    SourceError, SourcePage,
+    SourceError, SourcePage, Stream,
 };
 
 #[derive(Debug, Clone, Default)]
@@ -253,11 +253,8 @@ pub enum Touched {
 /// (delta since version).
 #[async_trait]
 impl DirectorySource for MemorySource {
-    fn streams(&self) -> &'static [&'static str] {
-        &["users", "groups"]
-    }
-
-    async fn read(&self, stream: &str, from: &ReadFrom) -> Result<SourcePage, SourceError> {
+    async fn read(&self, stream: Stream, from: &ReadFrom) -> Result<SourcePage, SourceError> {
+        let stream = stream.as_str();
         let n = self.pages_read.fetch_add(1, Ordering::SeqCst) + 1;
         let fault = *self.fault_at.lock().unwrap();
         if let Some((at, f)) = fault

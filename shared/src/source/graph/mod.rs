@@ -30,7 +30,7 @@ use crate::domain::{Connector, Consent, SecretRef, SourceConfig, SourceId};
 use crate::source::retry::{Limiters, RetryPolicy};
 use crate::source::{
     Change, ConnectionReport, DirectorySource, Next, ReadFrom, RequestStats, SourceError,
-    SourcePage,
+    SourcePage, Stream,
 };
 
 pub use client::{GraphClient, GraphFailure, GraphTarget, MAX_PAGE, parse_body};
@@ -520,11 +520,8 @@ fn permission_advice(what: &str, code: &str) -> String {
 
 #[async_trait]
 impl DirectorySource for GraphSource {
-    fn streams(&self) -> &'static [&'static str] {
-        &["users", "groups"]
-    }
-
-    async fn read(&self, stream: &str, from: &ReadFrom) -> Result<SourcePage, SourceError> {
+    async fn read(&self, stream: Stream, from: &ReadFrom) -> Result<SourcePage, SourceError> {
+        let stream = stream.as_str();
         let url = match from {
             ReadFrom::Full => self.first_url(stream)?,
             ReadFrom::Delta(link) | ReadFrom::Continue(link) => {

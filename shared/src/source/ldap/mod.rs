@@ -28,7 +28,7 @@ use crate::domain::{Connector, LdapSettings, MemberKind, SourceConfig, SourceId}
 use crate::secrets::SecretStore;
 use crate::source::{
     Change, ConnectionReport, DirectorySource, Member, Next, ReadFrom, RequestStats, SourceError,
-    SourcePage,
+    SourcePage, Stream,
 };
 
 use map::{Directory, all, dn_key, first, object_guid};
@@ -503,20 +503,15 @@ impl LdapSource {
 
 #[async_trait]
 impl DirectorySource for LdapSource {
-    fn streams(&self) -> &'static [&'static str] {
-        &["users", "groups"]
-    }
-
-    async fn read(&self, stream: &str, from: &ReadFrom) -> Result<SourcePage, SourceError> {
+    async fn read(&self, stream: Stream, from: &ReadFrom) -> Result<SourcePage, SourceError> {
         // A stream is one page: a continuation (never handed out) reads afresh.
         let from = match from {
             ReadFrom::Continue(_) => &ReadFrom::Full,
             other => other,
         };
         match stream {
-            "users" => self.read_users(from).await,
-            "groups" => self.read_groups(from).await,
-            other => Err(SourceError::Config(format!("LDAP has no stream {other:?}"))),
+            Stream::Users => self.read_users(from).await,
+            Stream::Groups => self.read_groups(from).await,
         }
     }
 
