@@ -9,9 +9,7 @@ use chrono::Duration;
 use common::Fixture;
 use common::memory::{Directory, Fault, MemorySource, Touched, group, sid, user};
 use dirsync_shared::domain::*;
-use dirsync_shared::engine::{
-    Action, DeletionGuard, EngineSettings, RunOutcome, RunRequest, SyncEngine,
-};
+use dirsync_shared::engine::{Action, EngineSettings, RunOutcome, RunRequest, SyncEngine};
 use dirsync_shared::source::DirectorySource;
 use dirsync_shared::store::{PageRequest, Scope, all_pages};
 use serde_json::json;
@@ -41,6 +39,12 @@ on_both_stores!(
     expired_delta_cursor_leads_to_a_full_resync,
     catch_up_full_sync_reconciles_missed_changes,
     run_records_keep_the_last_n,
+    membership_removals_are_held_weighed_per_group_and_listed,
+    a_run_staged_for_700_user_removals_changes_no_row_and_a_newer_run_ends_its_review,
+    each_connector_sets_its_own_limits,
+    the_account_holds_removals_while_another_connector_is_paused_or_failed,
+    an_approval_skips_what_changed_since_and_a_staged_run_expires,
+    a_run_keeps_its_lease_while_it_works_and_stops_once_it_has_lost_it,
 );
 
 // ---- helpers ----------------------------------------------------------------
@@ -346,6 +350,7 @@ async fn deletions_by_full_sweep_and_by_delta(f: Fixture) {
     );
     assert_eq!(st, expected(&src.directory()));
     // A delta removal.
+    let before = state(&f, &c).await;
     src.mutate(|d, touch| {
         d.users.remove("u00004");
         touch(Touched::User("u00004".into()));
@@ -353,10 +358,16 @@ async fn deletions_by_full_sweep_and_by_delta(f: Fixture) {
         touch(Touched::Member("g0001".into(), "u00005".into()));
     });
     let r = run(&f, &c, &src, manual()).await;
-    // One membership removed explicitly; the removed user's two go with it.
+    // One membership removed explicitly, and the removed user's two with
+    // it: the count is the rows that went.
+    let after = state(&f, &c).await;
+    assert_eq!(
+        r.counts.members_removed as usize,
+        before.members.len() - after.members.len()
+    );
     assert_eq!(
         (r.mode, r.counts.removed, r.counts.members_removed),
-        (SyncMode::Delta, 1, 1)
+        (SyncMode::Delta, 1, 3)
     );
     assert_eq!(state(&f, &c).await, expected(&src.directory()));
 }
@@ -403,21 +414,12 @@ async fn a_delta_rounds_guard_weighs_its_removals_against_the_stored_totals(f: F
     let before = state(&f, &c).await;
     let r = run(&f, &c, &src, manual()).await;
     assert_eq!((r.status, r.counts.removed), (RunStatus::Staged, 0));
-    assert!(says(&r, "of 144 stored"), "{:?}", r.message);
+    assert!(says(&r, "of 138 stored users"), "{:?}", r.message);
     assert_eq!(state(&f, &c).await, before);
 
     // Over the absolute cap the total cannot matter: staged without it.
-    let capped = SyncEngine::new(
-        f.store.clone(),
-        EngineSettings {
-            guard: DeletionGuard {
-                max_count: 10,
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-    );
-    let c2 = connector(&f, "capped", json!({}));
+    let capped = engine(&f);
+    let c2 = connector(&f, "capped", json!({"max_user_removals": 10}));
     let src2 = MemorySource::new(Directory::generate(150, 6, "fabrikam.com"), 40);
     capped.run(&c2, &src2, manual()).await.unwrap();
     delete_users(&src2, 0..12);
@@ -568,24 +570,19 @@ async fn a_staged_run_is_superseded_by_a_later_one_and_cannot_be_approved(f: Fix
 
 async fn an_empty_source_never_removes_anything(f: Fixture) {
     let src = MemorySource::new(Directory::generate(8, 1, "contoso.com"), 5);
-    let c = connector(&f, "main", json!({}));
+    // Even with a guard that would let everything through.
+    let all = u64::MAX;
+    let c = connector(
+        &f,
+        "main",
+        json!({"max_user_removals": all, "max_user_removals_percent": 100,
+               "max_group_removals": all, "max_group_removals_percent": 100,
+               "max_membership_removals": all, "max_membership_removals_percent": 100}),
+    );
     run(&f, &c, &src, manual()).await;
     let before = state(&f, &c).await;
     src.mutate(|d, _| *d = Directory::default());
-    let settings = EngineSettings {
-        // Even with a guard that would let everything through.
-        guard: DeletionGuard {
-            max_count: u64::MAX,
-            max_percent: 100,
-            percent_floor: u64::MAX,
-        },
-        ..Default::default()
-    };
-    let r = match SyncEngine::new(f.store.clone(), settings)
-        .run(&c, &src, full())
-        .await
-        .unwrap()
-    {
+    let r = match engine(&f).run(&c, &src, full()).await.unwrap() {
         RunOutcome::Finished(r) => r,
         other => panic!("{other:?}"),
     };
@@ -1123,4 +1120,307 @@ async fn run_records_keep_the_last_n(f: Fixture) {
         .items;
     assert_eq!(runs.len(), 3);
     assert_eq!(runs[0].id, last.unwrap(), "newest first");
+}
+
+// ---- the guard over every destructive change ---------------------------------
+
+/// The user members of a group, as the source has them.
+fn user_members(src: &MemorySource, group: &str) -> Vec<String> {
+    src.directory().members[group]
+        .keys()
+        .filter(|m| m.starts_with('u'))
+        .cloned()
+        .collect()
+}
+
+/// Members leave a group, and the delta log says so.
+fn leave(src: &MemorySource, group: &str, members: &[String]) {
+    src.mutate(|d, touch| {
+        for m in members {
+            d.members.get_mut(group).unwrap().remove(m);
+            touch(Touched::Member(group.into(), m.clone()));
+        }
+    });
+}
+
+async fn membership_removals_are_held_weighed_per_group_and_listed(f: Fixture) {
+    // 200 users in 4 groups of 100 (and g0001 nested in g0000).
+    let src = MemorySource::new(Directory::generate(200, 4, "contoso.com"), 50);
+    let c = connector(&f, "main", json!({}));
+    run(&f, &c, &src, manual()).await;
+    // 30 of g0001's 100 leave it: 7% of all memberships, 30% of the group.
+    let leavers: Vec<String> = user_members(&src, "g0001")[..30].to_vec();
+    leave(&src, "g0001", &leavers);
+    let before = state(&f, &c).await;
+    let e = engine(&f);
+    for read in [manual(), full()] {
+        // A delta's removals and a full read's sweep alike.
+        let r = run(&f, &c, &src, read).await;
+        assert_eq!(r.status, RunStatus::Staged, "{:?}", r.message);
+        assert!(
+            says(&r, "group Group 1 would lose 30 of its 100 members"),
+            "{:?}",
+            r.message
+        );
+        assert!(says(&r, "30 membership removals"), "{:?}", r.message);
+        assert_eq!(r.counts.members_removed, 0);
+        assert_eq!(state(&f, &c).await, before, "a staged run removes no row");
+        let listed = e.staged_actions(&scope(&c), &r.id).await.unwrap();
+        let memberships: BTreeSet<String> = listed
+            .iter()
+            .filter(|a| a.object_type == "membership" && a.action == Action::Remove)
+            .map(|a| a.id.clone())
+            .collect();
+        assert_eq!(memberships, leavers.iter().cloned().collect());
+        if r.mode == SyncMode::Delta {
+            e.reject(&scope(&c), &r.id, None).await.unwrap();
+            assert_eq!(state(&f, &c).await, before, "rejected: nothing removed");
+        } else {
+            let approved = e.approve(&scope(&c), &r.id, None).await.unwrap();
+            let after = state(&f, &c).await;
+            assert_eq!(before.members.len() - after.members.len(), 30);
+            assert_eq!(
+                approved.counts.members_removed, 30,
+                "{:?}",
+                approved.message
+            );
+            assert_eq!(after, expected(&src.directory()));
+        }
+    }
+}
+
+async fn a_run_staged_for_700_user_removals_changes_no_row_and_a_newer_run_ends_its_review(
+    f: Fixture,
+) {
+    let src = Arc::new(MemorySource::new(
+        Directory::generate(1000, 5, "contoso.com"),
+        100,
+    ));
+    let c = connector(&f, "main", json!({}));
+    run(&f, &c, &*src, manual()).await;
+    delete_users(&src, 0..700);
+    let before = state(&f, &c).await;
+    let staged = run(&f, &c, &*src, full()).await;
+    assert_eq!(staged.status, RunStatus::Staged, "{:?}", staged.message);
+    assert!(
+        says(
+            &staged,
+            "700 user removals or disables exceed the deletion guard's limit of 500"
+        ),
+        "{:?}",
+        staged.message
+    );
+    assert_eq!(
+        (staged.counts.removed, staged.counts.members_removed),
+        (0, 0)
+    );
+    assert_eq!(state(&f, &c).await, before, "0 rows changed");
+    let e = engine(&f);
+    let listed = e.staged_actions(&scope(&c), &staged.id).await.unwrap();
+    assert_eq!(
+        listed.iter().filter(|a| a.object_type == "user").count(),
+        700
+    );
+
+    // A newer run that has only begun already ends the review…
+    let mut begun = full();
+    begun.deadline = Some(tokio::time::Instant::now());
+    assert!(matches!(
+        e.run(&c, &*src, begun).await.unwrap(),
+        RunOutcome::Continue { .. }
+    ));
+    let err = e.approve(&scope(&c), &staged.id, None).await.unwrap_err();
+    assert!(err.to_string().contains("started after it"), "{err}");
+    assert_eq!(state(&f, &c).await, before);
+    // …and once it ends, the older run is superseded for good.
+    let later = run(&f, &c, &*src, RunRequest::new(Trigger::Continuation)).await;
+    assert_eq!(later.status, RunStatus::Staged, "{:?}", later.message);
+    let old = f
+        .store
+        .get_run(&scope(&c), &staged.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(old.status, RunStatus::Superseded);
+    let err = e.approve(&scope(&c), &staged.id, None).await.unwrap_err();
+    assert!(err.to_string().contains("it is superseded"), "{err}");
+    assert_eq!(state(&f, &c).await, before);
+}
+
+async fn each_connector_sets_its_own_limits(f: Fixture) {
+    let dir = Directory::generate(40, 4, "contoso.com");
+    let mut tight = connector(
+        &f,
+        "tight",
+        json!({"max_membership_removals": 5, "max_membership_removals_percent": 100}),
+    );
+    assert_eq!(tight.options.deletion_guard.memberships.max_count, 5);
+    let mut default = connector(&f, "default", json!({}));
+    // In accounts of their own: the same addresses in one account conflict.
+    tight.account = AccountId::new("tight").unwrap();
+    default.account = AccountId::new("default").unwrap();
+    for (c, staged) in [(&tight, true), (&default, false)] {
+        let src = MemorySource::new(dir.clone(), 10);
+        run(&f, c, &src, manual()).await;
+        // Six members leave, across the four groups.
+        let mut gone = Vec::new();
+        for g in 0..4 {
+            let group = format!("g{g:04}");
+            let m = user_members(&src, &group)[..1 + usize::from(g == 0)].to_vec();
+            leave(&src, &group, &m);
+            gone.extend(m);
+        }
+        assert_eq!(gone.len(), 5);
+        leave(&src, "g0001", &user_members(&src, "g0001")[..1]);
+        let before = state(&f, c).await;
+        let r = run(&f, c, &src, manual()).await;
+        let after = state(&f, c).await;
+        if staged {
+            assert_eq!(r.status, RunStatus::Staged, "{:?}", r.message);
+            assert!(
+                says(
+                    &r,
+                    "6 membership removals exceed the deletion guard's limit of 5"
+                ),
+                "{:?}",
+                r.message
+            );
+            assert_eq!(after, before);
+        } else {
+            assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+            assert_eq!(r.counts.members_removed, 6);
+            assert_eq!(before.members.len() - after.members.len(), 6);
+        }
+    }
+}
+
+async fn the_account_holds_removals_while_another_connector_is_paused_or_failed(f: Fixture) {
+    let c = connector(&f, "main", json!({}));
+    let mut account = Account::new(
+        c.account.clone(),
+        "Acme",
+        Region::Europe,
+        dirsync_shared::clock::Clock::now(&*f.clock),
+    )
+    .unwrap();
+    f.store.create_account(&account).await.unwrap();
+    let mut other = connector(&f, "other", json!({"enabled": false}));
+    other = f.store.create_connector(&other).await.unwrap();
+    let src = MemorySource::new(Directory::generate(40, 2, "contoso.com"), 10);
+    run(&f, &c, &src, manual()).await;
+    delete_users(&src, 0..1);
+    let before = state(&f, &c).await;
+
+    // One leaver, well inside the guard, is held while `other` is paused…
+    let r = run(&f, &c, &src, manual()).await;
+    assert_eq!(r.status, RunStatus::Staged, "{:?}", r.message);
+    assert!(says(&r, "connector other is paused"), "{:?}", r.message);
+    assert_eq!(state(&f, &c).await, before);
+    // …and while its last run failed.
+    other.state = ConnectorState::Enabled;
+    other = f.store.update_connector(&other).await.unwrap();
+    let e = engine(&f);
+    e.record_failure(&other, Trigger::Continuation, "the directory is down")
+        .await
+        .unwrap();
+    let r = run(&f, &c, &src, full()).await;
+    assert_eq!(r.status, RunStatus::Staged, "{:?}", r.message);
+    assert!(
+        says(&r, "the last run of connector other failed"),
+        "{:?}",
+        r.message
+    );
+    assert_eq!(state(&f, &c).await, before);
+    // The account can turn the hold off.
+    account.hold_on_connector_trouble = false;
+    f.store.update_account(&account).await.unwrap();
+    let r = run(&f, &c, &src, full()).await;
+    assert_eq!(
+        (r.status, r.counts.removed),
+        (RunStatus::Succeeded, 1),
+        "{:?}",
+        r.message
+    );
+    assert_eq!(state(&f, &c).await, expected(&src.directory()));
+}
+
+async fn an_approval_skips_what_changed_since_and_a_staged_run_expires(f: Fixture) {
+    let src = MemorySource::new(Directory::generate(60, 3, "contoso.com"), 20);
+    let c = connector(&f, "main", json!({}));
+    run(&f, &c, &src, manual()).await;
+    src.mutate(|d, _| d.users.retain(|id, _| id == "u00000" || id == "u00001"));
+    let e = engine(&f);
+    let s = scope(&c);
+
+    // Not reviewed within 14 days: it expires and removes nothing.
+    let first = run(&f, &c, &src, full()).await;
+    assert_eq!(first.status, RunStatus::Staged);
+    assert!(says(&first, "within 14 days"), "{:?}", first.message);
+    let before = state(&f, &c).await;
+    f.clock.advance(Duration::days(15));
+    let err = e.approve(&s, &first.id, None).await.unwrap_err();
+    assert!(err.to_string().contains("expired"), "{err}");
+    let expired = f.store.get_run(&s, &first.id).await.unwrap().unwrap();
+    assert_eq!(expired.status, RunStatus::Expired);
+    assert_eq!(state(&f, &c).await, before);
+
+    // A user changed since staging is left alone, and named.
+    let second = run(&f, &c, &src, full()).await;
+    assert_eq!(second.status, RunStatus::Staged);
+    let mut changed = before.users["u00005"].clone();
+    changed.display_name = Some("Renamed Since".into());
+    f.store.upsert_users(&s, &[changed.clone()]).await.unwrap();
+    let approved = e.approve(&s, &second.id, None).await.unwrap();
+    let review = approved.review.unwrap();
+    assert_eq!(review.skipped.len(), 1, "{:?}", review.skipped);
+    assert!(review.skipped[0].contains(changed.primary_email.as_str()));
+    let after = state(&f, &c).await;
+    assert_eq!(after.users.len(), 3, "the two kept and the changed one");
+    assert_eq!(after.users["u00005"], changed);
+}
+
+async fn a_run_keeps_its_lease_while_it_works_and_stops_once_it_has_lost_it(f: Fixture) {
+    let dir = Directory::generate(40, 2, "contoso.com");
+    for (heartbeat, keeps) in [(20, true), (3_600_000, false)] {
+        let src = Arc::new(MemorySource::new(dir.clone(), 10));
+        *src.page_delay.lock().unwrap() = std::time::Duration::from_millis(100);
+        let mut c = connector(&f, &format!("beat{heartbeat}"), json!({}));
+        c.account = AccountId::new(format!("beat{heartbeat}")).unwrap();
+        let settings = EngineSettings {
+            heartbeat: std::time::Duration::from_millis(heartbeat),
+            ..Default::default()
+        };
+        let slow = SyncEngine::new(f.store.clone(), settings);
+        let (c2, src2) = (c.clone(), src.clone());
+        let first = tokio::spawn(async move { slow.run(&c2, &*src2, manual()).await });
+        while src.pages_read.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        // Longer than the lease lasts without a renewal.
+        f.clock.advance(Duration::minutes(11));
+        tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+        let fast = MemorySource::new(dir.clone(), 10);
+        let second = engine(&f).run(&c, &fast, manual()).await.unwrap();
+        let first = first.await.unwrap().unwrap();
+        if keeps {
+            assert!(
+                matches!(second, RunOutcome::AlreadyRunning { .. }),
+                "the heartbeat kept the lease: {second:?}"
+            );
+            assert!(
+                matches!(&first, RunOutcome::Finished(r) if r.status == RunStatus::Succeeded),
+                "{first:?}"
+            );
+        } else {
+            assert!(
+                matches!(&second, RunOutcome::Finished(r) if r.status == RunStatus::Succeeded),
+                "the lapsed lease was taken over: {second:?}"
+            );
+            assert!(
+                matches!(first, RunOutcome::AlreadyRunning { .. }),
+                "the first run stopped before writing again: {first:?}"
+            );
+        }
+        assert_eq!(state(&f, &c).await, expected(&dir));
+    }
 }

@@ -393,7 +393,8 @@ async fn users_are_found_by_any_address_in_any_case(f: Fixture) {
         f.store
             .remove_users(&s, &[sid("u1"), sid("never")])
             .await
-            .unwrap(),
+            .unwrap()
+            .objects,
         1
     );
     for a in ["ann@contoso.com", "ann@fabrikam.com", "as@contoso.com"] {
@@ -632,9 +633,12 @@ async fn memberships_both_ways_and_cleanup_on_removal(f: Fixture) {
 
     // Removing a user removes its memberships; removing a group removes its
     // member list and its own membership in other groups.
-    f.store.remove_users(&s, &[sid("u1")]).await.unwrap();
+    // Each counts the rows it removed: users or groups, and memberships.
+    let removed = f.store.remove_users(&s, &[sid("u1")]).await.unwrap();
+    assert_eq!((removed.objects, removed.memberships), (1, 2));
     assert!(groups_of("u1").await.is_empty());
-    assert_eq!(f.store.remove_groups(&s, &[sid("sales")]).await.unwrap(), 1);
+    let removed = f.store.remove_groups(&s, &[sid("sales")]).await.unwrap();
+    assert_eq!((removed.objects, removed.memberships), (1, 1));
     assert!(
         f.store
             .get_group(&s, &sid("sales"))

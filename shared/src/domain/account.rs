@@ -11,6 +11,16 @@ pub struct Account {
     pub name: String,
     pub region: Region,
     pub created_at: DateTime<Utc>,
+    /// Mimecast's account-wide hold: while any connector of the account is
+    /// paused or its last run failed, the removals and disables of all its
+    /// connectors are staged for review (a directory split over several
+    /// connectors can look emptied when one of them is down).
+    #[serde(default = "on")]
+    pub hold_on_connector_trouble: bool,
+}
+
+fn on() -> bool {
+    true
 }
 
 impl Account {
@@ -32,6 +42,7 @@ impl Account {
             name,
             region,
             created_at: now,
+            hold_on_connector_trouble: true,
         })
     }
 }

@@ -11,6 +11,7 @@ use super::{AccountId, ConnectorId};
 #[serde(rename_all = "kebab-case")]
 pub enum AuditAction {
     CreateAccount,
+    UpdateAccount,
     GrantAccess,
     RevokeAccess,
     CreateConnector,

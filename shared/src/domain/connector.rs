@@ -13,7 +13,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{AccountId, ConnectorId, DomainFilter, DomainName, EmailAddress, ValidationError};
+use super::{
+    AccountId, ConnectorId, DeletionGuard, DomainFilter, DomainName, EmailAddress, GUARD_SETTINGS,
+    ValidationError,
+};
 
 /// The kinds of directory a connector can read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -397,6 +400,9 @@ pub struct SyncOptions {
     pub acknowledge_disabled: bool,
     /// "Optional email domains filter".
     pub email_domains: DomainFilter,
+    /// How much one run may remove or disable before it is staged.
+    #[serde(default)]
+    pub deletion_guard: DeletionGuard,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -450,6 +456,13 @@ pub struct ConnectorSpec {
     pub enabled: Option<bool>,
     pub acknowledge_disabled: Option<bool>,
     pub email_domains: Option<String>,
+    // The deletion guard (see [`GUARD_SETTINGS`])
+    pub max_user_removals: Option<u64>,
+    pub max_user_removals_percent: Option<u64>,
+    pub max_group_removals: Option<u64>,
+    pub max_group_removals_percent: Option<u64>,
+    pub max_membership_removals: Option<u64>,
+    pub max_membership_removals_percent: Option<u64>,
     // Entra
     pub cloud: Option<String>,
     pub authority_url: Option<String>,
@@ -737,6 +750,7 @@ impl ConnectorSpec {
             options: SyncOptions {
                 acknowledge_disabled: self.acknowledge_disabled.unwrap_or(false),
                 email_domains: self.email_domains.as_deref().unwrap_or("").parse()?,
+                deletion_guard: self.deletion_guard()?,
             },
             source,
             version: 0,
@@ -747,6 +761,29 @@ impl ConnectorSpec {
         // A connector is made with its secret: bound to where it points now.
         connector.bind_secret();
         Ok(connector)
+    }
+
+    fn deletion_guard(&self) -> Result<DeletionGuard, ValidationError> {
+        let mut guard = DeletionGuard::default();
+        for (name, _) in GUARD_SETTINGS {
+            if let Some(value) = self.guard_setting(name) {
+                guard.set(name, value)?;
+            }
+        }
+        Ok(guard)
+    }
+
+    /// One of the deletion guard's settings, as given.
+    pub fn guard_setting(&self, name: &str) -> Option<u64> {
+        match name {
+            "max_user_removals" => self.max_user_removals,
+            "max_user_removals_percent" => self.max_user_removals_percent,
+            "max_group_removals" => self.max_group_removals,
+            "max_group_removals_percent" => self.max_group_removals_percent,
+            "max_membership_removals" => self.max_membership_removals,
+            "max_membership_removals_percent" => self.max_membership_removals_percent,
+            _ => None,
+        }
     }
 
     fn cloud(&self) -> Result<Cloud, ValidationError> {

@@ -91,6 +91,17 @@ pub enum MemberKind {
     Contact,
 }
 
+impl MemberKind {
+    /// How a person would name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            MemberKind::User => "user",
+            MemberKind::Group => "group",
+            MemberKind::Contact => "contact",
+        }
+    }
+}
+
 /// `member` belongs to `group`. Both ids are the source's.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Membership {

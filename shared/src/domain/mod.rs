@@ -7,6 +7,7 @@ mod audit;
 mod connector;
 mod directory;
 mod error;
+mod guard;
 mod ids;
 mod region;
 mod run;
@@ -21,6 +22,7 @@ pub use connector::{
 };
 pub use directory::{ContentHash, Group, GroupKind, MemberKind, Membership, User};
 pub use error::ValidationError;
+pub use guard::{DeletionGuard, GUARD_SETTINGS, Limit, PERCENT_FLOOR};
 pub use ids::{AccountId, ConnectorId, RunId, SourceId};
 pub use region::Region;
 pub use run::{

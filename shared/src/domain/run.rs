@@ -43,9 +43,26 @@ pub enum RunStatus {
     Approved,
     /// Was staged; an administrator rejected it and nothing was applied.
     Rejected,
+    /// Was staged, and not reviewed in time: nothing was applied.
+    Expired,
 }
 
 impl RunStatus {
+    /// The status as the API and the CLI name it.
+    pub fn code(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Staged => "staged",
+            RunStatus::Partial => "partial",
+            RunStatus::Failed => "failed",
+            RunStatus::Superseded => "superseded",
+            RunStatus::Approved => "approved",
+            RunStatus::Rejected => "rejected",
+            RunStatus::Expired => "expired",
+        }
+    }
+
     pub fn is_finished(self) -> bool {
         self != RunStatus::Running
     }
@@ -114,6 +131,9 @@ pub struct Review {
     pub at: DateTime<Utc>,
     /// How many staged actions were applied (0 when rejected).
     pub applied: u64,
+    /// Staged objects an approval left alone, because they changed since.
+    #[serde(default)]
+    pub skipped: Vec<String>,
 }
 
 impl SyncRun {

@@ -141,11 +141,17 @@ impl Connector {
 /// The settings a change may carry; the rest (id, kind, tenant, cloud,
 /// secret names) are fixed for a connector's life, or changed by their own
 /// operation.
-pub const CHANGEABLE: [&str; 15] = [
+pub const CHANGEABLE: [&str; 21] = [
     "description",
     "enabled",
     "acknowledge_disabled",
     "email_domains",
+    "max_user_removals",
+    "max_user_removals_percent",
+    "max_group_removals",
+    "max_group_removals_percent",
+    "max_membership_removals",
+    "max_membership_removals_percent",
     "url",
     "transport",
     "base_dn",
@@ -171,6 +177,13 @@ impl From<&Connector> for ConnectorSpec {
             email_domains: Some(c.options.email_domains.to_string()),
             ..ConnectorSpec::default()
         };
+        let guard = &c.options.deletion_guard;
+        spec.max_user_removals = Some(guard.users.max_count);
+        spec.max_user_removals_percent = Some(guard.users.max_percent);
+        spec.max_group_removals = Some(guard.groups.max_count);
+        spec.max_group_removals_percent = Some(guard.groups.max_percent);
+        spec.max_membership_removals = Some(guard.memberships.max_count);
+        spec.max_membership_removals_percent = Some(guard.memberships.max_percent);
         let cloud = |spec: &mut ConnectorSpec, cloud: &super::Cloud| match cloud {
             super::Cloud::Custom {
                 authority_url,

@@ -27,6 +27,13 @@ pub struct PageOutcome {
     pub member_users: Vec<u64>,
     pub skipped_users: Vec<SourceId>,
     pub added_user_members: Vec<(SourceId, SourceId)>,
+    /// Membership removals the source asked for: held like every
+    /// destructive change, and weighed with the sweep's at the end.
+    pub held_members: Vec<Membership>,
+    /// A delta read's added memberships, so that the end of the run can
+    /// tell a removal held on an earlier page from one undone on a later
+    /// one (a full read has them as `seen_members`).
+    pub member_adds: Vec<u64>,
     /// Memberships of users not kept, held until the end of the run (the
     /// user may have become one that is kept in this very run).
     pub pending_members: Vec<(SourceId, SourceId)>,
@@ -109,6 +116,37 @@ fn memberships(group: &SourceId, members: &[Member]) -> Vec<Membership> {
         .collect()
 }
 
+/// A page's membership changes in the order the source gave them: the
+/// last word on a membership counts.
+#[derive(Default)]
+struct MemberChanges {
+    said: Vec<(Membership, bool)>,
+}
+
+impl MemberChanges {
+    fn say(&mut self, memberships: impl IntoIterator<Item = Membership>, added: bool) {
+        self.said
+            .extend(memberships.into_iter().map(|m| (m, added)));
+    }
+
+    /// The memberships added and those removed.
+    fn last_words(self) -> (Vec<Membership>, Vec<Membership>) {
+        let mut last: HashMap<(SourceId, SourceId), usize> = HashMap::new();
+        for (i, (m, _)) in self.said.iter().enumerate() {
+            last.insert((m.group.clone(), m.member.clone()), i);
+        }
+        let mut added = Vec::new();
+        let mut removed = Vec::new();
+        for (i, (m, add)) in self.said.into_iter().enumerate() {
+            if last.get(&(m.group.clone(), m.member.clone())) != Some(&i) {
+                continue;
+            }
+            if add { added.push(m) } else { removed.push(m) }
+        }
+        (added, removed)
+    }
+}
+
 impl PageContext<'_> {
     pub async fn apply(&self, changes: Vec<Change>) -> Result<PageOutcome, StoreError> {
         let mut out = PageOutcome::default();
@@ -118,8 +156,7 @@ impl PageContext<'_> {
         let mut removed_users = Vec::new();
         let mut groups = Vec::new();
         let mut removed_groups = Vec::new();
-        let mut added = Vec::new();
-        let mut removed_members = Vec::new();
+        let mut members = MemberChanges::default();
 
         for change in changes {
             match policy::apply(&self.connector.options, change) {
@@ -132,26 +169,32 @@ impl PageContext<'_> {
                 Change::RemoveUser { id, reason } => removed_users.push((id, reason)),
                 Change::Group(g) => groups.push(g),
                 Change::RemoveGroup { id, reason } => removed_groups.push((id, reason)),
-                Change::AddMembers { group, members } => {
-                    added.extend(memberships(&group, &members))
+                Change::AddMembers { group, members: m } => {
+                    members.say(memberships(&group, &m), true)
                 }
-                Change::RemoveMembers { group, members } => {
-                    removed_members.extend(memberships(&group, &members))
+                Change::RemoveMembers { group, members: m } => {
+                    members.say(memberships(&group, &m), false)
                 }
-                Change::ReplaceMembers { group, members } => {
-                    // Stored members the list no longer names go; the rest
-                    // are added like any other membership.
-                    let listed: HashSet<&SourceId> = members.iter().map(|m| &m.id).collect();
-                    let stored = crate::store::all_pages(|p| {
-                        self.store.group_members(self.scope, &group, p)
-                    })
-                    .await?;
-                    removed_members
-                        .extend(stored.into_iter().filter(|m| !listed.contains(&m.member)));
-                    added.extend(memberships(&group, &members));
+                Change::ReplaceMembers { group, members: m } => {
+                    // A full read's sweep removes what the complete lists
+                    // did not name; otherwise the stored members the list
+                    // no longer names are held for removal here.
+                    if !full {
+                        let listed: HashSet<&SourceId> = m.iter().map(|m| &m.id).collect();
+                        let stored = crate::store::all_pages(|p| {
+                            self.store.group_members(self.scope, &group, p)
+                        })
+                        .await?;
+                        members.say(
+                            stored.into_iter().filter(|s| !listed.contains(&s.member)),
+                            false,
+                        );
+                    }
+                    members.say(memberships(&group, &m), true);
                 }
             }
         }
+        let (added, removed_members) = members.last_words();
         let users: Vec<User> = user_order
             .into_iter()
             .filter_map(|id| users.remove(&id))
@@ -219,20 +262,18 @@ impl PageContext<'_> {
                     .filter(|m| m.member_kind == crate::domain::MemberKind::User)
                     .map(|m| (m.group.clone(), m.member.clone())),
             );
+            out.member_adds
+                .extend(added.iter().map(|m| membership_fp(&m.group, &m.member)));
         }
+        out.held_members = removed_members;
         if self.dry_run {
             out.counts.members_added += added.len() as u64;
-            out.counts.members_removed += removed_members.len() as u64;
         } else {
             out.counts.members_added += if self.known.began_empty {
                 self.store.put_memberships(self.scope, &added).await?
             } else {
                 self.store.add_memberships(self.scope, &added).await?
             };
-            out.counts.members_removed += self
-                .store
-                .remove_memberships(self.scope, &removed_members)
-                .await?;
         }
         Ok(out)
     }
@@ -258,6 +299,7 @@ impl PageContext<'_> {
                 // Disabling is held until the run knows how many it disables.
                 Some(old) if old.enabled && !user.enabled => {
                     out.held.push(HeldAction::DisableUser {
+                        stored_hash: Some(old.content_hash().as_str().to_owned()),
                         user,
                         reason: "disabled at the source".into(),
                     })
@@ -397,6 +439,7 @@ impl PageContext<'_> {
         for (id, reason) in removed {
             if let Some(old) = self.store.get_group(self.scope, &id).await? {
                 out.held.push(HeldAction::RemoveGroup {
+                    stored_hash: Some(old.content_hash().as_str().to_owned()),
                     label: old.name,
                     id,
                     reason: removal_reason(&reason),

@@ -10,28 +10,38 @@
 
 mod apply;
 mod finish;
+mod guard;
+mod invocation;
+mod lease;
 pub mod plan;
 pub mod policy;
 pub mod progress;
+mod review;
+mod sweep;
 
 use chrono::{DateTime, Duration, Utc};
 use std::collections::HashSet;
-use tokio::sync::Mutex;
 
-use crate::domain::{Connector, Lease, RunStatus, SourceId, SyncMode, SyncRun, Trigger};
-use crate::source::{DirectorySource, Next, ReadFrom, SourceError, SourcePage, Stream};
+use crate::domain::{
+    Connector, Lease, Membership, RunStatus, SourceId, SyncMode, SyncRun, Trigger,
+};
+use crate::source::{DirectorySource, Next, ReadFrom, SourceError, Stream};
 use crate::store::{Scope, StateStore, StoreError};
 
 use apply::{Known, NotKept, PageContext, PageOutcome};
-pub use plan::{Action, DeletionGuard, HeldAction, PlanEntry};
+use invocation::Invocation;
+use lease::LeaseKeeper;
+pub use plan::{Action, HeldAction, PlanEntry};
 use progress::{Checkpoints, RunProgress, StreamProgress};
+pub use review::STAGED_DAYS;
 
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
     /// How long a run may go without checkpointing before another run may
     /// take its connector over.
     pub lease_ttl: Duration,
-    pub guard: DeletionGuard,
+    /// How often a run renews its lease while it holds it.
+    pub heartbeat: std::time::Duration,
     /// Run records kept per connector.
     pub keep_runs: usize,
     /// A dry run lists at most this many objects (counts cover all).
@@ -66,7 +76,7 @@ impl Default for EngineSettings {
     fn default() -> Self {
         Self {
             lease_ttl: Duration::minutes(10),
-            guard: DeletionGuard::default(),
+            heartbeat: std::time::Duration::from_secs(60),
             keep_runs: 50,
             max_plan_entries: 10_000,
             deadline_margin: std::time::Duration::from_secs(30),
@@ -126,6 +136,12 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Review(String),
+    /// Another invocation took the connector over: stop, touch nothing.
+    #[error("the run's lease is held by {holder} until {until}")]
+    LeaseLost {
+        holder: String,
+        until: DateTime<Utc>,
+    },
 }
 
 /// What the streams of a run gathered for the end of the run.
@@ -139,35 +155,21 @@ pub(crate) struct Gathered {
     pub added_user_members: Vec<(SourceId, SourceId)>,
     pub pending_members: Vec<(SourceId, SourceId)>,
     pub held: Vec<HeldAction>,
+    /// Membership removals the source asked for, with the page each was
+    /// asked on.
+    pub held_members: Vec<(String, Membership)>,
+    /// Memberships added, by page: a removal asked for on an earlier page
+    /// is undone by them.
+    pub member_adds: Vec<(String, Vec<u64>)>,
     pub plan: Vec<PlanEntry>,
 }
-
-type StreamFuture<'a> = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<StreamEnd, EngineError>> + Send + 'a>,
->;
 
 /// How many pages a stream keeps queued ahead of the page it applies (its
 /// reader may hold one more, waiting for room). Three keep
 /// the source busy through an uneven page (one listing a large group's
 /// members takes longer to store than the latency of the next read) at a
 /// few megabytes of memory; more only read further past a pause.
-const READ_AHEAD: usize = 3;
-
-enum StreamEnd {
-    Done,
-    Paused,
-    /// The source asked for a wait longer than an invocation should spend.
-    Waiting {
-        why: String,
-        after: std::time::Duration,
-    },
-    Failed(SourceError),
-    /// Another invocation took the connector over: stop, touch nothing.
-    LeaseLost {
-        holder: String,
-        until: DateTime<Utc>,
-    },
-}
+pub(crate) const READ_AHEAD: usize = 3;
 
 #[derive(Clone)]
 pub struct SyncEngine {
@@ -220,179 +222,47 @@ impl SyncEngine {
         if request.dry_run {
             return self.dry_run(connector, source, &scope, request).await;
         }
-        let now = self.store.now();
         // Each invocation holds the lease under its own name: a second
         // invocation never passes for the first, even when it continues the
-        // same run.
+        // same run. The lease first: what the connector's progress says is
+        // only trustworthy once no one else can change it.
         let holder = format!("{}", uuid::Uuid::new_v4());
-        // The lease first: what the connector's progress says is only
-        // trustworthy once no one else can change it.
-        if let Err(e) = self
+        let lease = match self
             .store
             .acquire_lease(&scope, &holder, self.settings.lease_ttl)
             .await
         {
-            return held_or(e);
-        }
-        let existing = Checkpoints {
-            store: &self.store,
-            scope: &scope,
-            run: crate::domain::RunId::generate(now),
-        }
-        .load_run()
-        .await?;
-
-        // A full sync asked for by hand replaces an unfinished run: the
-        // catch-up after an interruption.
-        let existing = match existing {
-            Some(p) if request.full && request.trigger != Trigger::Continuation => {
-                self.store.clear_progress(&scope).await?;
-                self.store.delete_run_chunks(&scope, &p.run.id).await?;
-                None
+            Ok(lease) => LeaseKeeper::new(lease),
+            Err(e) => return held_or(e),
+        };
+        let work = async {
+            let (progress, streams) = self
+                .resume_or_start(connector, source, &scope, &request)
+                .await?;
+            let invocation =
+                Invocation::new(self, connector, source, &scope, &request, &lease, progress)
+                    .await?;
+            let ends = invocation.read(streams).await?;
+            invocation.conclude(ends).await
+        };
+        let heartbeat = lease.heartbeat(
+            &self.store,
+            self.settings.lease_ttl,
+            self.settings.heartbeat,
+        );
+        let outcome = tokio::select! {
+            outcome = work => outcome,
+            never = heartbeat => match never {},
+        };
+        match outcome {
+            // Taken over: the other invocation owns the checkpoints and the
+            // run record now; leave them alone.
+            Err(EngineError::LeaseLost { holder, until }) => {
+                tracing::warn!(connector = %scope.connector, %holder, "the run lost its lease and stopped");
+                Ok(RunOutcome::AlreadyRunning { holder, until })
             }
             other => other,
-        };
-
-        // Resume the connector's unfinished run, or start a new one.
-        let (progress, streams) = match existing {
-            Some(p) => {
-                let cp = self.checkpoints(&scope, &p.run);
-                let mut streams = Vec::new();
-                for s in source.streams() {
-                    let sp = match cp.load_stream(*s).await? {
-                        Some(sp) => sp,
-                        None => self.first_progress(&scope, *s, request.full).await?,
-                    };
-                    streams.push((*s, sp));
-                }
-                let mut p = p;
-                p.run.status = RunStatus::Running;
-                if !p.paused {
-                    p.member_users_recorded = false;
-                }
-                // Written at once: should this invocation die mid-page, the
-                // next must not take the pause for a clean one.
-                p.paused = false;
-                cp.save_run(&p).await?;
-                (p, streams)
-            }
-            None => {
-                let mut run = SyncRun::start(
-                    connector.account.clone(),
-                    connector.id.clone(),
-                    request.trigger.clone(),
-                    SyncMode::Delta,
-                    now,
-                );
-                let mut streams = Vec::new();
-                for s in source.streams() {
-                    streams.push((*s, self.first_progress(&scope, *s, request.full).await?));
-                }
-                if streams.iter().any(|(_, p)| p.mode == SyncMode::Full) {
-                    run.mode = SyncMode::Full;
-                }
-                let began_empty = !self.store.has_directory(&scope).await?;
-                // Only full reads record what they see: a stream that starts
-                // from a cursor (and may turn full later) leaves the run
-                // unable to vouch for its first pages.
-                let all_full = streams.iter().all(|(_, p)| p.mode == SyncMode::Full);
-                let p = RunProgress {
-                    run,
-                    began_empty,
-                    member_users_recorded: began_empty && all_full,
-                    paused: false,
-                };
-                let cp = self.checkpoints(&scope, &p.run);
-                for (name, sp) in &streams {
-                    cp.save_stream(*name, sp).await?;
-                }
-                cp.save_run(&p).await?;
-                self.store.put_run(&p.run).await?;
-                (p, streams)
-            }
-        };
-        let lease = Lease {
-            account: scope.account.clone(),
-            connector: scope.connector.clone(),
-            holder,
-            expires_at: now + self.settings.lease_ttl,
-        };
-        let run_id = progress.run.id.clone();
-        let names: Vec<Stream> = streams.iter().map(|(n, _)| *n).collect();
-        let known = Known {
-            not_kept: NotKept::new(self.store.not_kept_users(&scope).await?),
-            began_empty: progress.began_empty,
-        };
-        let shared = Mutex::new(progress);
-        // Boxed with an explicit `Send` so that a run can be spawned (the
-        // compiler cannot prove it through the closure's lifetimes).
-        let loops: Vec<StreamFuture<'_>> = streams
-            .into_iter()
-            .map(|(name, sp)| {
-                Box::pin(self.stream_loop(
-                    connector, source, &scope, &run_id, name, sp, &request, &shared, &lease, &known,
-                )) as StreamFuture<'_>
-            })
-            .collect();
-        let ends = futures::future::join_all(loops).await;
-        let mut progress = shared.into_inner();
-        let mut ends_iter = Vec::new();
-        for e in ends {
-            ends_iter.push(e?);
         }
-        let cp = self.checkpoints(&scope, &progress.run);
-        let mut finals = Vec::new();
-        for name in names {
-            if let Some(sp) = cp.load_stream(name).await? {
-                finals.push((name, sp));
-            }
-        }
-        total(&mut progress.run, &finals);
-        // Taken over: the other invocation owns the checkpoints and the run
-        // record now; leave them alone.
-        if let Some((holder, until)) = ends_iter.iter().find_map(|e| match e {
-            StreamEnd::LeaseLost { holder, until } => Some((holder.clone(), *until)),
-            _ => None,
-        }) {
-            tracing::warn!(connector = %scope.connector, %holder, "the run lost its lease and stopped");
-            return Ok(RunOutcome::AlreadyRunning { holder, until });
-        }
-        if let Some(err) = ends_iter.iter().find_map(|e| match e {
-            StreamEnd::Failed(err) => Some(err.clone()),
-            _ => None,
-        }) {
-            return self.fail(&scope, progress, err, &lease).await;
-        }
-        let waiting = ends_iter.iter().filter_map(|e| match e {
-            StreamEnd::Waiting { why, after } => Some((why.clone(), *after)),
-            _ => None,
-        });
-        let waiting = waiting.max_by_key(|(_, after)| *after);
-        if waiting.is_some() || ends_iter.iter().any(|e| matches!(e, StreamEnd::Paused)) {
-            let (why, after) = waiting.unwrap_or_else(|| {
-                (
-                    "continuing in a new invocation from the last checkpoint".into(),
-                    std::time::Duration::ZERO,
-                )
-            });
-            progress.run.message = Some(why);
-            progress.paused = true;
-            let cp = self.checkpoints(&scope, &progress.run);
-            cp.save_run(&progress).await?;
-            self.store.put_run(&progress.run).await?;
-            // The continuation takes the lease afresh (or a scheduled run
-            // picks the checkpoint up if it comes first).
-            self.store.release_lease(&lease).await?;
-            return Ok(RunOutcome::Continue {
-                run: progress.run,
-                after,
-            });
-        }
-        let gathered = self.gather(&scope, &progress).await?;
-        let run = self
-            .finish(&scope, progress, finals, gathered, &lease)
-            .await?;
-        Ok(RunOutcome::Finished(run))
     }
 
     fn checkpoints<'a>(&'a self, scope: &'a Scope, run: &SyncRun) -> Checkpoints<'a> {
@@ -420,213 +290,18 @@ impl SyncEngine {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn stream_loop(
-        &self,
-        connector: &Connector,
-        source: &dyn DirectorySource,
-        scope: &Scope,
-        run_id: &crate::domain::RunId,
-        stream: Stream,
-        mut sp: StreamProgress,
-        request: &RunRequest,
-        shared: &Mutex<RunProgress>,
-        lease: &Lease,
-        known: &Known,
-    ) -> Result<StreamEnd, EngineError> {
-        let cp = Checkpoints {
-            store: &self.store,
-            scope,
-            run: run_id.clone(),
-        };
-        let near_deadline = || {
-            request.deadline.is_some_and(|deadline| {
-                tokio::time::Instant::now() + self.settings.deadline_margin >= deadline
-            })
-        };
-        // A read ahead held up (by throttling, say) must not keep the
-        // invocation past its deadline: it is cut off there and read again
-        // later. A reader's first read is not (each invocation starts a
-        // reader, and so does the full read after a refused cursor): the
-        // invocation must apply a page to make progress (the margin leaves
-        // it room).
-        let by_deadline = async |from: &ReadFrom, first: bool| match request.deadline {
-            Some(deadline) if !first => {
-                let stop = deadline
-                    .checked_sub(self.settings.deadline_margin)
-                    .unwrap_or(deadline);
-                tokio::time::timeout_at(stop, source.read(stream, from))
-                    .await
-                    .ok()
-            }
-            _ => Some(source.read(stream, from).await),
-        };
-        loop {
-            let Some(from) = sp.from.clone() else {
-                return Ok(StreamEnd::Done);
-            };
-            if near_deadline() {
-                return Ok(StreamEnd::Paused);
-            }
-            // The reader follows the source's links on its own, up to
-            // READ_AHEAD pages queued (and one more in hand, waiting for
-            // room) ahead of the page being applied, so that
-            // the store's work and the source's latency overlap: a stream
-            // takes about the longer of the two, not their sum. Pages read
-            // but not applied when the invocation stops are simply read
-            // again by the continuation: only applied pages are checkpointed.
-            let (pages, mut received) = tokio::sync::mpsc::channel(READ_AHEAD);
-            let reader = async move {
-                let (mut from, mut first) = (from, true);
-                while let Some(read) = by_deadline(&from, first).await {
-                    first = false;
-                    let next = match &read {
-                        Ok(SourcePage {
-                            next: Next::Page(position),
-                            ..
-                        }) => Some(ReadFrom::Continue(position.clone())),
-                        _ => None,
-                    };
-                    if pages.send(read).await.is_err() {
-                        return;
-                    }
-                    match next {
-                        Some(next) if !near_deadline() => from = next,
-                        _ => return,
-                    }
-                }
-            };
-            let applier = async {
-                let mut first = true;
-                while let Some(read) = received.recv().await {
-                    // The first page is applied whenever it comes (the
-                    // deadline was checked before it was asked for).
-                    if !first && near_deadline() {
-                        return Ok(Some(StreamEnd::Paused));
-                    }
-                    first = false;
-                    match read {
-                        Ok(page) => {
-                            let renewed = self
-                                .apply_page(
-                                    connector, scope, &cp, stream, &mut sp, page, shared, lease,
-                                    known,
-                                )
-                                .await?;
-                            match renewed {
-                                Ok(_) => {}
-                                // Someone took the connector over: stop
-                                // without touching more.
-                                Err(StoreError::LeaseHeld { holder, until, .. }) => {
-                                    return Ok(Some(StreamEnd::LeaseLost { holder, until }));
-                                }
-                                Err(e) => return Err(EngineError::from(e)),
-                            }
-                        }
-                        Err(SourceError::ResyncRequired(why)) if sp.mode == SyncMode::Delta => {
-                            // The stored cursor is dead: read this stream in full.
-                            sp = StreamProgress {
-                                mode: SyncMode::Full,
-                                from: Some(ReadFrom::Full),
-                                cursor: None,
-                                resynced: Some(format!(
-                                    "the stored {stream} cursor could no longer be used ({why}); {stream} were read in full instead"
-                                )),
-                                ..sp.clone()
-                            };
-                            cp.save_stream(stream, &sp).await?;
-                            shared.lock().await.run.mode = SyncMode::Full;
-                            return Ok(None);
-                        }
-                        Err(SourceError::Paused { why, after }) => {
-                            return Ok(Some(StreamEnd::Waiting { why, after }));
-                        }
-                        Err(e) => return Ok(Some(StreamEnd::Failed(e))),
-                    }
-                }
-                // The reader stopped: at the end of the stream, or at the
-                // deadline (the loop above tells which).
-                Ok(None)
-            };
-            // The applier decides when the stream stops; the reader is
-            // dropped then, with any read it has in flight.
-            tokio::pin!(reader, applier);
-            let mut reading = true;
-            let end = loop {
-                tokio::select! {
-                    end = &mut applier => break end,
-                    () = &mut reader, if reading => reading = false,
-                }
-            };
-            if let Some(end) = end? {
-                return Ok(end);
-            }
-        }
-    }
-
-    /// Applies one page and checkpoints it; then renews the lease and says
-    /// how that went.
-    #[allow(clippy::too_many_arguments)]
-    async fn apply_page(
-        &self,
-        connector: &Connector,
-        scope: &Scope,
-        cp: &Checkpoints<'_>,
-        stream: Stream,
-        sp: &mut StreamProgress,
-        page: SourcePage,
-        shared: &Mutex<RunProgress>,
-        lease: &Lease,
-        known: &Known,
-    ) -> Result<Result<Lease, StoreError>, EngineError> {
-        let ctx = PageContext {
-            store: &self.store,
-            scope,
-            connector,
-            mode: sp.mode,
-            dry_run: false,
-            known,
-        };
-        let outcome = ctx.apply(page.changes).await?;
-        // Checkpoint: the page's data first (keyed by the page, so a replay
-        // replaces it), then position and counts in one item, so a crash in
-        // between replays the page — harmless — rather than skipping it.
-        record(cp, &format!("{stream}#{:08}", sp.pages), &outcome).await?;
-        add_counts(&mut sp.counts, &outcome.counts);
-        sp.stats.requests += page.stats.requests;
-        sp.stats.throttled += page.stats.throttled;
-        sp.stats.retries += page.stats.retries;
-        sp.pages += 1;
-        match page.next {
-            Next::Page(position) => sp.from = Some(ReadFrom::Continue(position)),
-            Next::Done { cursor } => {
-                sp.from = None;
-                sp.cursor = cursor;
-            }
-        }
-        cp.save_stream(stream, sp).await?;
-        if let Some(hook) = &self.settings.progress {
-            (hook.0)(&Progress {
-                stream: stream.as_str().to_owned(),
-                pages: sp.pages,
-                counts: sp.counts,
-                requests: sp.stats.requests,
-                throttled: sp.stats.throttled,
-            });
-        }
-        let mut p = shared.lock().await;
-        for w in outcome.warnings {
-            p.run.warn(w);
-        }
-        cp.save_run(&p).await?;
-        drop(p);
-        Ok(self.store.renew_lease(lease, self.settings.lease_ttl).await)
-    }
-
     /// Loads what the streams recorded in chunks (this invocation's and
     /// earlier ones').
     async fn gather(&self, scope: &Scope, p: &RunProgress) -> Result<Gathered, StoreError> {
         let cp = self.checkpoints(scope, &p.run);
+        let held_members: Vec<(String, Membership)> =
+            cp.entries_by_page(progress::HELD_MEMBERS).await?;
+        // Only a held removal needs to know what was added after it.
+        let mut member_adds = Vec::new();
+        if !held_members.is_empty() {
+            member_adds = cp.fingerprints_by_page(progress::SEEN_MEMBERS).await?;
+            member_adds.extend(cp.fingerprints_by_page(progress::MEMBER_ADDS).await?);
+        }
         Ok(Gathered {
             seen_users: cp.fingerprints(progress::SEEN_USERS).await?,
             seen_groups: cp.fingerprints(progress::SEEN_GROUPS).await?,
@@ -636,6 +311,8 @@ impl SyncEngine {
             added_user_members: cp.entries(progress::ADDED_MEMBERS).await?,
             pending_members: cp.entries(progress::PENDING_MEMBERS).await?,
             held: cp.entries(progress::HELD).await?,
+            held_members,
+            member_adds,
             plan: Vec::new(),
         })
     }
@@ -691,6 +368,7 @@ impl SyncEngine {
         for stream in source.streams() {
             let stream = *stream;
             let mut sp = self.first_progress(scope, stream, request.full).await?;
+            let mut page_no = 0;
             while let Some(from) = sp.from.clone() {
                 let page = match source.read(stream, &from).await {
                     Ok(p) => p,
@@ -721,7 +399,8 @@ impl SyncEngine {
                 };
                 let out = ctx.apply(page.changes).await?;
                 merge(&mut run, &out, page.stats);
-                g.absorb(out);
+                g.absorb(&page_key(stream, page_no), out);
+                page_no += 1;
                 sp.from = match page.next {
                     Next::Page(p) => Some(ReadFrom::Continue(p)),
                     Next::Done { .. } => None,
@@ -761,6 +440,11 @@ fn merge(run: &mut SyncRun, out: &PageOutcome, stats: crate::source::RequestStat
     }
 }
 
+/// Where a stream's page keeps its chunks: ordered as the pages were read.
+fn page_key(stream: Stream, page: u64) -> String {
+    format!("{stream}#{page:08}")
+}
+
 /// Writes a page's chunks under `at` (the stream and page).
 async fn record(cp: &Checkpoints<'_>, at: &str, out: &PageOutcome) -> Result<(), StoreError> {
     for (kind, fps) in [
@@ -782,6 +466,14 @@ async fn record(cp: &Checkpoints<'_>, at: &str, out: &PageOutcome) -> Result<(),
     }
     if !out.added_user_members.is_empty() {
         cp.put_entries(progress::ADDED_MEMBERS, at, &out.added_user_members)
+            .await?;
+    }
+    if !out.held_members.is_empty() {
+        cp.put_entries(progress::HELD_MEMBERS, at, &out.held_members)
+            .await?;
+    }
+    if !out.member_adds.is_empty() {
+        cp.put_fingerprints(progress::MEMBER_ADDS, at, &out.member_adds)
             .await?;
     }
     if !out.pending_members.is_empty() {
@@ -818,7 +510,17 @@ fn total(run: &mut SyncRun, streams: &[(Stream, StreamProgress)]) {
 }
 
 impl Gathered {
-    fn absorb(&mut self, out: PageOutcome) {
+    /// A dry run's page, read at `at`.
+    fn absorb(&mut self, at: &str, out: PageOutcome) {
+        self.held_members
+            .extend(out.held_members.into_iter().map(|m| (at.to_owned(), m)));
+        let adds = out
+            .seen_members
+            .iter()
+            .chain(&out.member_adds)
+            .copied()
+            .collect();
+        self.member_adds.push((at.to_owned(), adds));
         self.seen_users.extend(out.seen_users);
         self.seen_groups.extend(out.seen_groups);
         self.seen_members.extend(out.seen_members);

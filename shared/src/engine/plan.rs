@@ -22,11 +22,16 @@ pub enum HeldAction {
     DisableUser {
         user: User,
         reason: String,
+        /// The stored user's content hash when the disable was held.
+        #[serde(default)]
+        stored_hash: Option<String>,
     },
     RemoveGroup {
         id: SourceId,
         label: String,
         reason: String,
+        #[serde(default)]
+        stored_hash: Option<String>,
     },
     RemoveMembership {
         membership: Membership,
@@ -39,21 +44,26 @@ impl HeldAction {
             HeldAction::RemoveUser {
                 id, label, reason, ..
             } => PlanEntry::new(Action::Remove, "user", id, label, reason),
-            HeldAction::DisableUser { user, reason } => PlanEntry::new(
+            HeldAction::DisableUser { user, reason, .. } => PlanEntry::new(
                 Action::Disable,
                 "user",
                 &user.id,
                 user.primary_email.as_str(),
                 reason,
             ),
-            HeldAction::RemoveGroup { id, label, reason } => {
-                PlanEntry::new(Action::Remove, "group", id, label, reason)
-            }
+            HeldAction::RemoveGroup {
+                id, label, reason, ..
+            } => PlanEntry::new(Action::Remove, "group", id, label, reason),
             HeldAction::RemoveMembership { membership: m } => PlanEntry::new(
                 Action::Remove,
                 "membership",
                 &m.member,
-                &format!("{} in group {}", m.member, m.group),
+                &format!(
+                    "{} {} in group {}",
+                    m.member_kind.label(),
+                    m.member,
+                    m.group
+                ),
                 "no longer a member at the source",
             ),
         }
@@ -100,69 +110,20 @@ impl PlanEntry {
     }
 }
 
-/// When a run would remove or disable too much, nothing of it is applied:
-/// the run is staged and an administrator approves or rejects the list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeletionGuard {
-    /// More than this many removals and disables always stage.
-    pub max_count: u64,
-    /// More than this percentage of the stored users and groups stages…
-    pub max_percent: u64,
-    /// …once at least this many are affected (small tenants are not staged
-    /// for one leaver in ten).
-    pub percent_floor: u64,
-}
-
-impl Default for DeletionGuard {
-    fn default() -> Self {
-        Self {
-            max_count: 500,
-            max_percent: 10,
-            percent_floor: 10,
+impl HeldAction {
+    /// What the deletion guard weighs it as.
+    pub fn weighed_as(&self) -> Weighed {
+        match self {
+            HeldAction::RemoveUser { .. } | HeldAction::DisableUser { .. } => Weighed::User,
+            HeldAction::RemoveGroup { .. } => Weighed::Group,
+            HeldAction::RemoveMembership { .. } => Weighed::Membership,
         }
     }
 }
 
-impl DeletionGuard {
-    /// Whether the number of stored objects can change the verdict on
-    /// `destructive` removals/disables: not below the floor, nor above the
-    /// absolute cap (which stages whatever is stored).
-    pub fn weighs_stored(&self, destructive: u64) -> bool {
-        destructive >= self.percent_floor && destructive <= self.max_count
-    }
-
-    /// Whether `destructive` removals/disables out of `stored` objects stage.
-    pub fn trips(&self, destructive: u64, stored: u64) -> bool {
-        destructive > self.max_count
-            || (destructive >= self.percent_floor
-                && destructive * 100 > self.max_percent * stored.max(1))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn guard_thresholds() {
-        let g = DeletionGuard::default();
-        assert!(!g.trips(0, 0));
-        assert!(!g.trips(3, 10), "a few leavers in a small tenant are fine");
-        assert!(g.trips(10, 50), "20% of a tenant stages");
-        assert!(!g.trips(10, 1000));
-        assert!(g.trips(501, 1_000_000), "the absolute cap always applies");
-        assert!(g.trips(1000, 1000), "an almost empty source stages");
-        // The stored count matters exactly where it can change the verdict.
-        for destructive in [0, 9, 10, 500, 501, 5000] {
-            let matters = (0..=100_000u64)
-                .step_by(1000)
-                .any(|stored| g.trips(destructive, stored) != g.trips(destructive, 100_000));
-            assert!(
-                !matters || g.weighs_stored(destructive),
-                "{destructive}: the count matters but would not be taken"
-            );
-        }
-        assert!(g.weighs_stored(10) && g.weighs_stored(500));
-        assert!(!g.weighs_stored(9) && !g.weighs_stored(501));
-    }
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weighed {
+    User,
+    Group,
+    Membership,
 }

@@ -90,6 +90,8 @@ pub const HELD: &str = "held";
 pub const SKIPPED_USERS: &str = "skipped-users";
 pub const ADDED_MEMBERS: &str = "added-members";
 pub const PENDING_MEMBERS: &str = "pending-members";
+pub const HELD_MEMBERS: &str = "held-members";
+pub const MEMBER_ADDS: &str = "member-adds";
 
 /// Fingerprints per chunk: 30,000 × 8 bytes, base64, stays well under
 /// DynamoDB's 400 KB item limit.
@@ -128,7 +130,14 @@ fn pack(fps: &[u64]) -> Value {
     json!(base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes))
 }
 
-fn unpack(v: &Value, into: &mut HashSet<u64>) {
+/// The page a chunk's part belongs to (parts are `<page>#<chunk>`).
+fn page_of(part: &str) -> String {
+    part.rsplit_once('#')
+        .map_or(part, |(page, _)| page)
+        .to_owned()
+}
+
+fn unpack(v: &Value, into: &mut impl Extend<u64>) {
     let Some(bytes) = v.as_str().and_then(|s| {
         base64::engine::general_purpose::STANDARD_NO_PAD
             .decode(s)
@@ -199,6 +208,46 @@ impl Checkpoints<'_> {
             unpack(&v, &mut set);
         }
         Ok(set)
+    }
+
+    /// Fingerprints of `kind` with the page each was found on, in page order.
+    pub async fn fingerprints_by_page(
+        &self,
+        kind: &str,
+    ) -> Result<Vec<(String, Vec<u64>)>, StoreError> {
+        let parts = self
+            .store
+            .run_chunk_parts(self.scope, &self.run, kind)
+            .await?;
+        Ok(parts
+            .into_iter()
+            .map(|(part, v)| {
+                let mut fps = Vec::new();
+                unpack(&v, &mut fps);
+                (page_of(&part), fps)
+            })
+            .collect())
+    }
+
+    /// Entries of `kind` with the page each was found on, in page order.
+    pub async fn entries_by_page<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+    ) -> Result<Vec<(String, T)>, StoreError> {
+        let mut all = Vec::new();
+        for (part, v) in self
+            .store
+            .run_chunk_parts(self.scope, &self.run, kind)
+            .await?
+        {
+            let entries: Vec<T> = serde_json::from_value(v).map_err(|e| StoreError::Corrupt {
+                what: format!("run data {kind}"),
+                problem: e.to_string(),
+            })?;
+            let page = page_of(&part);
+            all.extend(entries.into_iter().map(|e| (page.clone(), e)));
+        }
+        Ok(all)
     }
 
     /// Stores entries of `kind` found at `at` (a stream's page).

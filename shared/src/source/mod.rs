@@ -241,9 +241,10 @@ pub trait DirectorySource: Send + Sync {
     /// Every request this source has sent since it was built, pages read
     /// and failed alike (a page's own [`SourcePage::stats`] cannot count a
     /// read that failed or a page read ahead and never applied). The
-    /// engine records the difference over an invocation.
-    fn stats(&self) -> RequestStats {
-        RequestStats::default()
+    /// engine records the difference over an invocation; a source that
+    /// does not count (`None`) is summed from its pages.
+    fn stats(&self) -> Option<RequestStats> {
+        None
     }
 
     /// Checks credentials and reachability without syncing anything.

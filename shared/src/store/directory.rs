@@ -33,6 +33,14 @@ pub struct AddressOwner {
     pub user: SourceId,
 }
 
+/// What a removal removed: the objects, and the memberships that went
+/// with them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RemovedRows {
+    pub objects: u64,
+    pub memberships: u64,
+}
+
 const HASH: &str = "content_hash";
 
 /// Stored users with their content hashes, by id.
@@ -248,16 +256,27 @@ impl StateStore {
     }
 
     /// Removes users with their addresses and memberships; returns how many
-    /// existed.
-    pub async fn remove_users(&self, scope: &Scope, ids: &[SourceId]) -> Result<u64, StoreError> {
+    /// of each existed.
+    pub async fn remove_users(
+        &self,
+        scope: &Scope,
+        ids: &[SourceId],
+    ) -> Result<RemovedRows, StoreError> {
         let keys: Vec<Key> = ids.iter().map(|id| keys::user(scope, id)).collect();
         let existing = self.table.get_many(&keys).await?;
         let mut ops = Vec::new();
+        let mut memberships = Vec::new();
         for item in &existing {
             let user: User = from_item("user", item.clone())?;
             ops.extend(user.addresses().map(|a| Self::release(scope, a, &user.id)));
-            ops.extend(self.memberships_of_member(scope, &user.id).await?);
+            memberships.extend(self.memberships_of_member(scope, &user.id).await?);
         }
+        let memberships = self.existing(memberships).await?;
+        let removed = RemovedRows {
+            objects: existing.len() as u64,
+            memberships: memberships.len() as u64,
+        };
+        ops.extend(memberships.into_iter().map(WriteOp::delete));
         // Addresses and memberships go first, the users last: if this stops
         // half-way, the users (and so a retry) still know what to release.
         self.table.write_many(ops).await?;
@@ -269,22 +288,38 @@ impl StateStore {
                     .collect(),
             )
             .await?;
-        Ok(existing.len() as u64)
+        Ok(removed)
     }
 
-    /// Deletions of every membership in which `member` is the member.
+    /// The keys of every membership in which `member` is the member, as the
+    /// index has them (it may lag: see [`Self::existing`]).
     async fn memberships_of_member(
         &self,
         scope: &Scope,
         member: &SourceId,
-    ) -> Result<Vec<WriteOp>, StoreError> {
+    ) -> Result<Vec<Key>, StoreError> {
         let query =
             Query::partition(Index::Gsi1, keys::member_of_partition(scope, member)).limit(1000);
         Ok(self
             .query_all(query)
             .await?
             .into_iter()
-            .map(|i| WriteOp::delete(i.key))
+            .map(|i| i.key)
+            .collect())
+    }
+
+    /// Those of `keys` whose items exist now: an index can still list an
+    /// item just removed, and a removal counts only what it removed.
+    async fn existing(&self, keys: Vec<Key>) -> Result<Vec<Key>, StoreError> {
+        if keys.is_empty() {
+            return Ok(keys);
+        }
+        Ok(self
+            .table
+            .get_many(&keys)
+            .await?
+            .into_iter()
+            .map(|i| i.key)
             .collect())
     }
 
@@ -454,25 +489,34 @@ impl StateStore {
     }
 
     /// Removes groups with their member lists and their own memberships in
-    /// other groups; returns how many existed.
-    pub async fn remove_groups(&self, scope: &Scope, ids: &[SourceId]) -> Result<u64, StoreError> {
+    /// other groups; returns how many of each existed.
+    pub async fn remove_groups(
+        &self,
+        scope: &Scope,
+        ids: &[SourceId],
+    ) -> Result<RemovedRows, StoreError> {
         let keys: Vec<Key> = ids.iter().map(|id| keys::group(scope, id)).collect();
         let existing = self.table.get_many(&keys).await?;
-        let mut ops = Vec::new();
+        let mut memberships = Vec::new();
         for id in ids {
             let members =
                 Query::partition(Index::Primary, keys::members_partition(scope, id)).limit(1000);
-            ops.extend(
-                self.query_all(members)
-                    .await?
-                    .into_iter()
-                    .map(|i| WriteOp::delete(i.key)),
+            memberships.extend(self.query_all(members).await?.into_iter().map(|i| i.key));
+            memberships.extend(
+                self.existing(self.memberships_of_member(scope, id).await?)
+                    .await?,
             );
-            ops.extend(self.memberships_of_member(scope, id).await?);
         }
+        memberships.sort();
+        memberships.dedup();
+        let removed = RemovedRows {
+            objects: existing.len() as u64,
+            memberships: memberships.len() as u64,
+        };
+        let mut ops: Vec<WriteOp> = memberships.into_iter().map(WriteOp::delete).collect();
         ops.extend(existing.iter().map(|i| WriteOp::delete(i.key.clone())));
         self.table.write_many(ops).await?;
-        Ok(existing.len() as u64)
+        Ok(removed)
     }
 
     pub async fn get_group(
@@ -570,6 +614,35 @@ impl StateStore {
             )
             .await?;
         Ok(removed)
+    }
+
+    /// Those of `memberships` that are stored.
+    pub async fn stored_memberships(
+        &self,
+        scope: &Scope,
+        memberships: &[Membership],
+    ) -> Result<Vec<Membership>, StoreError> {
+        let keys: Vec<Key> = memberships
+            .iter()
+            .map(|m| keys::membership(scope, &m.group, &m.member))
+            .collect();
+        let found: HashSet<Key> = self.existing(keys).await?.into_iter().collect();
+        Ok(memberships
+            .iter()
+            .filter(|m| found.contains(&keys::membership(scope, &m.group, &m.member)))
+            .cloned()
+            .collect())
+    }
+
+    /// How many direct members a group has stored, without reading them.
+    pub async fn count_group_members(
+        &self,
+        scope: &Scope,
+        group: &SourceId,
+    ) -> Result<u64, StoreError> {
+        let query =
+            Query::partition(Index::Primary, keys::members_partition(scope, group)).limit(10_000);
+        Ok(self.table.count(&query).await?)
     }
 
     /// A group's direct members.

@@ -219,6 +219,24 @@ impl StateStore {
         }
     }
 
+    /// Replaces an existing account's settings.
+    pub async fn update_account(&self, account: &Account) -> Result<(), StoreError> {
+        let item = Item::new(keys::account(&account.id), to_attrs(account))
+            .with_gsi1(keys::account_gsi(&account.id));
+        match self
+            .table
+            .write(WriteOp::put_if(item, Cond::Exists))
+            .await?
+        {
+            Ok(_) => Ok(()),
+            Err(ConditionFailed) => Err(StoreError::NotFound {
+                what: "account",
+                id: account.id.to_string(),
+                hint: "create it first",
+            }),
+        }
+    }
+
     pub async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
         self.table
             .get(&keys::account(id))
@@ -722,14 +740,34 @@ impl StateStore {
         run: &RunId,
         kind: &str,
     ) -> Result<Vec<Value>, StoreError> {
+        Ok(self
+            .run_chunk_parts(scope, run, kind)
+            .await?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
+    }
+
+    /// Every chunk of one kind of a run's data with the part it was stored
+    /// under, in the order of the parts.
+    pub async fn run_chunk_parts(
+        &self,
+        scope: &Scope,
+        run: &RunId,
+        kind: &str,
+    ) -> Result<Vec<(String, Value)>, StoreError> {
+        let prefix = format!("{kind}#");
         let query = Query::partition(Index::Primary, keys::run_data_partition(scope, run))
-            .prefix(format!("{kind}#"))
+            .prefix(prefix.clone())
             .limit(100);
         Ok(self
             .query_all(query)
             .await?
             .into_iter()
-            .filter_map(|mut i| i.attrs.remove("value"))
+            .filter_map(|mut i| {
+                let part = i.key.sk.strip_prefix(&prefix)?.to_owned();
+                Some((part, i.attrs.remove("value")?))
+            })
             .collect())
     }
 

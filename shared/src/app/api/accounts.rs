@@ -97,6 +97,29 @@ pub(super) async fn get(State(app): State<App>, ids: Ids) -> Reply {
     ok(StatusCode::OK, json!(account(&app, &ids).await?))
 }
 
+/// The settings an account's administrators may change.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AccountChange {
+    hold_on_connector_trouble: Option<bool>,
+}
+
+pub(super) async fn change(
+    State(app): State<App>,
+    ids: Ids,
+    JsonBody(change): JsonBody<AccountChange>,
+) -> Reply {
+    let mut account = account(&app, &ids).await?;
+    let Some(hold) = change.hold_on_connector_trouble else {
+        return Err(AppError::BadRequest(
+            "nothing to change: give hold_on_connector_trouble (true or false)".into(),
+        ));
+    };
+    account.hold_on_connector_trouble = hold;
+    app.store.update_account(&account).await?;
+    ok(StatusCode::OK, json!(account))
+}
+
 /// The account the path names, or 404.
 async fn account(app: &App, ids: &Ids) -> Result<Account, AppError> {
     let id = ids.account()?;

@@ -91,6 +91,13 @@ pub fn routes() -> Vec<Route> {
         ),
         route(M::GET, "/accounts/{a}", Account, None, accounts::get),
         route(
+            M::PATCH,
+            "/accounts/{a}",
+            Account,
+            Some(A::UpdateAccount),
+            accounts::change,
+        ),
+        route(
             M::GET,
             "/accounts/{a}/grants",
             Account,
