@@ -168,6 +168,16 @@ fn hostile_directory() -> Vec<Entry> {
     entries
 }
 
+/// A source on a listener: pages of two.
+fn listener_source(c: &Connector, timeout: Duration) -> LdapSource {
+    LdapSource::for_connector(c, secrets("a-password"))
+        .unwrap()
+        .with_limits(Limits {
+            timeout,
+            page_size: 2,
+        })
+}
+
 /// A connector on a hostile listener, synced once while it behaves: the
 /// store holds the whole directory before the fault.
 async fn synced_on_listener(
@@ -176,12 +186,7 @@ async fn synced_on_listener(
 ) -> (Listener, Connector, LdapSource, State) {
     let listener = Listener::start(hostile_directory()).await;
     let c = domino("acme", &listener.url, BASE, &format!("cn=Reader,{BASE}"));
-    let source = LdapSource::for_connector(&c, secrets("a-password"))
-        .unwrap()
-        .with_limits(Limits {
-            timeout,
-            page_size: 2,
-        });
+    let source = listener_source(&c, timeout);
     let r = run(f, &c, &source).await;
     assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
     let before = state(f, &c).await;
@@ -325,29 +330,94 @@ async fn an_ldap_read_stopped_after_every_page_resumes_to_the_same_state() {
     }
 }
 
+/// Runs a full sync in invocations of 100 ms, each a new process with a
+/// new source (reads of 40 ms), calling `between` after each paused one.
+async fn in_short_invocations(
+    f: &Fixture,
+    c: &Connector,
+    new_source: impl Fn() -> LdapSource,
+    mut between: impl FnMut(usize),
+) -> (SyncRun, usize) {
+    let e = engine(f);
+    let mut request = full();
+    for invocation in 1..50 {
+        let mut probe = Probe::new(new_source());
+        probe.delay = Duration::from_millis(40);
+        request.deadline = Some(tokio::time::Instant::now() + Duration::from_millis(100));
+        match e.run(c, &probe, request.clone()).await.unwrap() {
+            RunOutcome::Continue { .. } => request = RunRequest::new(Trigger::Continuation),
+            RunOutcome::Finished(r) => return (r, invocation),
+            other => panic!("{other:?}"),
+        }
+        between(invocation);
+    }
+    panic!("the run makes no progress");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ldap_read_cut_at_the_deadline_continues_in_a_new_invocation() {
     let f = fixture(Backend::Embedded).await;
     let (want, _) = baseline(&f).await;
     let c = openldap("acme");
-    let e = engine(&f);
-    let mut request = full();
-    for invocation in 1..50 {
-        // Each invocation a new process: a new source, reads of 40 ms and
-        // 100 ms to spend.
-        let mut probe = Probe::new(openldap_source(&c, SMALL_PAGES));
-        probe.delay = Duration::from_millis(40);
-        request.deadline = Some(tokio::time::Instant::now() + Duration::from_millis(100));
-        match e.run(&c, &probe, request.clone()).await.unwrap() {
-            RunOutcome::Continue { .. } => request = RunRequest::new(Trigger::Continuation),
-            RunOutcome::Finished(r) => {
-                assert!(invocation >= 3, "cut at the deadline ({invocation})");
-                assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
-                assert_eq!(state(&f, &c).await, want);
-                return;
+    let (r, invocations) =
+        in_short_invocations(&f, &c, || openldap_source(&c, SMALL_PAGES), |_| {}).await;
+    assert!(invocations >= 3, "cut at the deadline ({invocations})");
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    assert_eq!(state(&f, &c).await, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_that_changes_between_invocations_loses_no_one() {
+    let f = fixture(Backend::Embedded).await;
+    let (listener, c, _, before) = synced_on_listener(&f, Duration::from_secs(5)).await;
+    // After the first invocation (which applied at least the first page:
+    // Persons 1 and 2) Person 1 leaves, and every later entry moves up one.
+    // A continuation that skipped the entries already read by count would
+    // pass over one person it never saw, and the sweep would remove them.
+    let gone = format!("cn=Person 1,{BASE}");
+    let (r, invocations) = in_short_invocations(
+        &f,
+        &c,
+        || listener_source(&c, Duration::from_secs(5)),
+        |i| {
+            if i == 1 {
+                listener.remove(&gone);
             }
-            other => panic!("{other:?}"),
-        }
+        },
+    )
+    .await;
+    assert!(invocations >= 2, "continued ({invocations} invocations)");
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    // The leaver was seen earlier in this run, so this run keeps them.
+    assert_eq!(r.counts.removed, 0, "{:?}", r.counts);
+    let after = state(&f, &c).await;
+    assert_eq!(after.users, before.users, "everyone is kept");
+    // The next full read removes the leaver, and only them.
+    let r = run(&f, &c, &listener_source(&c, Duration::from_secs(5))).await;
+    assert_eq!((r.status, r.counts.removed), (RunStatus::Succeeded, 1));
+    let key = dirsync_shared::source::ldap::map::dn_key(&gone);
+    assert!(!state(&f, &c).await.users.contains_key(&key));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_limit_fails_the_run_with_advice_changing_nothing() {
+    let f = fixture(Backend::Dynamo).await;
+    let (listener, c, source, before) = synced_on_listener(&f, Duration::from_secs(5)).await;
+    for (rc, name) in [
+        (3, "timeLimitExceeded"),
+        (4, "sizeLimitExceeded"),
+        (11, "adminLimitExceeded"),
+    ] {
+        // The page's entries come, then the server says it stopped at a
+        // limit: never a complete read (which would sweep the rest).
+        listener.set_fault(Fault::Answer(rc));
+        let r = run(&f, &c, &source).await;
+        assert_eq!(r.status, RunStatus::Failed, "result {rc}");
+        let message = r.message.unwrap();
+        assert!(
+            message.contains(name) && message.contains("raise"),
+            "{message}"
+        );
+        assert_eq!(state(&f, &c).await, before, "result {rc}: nothing changed");
     }
-    panic!("the run makes no progress");
 }

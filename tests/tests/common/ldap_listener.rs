@@ -47,10 +47,14 @@ pub enum Fault {
     /// Asked for the members after the first range, answers the first
     /// range again.
     RepeatRange,
+    /// Ends each people search's page with this result code (a server
+    /// limit: 3 timeLimitExceeded, 4 sizeLimitExceeded, 11 adminLimitExceeded).
+    Answer(u8),
 }
 
 pub struct Listener {
     pub url: String,
+    entries: Arc<Mutex<Vec<Entry>>>,
     fault: Arc<Mutex<Fault>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -66,13 +70,24 @@ impl Listener {
         let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("ldap://{}", socket.local_addr().unwrap());
         let fault = Arc::new(Mutex::new(Fault::None));
-        let (entries, f) = (Arc::new(entries), fault.clone());
+        let entries = Arc::new(Mutex::new(entries));
+        let (e, f) = (entries.clone(), fault.clone());
         let task = tokio::spawn(async move {
             while let Ok((conn, _)) = socket.accept().await {
-                tokio::spawn(serve(conn, entries.clone(), f.clone()));
+                tokio::spawn(serve(conn, e.clone(), f.clone()));
             }
         });
-        Self { url, fault, task }
+        Self {
+            url,
+            entries,
+            fault,
+            task,
+        }
+    }
+
+    /// Deletes an entry: every later page shifts back by one.
+    pub fn remove(&self, dn: &str) {
+        self.entries.lock().unwrap().retain(|e| e.dn != dn);
     }
 
     pub fn set_fault(&self, fault: Fault) {
@@ -233,7 +248,7 @@ fn matches(e: &Entry, s: &Search) -> bool {
     (has(b"dominoPerson") && e.is("dominoPerson")) || (has(b"dominoGroup") && e.is("dominoGroup"))
 }
 
-async fn serve(mut conn: TcpStream, entries: Arc<Vec<Entry>>, fault: Arc<Mutex<Fault>>) {
+async fn serve(mut conn: TcpStream, entries: Arc<Mutex<Vec<Entry>>>, fault: Arc<Mutex<Fault>>) {
     let mut buf = Vec::new();
     let mut people_sent = 0;
     loop {
@@ -259,7 +274,10 @@ async fn serve(mut conn: TcpStream, entries: Arc<Vec<Entry>>, fault: Arc<Mutex<F
             0x63 => {
                 let s = parse_search(op, controls);
                 let f = *fault.lock().unwrap();
-                let found: Vec<&Entry> = entries.iter().filter(|e| matches(e, &s)).collect();
+                let found: Vec<Entry> = {
+                    let entries = entries.lock().unwrap();
+                    entries.iter().filter(|e| matches(e, &s)).cloned().collect()
+                };
                 let (size, offset) = s.paged.unwrap_or((found.len().max(1), 0));
                 let page = &found[offset.min(found.len())..(offset + size).min(found.len())];
                 let mut out = Vec::new();
@@ -285,7 +303,11 @@ async fn serve(mut conn: TcpStream, entries: Arc<Vec<Entry>>, fault: Arc<Mutex<F
                     let value = seq(0x30, &[tlv(0x02, &[0]), octets(cookie.as_bytes())]);
                     seq(0xa0, &[seq(0x30, &[octets(PAGED_RESULTS), octets(&value)])])
                 });
-                out.extend(message(id, result(0x65, 0), control));
+                let rc = match f {
+                    Fault::Answer(rc) if s.filter.windows(12).any(|w| w == b"dominoPerson") => rc,
+                    _ => 0,
+                };
+                out.extend(message(id, result(0x65, rc), control));
                 out
             }
             // Abandon and anything else: no answer.
