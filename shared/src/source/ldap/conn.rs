@@ -1,14 +1,22 @@
 //! Connecting and binding to an LDAP server, and what its errors mean.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError};
+use ldap3::asn1::parse_tag;
+use ldap3::controls::PagedResults;
+use ldap3::{
+    Ldap, LdapConnAsync, LdapConnSettings, LdapError, LdapResult, Scope, SearchEntry,
+    SearchOptions, SearchResult,
+};
 
 use crate::domain::{LdapSettings, LdapTransport};
 use crate::source::SourceError;
 
-const TIMEOUT: Duration = Duration::from_secs(20);
+/// The paged-results control (RFC 2696), as AD names it.
+const PAGED_RESULTS_OID: &str = "1.2.840.113556.1.4.319";
 
 /// The TLS configuration: the platform's roots, plus the connector's own CA
 /// when it has one (most on-premises directories use a private CA).
@@ -39,34 +47,242 @@ fn tls_config(ca_pem: Option<&str>) -> Result<Arc<rustls::ClientConfig>, SourceE
     Ok(Arc::new(config))
 }
 
-/// Opens a connection as the connector says (LDAPS, StartTLS, or plain when
-/// explicitly allowed) and binds with the service account.
-pub async fn connect(settings: &LdapSettings, password: &str) -> Result<Ldap, SourceError> {
-    let mut conn = LdapConnSettings::new().set_conn_timeout(TIMEOUT);
-    match settings.transport {
-        LdapTransport::Ldaps => {
-            conn = conn.set_config(tls_config(settings.ca_certificate.as_deref())?)
+/// How long any one exchange with the server may take, and how many
+/// entries a paged search asks for at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Each operation (connect with its TLS, bind, each search page, each
+    /// ranged retrieval, unbind) gets this long; a server that stalls fails
+    /// the read within it rather than holding the invocation.
+    pub timeout: Duration,
+    /// Entries per paged-results page: AD answers at most 1,000.
+    pub page_size: i32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            page_size: 1000,
         }
-        LdapTransport::StartTls => {
-            conn = conn
-                .set_config(tls_config(settings.ca_certificate.as_deref())?)
-                .set_starttls(true)
+    }
+}
+
+impl Limits {
+    /// The time limit sent with each search (whole seconds): a little less
+    /// than our own, so that a slow server answers timeLimitExceeded — which
+    /// says what happened — before we give up on it.
+    fn server_time_limit(&self) -> i32 {
+        let secs = self.timeout.as_secs().saturating_sub(1).max(1);
+        i32::try_from(secs).unwrap_or(i32::MAX)
+    }
+}
+
+/// One search request; `what` names it in errors ("users search, page 3").
+pub struct Query<'a> {
+    pub what: &'a str,
+    pub base: &'a str,
+    pub scope: Scope,
+    pub filter: &'a str,
+    pub attrs: &'a [&'a str],
+}
+
+/// What one search request returned: its entries (referrals, which
+/// searches from a domain root return, are passed over) and, for a paged
+/// search with more to come, the cookie that asks for the next page.
+pub struct Found {
+    pub entries: Vec<SearchEntry>,
+    pub cookie: Option<Vec<u8>>,
+}
+
+/// A bound connection. Every call to the server goes through here with the
+/// time limit: ldap3's own `with_timeout` covers only the next operation,
+/// and a server that stops answering would otherwise hold a read forever.
+pub struct Session {
+    ldap: Ldap,
+    limits: Limits,
+    /// Requests sent on this session, and by the whole source.
+    pub sent: u64,
+    total: Arc<AtomicU64>,
+}
+
+/// Runs one LDAP exchange within `timeout`; a stall becomes an error that
+/// names the operation and the limit.
+async fn within<T>(
+    timeout: Duration,
+    what: &str,
+    exchange: impl Future<Output = Result<T, LdapError>>,
+) -> Result<Result<T, LdapError>, SourceError> {
+    tokio::time::timeout(timeout, exchange).await.map_err(|_| {
+        SourceError::Unavailable(format!(
+            "the LDAP server did not answer the {what} within {} s: the connection stalled or the \
+             server is overloaded; the read was stopped, try again later and check the server if it keeps happening",
+            timeout.as_secs_f64()
+        ))
+    })
+}
+
+impl Session {
+    /// Opens a connection as the connector says (LDAPS, StartTLS, or plain
+    /// when explicitly allowed) and binds with the service account.
+    pub async fn open(
+        settings: &LdapSettings,
+        password: &str,
+        limits: Limits,
+        total: Arc<AtomicU64>,
+    ) -> Result<Session, SourceError> {
+        let mut conn = LdapConnSettings::new().set_conn_timeout(limits.timeout);
+        let what = match settings.transport {
+            LdapTransport::Ldaps => {
+                conn = conn.set_config(tls_config(settings.ca_certificate.as_deref())?);
+                "connection and TLS handshake"
+            }
+            LdapTransport::StartTls => {
+                conn = conn
+                    .set_config(tls_config(settings.ca_certificate.as_deref())?)
+                    .set_starttls(true);
+                "connection and StartTLS"
+            }
+            LdapTransport::PlainInsecure => "connection",
+        };
+        let url = &settings.url;
+        let (driver, ldap) = within(
+            limits.timeout,
+            what,
+            LdapConnAsync::with_settings(conn, url),
+        )
+        .await?
+        .map_err(|e| connect_error(url, e))?;
+        ldap3::drive!(driver);
+        let mut session = Session {
+            ldap,
+            limits,
+            sent: 0,
+            total,
+        };
+        session.count();
+        let bound = within(
+            limits.timeout,
+            "bind",
+            session.ldap.simple_bind(&settings.bind_dn, password),
+        )
+        .await?
+        .map_err(|e| connect_error(url, e))?;
+        if bound.rc != 0 {
+            return Err(bind_error(bound.rc, &bound.text));
         }
-        LdapTransport::PlainInsecure => {}
+        Ok(session)
     }
-    let (driver, mut ldap) = LdapConnAsync::with_settings(conn, &settings.url)
-        .await
-        .map_err(|e| connect_error(&settings.url, e))?;
-    ldap3::drive!(driver);
-    ldap.with_timeout(TIMEOUT);
-    let bound = ldap
-        .simple_bind(&settings.bind_dn, password)
-        .await
-        .map_err(|e| connect_error(&settings.url, e))?;
-    if bound.rc != 0 {
-        return Err(bind_error(bound.rc, &bound.text));
+
+    pub fn page_size(&self) -> i32 {
+        self.limits.page_size
     }
-    Ok(ldap)
+
+    fn count(&mut self) {
+        self.sent += 1;
+        self.total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One search request: with `cookie`, one page of a paged search (an
+    /// empty cookie asks for the first).
+    pub async fn search(
+        &mut self,
+        q: &Query<'_>,
+        cookie: Option<&[u8]>,
+    ) -> Result<Found, SourceError> {
+        // A base search reads one entry; a subtree search is paged, and a
+        // size limit there would cap the whole result, not the page.
+        let size_limit = if q.scope == Scope::Base { 1 } else { 0 };
+        let options = SearchOptions::new()
+            .timelimit(self.limits.server_time_limit())
+            .sizelimit(size_limit);
+        self.ldap.with_search_options(options);
+        if let Some(cookie) = cookie {
+            self.ldap.with_controls(PagedResults {
+                size: self.limits.page_size,
+                cookie: cookie.to_vec(),
+            });
+        }
+        self.count();
+        let SearchResult(entries, done) = within(
+            self.limits.timeout,
+            q.what,
+            self.ldap
+                .search(q.base, q.scope, q.filter, q.attrs.to_vec()),
+        )
+        .await?
+        .map_err(|e| SourceError::Unavailable(format!("LDAP {} failed: {e}", q.what)))?;
+        search_result(q, &done)?;
+        Ok(Found {
+            entries: entries.into_iter().map(SearchEntry::construct).collect(),
+            cookie: cookie.and(paged_cookie(&done)?),
+        })
+    }
+
+    /// Ends the session politely; a server that does not answer is left.
+    pub async fn close(mut self) {
+        self.count();
+        let _ = within(self.limits.timeout, "unbind", self.ldap.unbind()).await;
+    }
+}
+
+/// A search's result code: success, or what went wrong and what to do.
+/// A limit the server applied is never a short read taken as complete.
+fn search_result(q: &Query<'_>, done: &LdapResult) -> Result<(), SourceError> {
+    let (rc, what, text) = (done.rc, q.what, &done.text);
+    let advice = match rc {
+        // Success, or a referral (searches from a domain root return them).
+        0 | 10 => return Ok(()),
+        32 => {
+            return Err(SourceError::Config(format!(
+                "the base DN {:?} does not exist in the directory: check the connector's base DN",
+                q.base
+            )));
+        }
+        3 => {
+            return Err(SourceError::Unavailable(format!(
+                "the directory stopped the {what} at its time limit (timeLimitExceeded, result 3: {text}): \
+                 the server is slow or busy; try again later, or raise the service account's search time limit"
+            )));
+        }
+        4 => {
+            "the directory caps how many entries one search may return (sizeLimitExceeded): raise the \
+             service account's size limit (AD: MaxResultSetSize; Domino: the server's maximum search results) \
+             and check that the server honours the paged-results control"
+        }
+        11 => {
+            "the directory refused the search at an administrative limit (adminLimitExceeded): raise the \
+             server's query limits (AD: MaxPageSize, MaxResultSetSize, MaxQueryDuration) or narrow the \
+             connector's base DN or filters"
+        }
+        _ => {
+            return Err(SourceError::Unavailable(format!(
+                "LDAP {what} failed (result {rc}: {text})"
+            )));
+        }
+    };
+    Err(SourceError::Config(format!(
+        "LDAP {what} was cut short: {advice} (result {rc}: {text}); nothing was read as complete"
+    )))
+}
+
+/// The cookie of a paged-results response control, or `None` when the
+/// search is complete (an empty cookie, or a server that did not page).
+/// Read by hand: ldap3's parser panics on a malformed value.
+fn paged_cookie(done: &LdapResult) -> Result<Option<Vec<u8>>, SourceError> {
+    let Some(control) = done.ctrls.iter().find(|c| c.1.ctype == PAGED_RESULTS_OID) else {
+        return Ok(None);
+    };
+    let malformed =
+        || SourceError::Protocol("the server's paged-results control is malformed".into());
+    let value = control.1.val.as_deref().ok_or_else(malformed)?;
+    let (_, tag) = parse_tag(value).map_err(|_| malformed())?;
+    let mut parts = tag.expect_constructed().ok_or_else(malformed)?.into_iter();
+    let cookie = parts
+        .nth(1)
+        .and_then(|t| t.expect_primitive())
+        .ok_or_else(malformed)?;
+    Ok((!cookie.is_empty()).then_some(cookie))
 }
 
 /// A failed bind in plain words; AD puts the reason in `data xxx`.

@@ -1,11 +1,13 @@
 //! Active Directory and Domino over LDAP: the `DirectorySource` for
 //! on-premises directories, with a read-only service account.
 //!
-//! Each stream (users, groups) is read in one paged search (pages of 1,000,
-//! the paged-results control), so a stream is one `SourcePage`: an LDAP
-//! paging cookie does not survive the connection, and reading a whole
-//! directory takes seconds. Groups carry their complete member lists
-//! (ranged retrieval past 1,500 values) as `ReplaceMembers`.
+//! Each stream (users, groups) is read in pages (the paged-results
+//! control, 1,000 entries a page), each page one `SourcePage`, so a run
+//! checkpoints as it goes and stops at its invocation's deadline (see
+//! [`paged`] for how a stream continues). Every exchange with the server
+//! has a time limit ([`conn::Session`]). Groups carry their complete member
+//! lists (ranged retrieval past 1,500 values, [`range`]) as
+//! `ReplaceMembers`, one per group, within the page that holds the group.
 //!
 //! Active Directory reads incrementally: the cursor holds the domain
 //! controller's `invocationId` and `highestCommittedUSN`, read before each
@@ -16,13 +18,15 @@
 
 pub mod conn;
 pub mod map;
+pub mod paged;
+pub mod range;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use ldap3::adapters::{Adapter, PagedResults};
-use ldap3::{Ldap, Scope, SearchEntry};
+use ldap3::{Scope, SearchEntry};
 
 use crate::domain::{Connector, LdapSettings, MemberKind, SourceConfig, SourceId};
 use crate::secrets::SecretStore;
@@ -31,9 +35,9 @@ use crate::source::{
     SourcePage, Stream,
 };
 
+use conn::{Limits, Query, Session};
 use map::{Directory, all, dn_key, first, object_guid};
-
-const PAGE: i32 = 1000;
+use paged::{Context, OpenSearch, Position};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Flavor {
@@ -45,12 +49,18 @@ pub struct LdapSource {
     settings: LdapSettings,
     flavor: Flavor,
     secrets: Arc<dyn SecretStore>,
+    limits: Limits,
+    /// Each stream's search between its pages (see [`paged`]).
+    open: std::sync::Mutex<HashMap<Stream, OpenSearch>>,
+    /// Every request sent, for [`DirectorySource::stats`].
+    requests: Arc<AtomicU64>,
 }
 
 const AD_USERS: &str = "(&(objectCategory=person)(objectClass=user))";
 const AD_GROUPS: &str = "(objectClass=group)";
 const DOMINO_USERS: &str = "(objectClass=dominoPerson)";
 const DOMINO_GROUPS: &str = "(objectClass=dominoGroup)";
+const ANY: &str = "(objectClass=*)";
 
 const USER_ATTRS: [&str; 13] = [
     "objectGUID",
@@ -81,10 +91,6 @@ const AD_GROUP_ATTRS: [&str; 7] = [
 ];
 const DOMINO_GROUP_ATTRS: [&str; 4] = ["objectClass", "cn", "mail", "member"];
 
-fn ldap_error(what: &str, e: ldap3::LdapError) -> SourceError {
-    SourceError::Unavailable(format!("LDAP {what} failed: {e}"))
-}
-
 impl LdapSource {
     pub fn for_connector(
         connector: &Connector,
@@ -112,20 +118,35 @@ impl LdapSource {
             settings,
             flavor,
             secrets,
+            limits: Limits::default(),
+            open: Default::default(),
+            requests: Default::default(),
         })
+    }
+
+    /// Other time and page limits than the defaults (tests use short ones).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     fn ad(&self) -> bool {
         self.flavor == Flavor::ActiveDirectory
     }
 
-    async fn session(&self) -> Result<Ldap, SourceError> {
+    async fn session(&self) -> Result<Session, SourceError> {
         let password = self
             .secrets
             .current(&self.settings.password)
             .await
             .map_err(|e| SourceError::Config(e.to_string()))?;
-        conn::connect(&self.settings, password.expose()).await
+        Session::open(
+            &self.settings,
+            password.expose(),
+            self.limits,
+            self.requests.clone(),
+        )
+        .await
     }
 
     fn filter(&self, users: bool) -> String {
@@ -141,93 +162,70 @@ impl LdapSource {
         }
     }
 
-    /// Every entry of a subtree search, in pages of 1,000; referrals (which
-    /// searches from a domain root return) are passed over.
-    async fn search(
-        &self,
-        ldap: &mut Ldap,
-        base: &str,
-        scope: Scope,
-        filter: &str,
+    /// One entry read by its DN (the rootDSE at ""), if it is there.
+    async fn entry(
+        session: &mut Session,
+        what: &str,
+        dn: &str,
         attrs: &[&str],
-        stats: &mut RequestStats,
+    ) -> Result<Option<SearchEntry>, SourceError> {
+        let q = Query {
+            what,
+            base: dn,
+            scope: Scope::Base,
+            filter: ANY,
+            attrs,
+        };
+        Ok(session.search(&q, None).await?.entries.into_iter().next())
+    }
+
+    /// Every entry of a subtree search, page after page (for lookups that
+    /// must be whole before they are used).
+    async fn search_all(
+        session: &mut Session,
+        q: &Query<'_>,
     ) -> Result<Vec<SearchEntry>, SourceError> {
-        let adapters: Vec<Box<dyn Adapter<'_, &str, Vec<&str>>>> =
-            vec![Box::new(PagedResults::new(PAGE))];
-        let mut stream = ldap
-            .streaming_search_with(adapters, base, scope, filter, attrs.to_vec())
-            .await
-            .map_err(|e| ldap_error("search", e))?;
         let mut entries = Vec::new();
-        while let Some(entry) = stream.next().await.map_err(|e| ldap_error("search", e))? {
-            if entry.is_ref() || entry.is_intermediate() {
-                continue;
+        let mut cookie = Vec::new();
+        loop {
+            let found = session.search(q, Some(&cookie)).await?;
+            entries.extend(found.entries);
+            match found.cookie {
+                Some(next) => cookie = next,
+                None => return Ok(entries),
             }
-            entries.push(SearchEntry::construct(entry));
-        }
-        let result = stream.finish().await;
-        stats.requests += 1 + entries.len() as u64 / PAGE as u64;
-        match result.rc {
-            0 | 10 => Ok(entries),
-            32 => Err(SourceError::Config(format!(
-                "the base DN {base:?} does not exist in the directory: check the connector's base DN"
-            ))),
-            rc => Err(SourceError::Unavailable(format!(
-                "LDAP search failed (result {rc}: {})",
-                result.text
-            ))),
         }
     }
 
-    /// A group's `member` values, asking for further ranges when the server
-    /// returns them in parts (Windows DCs send at most 1,500 at a time).
+    /// A group's `member` values, asking for further ranges while the
+    /// server hands them out in parts (Windows DCs send at most 1,500).
     async fn members(
-        &self,
-        ldap: &mut Ldap,
+        session: &mut Session,
         entry: &SearchEntry,
-        stats: &mut RequestStats,
     ) -> Result<Vec<String>, SourceError> {
-        let mut members: Vec<String> = all(entry, "member")
+        let mut members: Vec<String> = all(entry, range::MEMBER)
             .into_iter()
             .map(str::to_owned)
             .collect();
-        let mut ranged = entry
-            .attrs
-            .iter()
-            .find(|(k, _)| k.to_ascii_lowercase().starts_with("member;range="))
-            .map(|(k, v)| (k.clone(), v.clone()));
-        while let Some((name, values)) = ranged.take() {
-            members.extend(values);
-            let range = name.split_once('=').map(|(_, r)| r).unwrap_or_default();
-            let Some((_, end)) = range.split_once('-') else {
-                break;
+        let Some((name, values)) = range::ranged(entry) else {
+            return Ok(members);
+        };
+        let (mut asked, mut name, mut values) = (0, name.to_owned(), values.to_vec());
+        loop {
+            let next = range::next_start(&entry.dn, asked, &name, values.len())?;
+            members.append(&mut values);
+            let Some(start) = next else {
+                return Ok(members);
             };
-            if end == "*" {
-                break;
-            }
-            let next_start: u64 = end
-                .parse::<u64>()
-                .map_err(|_| SourceError::Protocol(format!("bad range {name}")))?
-                + 1;
-            let attr = format!("member;range={next_start}-*");
-            let found = self
-                .search(
-                    ldap,
-                    &entry.dn,
-                    Scope::Base,
-                    "(objectClass=*)",
-                    &[attr.as_str()],
-                    stats,
-                )
-                .await?;
-            ranged = found.first().and_then(|e| {
-                e.attrs
-                    .iter()
-                    .find(|(k, _)| k.to_ascii_lowercase().starts_with("member;range="))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-            });
+            let attr = range::ask_from(start);
+            let what = format!("ranged retrieval of the members of {}", entry.dn);
+            let found = Self::entry(session, &what, &entry.dn, &[attr.as_str()]).await?;
+            let (n, v) = found
+                .as_ref()
+                .and_then(range::ranged)
+                .ok_or_else(|| range::missing(&entry.dn, start))?;
+            (asked, name, values) = (start, n.to_owned(), v.to_vec());
         }
-        Ok(members)
     }
 
     fn id_of(&self, e: &SearchEntry) -> Option<SourceId> {
@@ -252,53 +250,41 @@ impl LdapSource {
         }
     }
 
-    /// DN → (id, kind) of every user, group and contact under the base.
-    async fn directory(
-        &self,
-        ldap: &mut Ldap,
-        stats: &mut RequestStats,
-    ) -> Result<Directory, SourceError> {
+    /// DN → (id, kind) of every user, group and contact under the base, on
+    /// a session of its own: a second paged search on the groups' session
+    /// would end the groups' own paging on some servers (OpenLDAP keeps one
+    /// paged search per connection). Returns the requests it sent.
+    async fn directory(&self) -> Result<(Directory, u64), SourceError> {
         let filter = if self.ad() {
             "(|(objectClass=user)(objectClass=group)(objectClass=contact))"
         } else {
             "(|(objectClass=dominoPerson)(objectClass=dominoGroup))"
         };
-        let entries = self
-            .search(
-                ldap,
-                &self.settings.base_dn,
-                Scope::Subtree,
-                filter,
-                &["objectGUID", "objectClass"],
-                stats,
-            )
-            .await?;
-        Ok(entries
+        let mut session = self.session().await?;
+        let q = Query {
+            what: "search for group members' DNs",
+            base: &self.settings.base_dn,
+            scope: Scope::Subtree,
+            filter,
+            attrs: &["objectGUID", "objectClass"],
+        };
+        let entries = Self::search_all(&mut session, &q).await?;
+        let sent = session.sent + 1;
+        session.close().await;
+        let dir = entries
             .iter()
             .filter_map(|e| Some((dn_key(&e.dn), (self.id_of(e)?, Self::kind_of(e)))))
-            .collect())
+            .collect();
+        Ok((dir, sent))
     }
 
     /// The DC's identity and its highest change number: (invocationId, USN).
-    async fn position(
-        &self,
-        ldap: &mut Ldap,
-        stats: &mut RequestStats,
-    ) -> Result<(String, u64), SourceError> {
-        let root = self
-            .search(
-                ldap,
-                "",
-                Scope::Base,
-                "(objectClass=*)",
-                &["highestCommittedUSN", "dsServiceName"],
-                stats,
-            )
-            .await?;
-        let root = root
-            .first()
+    async fn position(&self, session: &mut Session) -> Result<(String, u64), SourceError> {
+        let attrs = ["highestCommittedUSN", "dsServiceName"];
+        let root = Self::entry(session, "rootDSE read", "", &attrs)
+            .await?
             .ok_or_else(|| SourceError::Protocol("the server returned no rootDSE".into()))?;
-        let usn: u64 = first(root, "highestCommittedUSN")
+        let usn: u64 = first(&root, "highestCommittedUSN")
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| {
                 SourceError::Protocol(
@@ -306,19 +292,16 @@ impl LdapSource {
                         .into(),
                 )
             })?;
-        let service = first(root, "dsServiceName").unwrap_or_default().to_owned();
-        let ntds = self
-            .search(
-                ldap,
-                &service,
-                Scope::Base,
-                "(objectClass=*)",
-                &["invocationId"],
-                stats,
-            )
-            .await?;
+        let service = first(&root, "dsServiceName").unwrap_or_default().to_owned();
+        let ntds = Self::entry(
+            session,
+            "domain controller read",
+            &service,
+            &["invocationId"],
+        )
+        .await?;
         let invocation = ntds
-            .first()
+            .as_ref()
             .and_then(|e| {
                 e.bin_attrs
                     .iter()
@@ -342,9 +325,8 @@ impl LdapSource {
     /// The USN to read changes above, or a resync when the DC changed.
     async fn since(
         &self,
-        ldap: &mut Ldap,
+        session: &mut Session,
         cursor: &str,
-        stats: &mut RequestStats,
     ) -> Result<(u64, String, u64), SourceError> {
         let mut parts = cursor.splitn(3, ':');
         let (Some("ad1"), Some(inv), Some(usn)) = (parts.next(), parts.next(), parts.next()) else {
@@ -355,7 +337,7 @@ impl LdapSource {
         let usn: u64 = usn
             .parse()
             .map_err(|_| SourceError::ResyncRequired("unreadable USN".into()))?;
-        let (now_inv, now_usn) = self.position(ldap, stats).await?;
+        let (now_inv, now_usn) = self.position(session).await?;
         if now_inv != inv {
             return Err(SourceError::ResyncRequired(
                 "a different domain controller (or a restored one) answered; its change numbers are not comparable".into(),
@@ -364,30 +346,16 @@ impl LdapSource {
         Ok((usn, now_inv, now_usn))
     }
 
-    async fn denied(
-        &self,
-        ldap: &mut Ldap,
-        stats: &mut RequestStats,
-    ) -> Result<HashSet<String>, SourceError> {
+    async fn denied(&self, session: &mut Session) -> Result<HashSet<String>, SourceError> {
         let Flavor::Domino {
             deny_access_group: Some(group),
         } = &self.flavor
         else {
             return Ok(HashSet::new());
         };
-        let found = self
-            .search(
-                ldap,
-                group,
-                Scope::Base,
-                "(objectClass=*)",
-                &["member"],
-                stats,
-            )
-            .await?;
+        let found = Self::entry(session, "deny-access group read", group, &["member"]).await?;
         Ok(found
-            .first()
-            .map(|e| all(e, "member").iter().map(|m| dn_key(m)).collect())
+            .map(|e| all(&e, "member").iter().map(|m| dn_key(m)).collect())
             .unwrap_or_default())
     }
 
@@ -396,14 +364,13 @@ impl LdapSource {
     /// notes the position first; Domino has no change numbers.
     async fn read_filter(
         &self,
-        ldap: &mut Ldap,
+        session: &mut Session,
         from: &ReadFrom,
         users: bool,
-        stats: &mut RequestStats,
     ) -> Result<(String, Option<String>), SourceError> {
         Ok(match (from, self.ad()) {
             (ReadFrom::Delta(c), true) => {
-                let (usn, inv, now) = self.since(ldap, c, stats).await?;
+                let (usn, inv, now) = self.since(session, c).await?;
                 (
                     format!("(&{}(uSNChanged>={}))", self.filter(users), usn + 1),
                     Some(Self::cursor(&inv, now)),
@@ -412,77 +379,116 @@ impl LdapSource {
             (_, true) => {
                 // The position first: changes made during the read are
                 // read again next time (harmless) rather than missed.
-                let (inv, usn) = self.position(ldap, stats).await?;
+                let (inv, usn) = self.position(session).await?;
                 (self.filter(users), Some(Self::cursor(&inv, usn)))
             }
             (_, false) => (self.filter(users), None),
         })
     }
 
-    async fn read_users(&self, from: &ReadFrom) -> Result<SourcePage, SourceError> {
-        let mut stats = RequestStats::default();
-        let mut ldap = self.session().await?;
-        let (filter, cursor) = self.read_filter(&mut ldap, from, true, &mut stats).await?;
-        let denied = self.denied(&mut ldap, &mut stats).await?;
-        let entries = self
-            .search(
-                &mut ldap,
-                &self.settings.base_dn,
-                Scope::Subtree,
-                &filter,
-                &USER_ATTRS,
-                &mut stats,
-            )
-            .await?;
-        let changes = entries
-            .iter()
-            .filter_map(|e| {
-                let id = self.id_of(e)?;
-                Some(if self.ad() {
-                    map::ad_user(id, e)
-                } else {
-                    map::domino_user(id, e, denied.contains(&dn_key(&e.dn)))
-                })
-            })
-            .collect();
-        let _ = ldap.unbind().await;
-        Ok(SourcePage {
-            changes,
-            next: Next::Done { cursor },
-            stats,
+    /// Opens a stream's search as `from` says, before its first page.
+    async fn begin(&self, stream: Stream, from: &ReadFrom) -> Result<OpenSearch, SourceError> {
+        let mut session = self.session().await?;
+        let users = stream == Stream::Users;
+        let (filter, cursor) = self.read_filter(&mut session, from, users).await?;
+        let context = match stream {
+            Stream::Users => Context::Users {
+                denied: self.denied(&mut session).await?,
+            },
+            Stream::Groups => Context::Groups { directory: None },
+        };
+        Ok(OpenSearch {
+            session,
+            position: Position::starting(from),
+            filter,
+            cookie: Vec::new(),
+            cursor,
+            context,
+            sent_elsewhere: 0,
+            reported: 0,
         })
     }
 
-    async fn read_groups(&self, from: &ReadFrom) -> Result<SourcePage, SourceError> {
-        let mut stats = RequestStats::default();
-        let mut ldap = self.session().await?;
-        let (filter, cursor) = self.read_filter(&mut ldap, from, false, &mut stats).await?;
-        let entries = self
-            .search(
-                &mut ldap,
-                &self.settings.base_dn,
-                Scope::Subtree,
-                &filter,
-                if self.ad() {
-                    &AD_GROUP_ATTRS[..]
-                } else {
-                    &DOMINO_GROUP_ATTRS[..]
-                },
-                &mut stats,
-            )
-            .await?;
-        let dir = if entries.is_empty() {
-            Directory::new()
-        } else {
-            self.directory(&mut ldap, &mut stats).await?
+    /// Reads the open search's next page into `changes`; says whether more
+    /// pages follow.
+    async fn page(
+        &self,
+        stream: Stream,
+        open: &mut OpenSearch,
+        changes: &mut Vec<Change>,
+    ) -> Result<bool, SourceError> {
+        let what = format!("{stream} search (page {})", open.position.pages + 1);
+        let attrs = match (stream, self.ad()) {
+            (Stream::Users, _) => &USER_ATTRS[..],
+            (Stream::Groups, true) => &AD_GROUP_ATTRS[..],
+            (Stream::Groups, false) => &DOMINO_GROUP_ATTRS[..],
         };
-        let mut changes = Vec::with_capacity(entries.len() * 2);
-        for e in &entries {
+        let q = Query {
+            what: &what,
+            base: &self.settings.base_dn,
+            scope: Scope::Subtree,
+            filter: &open.filter,
+            attrs,
+        };
+        let found = open.session.search(&q, Some(&open.cookie)).await?;
+        match stream {
+            Stream::Users => self.user_changes(open, &found.entries, changes),
+            Stream::Groups => self.group_changes(open, &found.entries, changes).await?,
+        }
+        open.position.pages += 1;
+        Ok(match found.cookie {
+            Some(cookie) => {
+                open.cookie = cookie;
+                true
+            }
+            None => false,
+        })
+    }
+
+    fn user_changes(&self, open: &OpenSearch, entries: &[SearchEntry], out: &mut Vec<Change>) {
+        let no_one = HashSet::new();
+        let denied = match &open.context {
+            Context::Users { denied } => denied,
+            Context::Groups { .. } => &no_one,
+        };
+        out.extend(entries.iter().filter_map(|e| {
+            let id = self.id_of(e)?;
+            Some(if self.ad() {
+                map::ad_user(id, e)
+            } else {
+                map::domino_user(id, e, denied.contains(&dn_key(&e.dn)))
+            })
+        }));
+    }
+
+    /// Each group and its complete member list, read before the next group.
+    async fn group_changes(
+        &self,
+        open: &mut OpenSearch,
+        entries: &[SearchEntry],
+        out: &mut Vec<Change>,
+    ) -> Result<(), SourceError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        if let Context::Groups { directory: None } = open.context {
+            let (dir, sent) = self.directory().await?;
+            open.sent_elsewhere += sent;
+            open.context = Context::Groups {
+                directory: Some(dir),
+            };
+        }
+        let Context::Groups {
+            directory: Some(dir),
+        } = &open.context
+        else {
+            unreachable!("the directory was read above");
+        };
+        for e in entries {
             let Some(id) = self.id_of(e) else { continue };
-            changes.push(Change::Group(map::group(id.clone(), e, self.ad())));
-            let members: Vec<Member> = self
-                .members(&mut ldap, e, &mut stats)
-                .await?
+            out.push(Change::Group(map::group(id.clone(), e, self.ad())));
+            let members = Self::members(&mut open.session, e).await?;
+            let members = members
                 .iter()
                 .filter_map(|dn| dir.get(&dn_key(dn)))
                 .map(|(id, kind)| Member {
@@ -490,12 +496,56 @@ impl LdapSource {
                     kind: *kind,
                 })
                 .collect();
-            changes.push(Change::ReplaceMembers { group: id, members });
+            out.push(Change::ReplaceMembers { group: id, members });
         }
-        let _ = ldap.unbind().await;
+        Ok(())
+    }
+
+    /// The held search a continuation asks for, if this source holds it.
+    fn take_open(&self, stream: Stream, position: &Position) -> Option<OpenSearch> {
+        let mut open = self.open.lock().expect("the open searches");
+        // Whatever else is held for the stream is stale: dropped here.
+        open.remove(&stream)
+            .filter(|held| held.position == *position)
+    }
+
+    /// Reads `pages` pages of the open search as one `SourcePage`; holds
+    /// the search for the continuation, or closes it at the end.
+    async fn read_pages(
+        &self,
+        stream: Stream,
+        mut open: OpenSearch,
+        pages: u64,
+    ) -> Result<SourcePage, SourceError> {
+        let mut changes = Vec::new();
+        for _ in 0..pages {
+            if !self.page(stream, &mut open, &mut changes).await? {
+                let stats = RequestStats {
+                    requests: open.unreported(),
+                    ..Default::default()
+                };
+                let cursor = open.cursor.take();
+                open.session.close().await;
+                let next = Next::Done { cursor };
+                return Ok(SourcePage {
+                    changes,
+                    next,
+                    stats,
+                });
+            }
+        }
+        let stats = RequestStats {
+            requests: open.unreported(),
+            ..Default::default()
+        };
+        let next = Next::Page(open.position.text());
+        self.open
+            .lock()
+            .expect("the open searches")
+            .insert(stream, open);
         Ok(SourcePage {
             changes,
-            next: Next::Done { cursor },
+            next,
             stats,
         })
     }
@@ -504,22 +554,35 @@ impl LdapSource {
 #[async_trait]
 impl DirectorySource for LdapSource {
     async fn read(&self, stream: Stream, from: &ReadFrom) -> Result<SourcePage, SourceError> {
-        // A stream is one page: a continuation (never handed out) reads afresh.
-        let from = match from {
-            ReadFrom::Continue(_) => &ReadFrom::Full,
-            other => other,
+        let (open, pages) = match from {
+            ReadFrom::Continue(text) => {
+                let position = Position::parse(text);
+                match self.take_open(stream, &position) {
+                    Some(open) => (open, 1),
+                    // Not held here: start again, and re-read up to the
+                    // checkpoint and one page more (see `paged`).
+                    None => (
+                        self.begin(stream, &position.from).await?,
+                        position.pages + 1,
+                    ),
+                }
+            }
+            from => (self.begin(stream, from).await?, 1),
         };
-        match stream {
-            Stream::Users => self.read_users(from).await,
-            Stream::Groups => self.read_groups(from).await,
+        self.read_pages(stream, open, pages).await
+    }
+
+    fn stats(&self) -> RequestStats {
+        RequestStats {
+            requests: self.requests.load(Ordering::Relaxed),
+            ..Default::default()
         }
     }
 
     async fn test_connection(&self) -> ConnectionReport {
         let mut report = ConnectionReport::new();
-        let mut stats = RequestStats::default();
-        let mut ldap = match self.session().await {
-            Ok(l) => {
+        let mut session = match self.session().await {
+            Ok(s) => {
                 report.passed(
                     "bind",
                     format!(
@@ -527,71 +590,62 @@ impl DirectorySource for LdapSource {
                         self.settings.url, self.settings.bind_dn
                     ),
                 );
-                l
+                s
             }
             Err(e) => {
                 report.failed("bind", e.to_string());
                 return report;
             }
         };
-        match self
-            .search(
-                &mut ldap,
-                &self.settings.base_dn,
-                Scope::Base,
-                "(objectClass=*)",
-                &["objectClass"],
-                &mut stats,
-            )
-            .await
-        {
-            Ok(found) if !found.is_empty() => {
-                report.passed("base DN", format!("{} exists", self.settings.base_dn))
-            }
-            Ok(_) => {
-                report.failed(
-                    "base DN",
-                    format!(
-                        "{} was not found; check the connector's base DN",
-                        self.settings.base_dn
-                    ),
-                );
-                return report;
+        if self.test_steps(&mut session, &mut report).await.is_some() {
+            session.close().await;
+        }
+        report
+    }
+}
+
+impl LdapSource {
+    /// The connection test's steps after the bind; `None` once one failed.
+    async fn test_steps(&self, session: &mut Session, report: &mut ConnectionReport) -> Option<()> {
+        let base = &self.settings.base_dn;
+        match Self::entry(session, "base DN read", base, &["objectClass"]).await {
+            Ok(Some(_)) => report.passed("base DN", format!("{base} exists")),
+            Ok(None) => {
+                let detail = format!("{base} was not found; check the connector's base DN");
+                report.failed("base DN", detail);
+                return None;
             }
             Err(e) => {
                 report.failed("base DN", e.to_string());
-                return report;
+                return None;
             }
         }
         if self.ad() {
-            match self.position(&mut ldap, &mut stats).await {
+            match self.position(session).await {
                 Ok((inv, usn)) => {
                     report.passed("domain controller", format!("invocation {inv}, USN {usn}"))
                 }
                 Err(e) => {
                     report.failed("domain controller", e.to_string());
-                    return report;
+                    return None;
                 }
             }
         }
-        match self
-            .search(
-                &mut ldap,
-                &self.settings.base_dn,
-                Scope::Subtree,
-                &self.filter(true),
-                &["cn"],
-                &mut stats,
-            )
-            .await
-        {
+        let filter = self.filter(true);
+        let q = Query {
+            what: "users search",
+            base,
+            scope: Scope::Subtree,
+            filter: &filter,
+            attrs: &["cn"],
+        };
+        match Self::search_all(session, &q).await {
             Ok(found) => report.passed(
                 "users",
                 format!("{} users visible to the service account", found.len()),
             ),
             Err(e) => report.failed("users", e.to_string()),
         }
-        let _ = ldap.unbind().await;
-        report
+        Some(())
     }
 }
