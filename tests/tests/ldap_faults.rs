@@ -276,7 +276,7 @@ impl DirectorySource for Probe {
         self.inner.read(stream, from).await
     }
 
-    fn stats(&self) -> RequestStats {
+    fn stats(&self) -> Option<RequestStats> {
         self.inner.stats()
     }
 

@@ -572,11 +572,11 @@ impl DirectorySource for LdapSource {
         self.read_pages(stream, open, pages).await
     }
 
-    fn stats(&self) -> RequestStats {
-        RequestStats {
+    fn stats(&self) -> Option<RequestStats> {
+        Some(RequestStats {
             requests: self.requests.load(Ordering::Relaxed),
             ..Default::default()
-        }
+        })
     }
 
     async fn test_connection(&self) -> ConnectionReport {
