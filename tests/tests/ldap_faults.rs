@@ -140,7 +140,12 @@ const BASE: &str = "o=Hostile";
 /// Five people and a group of all of them (its members come in three
 /// ranges of two).
 fn hostile_directory() -> Vec<Entry> {
-    let people: Vec<String> = (1..=5).map(|i| format!("cn=Person {i},{BASE}")).collect();
+    people_directory(5)
+}
+
+/// `n` people and a group of all of them.
+fn people_directory(n: usize) -> Vec<Entry> {
+    let people: Vec<String> = (1..=n).map(|i| format!("cn=Person {i},{BASE}")).collect();
     let mut entries: Vec<Entry> = people
         .iter()
         .enumerate()
@@ -420,4 +425,39 @@ async fn a_server_limit_fails_the_run_with_advice_changing_nothing() {
         );
         assert_eq!(state(&f, &c).await, before, "result {rc}: nothing changed");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn most_people_leaving_stages_the_run_and_it_removes_no_membership() {
+    let f = fixture(Backend::Dynamo).await;
+    let listener = Listener::start(people_directory(30)).await;
+    let c = domino("acme", &listener.url, BASE, &format!("cn=Reader,{BASE}"));
+    let source = || listener_source(&c, Duration::from_secs(5));
+    let r = run(&f, &c, &source()).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    let before = state(&f, &c).await;
+    assert_eq!((before.users.len(), before.members.len()), (30, 30));
+    // Twenty leave: the group's complete member list no longer names them.
+    for i in 1..=20 {
+        listener.remove(&format!("cn=Person {i},{BASE}"));
+    }
+    let staged = run(&f, &c, &source()).await;
+    assert_eq!(staged.status, RunStatus::Staged, "{:?}", staged.message);
+    let message = staged.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("group Everyone would lose 20 of its 30 members"),
+        "{message}"
+    );
+    assert_eq!(state(&f, &c).await, before, "a staged run changes no row");
+    // Approved, exactly those rows go, and the counts say so.
+    let s = Scope::new(c.account.clone(), c.id.clone());
+    let approved = engine(&f).approve(&s, &staged.id, None).await.unwrap();
+    let after = state(&f, &c).await;
+    assert_eq!((after.users.len(), after.members.len()), (10, 10));
+    assert_eq!(
+        (approved.counts.removed, approved.counts.members_removed),
+        (20, 20),
+        "{:?}",
+        approved.message
+    );
 }
