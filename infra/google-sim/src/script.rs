@@ -32,6 +32,9 @@ pub enum PageFault {
     NoCollection,
     /// The connection is closed with no answer.
     Reset,
+    /// No answer ever comes, the connection held open (a hung server):
+    /// the client gives up, or dies waiting.
+    Stall,
     /// 503 `backendError`, with `Retry-After` seconds when given.
     Unavailable { retry_after: Option<u32> },
     /// 429 `rateLimitExceeded`, with `Retry-After` seconds when given.
@@ -108,6 +111,10 @@ pub(crate) async fn api(State(inner): State<Arc<Inner>>, request: Request, next:
                 kill.kill();
             }
             // The connection is being torn down; no response ever leaves.
+            return std::future::pending::<Response>().await;
+        }
+        Some(PageFault::Stall) => {
+            lock(&inner.stats).fault("stall");
             return std::future::pending::<Response>().await;
         }
         Some(PageFault::Unavailable { retry_after }) => {
