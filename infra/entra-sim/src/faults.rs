@@ -13,8 +13,30 @@
 //!   one shows as that inner response's 429.
 //! * `page_latency` is the response time of every Graph response that is
 //!   not a fault: none leaves sooner after its request arrived.
+//! * `at` places a [`PageFault`] at chosen Graph HTTP requests, numbered
+//!   from 0 from `set_faults` in the order they arrive (a `$batch` is one).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+/// A fault for one Graph HTTP request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageFault {
+    /// A 200 whose `Content-Length` promises the whole body, half of which
+    /// is sent before the connection closes.
+    CutBody,
+    /// A 200 whose body is not JSON (a proxy's error page).
+    NotJson,
+    /// A 200 without its collection (`value`; a `$batch`'s `responses`),
+    /// the rest kept, links included.
+    NoCollection,
+    /// The connection is closed with no answer.
+    Reset,
+    /// 503, with `Retry-After` seconds when given.
+    Unavailable { retry_after: Option<u32> },
+    /// 429 with `Retry-After` seconds.
+    TooMany { retry_after: u32 },
+}
 
 /// Faults to inject; `Default` injects none.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -42,6 +64,8 @@ pub struct Faults {
     /// Answer 429 when a tenant's or the app's resource-unit budget is spent
     /// (units are always counted, for stats).
     pub enforce_resource_units: bool,
+    /// Faults at Graph HTTP requests by number, from 0 at `set_faults`.
+    pub at: BTreeMap<u64, PageFault>,
 }
 
 /// What the front door does with an HTTP request.
@@ -60,6 +84,8 @@ pub(crate) struct FaultState {
     logical_seen: u64,
     /// Server errors sent since the faults were set, to alternate 503/504.
     server_errors_sent: u64,
+    /// Graph HTTP requests seen since the faults were set, for `at`.
+    http_seen: u64,
 }
 
 impl FaultState {
@@ -68,6 +94,13 @@ impl FaultState {
             faults,
             ..FaultState::default()
         };
+    }
+
+    /// The scripted fault of the Graph HTTP request arriving now.
+    pub fn scripted(&mut self) -> Option<PageFault> {
+        let n = self.http_seen;
+        self.http_seen += 1;
+        self.faults.at.remove(&n)
     }
 
     /// Decides a Graph HTTP request's fate before it is authenticated.

@@ -45,7 +45,7 @@ pub use authorize::{GLOBAL_ADMINISTRATOR, USER_ROLE};
 pub use delta::{DEFAULT_DELTA_PAGE_SIZE, MEMBER_REFS_PER_PAGE};
 pub use directory::DirectoryError;
 pub use error::CertError;
-pub use faults::Faults;
+pub use faults::{Faults, PageFault};
 pub use generate::GenSpec;
 pub use model::{
     ConsentDecision, DirectorySnapshot, KeyCredentialInfo, MemberKind, Membership, MultiTenantApp,

@@ -16,6 +16,13 @@ pub struct SimStats {
     pub per_route: BTreeMap<String, u64>,
     /// 429s sent, injected or for resource units, including inner ones.
     pub throttled: u64,
+    /// Graph requests as Graph budgets them: every HTTP request to Graph,
+    /// a `$batch` counted as the requests it carries (tokens not at all).
+    /// What a client's count of its requests must equal.
+    pub graph_requests: u64,
+    /// Graph answers of 429 or 503, inner ones included (a refused
+    /// `$batch` counts as its requests): what a client counts as throttled.
+    pub graph_throttled: u64,
     /// Injected faults: dropped connections, 5xx and injected 429s.
     pub faults_injected: u64,
     /// Resource units spent per tenant by requests that were served.

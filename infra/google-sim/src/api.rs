@@ -11,9 +11,8 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -22,7 +21,7 @@ use serde_json::{Value, json};
 
 use crate::directory::{Customer, SCOPE_PREFIX};
 use crate::errors::ApiError;
-use crate::faults::{Injected, Spoilt};
+use crate::faults::Injected;
 use crate::model::{MemberType, SimGroup, SimUser};
 use crate::state::{Inner, lock, read};
 
@@ -68,6 +67,10 @@ fn gate(
         .filter(|t| t.expires > Utc::now())
         .cloned()
         .ok_or_else(ApiError::invalid_credentials)?;
+    if let Some(storm) = lock(&inner.script).storm() {
+        lock(&inner.stats).fault(storm.reason);
+        return Err(storm);
+    }
     if let Some(fault) = lock(&inner.faults).take_quota() {
         let (error, reason) = match fault {
             Injected::UserRateLimit => (ApiError::user_rate_limit(), "userRateLimitExceeded"),
@@ -197,7 +200,7 @@ async fn respond(inner: &Inner, result: Result<Value, ApiError>) -> Response {
             }
             match spoil {
                 None => Json(body).into_response(),
-                Some(how) => spoilt(inner, how, &body),
+                Some(how) => crate::script::spoilt(inner, how, &body),
             }
         }
         Err(e) => e.into_response(),
@@ -421,42 +424,6 @@ fn members_page(
         members,
         next,
     ))
-}
-
-/// A 200 that does not deliver its page: cut mid-body (the connection
-/// drops after half of it), or a body that is not JSON at all.
-fn spoilt(inner: &Inner, how: Spoilt, body: &Value) -> Response {
-    let text = body.to_string();
-    let (content_type, body) = match how {
-        Spoilt::CutBody => {
-            lock(&inner.stats).fault("cutBody");
-            let half = text.as_bytes()[..text.len() / 2].to_vec();
-            let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
-                Ok(half),
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionReset,
-                    "the simulator cut the body",
-                )),
-            ];
-            (
-                "application/json; charset=UTF-8",
-                Body::from_stream(futures::stream::iter(chunks)),
-            )
-        }
-        Spoilt::NotJson => {
-            lock(&inner.stats).fault("notJson");
-            (
-                "text/html",
-                Body::from("<html><body>Bad gateway: the upstream sent no answer</body></html>"),
-            )
-        }
-    };
-    (
-        StatusCode::OK,
-        [(axum::http::header::CONTENT_TYPE, content_type)],
-        body,
-    )
-        .into_response()
 }
 
 /// Any other path: Google's 404 shape.

@@ -172,6 +172,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, Json(self.body())).into_response();
+        let quota = matches!(
+            self.reason,
+            "userRateLimitExceeded" | "quotaExceeded" | "rateLimitExceeded"
+        );
+        if quota || matches!(self.code, 429 | 503) {
+            response.extensions_mut().insert(crate::script::Throttle);
+        }
         if self.code == 401 {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

@@ -14,9 +14,16 @@
 //!   body stops mid-transfer (the connection is dropped), then a 200 whose
 //!   body is not JSON (a proxy's error page).
 //!
+//! * `at` places a fault at chosen API requests, and `quota_storm` answers
+//!   every authenticated API request with a quota error for a span of time
+//!   (see the `script` module).
+//!
 //! `set_faults` replaces the counters in force.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+use crate::script::{PageFault, QuotaStorm};
 
 /// Faults to inject; `Default` injects none.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -37,13 +44,10 @@ pub struct Faults {
     pub cut_body_next: u32,
     /// Then the next N are a 200 with a body that is not JSON.
     pub not_json_next: u32,
-}
-
-/// How a successful response is spoilt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Spoilt {
-    CutBody,
-    NotJson,
+    /// Faults at API requests by number, counted from 0 from `set_faults`.
+    pub at: BTreeMap<u64, PageFault>,
+    /// Quota errors for every authenticated API request, for a while.
+    pub quota_storm: Option<QuotaStorm>,
 }
 
 /// A fault decided for one request.
@@ -66,7 +70,7 @@ impl Faults {
     }
 
     /// For a successful response.
-    pub(crate) fn take_spoil(&mut self) -> Option<Spoilt> {
+    pub(crate) fn take_spoil(&mut self) -> Option<PageFault> {
         if self.cut_body_next == 0 && self.not_json_next == 0 {
             return None;
         }
@@ -76,10 +80,10 @@ impl Faults {
         }
         if self.cut_body_next > 0 {
             self.cut_body_next -= 1;
-            return Some(Spoilt::CutBody);
+            return Some(PageFault::CutBody);
         }
         self.not_json_next -= 1;
-        Some(Spoilt::NotJson)
+        Some(PageFault::NotJson)
     }
 
     /// After authentication.
@@ -138,7 +142,12 @@ mod tests {
         let seq: Vec<_> = (0..4).map(|_| f.take_spoil()).collect();
         assert_eq!(
             seq,
-            vec![None, Some(Spoilt::CutBody), Some(Spoilt::NotJson), None]
+            vec![
+                None,
+                Some(PageFault::CutBody),
+                Some(PageFault::NotJson),
+                None
+            ]
         );
     }
 }

@@ -29,6 +29,7 @@ mod generate;
 mod ids;
 mod keys;
 mod model;
+mod script;
 mod server;
 mod sim;
 mod state;
@@ -37,5 +38,6 @@ mod token_endpoint;
 
 pub use faults::Faults;
 pub use model::{MemberRole, MemberType, SimGroup, SimUser, Snapshot, SnapshotMember};
+pub use script::{PageFault, QuotaStorm};
 pub use sim::GoogleSim;
 pub use stats::Stats;

@@ -9,6 +9,7 @@ use chrono::Utc;
 use crate::directory::full_scope;
 use crate::faults::Faults;
 use crate::model::{MemberRole, SimGroup, SimUser, Snapshot};
+use crate::script::Script;
 use crate::state::{Inner, lock, read, write};
 use crate::stats::Stats;
 use crate::{generate, ids, keys, server};
@@ -151,6 +152,7 @@ impl GoogleSim {
 
     /// Replaces the faults in force (and their counters).
     pub fn set_faults(&self, f: Faults) {
+        *lock(&self.inner.script) = Script::new(f.at.clone(), f.quota_storm);
         *lock(&self.inner.faults) = f;
     }
 

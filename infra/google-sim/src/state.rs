@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::directory::Directory;
 use crate::faults::Faults;
+use crate::script::Script;
 use crate::stats::Stats;
 
 /// Locks ignoring poison: a panicking test thread must not wedge the
@@ -41,6 +42,7 @@ pub(crate) struct Inner {
     pub dir: RwLock<Directory>,
     pub tokens: Mutex<HashMap<String, AccessToken>>,
     pub faults: Mutex<Faults>,
+    pub script: Mutex<Script>,
     pub stats: Mutex<Stats>,
     /// `http://127.0.0.1:PORT`, once serving.
     pub origin: OnceLock<String>,

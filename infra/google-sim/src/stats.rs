@@ -7,6 +7,13 @@ use std::collections::BTreeMap;
 pub struct Stats {
     /// Every HTTP request the simulator routed.
     pub requests_total: u64,
+    /// Directory API requests (every one but `/token`): what a client's
+    /// count of its requests must equal.
+    pub api_requests: u64,
+    /// Directory API answers a client counts as throttled: 429, 503 and
+    /// the 403 quota errors (`userRateLimitExceeded`, `quotaExceeded`,
+    /// `rateLimitExceeded`).
+    pub api_throttled: u64,
     /// Per route: `"POST /token"`, `"GET /admin/directory/v1/users"`,
     /// `"GET /admin/directory/v1/groups"`,
     /// `"GET /admin/directory/v1/groups/{groupKey}/members"`.
@@ -19,7 +26,7 @@ pub struct Stats {
     pub faults_injected: u64,
     /// Injected faults per reason: `userRateLimitExceeded`, `quotaExceeded`,
     /// `rateLimitExceeded` (429), `backendError` (503), `cutBody` and
-    /// `notJson` (spoilt 200s).
+    /// `notJson`, `noCollection` (spoilt 200s), `reset`.
     pub faults_by_reason: BTreeMap<String, u64>,
 }
 

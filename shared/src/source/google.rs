@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -20,6 +21,7 @@ use crate::domain::{
     Connector, EmailAddress, Group, GroupKind, MemberKind, SecretRef, SourceConfig, SourceId, User,
 };
 use crate::secrets::{SecretStore, SecretValue};
+use crate::source::http::{BadPage, Call, Driver, QuotaWait, Service, Verdict};
 use crate::source::retry::RetryPolicy;
 use crate::source::{
     Change, ConnectionReport, DirectorySource, Member, Next, ReadFrom, RequestStats, SourceError,
@@ -59,7 +61,7 @@ pub struct GoogleSource {
     admin: EmailAddress,
     customer: String,
     api_url: String,
-    policy: RetryPolicy,
+    driver: Driver,
     token: tokio::sync::Mutex<Option<(SecretValue, DateTime<Utc>)>>,
 }
 
@@ -93,7 +95,7 @@ impl GoogleSource {
             admin: admin_email.clone(),
             customer: customer.clone(),
             api_url: api_url.clone().unwrap_or_else(|| GOOGLE_API.to_owned()),
-            policy,
+            driver: Driver::new(policy, None),
             token: tokio::sync::Mutex::new(None),
         })
     }
@@ -194,137 +196,26 @@ impl GoogleSource {
         Ok(token)
     }
 
-    /// One API GET with Google's quota errors ridden out.
+    /// One API GET through the driver: Google's quota errors ridden out
+    /// for the page's budget; a 200 must be a Directory API page holding
+    /// `collection` unless it may be [empty](Collection).
     async fn get(
         &self,
         path_and_query: &str,
-        stats: &mut RequestStats,
+        collection: Collection,
+        cost: &mut Cost,
     ) -> Result<Value, SourceError> {
         let url = format!("{}{path_and_query}", self.api_url.trim_end_matches('/'));
-        let mut refreshed = false;
-        let mut last = String::new();
-        for attempt in 0..self.policy.max_attempts {
-            if attempt > 0 {
-                stats.retries += 1;
-            }
-            let token = self.access_token().await?;
-            stats.requests += 1;
-            let response = match self.http.get(&url).bearer_auth(token.expose()).send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    last = crate::auth::token::without_url(&e);
-                    tokio::time::sleep(self.policy.backoff(attempt)).await;
-                    continue;
-                }
-            };
-            let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            // A 200 whose body is cut off or is not the API's JSON is no page:
-            // taken for an empty one, it would end a listing early and the
-            // sweep would remove everyone after it. Read again, like a 5xx.
-            let body = match Self::body(status, response.text().await) {
-                Ok(body) => body,
-                Err(why) => {
-                    last = why;
-                    tokio::time::sleep(self.policy.backoff(attempt)).await;
-                    continue;
-                }
-            };
-            let reason = body["error"]["errors"][0]["reason"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            match status {
-                200 => return Ok(body),
-                401 if !refreshed => {
-                    refreshed = true;
-                    *self.token.lock().await = None;
-                }
-                403 if matches!(
-                    reason.as_str(),
-                    "userRateLimitExceeded" | "quotaExceeded" | "rateLimitExceeded"
-                ) =>
-                {
-                    stats.throttled += 1;
-                    last = reason;
-                    tokio::time::sleep(self.policy.backoff(attempt)).await;
-                }
-                429 | 500..=599 => {
-                    if status == 429 {
-                        stats.throttled += 1;
-                    }
-                    last = format!("HTTP {status}");
-                    let wait = self
-                        .policy
-                        .retry_after(retry_after.as_deref())
-                        .unwrap_or_else(|| self.policy.backoff(attempt));
-                    tokio::time::sleep(wait).await;
-                }
-                403 => {
-                    let message = body["error"]["message"].as_str().unwrap_or_default();
-                    return Err(SourceError::Permission(
-                        if reason == "insufficientPermissions" {
-                            format!(
-                                "the token lacks a scope ({message}): grant {} to the service account's domain-wide delegation",
-                                SCOPES.replace(' ', ", ")
-                            )
-                        } else {
-                            format!(
-                                "Google refused the read ({message}): {} must be an administrator allowed to read users and groups",
-                                self.admin
-                            )
-                        },
-                    ));
-                }
-                404 => {
-                    return Err(SourceError::Config(format!(
-                        "Google does not know customer {:?}: use my_customer or the customer ID",
-                        self.customer
-                    )));
-                }
-                _ => {
-                    return Err(SourceError::Protocol(format!(
-                        "the Directory API answered HTTP {status}: {}",
-                        body["error"]["message"]
-                    )));
-                }
-            }
-        }
-        Err(SourceError::Unavailable(format!(
-            "the Directory API was still refusing after {} attempts (last: {last}); nothing was removed, and the next sync reads again",
-            self.policy.max_attempts
-        )))
-    }
-
-    /// The body of an answer as JSON; for a 200, only the Directory API's
-    /// own (an object of a `kind` of it). An error answer's body may be
-    /// anything: it is read for its reason only.
-    fn body(status: u16, text: reqwest::Result<String>) -> Result<Value, String> {
-        let text = text.map_err(|e| {
-            format!(
-                "HTTP {status} whose body was cut off ({})",
-                crate::auth::token::without_url(&e)
+        let read = move |text: String| collection.read(&text);
+        self.driver
+            .send(
+                self,
+                &Call::get(&url),
+                &read,
+                &mut cost.stats,
+                &mut cost.quota,
             )
-        })?;
-        let parsed = serde_json::from_str::<Value>(&text);
-        if status != 200 {
-            return Ok(parsed.unwrap_or_default());
-        }
-        match parsed {
-            Ok(v)
-                if v["kind"]
-                    .as_str()
-                    .is_some_and(|k| k.starts_with("admin#directory#")) =>
-            {
-                Ok(v)
-            }
-            Ok(_) => Err("HTTP 200 whose body is not a Directory API page".into()),
-            Err(_) => Err("HTTP 200 whose body is not JSON".into()),
-        }
+            .await
     }
 
     fn page_token(from: &ReadFrom) -> Option<String> {
@@ -353,7 +244,7 @@ impl GoogleSource {
     }
 
     async fn read_users(&self, from: &ReadFrom) -> Result<SourcePage, SourceError> {
-        let mut stats = RequestStats::default();
+        let mut cost = Cost::default();
         let token = Self::page_token(from);
         let body = self
             .get(
@@ -361,7 +252,8 @@ impl GoogleSource {
                     "/admin/directory/v1/users?{}",
                     self.query(500, "&projection=full", token.as_deref())
                 ),
-                &mut stats,
+                Collection::USERS,
+                &mut cost,
             )
             .await?;
         let changes = body["users"]
@@ -373,12 +265,12 @@ impl GoogleSource {
         Ok(SourcePage {
             changes,
             next: Self::next(&body),
-            stats,
+            stats: cost.stats,
         })
     }
 
     async fn read_groups(&self, from: &ReadFrom) -> Result<SourcePage, SourceError> {
-        let mut stats = RequestStats::default();
+        let mut cost = Cost::default();
         let token = Self::page_token(from);
         let body = self
             .get(
@@ -386,7 +278,8 @@ impl GoogleSource {
                     "/admin/directory/v1/groups?{}",
                     self.query(200, "", token.as_deref())
                 ),
-                &mut stats,
+                Collection::groups(token.is_some()),
+                &mut cost,
             )
             .await?;
         let mut changes = Vec::new();
@@ -410,7 +303,8 @@ impl GoogleSource {
                 if let Some(t) = &page {
                     path.push_str(&format!("&pageToken={}", url_encode(t)));
                 }
-                let m = self.get(&path, &mut stats).await?;
+                let expected = Collection::members(page.is_some(), members_count(g));
+                let m = self.get(&path, expected, &mut cost).await?;
                 for member in m["members"].as_array().into_iter().flatten() {
                     let kind = match member["type"].as_str() {
                         Some("USER") => MemberKind::User,
@@ -432,7 +326,7 @@ impl GoogleSource {
         Ok(SourcePage {
             changes,
             next: Self::next(&body),
-            stats,
+            stats: cost.stats,
         })
     }
 }
@@ -471,6 +365,155 @@ fn map_user(u: &Value) -> Option<Change> {
     Some(Change::User(user))
 }
 
+/// What one page read cost, and how long it has ridden out quotas: a page
+/// of groups reads each group's members too, all within one budget.
+#[derive(Default)]
+struct Cost {
+    stats: RequestStats,
+    quota: QuotaWait,
+}
+
+/// The list a page must hold. Google leaves a list out of the page when it
+/// is empty (its client libraries document the field as "absent if
+/// empty"), and does not document pages that are empty with more to come.
+/// So a page without its list is taken for an empty last page only where
+/// the listing may be empty; anywhere else it is a page that lost its list
+/// on the way, read again and never taken for the end.
+#[derive(Debug, Clone, Copy)]
+struct Collection {
+    key: &'static str,
+    may_be_empty: bool,
+}
+
+impl Collection {
+    /// A customer's users always include the administrator the service
+    /// account acts as: no page of users is empty.
+    const USERS: Collection = Collection {
+        key: "users",
+        may_be_empty: false,
+    };
+
+    /// A customer may have no groups; a page after one that promised more
+    /// cannot be empty.
+    fn groups(continued: bool) -> Self {
+        Self {
+            key: "groups",
+            may_be_empty: !continued,
+        }
+    }
+
+    /// A group's members, of which the group's listing gave the count.
+    fn members(continued: bool, count: Option<u64>) -> Self {
+        Self {
+            key: "members",
+            may_be_empty: !continued && count.unwrap_or(0) == 0,
+        }
+    }
+
+    /// A 200's body as a Directory API page (an object of a `kind` of it)
+    /// holding this list.
+    fn read(self, text: &str) -> Result<Value, BadPage> {
+        let page: Value = serde_json::from_str(text)
+            .map_err(|_| BadPage::Unreadable("HTTP 200 whose body is not JSON".into()))?;
+        let kind = page["kind"].as_str().unwrap_or_default();
+        if !kind.starts_with("admin#directory#") {
+            return Err(BadPage::Unreadable(
+                "HTTP 200 whose body is not a Directory API page".into(),
+            ));
+        }
+        let more = page["nextPageToken"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty());
+        match &page[self.key] {
+            Value::Array(_) => Ok(page),
+            Value::Null if self.may_be_empty && !more => Ok(page),
+            _ => Err(BadPage::Incomplete(format!(
+                "a page of {} without its list",
+                self.key
+            ))),
+        }
+    }
+}
+
+/// `directMembersCount`, an int64 and so a string in Google's JSON.
+fn members_count(group: &Value) -> Option<u64> {
+    let count = &group["directMembersCount"];
+    count
+        .as_u64()
+        .or_else(|| count.as_str().and_then(|c| c.parse().ok()))
+}
+
+#[async_trait]
+impl Service for GoogleSource {
+    type Token = SecretValue;
+    type Failure = SourceError;
+
+    fn name(&self) -> &'static str {
+        "the Directory API"
+    }
+
+    async fn token(&self) -> Result<SecretValue, SourceError> {
+        self.access_token().await
+    }
+
+    fn bearer<'t>(&self, token: &'t SecretValue) -> &'t str {
+        token.expose()
+    }
+
+    async fn forget(&self, _token: &SecretValue) {
+        *self.token.lock().await = None;
+    }
+
+    fn judge(&self, status: StatusCode, body: &str) -> Verdict<SourceError> {
+        let error: Value = serde_json::from_str(body).unwrap_or_default();
+        let reason = error["error"]["errors"][0]["reason"]
+            .as_str()
+            .unwrap_or_default();
+        let message = error["error"]["message"].as_str().unwrap_or_default();
+        match status.as_u16() {
+            200 => Verdict::Success,
+            401 => Verdict::Unauthorized(SourceError::Auth(format!(
+                "Google refused the access token twice ({message}); check the service account's key and delegation"
+            ))),
+            403 if QUOTA_REASONS.contains(&reason) => Verdict::Quota(reason.to_owned()),
+            429 => Verdict::Quota("rateLimitExceeded (429)".into()),
+            500..=599 => Verdict::Retry(format!("HTTP {status}")),
+            403 => Verdict::Fail(SourceError::Permission(
+                if reason == "insufficientPermissions" {
+                    format!(
+                        "the token lacks a scope ({message}): grant {} to the service account's domain-wide delegation",
+                        SCOPES.replace(' ', ", ")
+                    )
+                } else {
+                    format!(
+                        "Google refused the read ({message}): {} must be an administrator allowed to read users and groups",
+                        self.admin
+                    )
+                },
+            )),
+            404 => Verdict::Fail(SourceError::Config(format!(
+                "Google does not know customer {:?}: use my_customer or the customer ID",
+                self.customer
+            ))),
+            _ => Verdict::Fail(SourceError::Protocol(format!(
+                "the Directory API answered HTTP {status}: {message}"
+            ))),
+        }
+    }
+
+    fn failure(&self, error: SourceError) -> SourceError {
+        error
+    }
+}
+
+/// Google's 403 reasons for a spent per-minute quota (429 is the other way
+/// it says so).
+const QUOTA_REASONS: [&str; 3] = [
+    "userRateLimitExceeded",
+    "rateLimitExceeded",
+    "quotaExceeded",
+];
+
 #[async_trait]
 impl DirectorySource for GoogleSource {
     async fn read(&self, stream: Stream, from: &ReadFrom) -> Result<SourcePage, SourceError> {
@@ -480,9 +523,13 @@ impl DirectorySource for GoogleSource {
         }
     }
 
+    fn stats(&self) -> RequestStats {
+        self.driver.stats()
+    }
+
     async fn test_connection(&self) -> ConnectionReport {
         let mut report = ConnectionReport::new();
-        let mut stats = RequestStats::default();
+        let mut cost = Cost::default();
         match self.access_token().await {
             Ok(_) => report.passed(
                 "sign-in",
@@ -493,11 +540,15 @@ impl DirectorySource for GoogleSource {
                 return report;
             }
         }
-        for (name, path) in [("users", "users"), ("groups", "groups")] {
+        for (name, collection) in [
+            ("users", Collection::USERS),
+            ("groups", Collection::groups(false)),
+        ] {
             match self
                 .get(
-                    &format!("/admin/directory/v1/{path}?{}", self.query(1, "", None)),
-                    &mut stats,
+                    &format!("/admin/directory/v1/{name}?{}", self.query(1, "", None)),
+                    collection,
+                    &mut cost,
                 )
                 .await
             {

@@ -9,6 +9,7 @@
 
 pub mod google;
 pub mod graph;
+pub mod http;
 pub mod ldap;
 pub mod retry;
 

@@ -19,6 +19,12 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// A `Retry-After` longer than this is cut to it (a run must finish).
     pub max_retry_after: Duration,
+    /// How long one page read rides out a per-minute quota (Google's) before
+    /// the run pauses at its checkpoint instead.
+    pub quota_budget: Duration,
+    /// How long a paused run waits before it continues: the quotas ridden
+    /// out are counted per minute.
+    pub quota_pause: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -28,18 +34,23 @@ impl Default for RetryPolicy {
             base_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(120),
+            quota_budget: Duration::from_secs(180),
+            quota_pause: Duration::from_secs(60),
         }
     }
 }
 
 impl RetryPolicy {
-    /// A policy for tests and simulators: same shape, millisecond waits.
+    /// A policy for tests and simulators: same shape, millisecond waits,
+    /// and minutes of quota scaled to seconds (1 s for 1 min).
     pub fn fast() -> Self {
         Self {
             max_attempts: 8,
             base_backoff: Duration::from_millis(5),
             max_backoff: Duration::from_millis(50),
             max_retry_after: Duration::from_secs(2),
+            quota_budget: Duration::from_secs(3),
+            quota_pause: Duration::from_secs(1),
         }
     }
 

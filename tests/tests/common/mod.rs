@@ -4,6 +4,7 @@
 
 pub mod consent;
 pub mod memory;
+pub mod rows;
 pub mod world;
 
 use serde_json::Value;

@@ -42,6 +42,12 @@ struct InnerResponse {
     body: Option<Box<RawValue>>,
 }
 
+/// The requests a `$batch` body carries, as Graph budgets it; an
+/// unreadable body counts as one request.
+pub(super) fn requests_in(body: &[u8]) -> u64 {
+    serde_json::from_slice::<BatchRequest>(body).map_or(1, |b| b.requests.len().max(1) as u64)
+}
+
 pub(super) fn run(inner: &Inner, principal: &Principal, call: &Call, ids: &RequestIds) -> Reply {
     match run_batch(inner, principal, call, ids) {
         Ok(reply) => reply,
@@ -92,6 +98,9 @@ fn answer(
     ids: &RequestIds,
 ) -> InnerResponse {
     let reply = inner_reply(inner, principal, &request, ids);
+    if matches!(reply.status.as_u16(), 429 | 503) {
+        crate::state::lock(&inner.stats).graph_throttled += 1;
+    }
     let mut headers = Map::new();
     if !reply.body.is_empty() {
         headers.insert("Content-Type".into(), Value::from("application/json"));

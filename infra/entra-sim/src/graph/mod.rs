@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::access_token::{Principal, validate};
 use crate::error::GraphError;
-use crate::faults::FrontDoor;
+use crate::faults::{FrontDoor, PageFault};
 use crate::server::ConnKill;
 use crate::state::{Inner, lock, read};
 use crate::throttle::{Charge, request_cost};
@@ -110,27 +110,6 @@ pub(crate) async fn entry(State(inner): State<Arc<Inner>>, request: Request) -> 
         Err(_) => "GRAPH (unknown route)",
     });
 
-    let door = lock(&inner.faults).front_door();
-    match door {
-        FrontDoor::Drop => {
-            lock(&inner.stats).faults_injected += 1;
-            if let Some(kill) = parts.extensions.get::<ConnKill>() {
-                kill.kill();
-            }
-            // The connection is being torn down; no response ever leaves.
-            return std::future::pending::<Response>().await;
-        }
-        FrontDoor::ServerError(status) => {
-            lock(&inner.stats).faults_injected += 1;
-            return respond(
-                &inner,
-                Reply::error(GraphError::server_error(status), &ids),
-                &ids,
-            );
-        }
-        FrontDoor::Pass => {}
-    }
-
     let body = match axum::body::to_bytes(body, BODY_LIMIT).await {
         Ok(body) => body,
         Err(_) => {
@@ -138,6 +117,76 @@ pub(crate) async fn entry(State(inner): State<Arc<Inner>>, request: Request) -> 
             return respond(&inner, Reply::error(error, &ids), &ids);
         }
     };
+    let weight = match &route {
+        Ok(Route::Batch) => batch::requests_in(&body),
+        _ => 1,
+    };
+    lock(&inner.stats).graph_requests += weight;
+    let scripted = lock(&inner.faults).scripted();
+    let door = match scripted {
+        Some(PageFault::Reset) => FrontDoor::Drop,
+        _ => lock(&inner.faults).front_door(),
+    };
+    let front = match (door, scripted) {
+        (FrontDoor::Drop, _) => {
+            lock(&inner.stats).faults_injected += 1;
+            if let Some(kill) = parts.extensions.get::<ConnKill>() {
+                kill.kill();
+            }
+            // The connection is being torn down; no response ever leaves.
+            return std::future::pending::<Response>().await;
+        }
+        (FrontDoor::ServerError(status), _) => Some(GraphError::server_error(status)),
+        (_, Some(PageFault::Unavailable { retry_after })) => {
+            let mut error = GraphError::server_error(503);
+            error.headers.retain(|(name, _)| *name != "Retry-After");
+            Some(match retry_after {
+                Some(secs) => error.with_header("Retry-After", secs.to_string()),
+                None => error,
+            })
+        }
+        (_, Some(PageFault::TooMany { retry_after })) => {
+            Some(GraphError::too_many_requests(retry_after))
+        }
+        _ => None,
+    };
+    let reply = match front {
+        Some(error) => {
+            lock(&inner.stats).faults_injected += 1;
+            Reply::error(error, &ids)
+        }
+        None => {
+            let reply = served(&inner, &parts, route, &query, &body, &ids);
+            // The latency is the response time, as a client measures a
+            // service's: the simulator's own work on the reply (building a
+            // page of 5,000 members takes it a few milliseconds of this
+            // machine's CPU, which Graph's servers would not share with the
+            // client) is part of it, not added to it.
+            let latency = lock(&inner.faults).faults.page_latency;
+            if !latency.is_zero() {
+                tokio::time::sleep_until(arrived + latency).await;
+            }
+            reply
+        }
+    };
+    if matches!(reply.status.as_u16(), 429 | 503) {
+        lock(&inner.stats).graph_throttled += weight;
+    }
+    match scripted {
+        Some(how) if reply.status == StatusCode::OK => spoilt(&inner, how, reply, &ids),
+        _ => respond(&inner, reply, &ids),
+    }
+}
+
+/// A request past the front door: authenticated, then run.
+fn served(
+    inner: &Inner,
+    parts: &axum::http::request::Parts,
+    route: Result<Route, GraphError>,
+    query: &str,
+    body: &[u8],
+    ids: &RequestIds,
+) -> Reply {
     let authorization = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -147,32 +196,64 @@ pub(crate) async fn entry(State(inner): State<Arc<Inner>>, request: Request) -> 
         Ok(_) => {
             let error =
                 GraphError::unauthenticated("The tenant of the access token does not exist.");
-            return respond(&inner, Reply::error(error, &ids), &ids);
+            return Reply::error(error, ids);
         }
-        Err(error) => return respond(&inner, Reply::error(error, &ids), &ids),
+        Err(error) => return Reply::error(error, ids),
     };
     let prefer = parts.headers.get("prefer").and_then(|v| v.to_str().ok());
     let call = Call {
-        query: &query,
+        query,
         prefer,
-        body: &body,
+        body,
     };
-    let reply = match route {
-        Err(error) => Reply::error(error, &ids),
-        Ok(Route::Batch) => batch::run(&inner, &principal, &call, &ids),
-        Ok(route) => logical(&inner, &principal, &route, &call, &ids),
-    };
-
-    // The latency is the response time, as a client measures a service's:
-    // the simulator's own work on the reply (building a page of 5,000
-    // members takes it a few milliseconds of this machine's CPU, which
-    // Graph's servers would not share with the client) is part of it, not
-    // added to it.
-    let latency = lock(&inner.faults).faults.page_latency;
-    if !latency.is_zero() {
-        tokio::time::sleep_until(arrived + latency).await;
+    match route {
+        Err(error) => Reply::error(error, ids),
+        Ok(Route::Batch) => batch::run(inner, &principal, &call, ids),
+        Ok(route) => logical(inner, &principal, &route, &call, ids),
     }
-    respond(&inner, reply, &ids)
+}
+
+/// A 200 that does not deliver its page.
+fn spoilt(inner: &Inner, how: PageFault, mut reply: Reply, ids: &RequestIds) -> Response {
+    lock(&inner.stats).faults_injected += 1;
+    match how {
+        PageFault::NotJson => {
+            reply.body =
+                b"<html><body>Bad gateway: the upstream sent no answer</body></html>".to_vec();
+            let mut response = respond(inner, reply, ids);
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            response
+        }
+        PageFault::NoCollection => {
+            let mut page: serde_json::Value =
+                serde_json::from_slice(&reply.body).unwrap_or_default();
+            if let Some(o) = page.as_object_mut() {
+                o.remove("value");
+                o.remove("responses");
+            }
+            reply.body = serde_json::to_vec(&page).expect("a JSON value serializes");
+            respond(inner, reply, ids)
+        }
+        _ => {
+            let whole = std::mem::take(&mut reply.body);
+            let mut response = respond(inner, reply, ids);
+            let half = whole[..whole.len() / 2].to_vec();
+            let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+                Ok(half),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "the simulator cut the body",
+                )),
+            ];
+            *response.body_mut() = Body::from_stream(futures::stream::iter(chunks));
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(whole.len()));
+            response
+        }
+    }
 }
 
 /// Turns a reply into the HTTP response, with Graph's common headers.

@@ -1,14 +1,19 @@
-//! HTTP to Microsoft Graph for one tenant: bearer tokens, bounded retries,
-//! `Retry-After`, backoff on 5xx and dropped connections with a fresh
-//! connection pool, the tenant's concurrency cap and budget pacing.
+//! HTTP to Microsoft Graph for one tenant, through the shared
+//! [`Driver`](crate::source::http::Driver): what Graph's answers mean, the
+//! token of the tenant, and what a page must hold. Graph's policy is counted
+//! attempts: 429 (with `Retry-After`, the whole tenant waiting), 5xx, broken
+//! or unreadable answers alike.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use async_trait::async_trait;
 use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
 use serde_json::Value;
 
-use crate::auth::token::without_url;
+use crate::auth::token::AccessToken;
 use crate::auth::{AuthError, Credential, TokenProvider};
+use crate::source::http::{BadPage, Call, Driver, QuotaWait, Service, Verdict};
 use crate::source::retry::{RetryPolicy, TenantLimiter};
 use crate::source::{RequestStats, SourceError};
 
@@ -64,15 +69,20 @@ const RESYNC_CODES: [&str; 3] = ["syncStateNotFound", "resyncRequired", "syncSta
 
 pub struct GraphClient {
     pub target: GraphTarget,
-    http: Mutex<reqwest::Client>,
     tokens: Arc<TokenProvider>,
-    limiter: Arc<TenantLimiter>,
-    policy: RetryPolicy,
+    driver: Driver,
 }
 
 /// Graph pages of delta queries: `$top` is not allowed there, the page size
 /// is asked for with this preference.
 pub const MAX_PAGE: u32 = 999;
+
+/// The skim of a page that checks it is whole without building it: JSON
+/// throughout (serde reads every token it skips) with its collection.
+#[derive(serde::Deserialize)]
+struct Skim {
+    value: Option<serde::de::IgnoredAny>,
+}
 
 impl GraphClient {
     pub fn new(
@@ -83,22 +93,9 @@ impl GraphClient {
     ) -> Self {
         Self {
             target,
-            http: Mutex::new(new_http()),
             tokens,
-            limiter,
-            policy,
+            driver: Driver::new(policy, Some(limiter)),
         }
-    }
-
-    fn http(&self) -> reqwest::Client {
-        self.http.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// After a 5xx or a broken connection, later requests open new
-    /// connections rather than reuse the pool (Microsoft's advice: the next
-    /// attempt may reach a healthy front end).
-    fn renew_connections(&self) {
-        *self.http.lock().unwrap_or_else(|p| p.into_inner()) = new_http();
     }
 
     pub fn tokens(&self) -> &TokenProvider {
@@ -106,7 +103,18 @@ impl GraphClient {
     }
 
     pub fn policy(&self) -> RetryPolicy {
-        self.policy
+        self.driver.policy()
+    }
+
+    /// Every request sent to Graph since the client was built.
+    pub fn stats(&self) -> RequestStats {
+        self.driver.stats()
+    }
+
+    /// Counts requests sent outside one driver call (a `$batch`'s inner
+    /// throttles and re-sends).
+    pub fn tally(&self, stats: &mut RequestStats, more: RequestStats) {
+        self.driver.tally(stats, more);
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -126,18 +134,30 @@ impl GraphClient {
         }
     }
 
-    pub async fn get(&self, url: &str, stats: &mut RequestStats) -> Result<Value, GraphFailure> {
-        parse_body(&self.get_text(url, stats).await?)
+    async fn send<T>(
+        &self,
+        call: &Call<'_>,
+        read: &(dyn Fn(String) -> Result<T, BadPage> + Send + Sync),
+        stats: &mut RequestStats,
+    ) -> Result<T, GraphFailure> {
+        let mut quota = QuotaWait::default();
+        self.driver.send(self, call, read, stats, &mut quota).await
     }
 
-    /// A GET's body as it came, for a caller that reads part of it before
-    /// parsing the rest ([`parse_body`]).
-    pub async fn get_text(
+    /// A GET's JSON (null for 204 No Content).
+    pub async fn get(&self, url: &str, stats: &mut RequestStats) -> Result<Value, GraphFailure> {
+        self.send(&Call::get(url), &json_of, stats).await
+    }
+
+    /// A collection page as it came, checked whole and holding `value`, for
+    /// a caller that reads part of it before parsing the rest
+    /// ([`parse_body`]).
+    pub async fn get_page(
         &self,
         url: &str,
         stats: &mut RequestStats,
     ) -> Result<String, GraphFailure> {
-        self.send(reqwest::Method::GET, url, None, stats).await
+        self.send(&Call::get(url), &whole_page, stats).await
     }
 
     pub async fn post(
@@ -146,147 +166,150 @@ impl GraphClient {
         body: &Value,
         stats: &mut RequestStats,
     ) -> Result<Value, GraphFailure> {
-        parse_body(
-            &self
-                .send(reqwest::Method::POST, url, Some(body), stats)
-                .await?,
-        )
+        let call = Call {
+            method: reqwest::Method::POST,
+            url,
+            json: Some(body),
+            weight: 1,
+        };
+        self.send(&call, &json_of, stats).await
     }
 
-    /// Sends with the retry policy; a success's body as it came (empty for
-    /// 204 No Content).
-    async fn send(
+    /// A `$batch` of `requests`: counted as them, and its answer must list
+    /// their `responses`.
+    pub async fn batch(
         &self,
-        method: reqwest::Method,
-        url: &str,
-        body: Option<&Value>,
+        requests: Vec<Value>,
         stats: &mut RequestStats,
-    ) -> Result<String, GraphFailure> {
+    ) -> Result<Value, GraphFailure> {
+        let url = self.url("/$batch");
+        let body = serde_json::json!({ "requests": requests });
+        let call = Call {
+            method: reqwest::Method::POST,
+            url: &url,
+            json: Some(&body),
+            weight: requests_in(&body),
+        };
+        let read = |text: String| {
+            let v = json_of(text)?;
+            match v["responses"] {
+                Value::Array(_) => Ok(v),
+                _ => Err(BadPage::Incomplete(
+                    "a $batch answer without responses".into(),
+                )),
+            }
+        };
+        self.send(&call, &read, stats).await
+    }
+}
+
+fn requests_in(batch: &Value) -> u64 {
+    batch["requests"].as_array().map_or(1, |r| r.len() as u64)
+}
+
+/// A success's JSON; an empty body (204 No Content) is null.
+fn json_of(text: String) -> Result<Value, BadPage> {
+    if text.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_str(&text)
+        .map_err(|e| BadPage::Unreadable(format!("HTTP 200 whose body is not JSON ({e})")))
+}
+
+fn whole_page(text: String) -> Result<String, BadPage> {
+    match serde_json::from_str::<Skim>(&text) {
+        Ok(Skim { value: Some(_) }) => Ok(text),
+        Ok(Skim { value: None }) => Err(BadPage::Incomplete(
+            "a page without its collection (value)".into(),
+        )),
+        Err(e) => Err(BadPage::Unreadable(format!(
+            "HTTP 200 whose body is not JSON ({e})"
+        ))),
+    }
+}
+
+#[async_trait]
+impl Service for GraphClient {
+    type Token = AccessToken;
+    type Failure = GraphFailure;
+
+    fn name(&self) -> &'static str {
+        "Microsoft Graph"
+    }
+
+    async fn token(&self) -> Result<AccessToken, GraphFailure> {
         let t = &self.target;
-        let mut refreshed = false;
-        let mut last_problem = String::new();
-        for attempt in 0..self.policy.max_attempts {
-            if attempt > 0 {
-                stats.retries += 1;
+        Ok(self
+            .tokens
+            .token(&t.authority_url, &t.tenant, &t.credential)
+            .await?)
+    }
+
+    fn bearer<'t>(&self, token: &'t AccessToken) -> &'t str {
+        token.value.expose()
+    }
+
+    async fn forget(&self, token: &AccessToken) {
+        let t = &self.target;
+        self.tokens
+            .invalidate(&t.authority_url, &t.tenant, &t.credential, token)
+            .await;
+    }
+
+    fn prepare(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        request.header("Prefer", format!("odata.maxpagesize={MAX_PAGE}"))
+    }
+
+    fn budget_used(&self, headers: &HeaderMap) -> Option<u32> {
+        let pct = headers
+            .get("x-ms-throttle-limit-percentage")?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse::<f64>()
+            .ok()?;
+        // Graph sends the share of the limit used as a fraction (0.8 to
+        // 1.8); accept a plain percentage too.
+        let percent = if pct <= 5.0 { pct * 100.0 } else { pct };
+        Some(percent.round() as u32)
+    }
+
+    fn judge(&self, status: StatusCode, body: &str) -> Verdict<GraphFailure> {
+        let error = || GraphErrorBody::parse(body);
+        match status {
+            s if s.is_success() => Verdict::Success,
+            StatusCode::UNAUTHORIZED => {
+                let e = error();
+                Verdict::Unauthorized(GraphFailure::Source(SourceError::Auth(format!(
+                    "Microsoft Graph refused the access token twice ({}: {}); check the app's consent and permissions",
+                    e.code, e.message
+                ))))
             }
-            let token = self
-                .tokens
-                .token(&t.authority_url, &t.tenant, &t.credential)
-                .await?;
-            let permit = self.limiter.acquire().await;
-            stats.requests += 1;
-            let mut request = self
-                .http()
-                .request(method.clone(), url)
-                .bearer_auth(token.value.expose())
-                .header("Prefer", format!("odata.maxpagesize={MAX_PAGE}"));
-            if let Some(b) = body {
-                request = request.json(b);
-            }
-            let response = request.send().await;
-            drop(permit);
-            let response = match response {
-                Ok(r) => r,
-                Err(e) => {
-                    last_problem = without_url(&e);
-                    self.renew_connections();
-                    tokio::time::sleep(self.policy.backoff(attempt)).await;
-                    continue;
+            StatusCode::TOO_MANY_REQUESTS => Verdict::Retry("throttled (429)".into()),
+            s if s.is_server_error() => Verdict::Retry(format!("HTTP {}", s.as_u16())),
+            StatusCode::GONE => Verdict::Fail(GraphFailure::ResyncRequired(format!(
+                "HTTP 410 {}",
+                error().code
+            ))),
+            StatusCode::NOT_FOUND => Verdict::Fail(GraphFailure::NotFound),
+            StatusCode::FORBIDDEN => Verdict::Fail(GraphFailure::Forbidden(error())),
+            s => {
+                let e = error();
+                if RESYNC_CODES.contains(&e.code.as_str()) {
+                    return Verdict::Fail(GraphFailure::ResyncRequired(e.code));
                 }
-            };
-            if let Some(pct) = response
-                .headers()
-                .get("x-ms-throttle-limit-percentage")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<f64>().ok())
-            {
-                // Graph sends the share of the limit used as a fraction
-                // (0.8 to 1.8); accept a plain percentage too.
-                let percent = if pct <= 5.0 { pct * 100.0 } else { pct };
-                self.limiter.observe_budget(percent.round() as u32);
-            }
-            let status = response.status();
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let text = match response.text().await {
-                Ok(t) => t,
-                Err(e) => {
-                    last_problem = without_url(&e);
-                    self.renew_connections();
-                    tokio::time::sleep(self.policy.backoff(attempt)).await;
-                    continue;
-                }
-            };
-            match status {
-                StatusCode::NO_CONTENT => return Ok(String::new()),
-                s if s.is_success() => return Ok(text),
-                StatusCode::UNAUTHORIZED if !refreshed => {
-                    // The token may have been revoked or expired early: one
-                    // fresh token, one more try.
-                    refreshed = true;
-                    self.tokens
-                        .invalidate(&t.authority_url, &t.tenant, &t.credential, &token)
-                        .await;
-                    continue;
-                }
-                StatusCode::UNAUTHORIZED => {
-                    let e = GraphErrorBody::parse(&text);
-                    return Err(GraphFailure::Source(SourceError::Auth(format!(
-                        "Microsoft Graph refused the access token twice ({}: {}); check the app's consent and permissions",
-                        e.code, e.message
-                    ))));
-                }
-                StatusCode::TOO_MANY_REQUESTS => {
-                    stats.throttled += 1;
-                    let wait = self
-                        .policy
-                        .retry_after(retry_after.as_deref())
-                        .unwrap_or_else(|| self.policy.backoff(attempt));
-                    // Everyone reading this tenant waits, not just this request.
-                    self.limiter.block_for(wait);
-                    last_problem = "throttled (429)".into();
-                    continue;
-                }
-                s if s.is_server_error() => {
-                    last_problem = format!("HTTP {}", s.as_u16());
-                    self.renew_connections();
-                    let wait = self
-                        .policy
-                        .retry_after(retry_after.as_deref())
-                        .unwrap_or_else(|| self.policy.backoff(attempt));
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
-                StatusCode::GONE => {
-                    let e = GraphErrorBody::parse(&text);
-                    return Err(GraphFailure::ResyncRequired(format!("HTTP 410 {}", e.code)));
-                }
-                StatusCode::NOT_FOUND => return Err(GraphFailure::NotFound),
-                StatusCode::FORBIDDEN => {
-                    return Err(GraphFailure::Forbidden(GraphErrorBody::parse(&text)));
-                }
-                s => {
-                    let e = GraphErrorBody::parse(&text);
-                    if RESYNC_CODES.contains(&e.code.as_str()) {
-                        return Err(GraphFailure::ResyncRequired(e.code));
-                    }
-                    return Err(GraphFailure::Source(SourceError::Protocol(format!(
-                        "Microsoft Graph answered HTTP {} {}: {}",
-                        s.as_u16(),
-                        e.code,
-                        e.message
-                    ))));
-                }
+                Verdict::Fail(GraphFailure::Source(SourceError::Protocol(format!(
+                    "Microsoft Graph answered HTTP {} {}: {}",
+                    s.as_u16(),
+                    e.code,
+                    e.message
+                ))))
             }
         }
-        Err(GraphFailure::Source(SourceError::Unavailable(format!(
-            "Microsoft Graph was still unavailable after {} attempts (last: {last_problem}); nothing was removed, \
-             and the next sync continues from the last checkpoint",
-            self.policy.max_attempts
-        ))))
+    }
+
+    fn failure(&self, error: SourceError) -> GraphFailure {
+        GraphFailure::Source(error)
     }
 }
 
@@ -301,13 +324,4 @@ pub fn parse_body(text: &str) -> Result<Value, GraphFailure> {
             "Graph answered invalid JSON: {e}"
         )))
     })
-}
-
-fn new_http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(100))
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .pool_idle_timeout(std::time::Duration::from_secs(60))
-        .build()
-        .unwrap_or_default()
 }

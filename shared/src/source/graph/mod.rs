@@ -136,7 +136,7 @@ impl GraphSource {
                 return page;
             }
         }
-        self.client.get_text(url, stats).await
+        self.client.get_page(url, stats).await
     }
 
     /// Starts the request for `url`, the page after the one being read.
@@ -145,7 +145,7 @@ impl GraphSource {
         let link = url.to_owned();
         let task = tokio::spawn(async move {
             let mut stats = RequestStats::default();
-            let page = client.get_text(&link, &mut stats).await;
+            let page = client.get_page(&link, &mut stats).await;
             (page, stats)
         });
         self.ahead
@@ -329,7 +329,9 @@ impl GraphSource {
     }
 
     /// Full objects for ids whose delta entry was partial, via `$batch`.
-    /// `None` for objects that no longer exist.
+    /// `None` for objects that no longer exist. Requests a batch answers
+    /// with 429 or 5xx are sent again in the next batch, after the longest
+    /// `Retry-After` they asked for.
     async fn refetch(
         &self,
         collection: &str,
@@ -338,11 +340,20 @@ impl GraphSource {
         stats: &mut RequestStats,
     ) -> Result<Vec<(SourceId, Option<Map<String, Value>>)>, SourceError> {
         let mut out = Vec::with_capacity(ids.len());
+        let policy = self.client.policy();
         for chunk in ids.chunks(BATCH) {
             let mut pending: Vec<&SourceId> = chunk.iter().collect();
-            for attempt in 0..self.client_policy_attempts() {
+            for attempt in 0..policy.max_attempts {
                 if pending.is_empty() {
                     break;
+                }
+                if attempt > 0 {
+                    let again = pending.len() as u64;
+                    let resent = RequestStats {
+                        retries: again,
+                        ..Default::default()
+                    };
+                    self.client.tally(stats, resent);
                 }
                 let requests: Vec<Value> = pending
                     .iter()
@@ -351,45 +362,23 @@ impl GraphSource {
                     .collect();
                 let resp = self
                     .client
-                    .post(
-                        &self.client.url("/$batch"),
-                        &json!({ "requests": requests }),
-                        stats,
-                    )
+                    .batch(requests, stats)
                     .await
                     .map_err(|f| self.failure(collection, f))?;
-                let mut again = Vec::new();
-                for r in resp["responses"].as_array().into_iter().flatten() {
-                    let Some(id) = r["id"]
-                        .as_str()
-                        .and_then(|i| i.parse::<usize>().ok())
-                        .and_then(|i| pending.get(i))
-                    else {
-                        continue;
-                    };
-                    match r["status"].as_u64() {
-                        Some(200) => out.push(((*id).clone(), r["body"].as_object().cloned())),
-                        Some(404) => out.push(((*id).clone(), None)),
-                        Some(429) | Some(500..=599) => again.push(*id),
-                        Some(403) => {
-                            return Err(SourceError::Permission(permission_advice(
-                                collection,
-                                "Authorization_RequestDenied",
-                            )));
-                        }
-                        other => {
-                            return Err(SourceError::Protocol(format!(
-                                "Graph $batch answered {other:?} for a {collection} read"
-                            )));
-                        }
-                    }
+                let answered = batch_answers(collection, &pending, &resp)?;
+                out.extend(answered.done);
+                let throttled = RequestStats {
+                    throttled: answered.throttled,
+                    ..Default::default()
+                };
+                self.client.tally(stats, throttled);
+                if !answered.again.is_empty() {
+                    let wait = policy
+                        .retry_after(answered.retry_after.as_deref())
+                        .unwrap_or_else(|| policy.backoff(attempt));
+                    tokio::time::sleep(wait).await;
                 }
-                if !again.is_empty() {
-                    stats.throttled += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(100 << attempt.min(6)))
-                        .await;
-                }
-                pending = again;
+                pending = answered.again;
             }
             if !pending.is_empty() {
                 return Err(SourceError::Unavailable(format!(
@@ -399,10 +388,6 @@ impl GraphSource {
             }
         }
         Ok(out)
-    }
-
-    fn client_policy_attempts(&self) -> u32 {
-        self.client.policy().max_attempts
     }
 
     async fn users_page(
@@ -492,6 +477,87 @@ impl GraphSource {
     }
 }
 
+/// What one `$batch` answered: objects read (`None`: gone), requests to
+/// send again, and how many of those were 429 or 503.
+struct BatchAnswers<'a> {
+    done: Vec<(SourceId, Option<Map<String, Value>>)>,
+    again: Vec<&'a SourceId>,
+    throttled: u64,
+    /// The longest `Retry-After` an answer asked for.
+    retry_after: Option<String>,
+}
+
+fn batch_answers<'a>(
+    collection: &str,
+    pending: &[&'a SourceId],
+    resp: &Value,
+) -> Result<BatchAnswers<'a>, SourceError> {
+    let mut answers = BatchAnswers {
+        done: Vec::new(),
+        again: Vec::new(),
+        throttled: 0,
+        retry_after: None,
+    };
+    for r in resp["responses"].as_array().into_iter().flatten() {
+        let Some(id) = r["id"]
+            .as_str()
+            .and_then(|i| i.parse::<usize>().ok())
+            .and_then(|i| pending.get(i))
+        else {
+            continue;
+        };
+        match r["status"].as_u64() {
+            Some(200) => answers
+                .done
+                .push(((*id).clone(), r["body"].as_object().cloned())),
+            Some(404) => answers.done.push(((*id).clone(), None)),
+            Some(status @ (429 | 500..=599)) => {
+                answers.throttled += u64::from(matches!(status, 429 | 503));
+                let asked = r["headers"]["Retry-After"]
+                    .as_str()
+                    .or(r["headers"]["retry-after"].as_str())
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                let longest = answers
+                    .retry_after
+                    .as_deref()
+                    .and_then(|v| v.parse::<u64>().ok());
+                if asked > longest {
+                    answers.retry_after = asked.map(|a| a.to_string());
+                }
+                answers.again.push(*id);
+            }
+            Some(403) => {
+                return Err(SourceError::Permission(permission_advice(
+                    collection,
+                    "Authorization_RequestDenied",
+                )));
+            }
+            other => {
+                return Err(SourceError::Protocol(format!(
+                    "Graph $batch answered {other:?} for a {collection} read"
+                )));
+            }
+        }
+    }
+    // A request the batch did not answer at all is sent again too.
+    let answered = answers.done.len() + answers.again.len();
+    if answered < pending.len() {
+        let seen: std::collections::HashSet<&SourceId> = answers
+            .done
+            .iter()
+            .map(|(id, _)| id)
+            .chain(answers.again.iter().copied())
+            .collect();
+        let missing: Vec<&'a SourceId> = pending
+            .iter()
+            .copied()
+            .filter(|id| !seen.contains(id))
+            .collect();
+        answers.again.extend(missing);
+    }
+    Ok(answers)
+}
+
 /// The `tid` claim of an access token. Microsoft asks clients to treat Graph
 /// tokens as opaque; this is only the fallback when the organization cannot
 /// be read, and the signature is not checked (the token came straight from
@@ -576,6 +642,10 @@ impl DirectorySource for GraphSource {
             next,
             stats,
         })
+    }
+
+    fn stats(&self) -> RequestStats {
+        self.client.stats()
     }
 
     async fn test_connection(&self) -> ConnectionReport {
