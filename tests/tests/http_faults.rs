@@ -211,11 +211,14 @@ async fn google_fault_matrix(backend: Backend) {
     for n in 0..requests {
         for fault in FAULTS {
             g.sim.set_faults(google_faults_at(n, google_fault(fault)));
+            let sent = g.sim.stats();
             let r = finished(&g.f, &c, &source).await;
             let at = format!("{fault:?} at request {n}");
+            // Failed or not, the run record counts what the simulator saw.
+            assert_eq!((r.requests, r.throttled), g.served(&sent), "{at}");
             assert_nothing_lost(&at, &r, &g.f, &c, &truth).await;
             assert_ridden_out(&at, fault, &r);
-            assert_eq!(counted(source.stats()), g.served(&before), "{at}");
+            assert_eq!(counted(source.stats().unwrap()), g.served(&before), "{at}");
         }
     }
     let injected = g.sim.stats().faults_by_reason;
@@ -269,7 +272,7 @@ async fn a_two_minute_quota_storm_is_ridden_out() {
     let truth = directory_rows(&g.f, &c).await;
 
     let before = g.sim.stats();
-    let counted_before = source.stats();
+    let counted_before = source.stats().unwrap();
     // 2 s for 2 minutes, within the 3 s budget.
     g.sim.set_faults(storm(2.0));
     let r = finished(&g.f, &c, &source).await;
@@ -277,7 +280,7 @@ async fn a_two_minute_quota_storm_is_ridden_out() {
     assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
     let (requests, throttled) = g.served(&before);
     assert!(throttled >= 3, "the storm was met: {throttled}");
-    let mut spent = source.stats();
+    let mut spent = source.stats().unwrap();
     spent.requests -= counted_before.requests;
     spent.throttled -= counted_before.throttled;
     assert_eq!((spent.requests, spent.throttled), (requests, throttled));
@@ -318,7 +321,7 @@ async fn a_storm_longer_than_the_budget_pauses_and_the_continuation_completes() 
     assert!(pauses >= 1, "a storm past the budget pauses the run");
     assert_nothing_lost("a 5-minute storm", &r, &g.f, &c, &truth).await;
     assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
-    let total = source.stats();
+    let total = source.stats().unwrap();
     let spent = (
         total.requests - clean.requests,
         total.throttled - clean.throttled,
@@ -506,13 +509,15 @@ async fn graph_fault_matrix(backend: Backend) {
                 at: BTreeMap::from([(n, graph_fault(fault))]),
                 ..Default::default()
             });
+            let sent = e.sim.stats();
             let r = finished(&e.f, &c, &source).await;
             let at = format!("{fault:?} at request {n}");
+            assert_eq!((r.requests, r.throttled), e.served(&sent), "{at}");
             assert_nothing_lost(&at, &r, &e.f, &c, &truth).await;
             // Graph always sends `value`: a page without it is never empty.
             assert_eq!(r.status, RunStatus::Succeeded, "{at}: {:?}", r.message);
             assert!(r.retries >= 1, "{at}: the page was read again");
-            assert_eq!(counted(source.stats()), e.served(&before), "{at}");
+            assert_eq!(counted(source.stats().unwrap()), e.served(&before), "{at}");
         }
     }
 }
@@ -553,7 +558,7 @@ async fn graph_429s_with_retry_after_and_503s_are_counted_as_the_simulator_sent_
     assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
     let (requests, throttled) = e.served(&before);
     assert_eq!(throttled, 5, "three scripted, two counted");
-    assert_eq!(counted(source.stats()), (requests, throttled));
+    assert_eq!(counted(source.stats().unwrap()), (requests, throttled));
     assert_eq!((r.requests, r.throttled), (requests, throttled));
     assert_eq!(r.retries, 5, "each throttled request sent again once");
 }

@@ -523,8 +523,8 @@ impl DirectorySource for GoogleSource {
         }
     }
 
-    fn stats(&self) -> RequestStats {
-        self.driver.stats()
+    fn stats(&self) -> Option<RequestStats> {
+        Some(self.driver.stats())
     }
 
     async fn test_connection(&self) -> ConnectionReport {

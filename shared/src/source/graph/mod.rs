@@ -644,8 +644,8 @@ impl DirectorySource for GraphSource {
         })
     }
 
-    fn stats(&self) -> RequestStats {
-        self.client.stats()
+    fn stats(&self) -> Option<RequestStats> {
+        Some(self.client.stats())
     }
 
     async fn test_connection(&self) -> ConnectionReport {
