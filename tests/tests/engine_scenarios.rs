@@ -10,7 +10,10 @@ use common::Fixture;
 use common::memory::{Directory, Fault, MemorySource, Touched, group, sid, user};
 use dirsync_shared::domain::*;
 use dirsync_shared::engine::{Action, EngineSettings, RunOutcome, RunRequest, SyncEngine};
-use dirsync_shared::source::DirectorySource;
+use dirsync_shared::source::{
+    Change, ConnectionReport, DirectorySource, Member, Next, ReadFrom, Removal, SourceError,
+    SourcePage, Stream,
+};
 use dirsync_shared::store::{PageRequest, Scope, all_pages};
 use serde_json::json;
 
@@ -45,6 +48,7 @@ on_both_stores!(
     the_account_holds_removals_while_another_connector_is_paused_or_failed,
     an_approval_skips_what_changed_since_and_a_staged_run_expires,
     a_run_keeps_its_lease_while_it_works_and_stops_once_it_has_lost_it,
+    a_later_page_has_the_last_word_on_a_held_change,
 );
 
 // ---- helpers ----------------------------------------------------------------
@@ -1173,7 +1177,18 @@ async fn membership_removals_are_held_weighed_per_group_and_listed(f: Fixture) {
             .collect();
         assert_eq!(memberships, leavers.iter().cloned().collect());
         if r.mode == SyncMode::Delta {
-            e.reject(&scope(&c), &r.id, None).await.unwrap();
+            // The cursor stayed: the next delta reads the removals again
+            // (a delta reports them once), so superseding loses nothing.
+            let again = run(&f, &c, &src, manual()).await;
+            assert_eq!(again.status, RunStatus::Staged, "{:?}", again.message);
+            assert!(
+                says(&again, "30 membership removals"),
+                "{:?}",
+                again.message
+            );
+            let old = f.store.get_run(&scope(&c), &r.id).await.unwrap().unwrap();
+            assert_eq!(old.status, RunStatus::Superseded);
+            e.reject(&scope(&c), &again.id, None).await.unwrap();
             assert_eq!(state(&f, &c).await, before, "rejected: nothing removed");
         } else {
             let approved = e.approve(&scope(&c), &r.id, None).await.unwrap();
@@ -1423,4 +1438,110 @@ async fn a_run_keeps_its_lease_while_it_works_and_stops_once_it_has_lost_it(f: F
         }
         assert_eq!(state(&f, &c).await, expected(&dir));
     }
+}
+
+/// A source whose full read is `full` and whose delta rounds are `pages`,
+/// one page each: what a real delta does when an object changes twice in
+/// one round.
+struct Scripted {
+    full: Vec<Change>,
+    pages: Vec<Vec<Change>>,
+}
+
+#[async_trait::async_trait]
+impl DirectorySource for Scripted {
+    fn streams(&self) -> &'static [Stream] {
+        &[Stream::Groups]
+    }
+
+    async fn read(&self, _: Stream, from: &ReadFrom) -> Result<SourcePage, SourceError> {
+        let (changes, at) = match from {
+            ReadFrom::Full => (self.full.clone(), self.pages.len()),
+            ReadFrom::Delta(_) => (self.pages[0].clone(), 1),
+            ReadFrom::Continue(n) => {
+                let n: usize = n.parse().unwrap();
+                (self.pages[n].clone(), n + 1)
+            }
+        };
+        let next = if at < self.pages.len() {
+            Next::Page(at.to_string())
+        } else {
+            Next::Done {
+                cursor: Some("next".into()),
+            }
+        };
+        Ok(SourcePage {
+            changes,
+            next,
+            stats: Default::default(),
+        })
+    }
+
+    async fn test_connection(&self) -> ConnectionReport {
+        ConnectionReport::new()
+    }
+}
+
+async fn a_later_page_has_the_last_word_on_a_held_change(f: Fixture) {
+    let users: Vec<User> = (0..3).map(|i| user(i, "contoso.com")).collect();
+    let member = |i: usize| Member {
+        id: users[i].id.clone(),
+        kind: MemberKind::User,
+    };
+    let mut disabled = users[2].clone();
+    disabled.enabled = false;
+    let mut full: Vec<Change> = users.iter().cloned().map(Change::User).collect();
+    full.push(Change::Group(group(0)));
+    full.push(Change::AddMembers {
+        group: sid("g0000"),
+        members: vec![member(0), member(1)],
+    });
+    let gone = Removal::Deleted;
+    let pages = vec![
+        // Taken away on one page…
+        vec![
+            Change::RemoveMembers {
+                group: sid("g0000"),
+                members: vec![member(0), member(1)],
+            },
+            Change::RemoveUser {
+                id: users[0].id.clone(),
+                reason: gone.clone(),
+            },
+            Change::User(disabled),
+        ],
+        // …and given back on a later one (but for member 1).
+        vec![
+            Change::User(users[0].clone()),
+            Change::User(users[2].clone()),
+            Change::AddMembers {
+                group: sid("g0000"),
+                members: vec![member(0)],
+            },
+        ],
+    ];
+    let src = Scripted { full, pages };
+    let c = connector(&f, "main", json!({}));
+    let first = run(&f, &c, &src, manual()).await;
+    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.message);
+    let r = run(&f, &c, &src, manual()).await;
+    assert_eq!(r.mode, SyncMode::Delta);
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    assert_eq!(
+        (
+            r.counts.removed,
+            r.counts.disabled,
+            r.counts.members_removed
+        ),
+        (0, 0, 1),
+        "only what the last word took away: {:?}",
+        r.message
+    );
+    let st = state(&f, &c).await;
+    assert_eq!(st.users.len(), 3);
+    assert!(st.users.values().all(|u| u.enabled), "re-enabled later");
+    assert_eq!(
+        st.members,
+        BTreeSet::from([("g0000".to_owned(), users[0].id.to_string())])
+    );
 }

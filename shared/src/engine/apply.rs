@@ -34,6 +34,10 @@ pub struct PageOutcome {
     /// tell a removal held on an earlier page from one undone on a later
     /// one (a full read has them as `seen_members`).
     pub member_adds: Vec<u64>,
+    /// A delta read's users and groups, so that the end of the run can tell
+    /// a removal or disable held on an earlier page from one a later page
+    /// undid (a full read has them as `seen_users` and `seen_groups`).
+    pub object_writes: Vec<u64>,
     /// Memberships of users not kept, held until the end of the run (the
     /// user may have become one that is kept in this very run).
     pub pending_members: Vec<(SourceId, SourceId)>,
@@ -228,13 +232,22 @@ impl PageContext<'_> {
                 m.member_kind == crate::domain::MemberKind::User && not_kept.contains(&m.member)
             })
         };
+        let held_back_fps = held_back.iter().map(|m| membership_fp(&m.group, &m.member));
         if full {
-            out.seen_members
-                .extend(held_back.iter().map(|m| membership_fp(&m.group, &m.member)));
+            out.seen_members.extend(held_back_fps);
+        } else {
+            // Listed, so an earlier page's removal of them is undone.
+            out.member_adds.extend(held_back_fps);
         }
         out.pending_members
             .extend(held_back.into_iter().map(|m| (m.group, m.member)));
 
+        if !full {
+            out.object_writes
+                .extend(users.iter().map(|u| user_fp(&u.id)));
+            out.object_writes
+                .extend(groups.iter().map(|g| user_fp(&g.id)));
+        }
         self.apply_users(users, &mut out, full).await?;
         self.apply_user_removals(removed_users, &mut out, full)
             .await?;

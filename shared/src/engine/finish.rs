@@ -3,7 +3,7 @@
 //! cursors, record the run.
 
 use crate::domain::{
-    Connector, ConnectorState, Cursor, Lease, Membership, RunStatus, SyncMode, SyncRun, WarningKind,
+    Connector, ConnectorState, Cursor, Membership, RunStatus, SyncMode, SyncRun, WarningKind,
 };
 use crate::source::Stream;
 use crate::store::{PageRequest, Scope, StoreError};
@@ -117,12 +117,24 @@ impl SyncEngine {
         connector: &Connector,
         scope: &Scope,
         held: &[HeldAction],
-        sweep: &Sweep,
+        sweep: &mut Sweep,
     ) -> Result<Option<String>, StoreError> {
         if held.is_empty() && sweep.memberships.is_empty() {
             return Ok(None);
         }
         let guard = &connector.options.deletion_guard;
+        // A delta round knows no membership total; it is counted where the
+        // percentage can decide (as the sweep does for users and groups).
+        let memberships = held
+            .iter()
+            .filter(|h| h.weighed_as() == super::plan::Weighed::Membership)
+            .count()
+            + sweep.memberships.len();
+        if sweep.stored_memberships.is_none() && guard.memberships.weighs_stored(memberships as u64)
+        {
+            sweep.stored_memberships = Some(self.store.count_memberships(scope).await?);
+        }
+        let sweep = &*sweep;
         let weighing = Weighing {
             held,
             sweep,
@@ -166,12 +178,12 @@ impl SyncEngine {
             first_sync: progress.member_users_recorded,
             guard: &connector.options.deletion_guard,
         };
-        let sweep = self.sweep(scope, of, &mut g).await?;
+        let mut sweep = self.sweep(scope, of, &mut g).await?;
         lease.check(self.store.now())?;
         if let Some(refused) = sweep.refused {
             // Keep no cursor: the next run reads in full again.
             run.finish(RunStatus::Failed, Some(refused), self.store.now());
-            self.close(scope, &run, false, lease.lease()).await?;
+            self.close(scope, &run, false, lease).await?;
             return Ok(run);
         }
         // Not destructive, so not subject to the guard.
@@ -179,10 +191,8 @@ impl SyncEngine {
             .store
             .add_memberships(scope, &sweep.late_members)
             .await?;
-        self.remove_memberships(scope, &sweep.stale_memberships, &mut run)
-            .await?;
         match self
-            .staging_reason(connector, scope, &g.held, &sweep)
+            .staging_reason(connector, scope, &g.held, &mut sweep)
             .await?
         {
             Some(why) => self.stage(&end, run, g.held, sweep, &why).await,
@@ -199,15 +209,20 @@ impl SyncEngine {
         sweep: Sweep,
         why: &str,
     ) -> Result<SyncRun, EngineError> {
+        // Memberships of users not kept wait too: a group's member list
+        // shows them.
         staged.extend(staged_memberships(sweep));
         let cp = Checkpoints {
             store: &self.store,
             scope: end.scope,
             run: run.id.clone(),
         };
-        // Crash-safe order: the staged list and the Staged record first;
-        // only then the cursors move on (the working chunks go in close).
-        cp.put_entries(STAGED, "final", &staged).await?;
+        end.lease.check(self.store.now())?;
+        // The staged list and the Staged record first. The cursors stay
+        // where they were: the next run reads the same changes again and
+        // weighs what is still due, so superseding this run loses nothing
+        // (a delta would not report these removals a second time).
+        cp.replace_entries(STAGED, "final", &staged).await?;
         let mut notes = resync_notes(&end.streams);
         notes.push(format!(
             "Staged: {why}; nothing was removed or disabled. Review the {} listed actions ({}) and approve \
@@ -219,8 +234,7 @@ impl SyncEngine {
         ));
         run.finish(RunStatus::Staged, Some(notes.join(" ")), self.store.now());
         self.store.put_run(&run).await?;
-        self.keep_cursors(end.scope, &end.streams).await?;
-        self.close(end.scope, &run, true, end.lease.lease()).await?;
+        self.close(end.scope, &run, true, end.lease).await?;
         Ok(run)
     }
 
@@ -232,10 +246,16 @@ impl SyncEngine {
         held: Vec<HeldAction>,
         sweep: Sweep,
     ) -> Result<SyncRun, EngineError> {
-        end.lease.check(self.store.now())?;
+        let check = || end.lease.check(self.store.now());
+        check()?;
         self.remove_memberships(end.scope, &sweep.memberships, &mut run)
             .await?;
+        check()?;
+        self.remove_memberships(end.scope, &sweep.stale_memberships, &mut run)
+            .await?;
+        check()?;
         self.apply_held(end.scope, &held, &mut run).await?;
+        check()?;
         self.keep_cursors(end.scope, &end.streams).await?;
         let conflicts = run
             .warnings
@@ -266,8 +286,7 @@ impl SyncEngine {
             RunStatus::Succeeded
         };
         run.finish(status, Some(notes.join(" ")), self.store.now());
-        self.close(end.scope, &run, false, end.lease.lease())
-            .await?;
+        self.close(end.scope, &run, false, end.lease).await?;
         Ok(run)
     }
 
@@ -296,10 +315,15 @@ impl SyncEngine {
         scope: &Scope,
         run: &SyncRun,
         staged: bool,
-        lease: &Lease,
-    ) -> Result<(), StoreError> {
+        lease: &LeaseKeeper,
+    ) -> Result<(), EngineError> {
+        lease.check(self.store.now())?;
         self.store.put_run(run).await?;
-        self.supersede_older(scope, run).await?;
+        // A run that read the directory describes it better than an older
+        // staged list; one refused for an empty read does not.
+        if run.status != RunStatus::Failed {
+            self.supersede_older(scope, run).await?;
+        }
         self.store.clear_progress(scope).await?;
         // A staged run keeps its list for the review; the rest goes.
         let keep = if staged { Some(STAGED) } else { None };
@@ -309,7 +333,8 @@ impl SyncEngine {
         self.store
             .prune_runs(scope, self.settings.keep_runs)
             .await?;
-        self.store.release_lease(lease).await.map(|_| ())
+        self.store.release_lease(lease.lease()).await?;
+        Ok(())
     }
 
     /// Staged runs older than `run` can no longer be approved: their lists
@@ -346,16 +371,17 @@ impl SyncEngine {
         connector: &Connector,
         scope: &Scope,
         mut run: SyncRun,
+        modes: &[(Stream, SyncMode)],
         mut g: Gathered,
     ) -> Result<(SyncRun, Vec<PlanEntry>, bool), EngineError> {
-        let full = run.mode == SyncMode::Full;
+        let full = |stream| modes.contains(&(stream, SyncMode::Full));
         let of = SweepOf {
-            users_full: full,
-            groups_full: full,
+            users_full: full(Stream::Users),
+            groups_full: full(Stream::Groups),
             first_sync: false,
             guard: &connector.options.deletion_guard,
         };
-        let sweep = self.sweep(scope, of, &mut g).await?;
+        let mut sweep = self.sweep(scope, of, &mut g).await?;
         let mut plan = g.plan;
         for h in &g.held {
             match h {
@@ -380,7 +406,7 @@ impl SyncEngine {
             format!("Dry run: a real run would fail: {refused}.")
         } else {
             match self
-                .staging_reason(connector, scope, &g.held, &sweep)
+                .staging_reason(connector, scope, &g.held, &mut sweep)
                 .await?
             {
                 Some(why) => format!(

@@ -28,6 +28,15 @@ pub(super) enum StreamEnd {
     Failed(SourceError),
 }
 
+/// A run about to be read on: where each stream stands, and whether the
+/// last invocation stopped cleanly (else its last page per stream may have
+/// been written but not checkpointed, and is applied again).
+pub(super) struct Resumed {
+    pub progress: RunProgress,
+    pub streams: Vec<(Stream, StreamProgress)>,
+    pub clean: bool,
+}
+
 /// What the steps of one invocation share.
 pub(super) struct Invocation<'a> {
     pub engine: &'a SyncEngine,
@@ -40,6 +49,9 @@ pub(super) struct Invocation<'a> {
     known: Known,
     progress: Mutex<RunProgress>,
     tally: Tally,
+    /// Streams whose next page may be one applied before, in part, by an
+    /// invocation that died: what that attempt recorded is cleared first.
+    replaying: std::sync::Mutex<Vec<Stream>>,
 }
 
 /// The run's request counters: those of earlier invocations, and the
@@ -70,7 +82,7 @@ impl SyncEngine {
         source: &dyn DirectorySource,
         scope: &Scope,
         request: &RunRequest,
-    ) -> Result<(RunProgress, Vec<(Stream, StreamProgress)>), EngineError> {
+    ) -> Result<Resumed, EngineError> {
         let now = self.store.now();
         let cp = Checkpoints {
             store: &self.store,
@@ -99,7 +111,7 @@ impl SyncEngine {
         scope: &Scope,
         request: &RunRequest,
         mut p: RunProgress,
-    ) -> Result<(RunProgress, Vec<(Stream, StreamProgress)>), EngineError> {
+    ) -> Result<Resumed, EngineError> {
         let cp = self.checkpoints(scope, &p.run);
         let mut streams = Vec::new();
         for s in source.streams() {
@@ -110,14 +122,19 @@ impl SyncEngine {
             streams.push((*s, sp));
         }
         p.run.status = RunStatus::Running;
-        if !p.paused {
+        let clean = p.paused;
+        if !clean {
             p.member_users_recorded = false;
         }
         // Written at once: should this invocation die mid-page, the next
         // must not take the pause for a clean one.
         p.paused = false;
         cp.save_run(&p).await?;
-        Ok((p, streams))
+        Ok(Resumed {
+            progress: p,
+            streams,
+            clean,
+        })
     }
 
     async fn start(
@@ -126,7 +143,7 @@ impl SyncEngine {
         source: &dyn DirectorySource,
         scope: &Scope,
         request: &RunRequest,
-    ) -> Result<(RunProgress, Vec<(Stream, StreamProgress)>), EngineError> {
+    ) -> Result<Resumed, EngineError> {
         let mut run = SyncRun::start(
             connector.account.clone(),
             connector.id.clone(),
@@ -158,12 +175,15 @@ impl SyncEngine {
         }
         cp.save_run(&p).await?;
         self.store.put_run(&p.run).await?;
-        Ok((p, streams))
+        Ok(Resumed {
+            progress: p,
+            streams,
+            clean: true,
+        })
     }
 }
 
 impl<'a> Invocation<'a> {
-    #[allow(clippy::too_many_arguments)]
     pub async fn new(
         engine: &'a SyncEngine,
         connector: &'a Connector,
@@ -171,8 +191,9 @@ impl<'a> Invocation<'a> {
         scope: &'a Scope,
         request: &'a RunRequest,
         lease: &'a LeaseKeeper,
-        progress: RunProgress,
+        resumed: &Resumed,
     ) -> Result<Invocation<'a>, StoreError> {
+        let progress = resumed.progress.clone();
         let known = Known {
             not_kept: NotKept::new(engine.store.not_kept_users(scope).await?),
             began_empty: progress.began_empty,
@@ -197,6 +218,11 @@ impl<'a> Invocation<'a> {
             known,
             progress: Mutex::new(progress),
             tally,
+            replaying: std::sync::Mutex::new(if resumed.clean {
+                Vec::new()
+            } else {
+                resumed.streams.iter().map(|(s, _)| *s).collect()
+            }),
         })
     }
 
@@ -364,6 +390,7 @@ impl<'a> Invocation<'a> {
             )),
             ..sp.clone()
         };
+        self.lease.check(self.engine.store.now())?;
         self.checkpoints().save_stream(stream, sp).await?;
         self.progress.lock().await.run.mode = SyncMode::Full;
         Ok(())
@@ -378,6 +405,11 @@ impl<'a> Invocation<'a> {
     ) -> Result<(), EngineError> {
         let store = &self.engine.store;
         self.lease.check(store.now())?;
+        let at = super::page_key(stream, sp.pages);
+        let cp = self.checkpoints();
+        if self.first_replay(stream) {
+            cp.clear_page(&at).await?;
+        }
         let ctx = PageContext {
             store,
             scope: self.scope,
@@ -387,11 +419,11 @@ impl<'a> Invocation<'a> {
             known: &self.known,
         };
         let outcome = ctx.apply(page.changes).await?;
+        self.lease.check(store.now())?;
         // Checkpoint: the page's data first (keyed by the page, so a replay
         // replaces it), then position and counts in one item, so a crash in
         // between replays the page — harmless — rather than skipping it.
-        let cp = self.checkpoints();
-        super::record(&cp, &super::page_key(stream, sp.pages), &outcome).await?;
+        super::record(&cp, &at, &outcome).await?;
         super::add_counts(&mut sp.counts, &outcome.counts);
         sp.stats.requests += page.stats.requests;
         sp.stats.throttled += page.stats.throttled;
@@ -421,6 +453,17 @@ impl<'a> Invocation<'a> {
         self.tally.record(&mut p.run, self.source);
         cp.save_run(&p).await?;
         Ok(())
+    }
+
+    /// Whether this is the stream's first page since an unclean stop.
+    fn first_replay(&self, stream: Stream) -> bool {
+        let mut replaying = self
+            .replaying
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let was = replaying.contains(&stream);
+        replaying.retain(|s| *s != stream);
+        was
     }
 
     /// After the streams: fail, pause or finish the run.

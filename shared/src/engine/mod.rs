@@ -20,7 +20,7 @@ mod review;
 mod sweep;
 
 use chrono::{DateTime, Duration, Utc};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::domain::{
     Connector, Lease, Membership, RunStatus, SourceId, SyncMode, SyncRun, Trigger,
@@ -236,13 +236,13 @@ impl SyncEngine {
             Err(e) => return held_or(e),
         };
         let work = async {
-            let (progress, streams) = self
+            let resumed = self
                 .resume_or_start(connector, source, &scope, &request)
                 .await?;
             let invocation =
-                Invocation::new(self, connector, source, &scope, &request, &lease, progress)
+                Invocation::new(self, connector, source, &scope, &request, &lease, &resumed)
                     .await?;
-            let ends = invocation.read(streams).await?;
+            let ends = invocation.read(resumed.streams).await?;
             invocation.conclude(ends).await
         };
         let heartbeat = lease.heartbeat(
@@ -310,11 +310,54 @@ impl SyncEngine {
             skipped_users: cp.entries(progress::SKIPPED_USERS).await?,
             added_user_members: cp.entries(progress::ADDED_MEMBERS).await?,
             pending_members: cp.entries(progress::PENDING_MEMBERS).await?,
-            held: cp.entries(progress::HELD).await?,
+            held: self.held_last_words(&cp).await?,
             held_members,
             member_adds,
             plan: Vec::new(),
         })
+    }
+
+    /// The held user and group actions that are the last word on their
+    /// object: an action a later page undid (the object listed again, or
+    /// another action held for it) is dropped.
+    async fn held_last_words(&self, cp: &Checkpoints<'_>) -> Result<Vec<HeldAction>, StoreError> {
+        let held: Vec<(String, HeldAction)> = cp.entries_by_page(progress::HELD).await?;
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The last page on which each object was listed.
+        let mut latest: HashMap<u64, String> = HashMap::new();
+        for kind in [
+            progress::SEEN_USERS,
+            progress::SEEN_GROUPS,
+            progress::OBJECT_WRITES,
+        ] {
+            for (page, fps) in cp.fingerprints_by_page(kind).await? {
+                for fp in fps {
+                    let at = latest.entry(fp).or_insert_with(|| page.clone());
+                    if page > *at {
+                        at.clone_from(&page);
+                    }
+                }
+            }
+        }
+        // Of several actions held for one object, the last counts.
+        let mut final_action: HashMap<u64, usize> = HashMap::new();
+        for (i, (_, h)) in held.iter().enumerate() {
+            final_action.insert(progress::user_fp(h.object()), i);
+        }
+        Ok(held
+            .into_iter()
+            .enumerate()
+            .filter(|(i, (page, h))| {
+                let fp = progress::user_fp(h.object());
+                final_action.get(&fp) == Some(i)
+                    && latest
+                        .get(&fp)
+                        .is_none_or(|at| at.as_str() <= page.as_str())
+            })
+            .map(|(_, (_, h))| h)
+            .collect())
     }
 
     async fn fail(
@@ -406,12 +449,12 @@ impl SyncEngine {
                     Next::Done { .. } => None,
                 };
             }
-            modes.push(sp.mode);
+            modes.push((stream, sp.mode));
         }
-        if modes.contains(&SyncMode::Full) {
+        if modes.iter().any(|(_, m)| *m == SyncMode::Full) {
             run.mode = SyncMode::Full;
         }
-        let (run, plan, truncated) = self.finish_dry(connector, scope, run, g).await?;
+        let (run, plan, truncated) = self.finish_dry(connector, scope, run, &modes, g).await?;
         Ok(RunOutcome::DryRun {
             run,
             plan,
@@ -474,6 +517,10 @@ async fn record(cp: &Checkpoints<'_>, at: &str, out: &PageOutcome) -> Result<(),
     }
     if !out.member_adds.is_empty() {
         cp.put_fingerprints(progress::MEMBER_ADDS, at, &out.member_adds)
+            .await?;
+    }
+    if !out.object_writes.is_empty() {
+        cp.put_fingerprints(progress::OBJECT_WRITES, at, &out.object_writes)
             .await?;
     }
     if !out.pending_members.is_empty() {

@@ -111,6 +111,15 @@ impl PlanEntry {
 }
 
 impl HeldAction {
+    /// The user or group it acts on (for a membership, the group).
+    pub fn object(&self) -> &SourceId {
+        match self {
+            HeldAction::RemoveUser { id, .. } | HeldAction::RemoveGroup { id, .. } => id,
+            HeldAction::DisableUser { user, .. } => &user.id,
+            HeldAction::RemoveMembership { membership } => &membership.group,
+        }
+    }
+
     /// What the deletion guard weighs it as.
     pub fn weighed_as(&self) -> Weighed {
         match self {

@@ -24,7 +24,9 @@ pub struct StreamProgress {
     /// with a full read.
     pub resynced: Option<String>,
     /// What the stream's pages did so far, saved in the same item as the
-    /// position so that a crash can neither lose nor double a page's counts.
+    /// position so that a crash can never double a page's counts. (A page
+    /// applied again after a crash finds its own earlier writes and counts
+    /// them as unchanged: counts can fall short after a crash, never over.)
     #[serde(default)]
     pub counts: ActionCounts,
     #[serde(default)]
@@ -92,6 +94,23 @@ pub const ADDED_MEMBERS: &str = "added-members";
 pub const PENDING_MEMBERS: &str = "pending-members";
 pub const HELD_MEMBERS: &str = "held-members";
 pub const MEMBER_ADDS: &str = "member-adds";
+pub const OBJECT_WRITES: &str = "object-writes";
+
+/// Every kind a page records: a page applied again after a crash clears
+/// them all first, so that nothing of the first attempt outlives it.
+pub const PAGE_KINDS: [&str; 11] = [
+    SEEN_USERS,
+    SEEN_GROUPS,
+    SEEN_MEMBERS,
+    MEMBER_USERS,
+    HELD,
+    SKIPPED_USERS,
+    ADDED_MEMBERS,
+    PENDING_MEMBERS,
+    HELD_MEMBERS,
+    MEMBER_ADDS,
+    OBJECT_WRITES,
+];
 
 /// Fingerprints per chunk: 30,000 × 8 bytes, base64, stays well under
 /// DynamoDB's 400 KB item limit.
@@ -264,6 +283,33 @@ impl Checkpoints<'_> {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Stores entries of `kind` at `at` in place of any stored there before
+    /// (a write repeated after a crash may hold fewer chunks).
+    pub async fn replace_entries<T: Serialize>(
+        &self,
+        kind: &str,
+        at: &str,
+        entries: &[T],
+    ) -> Result<(), StoreError> {
+        self.clear(kind, at).await?;
+        self.put_entries(kind, at, entries).await
+    }
+
+    /// Drops everything a page recorded.
+    pub async fn clear_page(&self, at: &str) -> Result<(), StoreError> {
+        for kind in PAGE_KINDS {
+            self.clear(kind, at).await?;
+        }
+        Ok(())
+    }
+
+    /// Drops what `kind` holds at `at`.
+    pub async fn clear(&self, kind: &str, at: &str) -> Result<(), StoreError> {
+        self.store
+            .delete_run_chunk_parts(self.scope, &self.run, kind, &format!("{at}#"))
+            .await
     }
 
     pub async fn entries<T: serde::de::DeserializeOwned>(

@@ -98,46 +98,44 @@ impl SyncEngine {
         id: &RunId,
         by: Option<String>,
     ) -> Result<SyncRun, EngineError> {
-        let mut run = self.staged_run(scope, id).await?;
-        let holder = format!("review-{id}-{}", uuid::Uuid::new_v4());
+        let holder = self.review_lease(scope, "approve").await?;
+        let approved = self.approve_held(scope, id, by).await;
+        self.release_holder(scope, &holder).await?;
+        approved
+    }
+
+    /// Takes the connector's lease for a review: no run writes meanwhile,
+    /// and of two decisions on one run, one waits for the other.
+    async fn review_lease(&self, scope: &Scope, verb: &str) -> Result<String, EngineError> {
+        let holder = format!("review-{}", uuid::Uuid::new_v4());
         match self
             .store
             .acquire_lease(scope, &holder, self.settings.lease_ttl)
             .await
         {
-            Ok(_) => {}
-            Err(StoreError::LeaseHeld { .. }) => {
-                return Err(EngineError::Review(
-                    "a sync of this connector is running; approve again when it has finished"
-                        .into(),
-                ));
-            }
-            Err(e) => return Err(e.into()),
+            Ok(_) => Ok(holder),
+            Err(StoreError::LeaseHeld { .. }) => Err(EngineError::Review(format!(
+                "a sync or a review of this connector is under way; {verb} again when it has finished"
+            ))),
+            Err(e) => Err(e.into()),
         }
+    }
+
+    /// The approval under the lease. The actions go first and the decision
+    /// is recorded after them: should it stop half-way, the run is still
+    /// staged, and approving again re-checks and applies the rest.
+    async fn approve_held(
+        &self,
+        scope: &Scope,
+        id: &RunId,
+        by: Option<String>,
+    ) -> Result<SyncRun, EngineError> {
+        let mut run = self.staged_run(scope, id).await?;
         let held: Vec<HeldAction> = self.checkpoints_of(scope, id).entries(STAGED).await?;
-        // Claim the review before acting: of two concurrent decisions, one wins.
-        run.review = Some(Review {
-            approved: true,
-            by,
-            at: self.store.now(),
-            applied: 0,
-            skipped: Vec::new(),
-        });
-        run.status = RunStatus::Approved;
-        if !self.store.put_run_if_staged(&run).await? {
-            self.release_holder(scope, &holder).await?;
-            return Err(EngineError::Review(format!(
-                "run {id} has already been reviewed"
-            )));
-        }
         let before = run.counts;
         let checked = self.recheck(scope, &held).await?;
         self.apply_held(scope, &checked.apply, &mut run).await?;
         let skipped = checked.skipped.len();
-        if let Some(r) = run.review.as_mut() {
-            r.applied = checked.apply.len() as u64;
-            r.skipped = checked.skipped;
-        }
         let c = &run.counts;
         run.message = Some(format!(
             "Approved: {} staged actions applied ({} removed, {} disabled, {} memberships removed){}.",
@@ -153,9 +151,20 @@ impl SyncEngine {
                 String::new()
             }
         ));
-        self.store.put_run(&run).await?;
+        run.review = Some(Review {
+            approved: true,
+            by,
+            at: self.store.now(),
+            applied: checked.apply.len() as u64,
+            skipped: checked.skipped,
+        });
+        run.status = RunStatus::Approved;
+        if !self.store.put_run_if_staged(&run).await? {
+            return Err(EngineError::Review(format!(
+                "run {id} has already been reviewed"
+            )));
+        }
         self.store.delete_run_chunks(scope, id).await?;
-        self.release_holder(scope, &holder).await?;
         Ok(run)
     }
 
@@ -234,6 +243,18 @@ impl SyncEngine {
         id: &RunId,
         by: Option<String>,
     ) -> Result<SyncRun, EngineError> {
+        let holder = self.review_lease(scope, "reject").await?;
+        let rejected = self.reject_held(scope, id, by).await;
+        self.release_holder(scope, &holder).await?;
+        rejected
+    }
+
+    async fn reject_held(
+        &self,
+        scope: &Scope,
+        id: &RunId,
+        by: Option<String>,
+    ) -> Result<SyncRun, EngineError> {
         let mut run = self.staged_run(scope, id).await?;
         run.review = Some(Review {
             approved: false,
@@ -245,7 +266,7 @@ impl SyncEngine {
         run.status = RunStatus::Rejected;
         run.message = Some(
             "Rejected: nothing was removed or disabled. If the objects are still missing at the source, \
-             the next full sync stages them again."
+             the next sync stages them again."
                 .into(),
         );
         if !self.store.put_run_if_staged(&run).await? {

@@ -25,9 +25,10 @@ pub(super) struct Sweep {
     /// Removals of memberships the platform's view shows: under the guard.
     pub memberships: Vec<Membership>,
     /// Memberships that point at users the platform does not keep (skipped
-    /// by policy, never stored). Removing them changes nothing anyone can
-    /// look up, so they are outside the guard: counting them let a first
-    /// sync with many out-of-scope group members stage.
+    /// by policy, never stored). They are outside the guard's count
+    /// (counting them let a first sync with many out-of-scope group members
+    /// stage), but a group's member list shows them, so a staged run keeps
+    /// them too.
     pub stale_memberships: Vec<Membership>,
     /// Held-back memberships whose users turned out to be kept.
     pub late_members: Vec<Membership>,

@@ -645,6 +645,27 @@ impl StateStore {
         Ok(self.table.count(&query).await?)
     }
 
+    /// How many memberships the connector has stored: each group's members
+    /// counted, a few groups at a time.
+    pub async fn count_memberships(&self, scope: &Scope) -> Result<u64, StoreError> {
+        use futures::{StreamExt, TryStreamExt};
+        // Boxed with an explicit `Send`: through the closure the compiler
+        // cannot prove it, and a run must be spawnable.
+        type Count<'a> = std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<u64, StoreError>> + Send + 'a>,
+        >;
+        let groups = super::all_pages(|p| self.list_groups(scope, p)).await?;
+        let counts: Vec<Count<'_>> = groups
+            .iter()
+            .map(|g| Box::pin(self.count_group_members(scope, &g.id)) as Count<'_>)
+            .collect();
+        let counts: Vec<u64> = futures::stream::iter(counts)
+            .buffer_unordered(8)
+            .try_collect()
+            .await?;
+        Ok(counts.iter().sum())
+    }
+
     /// A group's direct members.
     pub async fn group_members(
         &self,

@@ -771,6 +771,24 @@ impl StateStore {
             .collect())
     }
 
+    /// Deletes the chunks of one kind whose parts start with `prefix`.
+    pub async fn delete_run_chunk_parts(
+        &self,
+        scope: &Scope,
+        run: &RunId,
+        kind: &str,
+        prefix: &str,
+    ) -> Result<(), StoreError> {
+        let query = Query::partition(Index::Primary, keys::run_data_partition(scope, run))
+            .prefix(format!("{kind}#{prefix}"))
+            .limit(100);
+        let items = self.query_all(query).await?;
+        self.table
+            .write_many(items.into_iter().map(|i| WriteOp::delete(i.key)).collect())
+            .await?;
+        Ok(())
+    }
+
     pub async fn delete_run_chunks(&self, scope: &Scope, run: &RunId) -> Result<(), StoreError> {
         self.delete_run_chunks_except(scope, run, None).await
     }
