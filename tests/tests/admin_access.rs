@@ -660,3 +660,36 @@ async fn a_secret_goes_only_where_it_was_given_for() {
         assert!(!text.contains(secret), "{secret} is in the table");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_turns_its_hold_off_and_says_so_in_its_audit() {
+    let w = world(10).await;
+    two_customers(&w).await;
+    let (s, b) = acme(&w, "GET", "/accounts/acme", json!({})).await;
+    assert_eq!((s, &b["hold_on_connector_trouble"]), (200, &json!(true)));
+    for (body, says) in [
+        (json!({}), "nothing to change"),
+        (json!({"hold": false}), "unknown field"),
+        (
+            json!({"hold_on_connector_trouble": "no"}),
+            "expected a boolean",
+        ),
+    ] {
+        let (s, b) = acme(&w, "PATCH", "/accounts/acme", body).await;
+        assert_eq!(s, 400, "{b}");
+        assert!(b["error"].as_str().unwrap().contains(says), "{b}");
+    }
+    let body = json!({"hold_on_connector_trouble": false});
+    let (s, b) = acme(&w, "PATCH", "/accounts/acme", body).await;
+    assert_eq!((s, &b["hold_on_connector_trouble"]), (200, &json!(false)));
+    let (_, b) = acme(&w, "GET", "/accounts/acme", json!({})).await;
+    assert_eq!(b["hold_on_connector_trouble"], json!(false));
+    let (_, audit) = acme(&w, "GET", "/accounts/acme/audit", json!({})).await;
+    let changed = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "update-account" && r["outcome"] == "succeeded")
+        .count();
+    assert_eq!(changed, 1, "the change is audited: {audit}");
+}
