@@ -14,7 +14,7 @@ use dirsync_shared::source::{
     Change, ConnectionReport, DirectorySource, Member, Next, ReadFrom, Removal, SourceError,
     SourcePage, Stream,
 };
-use dirsync_shared::store::{PageRequest, Scope, all_pages};
+use dirsync_shared::store::{PageRequest, Scope};
 use serde_json::json;
 
 on_both_stores!(
@@ -106,19 +106,11 @@ struct State {
 }
 
 async fn state(f: &Fixture, c: &Connector) -> State {
-    let s = scope(c);
-    let users = all_pages(|p| f.store.list_users(&s, p)).await.unwrap();
-    let groups = all_pages(|p| f.store.list_groups(&s, p)).await.unwrap();
-    let mut members = BTreeSet::new();
-    for g in &groups {
-        let ms = all_pages(|p| f.store.group_members(&s, &g.id, p))
-            .await
-            .unwrap();
-        members.extend(
-            ms.into_iter()
-                .map(|m| (m.group.to_string(), m.member.to_string())),
-        );
-    }
+    let common::rows::Stored {
+        users,
+        groups,
+        members,
+    } = common::rows::stored(f, c).await;
     State {
         users: users.into_iter().map(|u| (u.id.to_string(), u)).collect(),
         groups: groups.into_iter().map(|g| g.id.to_string()).collect(),

@@ -19,7 +19,6 @@ use dirsync_shared::secrets::{LocalSecretStore, SecretStore, Stage};
 use dirsync_shared::source::graph::{EntraApp, GraphDeps, GraphSource};
 use dirsync_shared::source::retry::{Limiters, RetryPolicy};
 use dirsync_shared::source::{DirectorySource, Next, ReadFrom, Stream};
-use dirsync_shared::store::{Scope, all_pages};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -191,19 +190,11 @@ fn expected(sim: &EntraSim, tenant: Uuid) -> View {
 }
 
 async fn view(f: &Fixture, c: &Connector) -> View {
-    let s = Scope::new(c.account.clone(), c.id.clone());
-    let users = all_pages(|p| f.store.list_users(&s, p)).await.unwrap();
-    let groups = all_pages(|p| f.store.list_groups(&s, p)).await.unwrap();
-    let mut members = BTreeSet::new();
-    for g in &groups {
-        let ms = all_pages(|p| f.store.group_members(&s, &g.id, p))
-            .await
-            .unwrap();
-        members.extend(
-            ms.into_iter()
-                .map(|m| (m.group.to_string(), m.member.to_string())),
-        );
-    }
+    let common::rows::Stored {
+        users,
+        groups,
+        members,
+    } = common::rows::stored(f, c).await;
     View {
         users: users
             .into_iter()

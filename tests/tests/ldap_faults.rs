@@ -25,7 +25,7 @@ use dirsync_shared::source::ldap::conn::Limits;
 use dirsync_shared::source::{
     ConnectionReport, DirectorySource, ReadFrom, RequestStats, SourceError, SourcePage, Stream,
 };
-use dirsync_shared::store::{Scope, all_pages};
+use dirsync_shared::store::Scope;
 use ldap_listener::{Entry, Fault, Listener};
 use serde_json::json;
 
@@ -111,19 +111,11 @@ struct State {
 }
 
 async fn state(f: &Fixture, c: &Connector) -> State {
-    let s = Scope::new(c.account.clone(), c.id.clone());
-    let users = all_pages(|p| f.store.list_users(&s, p)).await.unwrap();
-    let groups = all_pages(|p| f.store.list_groups(&s, p)).await.unwrap();
-    let mut members = BTreeSet::new();
-    for g in &groups {
-        let ms = all_pages(|p| f.store.group_members(&s, &g.id, p))
-            .await
-            .unwrap();
-        members.extend(
-            ms.into_iter()
-                .map(|m| (m.group.to_string(), m.member.to_string())),
-        );
-    }
+    let common::rows::Stored {
+        users,
+        groups,
+        members,
+    } = common::rows::stored(f, c).await;
     // Times of the last write differ between runs; the content may not.
     let key = |id: &SourceId| id.to_string();
     State {
