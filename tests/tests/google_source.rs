@@ -198,6 +198,7 @@ async fn full_sync_then_a_change_between_runs() {
         .clone();
     g.sim.remove_member(&g.customer, &m.group_id, &m.member_id);
     g.sim.delete_user(&g.customer, &gone);
+    let (_, members_before) = g.stored(&c).await;
     let r = g.sync(&c).await;
     assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
     assert_eq!(
@@ -206,7 +207,32 @@ async fn full_sync_then_a_change_between_runs() {
         "{:?}",
         r.counts
     );
+    let (_, members_after) = g.stored(&c).await;
     assert_eq!(g.stored(&c).await, g.expected(true));
+    // The membership counts are the rows that changed.
+    let removed = members_before.difference(&members_after).count() as u64;
+    let added = members_after.difference(&members_before).count() as u64;
+    assert!(removed >= 1, "the member removed, and the deleted user's");
+    assert_eq!(
+        (r.counts.members_added, r.counts.members_removed),
+        (added, removed),
+        "{:?}",
+        r.counts
+    );
+    // An unchanged directory read again changes and counts nothing.
+    let again = g.sync(&c).await;
+    let c2 = again.counts;
+    assert_eq!(
+        (
+            c2.created,
+            c2.updated,
+            c2.removed,
+            c2.members_added,
+            c2.members_removed
+        ),
+        (0, 0, 0, 0, 0),
+        "{c2:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
