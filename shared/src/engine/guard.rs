@@ -11,6 +11,9 @@ use super::SyncEngine;
 use super::plan::{HeldAction, Weighed};
 use super::sweep::Sweep;
 
+/// How many of the groups over the limit a run's message names.
+const NAMED_GROUPS: usize = 3;
+
 /// Everything destructive a run holds, with the totals to weigh it by.
 pub(super) struct Weighing<'a> {
     pub held: &'a [HeldAction],
@@ -76,10 +79,18 @@ impl Weighing<'_> {
                 ));
             }
         }
-        for loss in &self.groups_losing {
+        // The groups that lose most are named (the staged list has all).
+        let pct = guard.memberships.max_percent;
+        for loss in self.groups_losing.iter().take(NAMED_GROUPS) {
             why.push(format!(
-                "group {} would lose {} of its {} members, more than the deletion guard's {}%",
-                loss.name, loss.removed, loss.stored, guard.memberships.max_percent
+                "group {} would lose {} of its {} members, more than the deletion guard's {pct}%",
+                loss.name, loss.removed, loss.stored
+            ));
+        }
+        let more = self.groups_losing.len().saturating_sub(NAMED_GROUPS);
+        if more > 0 {
+            why.push(format!(
+                "{more} more groups would each lose more than {pct}% of their members"
             ));
         }
         (!why.is_empty()).then(|| why.join("; "))
