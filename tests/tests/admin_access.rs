@@ -554,7 +554,7 @@ async fn a_secret_goes_only_where_it_was_given_for() {
         json!({"url": evil}),
         json!({"bind_dn": "cn=attacker"}),
         json!({"url": "ldap://127.0.0.1:9", "transport": "start-tls"}),
-        json!({"ca_certificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"}),
+        json!({"ca_certificate": a_ca_pem()}),
     ] {
         let mut body = change.clone();
         body["version"] = c["version"].clone();
@@ -614,12 +614,13 @@ async fn a_secret_goes_only_where_it_was_given_for() {
     }
     assert_eq!(listener.connections(), 0);
     // Given again for the connector as it now is, the secret goes there,
-    // and only the new one.
+    // and only the new one (forced: the listener is no directory, so the
+    // new secret's own test fails).
     let (s, b) = acme(
         &w,
         "PUT",
         "/accounts/acme/connectors/ad/secret",
-        json!({"value": "the-new-password", "version": moved.version}),
+        json!({"value": "the-new-password", "version": moved.version, "force": true}),
     )
     .await;
     assert_eq!(s, 200, "{b}");
@@ -692,4 +693,107 @@ async fn an_account_turns_its_hold_off_and_says_so_in_its_audit() {
         .filter(|r| r["action"] == "update-account" && r["outcome"] == "succeeded")
         .count();
     assert_eq!(changed, 1, "the change is audited: {audit}");
+}
+
+/// A Domino connector of acme on the real OpenLDAP, with its password.
+async fn acme_on_openldap(w: &World) -> (String, SecretRef) {
+    let env = |n: &str| std::env::var(n).unwrap_or_else(|_| panic!("{n} (run infra/test)"));
+    let (s, b) = acme(
+        w,
+        "POST",
+        "/accounts/acme/connectors",
+        json!({"connector": {"id": "domino", "kind": "ldap-domino", "url": env("DIRSYNC_TEST_DOMINO_URL"),
+            "transport": "plain-insecure", "base_dn": env("DIRSYNC_TEST_DOMINO_BASE_DN"),
+            "bind_dn": env("DIRSYNC_TEST_DOMINO_BIND_DN")},
+            "secret": env("DIRSYNC_TEST_DOMINO_PASSWORD")}),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let name = w.app.secret_name(
+        &AccountId::new("acme").unwrap(),
+        &ConnectorId::new("domino").unwrap(),
+    );
+    (env("DIRSYNC_TEST_DOMINO_PASSWORD"), name.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_refresh_that_fails_its_test_keeps_the_working_secret() {
+    let w = world(10).await;
+    two_customers(&w).await;
+    let (working, name) = acme_on_openldap(&w).await;
+    let path = "/accounts/acme/connectors/domino";
+    let (_, c) = acme(&w, "GET", path, json!({})).await;
+    let wrong = "Not-The-Password-1";
+    let body = json!({"value": wrong, "version": c["version"]});
+    let (s, b) = acme(&w, "PUT", &format!("{path}/secret"), body).await;
+    assert_eq!(s, 422, "{b}");
+    let e = b["error"].as_str().unwrap();
+    assert!(
+        e.contains("current secret stays") && e.contains("bind"),
+        "{e}"
+    );
+    assert!(
+        !b.to_string().contains(wrong),
+        "the value is never echoed: {b}"
+    );
+    assert_eq!(b["stored"], json!(false));
+    let now = w.secrets.get(&name, Stage::Current).await.unwrap().unwrap();
+    assert_eq!(now.expose(), working, "the working secret stays");
+    let (_, test) = acme(&w, "POST", &format!("{path}/test"), json!({})).await;
+    assert_eq!(test["ok"], json!(true), "and still works: {test}");
+
+    // With force it is stored anyway, and the answer says the test failed.
+    let (_, c) = acme(&w, "GET", path, json!({})).await;
+    let body = json!({"value": wrong, "version": c["version"], "force": true});
+    let (s, b) = acme(&w, "PUT", &format!("{path}/secret"), body).await;
+    assert_eq!(
+        (s, &b["stored"], &b["test"]["ok"]),
+        (200, &json!(true), &json!(false)),
+        "{b}"
+    );
+    let now = w.secrets.get(&name, Stage::Current).await.unwrap().unwrap();
+    assert_eq!(now.expose(), wrong);
+    // A good value passes its test and is stored.
+    let (_, c) = acme(&w, "GET", path, json!({})).await;
+    let body = json!({"value": working, "version": c["version"]});
+    let (s, b) = acme(&w, "PUT", &format!("{path}/secret"), body).await;
+    assert_eq!((s, &b["test"]["ok"]), (200, &json!(true)), "{b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_google_key_is_refused_when_it_is_given() {
+    let w = world(10).await;
+    two_customers(&w).await;
+    let oauth_client =
+        json!({"installed": {"client_id": "x", "client_secret": "oauth-secret-value"}});
+    let (s, b) = acme(
+        &w,
+        "POST",
+        "/accounts/acme/connectors",
+        json!({"connector": {"id": "gw", "kind": "google", "admin_email": "admin@acme.com"},
+            "secret": oauth_client.to_string()}),
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    assert!(
+        b["error"].as_str().unwrap().contains("OAuth client file"),
+        "{b}"
+    );
+    assert!(!b.to_string().contains("oauth-secret-value"), "{b}");
+    let (s, _) = acme(&w, "GET", "/accounts/acme/connectors/gw", json!({})).await;
+    assert_eq!(s, 404, "nothing was created");
+}
+
+/// A certificate that parses, to stand for a CA's.
+fn a_ca_pem() -> String {
+    use dirsync_shared::auth::certificate::{AppCertificate, KeyBits};
+    let cert = AppCertificate::generate(
+        "ca",
+        Utc::now(),
+        chrono::Duration::days(1),
+        KeyBits::Rsa2048,
+    )
+    .unwrap();
+    let stored: serde_json::Value = serde_json::from_str(cert.to_secret().expose()).unwrap();
+    stored["certificate_pem"].as_str().unwrap().to_owned()
 }

@@ -223,12 +223,17 @@ enum ConsentCommand {
 
 #[derive(Subcommand)]
 enum PasswordCommand {
-    /// Store a new value (read from standard input, or --from-file), then test.
+    /// Test a new value (read from standard input, or --from-file) and
+    /// store it if the test passes; the working value stays otherwise.
     Set {
         account: String,
         connector: String,
         #[arg(long)]
         from_file: Option<PathBuf>,
+        /// Store it even if the connection test fails (when the current
+        /// value no longer works either).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -559,6 +564,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     account,
                     connector,
                     from_file,
+                    force,
                 },
         } => {
             let value = match from_file {
@@ -580,7 +586,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .call(
                     "PUT",
                     &format!("{path}/secret"),
-                    Some(json!({"value": value, "version": c["version"]})),
+                    Some(json!({"value": value, "version": c["version"], "force": force})),
                 )
                 .await?;
             print(json_mode, &v, |v| {

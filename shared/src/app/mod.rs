@@ -43,6 +43,13 @@ pub enum AppError {
     BadRequest(String),
     #[error("{0}")]
     Conflict(String),
+    /// Well formed but refused on its merits (a new secret that fails its
+    /// connection test); `body` says more, beside the message.
+    #[error("{message}")]
+    Unprocessable {
+        message: String,
+        body: serde_json::Value,
+    },
     /// The caller may not do this (another account's, or not signed).
     #[error("{0}")]
     Forbidden(String),

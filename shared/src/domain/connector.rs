@@ -834,13 +834,16 @@ impl ConnectorSpec {
                 "ldaps needs an ldaps:// URL; start-tls and plain-insecure need an ldap:// URL",
             ));
         }
-        if let Some(pem) = self.field("ca_certificate")
-            && !pem.contains("-----BEGIN CERTIFICATE-----")
-        {
-            return Err(ValidationError::new(
-                "ca_certificate",
-                "give the CA certificate in PEM form (-----BEGIN CERTIFICATE----- ...)",
-            ));
+        check_ldap_url(&url)?;
+        if let Some(pem) = self.field("ca_certificate") {
+            check_ca_pem(pem).map_err(|problem| ValidationError::new("ca_certificate", problem))?;
+        }
+        for name in ["user_filter", "group_filter"] {
+            if let Some(filter) = self.field(name) {
+                super::ldap_filter::check(filter).map_err(|problem| {
+                    ValidationError::new(name, format!("is not an LDAP filter: it {problem}"))
+                })?;
+            }
         }
         Ok(LdapSettings {
             url,
@@ -853,6 +856,51 @@ impl ConnectorSpec {
             group_filter: self.field("group_filter").map(str::to_owned),
         })
     }
+}
+
+/// An LDAP URL names a server and nothing else: `ldaps://host[:port]`.
+fn check_ldap_url(url: &str) -> Result<(), ValidationError> {
+    let bad = |why: &str| {
+        ValidationError::new(
+            "url",
+            format!(
+                "{url:?} {why}; give the server as ldaps://dc1.corp.example.com (a port may follow, e.g. :636)"
+            ),
+        )
+    };
+    let parsed = url::Url::parse(url).map_err(|e| bad(&format!("is not a URL ({e})")))?;
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(bad("names no server"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(bad(
+            "carries credentials (give the bind DN and the password separately)",
+        ));
+    }
+    if !matches!(parsed.path(), "" | "/") || parsed.query().is_some() || parsed.fragment().is_some()
+    {
+        return Err(bad("has a path or query (give the base DN in base_dn)"));
+    }
+    Ok(())
+}
+
+/// The CA certificates a connector trusts: PEM that holds at least one
+/// certificate, each usable as a trust anchor.
+fn check_ca_pem(pem: &str) -> Result<(), String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let advice = "give the CA certificate in PEM form (-----BEGIN CERTIFICATE----- …), as exported from the CA";
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        let cert = cert.map_err(|e| format!("is not valid PEM ({e}); {advice}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("holds a certificate that cannot be read ({e}); {advice}"))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("holds no certificate; {advice}"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -869,6 +917,65 @@ mod tests {
 
     fn spec(json: serde_json::Value) -> ConnectorSpec {
         serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn ldap_urls_filters_and_ca_certificates_are_checked_when_given() {
+        let ad = |extra: serde_json::Value| {
+            let mut j = serde_json::json!({"id": "ad", "kind": "ldap-ad", "url": "ldaps://dc1.corp.example.com",
+                "base_dn": "DC=corp", "bind_dn": "svc@corp", "password_ref": "p"});
+            for (k, v) in extra.as_object().unwrap() {
+                j[k] = v.clone();
+            }
+            spec(j).validate(acct(), now())
+        };
+        assert!(ad(serde_json::json!({"user_filter": "(&(objectClass=user)(mail=*))"})).is_ok());
+        let ca = rcgen::generate_simple_self_signed(vec!["ca.corp".to_owned()])
+            .unwrap()
+            .cert
+            .pem();
+        assert!(ad(serde_json::json!({"ca_certificate": ca})).is_ok());
+        for (extra, field, says) in [
+            (
+                serde_json::json!({"user_filter": "(foo"}),
+                "user_filter",
+                "missing a \")\"",
+            ),
+            (
+                serde_json::json!({"group_filter": "objectClass=group"}),
+                "group_filter",
+                "needs \"(\"",
+            ),
+            (
+                serde_json::json!({"ca_certificate": "-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----"}),
+                "ca_certificate",
+                "PEM",
+            ),
+            (
+                serde_json::json!({"ca_certificate": "not a certificate at all"}),
+                "ca_certificate",
+                "no certificate",
+            ),
+            (
+                serde_json::json!({"url": "ldaps://"}),
+                "url",
+                "names no server",
+            ),
+            (
+                serde_json::json!({"url": "ldaps://dc1/DC=corp"}),
+                "url",
+                "base_dn",
+            ),
+            (
+                serde_json::json!({"url": "ldaps://svc:pw@dc1"}),
+                "url",
+                "credentials",
+            ),
+        ] {
+            let e = ad(extra.clone()).unwrap_err();
+            assert_eq!(e.field, field, "{extra}");
+            assert!(e.problem.contains(says), "{extra}: {e}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod directory;
 mod error;
 mod guard;
 mod ids;
+mod ldap_filter;
 mod region;
 mod run;
 mod secret_binding;

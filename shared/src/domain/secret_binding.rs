@@ -310,7 +310,10 @@ mod tests {
             json!({"url": "ldaps://attacker.example"}),
             json!({"url": "ldap://dc1.corp.example.com", "transport": "plain-insecure"}),
             json!({"bind_dn": "cn=other"}),
-            json!({"ca_certificate": "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----"}),
+            json!({"ca_certificate": rcgen::generate_simple_self_signed(vec!["ca.example".to_owned()])
+                .unwrap()
+                .cert
+                .pem()}),
         ] {
             let spec = ConnectorSpec::from(&c)
                 .changed_by(&serde_json::from_value(change.clone()).unwrap())

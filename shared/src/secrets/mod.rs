@@ -396,6 +396,67 @@ fn write_private(path: &std::path::Path, text: &str) -> Result<(), SecretError> 
         .map_err(|e| SecretError::Backend(format!("cannot write {}: {e}", path.display())))
 }
 
+/// A secret store that answers one secret's current value with a
+/// candidate, and reads everything else from the store beneath: a new
+/// secret is tested with it before it replaces the working one. It never
+/// writes.
+pub struct Candidate {
+    pub inner: std::sync::Arc<dyn SecretStore>,
+    pub name: SecretRef,
+    pub value: SecretValue,
+}
+
+impl Candidate {
+    fn refuse(&self) -> SecretError {
+        SecretError::Backend("a candidate secret is only read while it is tested".into())
+    }
+}
+
+#[async_trait]
+impl SecretStore for Candidate {
+    async fn get(
+        &self,
+        name: &SecretRef,
+        stage: Stage,
+    ) -> Result<Option<SecretValue>, SecretError> {
+        if *name == self.name && stage == Stage::Current {
+            return Ok(Some(self.value.clone()));
+        }
+        self.inner.get(name, stage).await
+    }
+
+    async fn put(&self, _: &SecretRef, _: SecretValue) -> Result<(), SecretError> {
+        Err(self.refuse())
+    }
+
+    async fn delete(&self, _: &SecretRef) -> Result<(), SecretError> {
+        Err(self.refuse())
+    }
+
+    async fn get_version(
+        &self,
+        name: &SecretRef,
+        version: &str,
+    ) -> Result<Option<SecretValue>, SecretError> {
+        self.inner.get_version(name, version).await
+    }
+
+    async fn version_stages(
+        &self,
+        name: &SecretRef,
+    ) -> Result<Vec<(String, Vec<Stage>)>, SecretError> {
+        self.inner.version_stages(name).await
+    }
+
+    async fn put_pending(&self, _: &SecretRef, _: &str, _: SecretValue) -> Result<(), SecretError> {
+        Err(self.refuse())
+    }
+
+    async fn promote(&self, _: &SecretRef, _: &str) -> Result<(), SecretError> {
+        Err(self.refuse())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,6 +43,75 @@ struct ServiceAccountKey {
     token_uri: Option<String>,
 }
 
+/// What the administrator is told to store instead.
+const KEY_ADVICE: &str = "store the JSON key file Google Cloud gave you (IAM → Service accounts → Keys → Add key → JSON)";
+
+/// Checks a service account's JSON key as it is given, without echoing any
+/// of it: the shape of the file, a private key that parses, and a token
+/// endpoint that is Google's (or, for a connector with its own `api_url`,
+/// that host's).
+pub fn check_key(value: &str, api_url: Option<&str>) -> Result<(), String> {
+    parse_key(value, Some(api_url.unwrap_or(GOOGLE_API))).map(|_| ())
+}
+
+fn parse_key(value: &str, api_url: Option<&str>) -> Result<ServiceAccountKey, String> {
+    let json: serde_json::Value = serde_json::from_str(value).map_err(|_| {
+        format!("the service-account key is not JSON (or is cut short); {KEY_ADVICE}")
+    })?;
+    match json["type"].as_str() {
+        Some("service_account") => {}
+        _ if json.get("installed").is_some() || json.get("web").is_some() => {
+            return Err(format!(
+                "this is an OAuth client file, not a service account's key; {KEY_ADVICE}"
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "the key's \"type\" is not \"service_account\"; {KEY_ADVICE}"
+            ));
+        }
+    }
+    let key: ServiceAccountKey = serde_json::from_value(json).map_err(|e| {
+        let missing = e.to_string();
+        let field = missing.split('`').nth(1).unwrap_or("a field").to_owned();
+        format!("the service-account key lacks {field}; {KEY_ADVICE}")
+    })?;
+    if key.client_email.parse::<EmailAddress>().is_err() {
+        return Err(format!(
+            "the key's client_email is not an address; {KEY_ADVICE}"
+        ));
+    }
+    jsonwebtoken::EncodingKey::from_rsa_pem(key.private_key.as_bytes()).map_err(|_| {
+        format!("the key's private_key is not an RSA private key in PEM form; {KEY_ADVICE}")
+    })?;
+    if let Some(uri) = &key.token_uri
+        && !token_uri_allowed(uri, api_url)
+    {
+        return Err(format!(
+            "the key's token_uri is not Google's token endpoint ({GOOGLE_TOKEN}); a key file from Google Cloud \
+             names it; {KEY_ADVICE}"
+        ));
+    }
+    Ok(key)
+}
+
+/// Google's token endpoint over https, or the origin of the connector's
+/// own API (a simulator or a proxy the platform set up).
+fn token_uri_allowed(uri: &str, api_url: Option<&str>) -> bool {
+    let origin = |u: &str| {
+        url::Url::parse(u).ok().map(|u| {
+            (
+                u.scheme().to_owned(),
+                u.host_str().map(str::to_owned),
+                u.port_or_known_default(),
+            )
+        })
+    };
+    let given = origin(uri);
+    given.is_some()
+        && (given == origin(GOOGLE_TOKEN) || api_url.is_some_and(|a| given == origin(a)))
+}
+
 #[derive(Serialize)]
 struct Claims<'a> {
     iss: &'a str,
@@ -106,11 +175,9 @@ impl GoogleSource {
             .current(&self.key)
             .await
             .map_err(|e| SourceError::Config(e.to_string()))?;
-        serde_json::from_str(value.expose()).map_err(|_| {
-            SourceError::Config(
-                "the service-account key is not a Google JSON key file; store the file Google Cloud gave you (Keys → Add key → JSON)".into(),
-            )
-        })
+        // Checked at every use too: the signed assertion goes only to
+        // Google's token endpoint (or the connector's own API host).
+        parse_key(value.expose(), Some(&self.api_url)).map_err(SourceError::Config)
     }
 
     /// An access token: a JWT signed with the service account's key, for
@@ -560,5 +627,88 @@ impl DirectorySource for GoogleSource {
             }
         }
         report
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::check_key;
+
+    fn rsa_pem() -> String {
+        let key =
+            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+                .unwrap();
+        key.serialize_pem()
+    }
+
+    fn key(pem: &str) -> serde_json::Value {
+        serde_json::json!({
+            "type": "service_account", "project_id": "p", "private_key_id": "k1",
+            "private_key": pem, "client_email": "sync@p.iam.gserviceaccount.com",
+            "client_id": "1", "token_uri": "https://oauth2.googleapis.com/token",
+        })
+    }
+
+    #[test]
+    fn a_key_file_from_google_passes_and_every_malformed_one_is_refused_without_its_content() {
+        let pem = rsa_pem();
+        let good = key(&pem);
+        assert_eq!(check_key(&good.to_string(), None), Ok(()));
+        let with = |f: &dyn Fn(&mut serde_json::Value)| {
+            let mut k = good.clone();
+            f(&mut k);
+            k.to_string()
+        };
+        let full = good.to_string();
+        let cases: Vec<(String, &str)> = vec![
+            ("not json".into(), "not JSON"),
+            (full[..full.len() / 2].to_owned(), "not JSON"),
+            ("[]".into(), "\"type\""),
+            (
+                serde_json::json!({"installed": {"client_id": "x", "client_secret": "s"}})
+                    .to_string(),
+                "OAuth client file",
+            ),
+            (with(&|k| k["type"] = "authorized_user".into()), "\"type\""),
+            (
+                with(&|k| {
+                    k.as_object_mut().unwrap().remove("private_key");
+                }),
+                "private_key",
+            ),
+            (
+                with(&|k| {
+                    k.as_object_mut().unwrap().remove("client_email");
+                }),
+                "client_email",
+            ),
+            (
+                with(&|k| k["client_email"] = "nobody".into()),
+                "client_email",
+            ),
+            (
+                with(&|k| {
+                    k["private_key"] =
+                        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----".into()
+                }),
+                "RSA private key",
+            ),
+            (
+                with(&|k| k["token_uri"] = "https://attacker.example/token".into()),
+                "token_uri",
+            ),
+        ];
+        for (value, says) in cases {
+            let e = check_key(&value, None).unwrap_err();
+            assert!(e.contains(says), "{says}: {e}");
+            assert!(
+                !e.contains("BEGIN") && !e.contains("gserviceaccount"),
+                "{e}"
+            );
+        }
+        // A connector with its own API host may name that host's token URL.
+        let local = with(&|k| k["token_uri"] = "http://127.0.0.1:4000/token".into());
+        assert_eq!(check_key(&local, Some("http://127.0.0.1:4000")), Ok(()));
+        assert!(check_key(&local, Some("http://127.0.0.1:4001")).is_err());
     }
 }

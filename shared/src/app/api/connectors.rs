@@ -125,6 +125,9 @@ async fn create_connector(app: &App, account: AccountId, n: NewConnector) -> Rep
     };
     // Validate before storing anything, so a refusal leaves nothing behind.
     let c = spec.validate(account, app.store.now()).map_err(bad)?;
+    if let Some(value) = &secret {
+        check_secret(&c, value)?;
+    }
     // The connector first: a repeated request is refused before it can
     // touch the existing connector's secret.
     let stored = app.store.create_connector(&c).await?;
@@ -303,6 +306,7 @@ async fn store_secret(
             c.kind()
         )));
     }
+    check_secret(&c, &value)?;
     app.secrets.put(&name, value).await?;
     c.source.set_secret_ref(name.clone());
     c.bind_secret();
@@ -352,13 +356,23 @@ pub(super) struct SecretBody {
     /// The connector's version as read: the secret is given for the
     /// connector as it was then, and refused if it has changed since.
     version: Option<u64>,
+    /// Store it even if the connection test fails (the seed's flow: the
+    /// old password is already invalid, the directory is down meanwhile).
+    #[serde(default)]
+    force: bool,
 }
 
-/// The password-refresh flow: stored, then tested, the result shown.
+/// The password-refresh flow: the new value is tested first and replaces
+/// the working one only if the test passes (or with `force`); the answer
+/// carries the test.
 pub(super) async fn set_secret(
     State(app): State<App>,
     ids: Ids,
-    JsonBody(SecretBody { value, version }): JsonBody<SecretBody>,
+    JsonBody(SecretBody {
+        value,
+        version,
+        force,
+    }): JsonBody<SecretBody>,
 ) -> Reply {
     let scope = ids.scope()?;
     let version = version.ok_or_else(|| {
@@ -373,6 +387,21 @@ pub(super) async fn set_secret(
     let stored = async {
         let c = connector(&app, &scope).await?;
         same_version(&c, version)?;
+        check_secret(&c, &value)?;
+        if let Some(report) = candidate_test(&app, &c, &value).await?
+            && !report.ok
+            && !force
+        {
+            return Err(AppError::Unprocessable {
+                message: format!(
+                    "the new secret was not stored: the connection test with it failed ({}), so the current \
+                     secret stays. Check the value, or give \"force\": true to store it anyway (when the current \
+                     one no longer works either)",
+                    failed_step(&report)
+                ),
+                body: json!({"stored": false, "test": report}),
+            });
+        }
         store_secret(&app, c, value).await
     }
     .await;
@@ -380,6 +409,42 @@ pub(super) async fn set_secret(
     let (c, _) = stored?;
     let report = app.sources.source_for(&c)?.test_connection().await;
     ok(StatusCode::OK, json!({"stored": true, "test": report}))
+}
+
+/// The connection test with `value` in place of the stored secret, where
+/// the kind allows it (`None` otherwise: it is tested once stored).
+async fn candidate_test(
+    app: &App,
+    current: &Connector,
+    value: &SecretValue,
+) -> Result<Option<ConnectionReport>, AppError> {
+    let mut candidate = current.clone();
+    candidate
+        .source
+        .set_secret_ref(app.secret_name(&current.account, &current.id)?);
+    candidate.bind_secret();
+    match app.sources.with_secret(&candidate, value.clone()) {
+        None => Ok(None),
+        Some(source) => Ok(Some(source?.test_connection().await)),
+    }
+}
+
+/// What went wrong, in the report's words.
+fn failed_step(report: &ConnectionReport) -> String {
+    report.steps.iter().find(|s| !s.ok).map_or_else(
+        || "no step passed".into(),
+        |s| format!("{}: {}", s.name, s.detail),
+    )
+}
+
+/// Checks a secret's form where the kind has one (a Google key file),
+/// before anything is stored; the error never repeats the value.
+fn check_secret(c: &Connector, value: &SecretValue) -> Result<(), AppError> {
+    if let crate::domain::SourceConfig::Google { api_url, .. } = &c.source {
+        crate::source::google::check_key(value.expose(), api_url.as_deref())
+            .map_err(AppError::BadRequest)?;
+    }
+    Ok(())
 }
 
 fn same_version(c: &Connector, version: u64) -> Result<(), AppError> {

@@ -337,6 +337,7 @@ fn status_of(e: &AppError) -> StatusCode {
         | AppError::Engine(EngineError::Review(_)) => StatusCode::CONFLICT,
         AppError::Secret(SecretError::NotFound { .. }) => StatusCode::BAD_REQUEST,
         AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+        AppError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         AppError::Queue(_) | AppError::Secret(_) => StatusCode::BAD_GATEWAY,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -359,6 +360,12 @@ impl IntoResponse for AppError {
         if status.is_server_error() {
             tracing::error!(status = status.as_u16(), error = %message, "admin API error");
         }
-        error_response(status, &message)
+        let mut r = error_response(status, &message);
+        if let AppError::Unprocessable { body, .. } = self {
+            let mut merged = body;
+            merged["error"] = json!(message);
+            *r.body_mut() = axum::body::Body::from(merged.to_string());
+        }
+        r
     }
 }
