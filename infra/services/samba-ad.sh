@@ -78,6 +78,21 @@ make_tls() {
   chmod 600 "$tls/ca.key" "$tls/server.key"
 }
 
+# Contractors becomes its members' primary group. AD needs the group's RID
+# (its primaryGroupToken), which exists only once the group does.
+seed_primary_groups() {
+  local admin=(-x -H ldaps://127.0.0.1:636 -D "CN=Administrator,CN=Users,$DOMAIN_DN" -w "$1") rid
+  rid=$(LDAPTLS_CACERT="$dir/tls/ca.pem" ldapsearch "${admin[@]}" -LLL -s base \
+      -b "CN=Contractors,OU=Groups,OU=Dirsync,$DOMAIN_DN" primaryGroupToken |
+    awk '/^primaryGroupToken:/ { print $2 }')
+  [ -n "$rid" ] || die "Contractors has no primaryGroupToken after seeding"
+  python3 "$here/ldap/ad-seed.py" primary-groups "$DOMAIN_DN" "$rid" >"$dir/primary-groups.ldif"
+  LDAPTLS_CACERT="$dir/tls/ca.pem" ldapmodify "${admin[@]}" -f "$dir/primary-groups.ldif" \
+      >>"$DIRSYNC_RUN_DIR/samba-ad-seed.log" 2>&1 ||
+    die "setting primary groups failed; the end of the seed log follows:
+$(tail -n 20 "$DIRSYNC_RUN_DIR/samba-ad-seed.log")"
+}
+
 start() {
   install
   [ "$(id -u)" = 0 ] || die "Samba AD needs root"
@@ -144,6 +159,7 @@ $(tail -n 40 "$DIRSYNC_RUN_DIR/samba-ad-provision.log")"
       >"$DIRSYNC_RUN_DIR/samba-ad-seed.log" 2>&1 ||
     die "seeding Samba AD failed; the end of its log follows:
 $(tail -n 20 "$DIRSYNC_RUN_DIR/samba-ad-seed.log")"
+  seed_primary_groups "$admin_pass"
   log "Samba AD seeded in $(since "$t2")s"
 
   cat <<EOF | tee "$dir/env"

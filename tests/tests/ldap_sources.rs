@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -83,13 +83,25 @@ async fn admin() -> ldap3::Ldap {
 }
 
 async fn ad_entries(ldap: &mut ldap3::Ldap, filter: &str, attrs: Vec<&str>) -> Vec<SearchEntry> {
+    search(
+        ldap,
+        &env("DIRSYNC_TEST_AD_BASE_DN"),
+        LdapScope::Subtree,
+        filter,
+        attrs,
+    )
+    .await
+}
+
+async fn search(
+    ldap: &mut ldap3::Ldap,
+    base: &str,
+    scope: LdapScope,
+    filter: &str,
+    attrs: Vec<&str>,
+) -> Vec<SearchEntry> {
     let (entries, _) = ldap
-        .search(
-            &env("DIRSYNC_TEST_AD_BASE_DN"),
-            LdapScope::Subtree,
-            filter,
-            attrs,
-        )
+        .search(base, scope, filter, attrs)
         .await
         .unwrap()
         .success()
@@ -111,7 +123,7 @@ async fn users(f: &Fixture, c: &Connector) -> Vec<User> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn active_directory_full_and_incremental_syncs_match_the_directory() {
+async fn active_directory_full_sync_matches_the_directory() {
     let f = fixture(Backend::Embedded).await;
     let secrets = secrets(&env("DIRSYNC_TEST_AD_PASSWORD"));
     let c = ad_connector(&env("DIRSYNC_TEST_AD_LDAPS_URL"), json!({}));
@@ -203,87 +215,6 @@ async fn active_directory_full_and_incremental_syncs_match_the_directory() {
     assert!(
         nested,
         "a group inside a group is kept as a nested membership"
-    );
-
-    // Changes as the administrator: a user disabled, an alias added, a
-    // member removed, a user deleted.
-    let (a, b, gone) = (with_address[0], with_address[1], with_address[2]);
-    let a_uac: u32 = first(a, "userAccountControl").unwrap().parse().unwrap();
-    ldap.modify(
-        &a.dn,
-        vec![Mod::Replace(
-            "userAccountControl",
-            HashSet::from([(a_uac | 2).to_string().as_str()]),
-        )],
-    )
-    .await
-    .unwrap()
-    .success()
-    .unwrap();
-    ldap.modify(
-        &b.dn,
-        vec![Mod::Add(
-            "proxyAddresses",
-            HashSet::from(["smtp:extra.alias@corp.dirsync.test"]),
-        )],
-    )
-    .await
-    .unwrap()
-    .success()
-    .unwrap();
-    let member_dn = dirsync_shared::source::ldap::map::all(big, "member")[0].to_owned();
-    ldap.modify(
-        &big.dn,
-        vec![Mod::Delete("member", HashSet::from([member_dn.as_str()]))],
-    )
-    .await
-    .unwrap()
-    .success()
-    .unwrap();
-    ldap.delete(&gone.dn).await.unwrap().success().unwrap();
-
-    let r = run(&f, &c, &source, false).await;
-    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
-    assert_eq!(
-        r.mode,
-        SyncMode::Delta,
-        "incremental: changes above the stored USN"
-    );
-    let stored = users(&f, &c).await;
-    assert!(
-        !stored
-            .iter()
-            .find(|u| u.id.as_str() == guid_of(a))
-            .unwrap()
-            .enabled,
-        "disabled"
-    );
-    let b_user = stored.iter().find(|u| u.id.as_str() == guid_of(b)).unwrap();
-    assert!(
-        b_user
-            .aliases
-            .contains(&"extra.alias@corp.dirsync.test".parse().unwrap()),
-        "alias added"
-    );
-    let members_after = all_pages(|p| f.store.group_members(&scope, &big_id, p))
-        .await
-        .unwrap();
-    // One removed by hand; the deleted user left the group with it (AD
-    // drops a deleted user's memberships).
-    assert_eq!(members_after.len(), members.len() - 2, "member removed");
-    assert!(
-        stored.iter().any(|u| u.id.as_str() == guid_of(gone)),
-        "a delta read cannot see the deletion"
-    );
-
-    // The full read (the 23:00 window) sweeps it.
-    let r = run(&f, &c, &source, true).await;
-    assert_eq!(r.counts.removed, 1, "{:?}", r.counts);
-    assert!(
-        !users(&f, &c)
-            .await
-            .iter()
-            .any(|u| u.id.as_str() == guid_of(gone))
     );
 }
 
@@ -459,4 +390,380 @@ async fn the_password_refresh_flow_through_the_admin_api() {
         !b.to_string().contains(&env("DIRSYNC_TEST_AD_PASSWORD")),
         "the password is never returned"
     );
+}
+
+/// The tests that read the whole domain, or add objects to it, one at a
+/// time: the first would see the second's objects come and go.
+static DOMAIN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn groups(f: &Fixture, c: &Connector) -> Vec<Group> {
+    let s = Scope::new(c.account.clone(), c.id.clone());
+    all_pages(|p| f.store.list_groups(&s, p)).await.unwrap()
+}
+
+async fn member_ids(f: &Fixture, c: &Connector, group: &SourceId) -> HashSet<String> {
+    let s = Scope::new(c.account.clone(), c.id.clone());
+    all_pages(|p| f.store.group_members(&s, group, p))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.member.to_string())
+        .collect()
+}
+
+fn named<'a>(groups: &'a [Group], name: &str) -> &'a Group {
+    groups
+        .iter()
+        .find(|g| g.name == name)
+        .unwrap_or_else(|| panic!("no group named {name:?}"))
+}
+
+/// Every stored membership names a stored user or group.
+async fn assert_no_dangling_member(f: &Fixture, c: &Connector) {
+    let mut known: HashSet<String> = users(f, c).await.iter().map(|u| u.id.to_string()).collect();
+    let groups = groups(f, c).await;
+    known.extend(groups.iter().map(|g| g.id.to_string()));
+    for g in &groups {
+        for m in member_ids(f, c, &g.id).await {
+            assert!(known.contains(&m), "{}: member {m} is not stored", g.name);
+        }
+    }
+}
+
+/// A group's primaryGroupToken: the RID its primary members name.
+async fn rid_of(ldap: &mut ldap3::Ldap, dn: &str) -> String {
+    let e = search(
+        ldap,
+        dn,
+        LdapScope::Base,
+        "(objectClass=*)",
+        vec!["primaryGroupToken"],
+    )
+    .await;
+    first(&e[0], "primaryGroupToken").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_directory_groups_are_complete_named_and_scoped() {
+    let _domain = DOMAIN.lock().await;
+    let f = fixture(Backend::Embedded).await;
+    let domain = env("DIRSYNC_TEST_AD_DOMAIN_DN");
+    let c = ad_connector(
+        &env("DIRSYNC_TEST_AD_LDAPS_URL"),
+        json!({"base_dn": domain}),
+    );
+    let source = LdapSource::for_connector(&c, secrets(&env("DIRSYNC_TEST_AD_PASSWORD"))).unwrap();
+    let r = run(&f, &c, &source, true).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+
+    // Ground truth: each stored user's primary group, and the groups'
+    // own member lists.
+    let mut ldap = admin().await;
+    let people = search(
+        &mut ldap,
+        &domain,
+        LdapScope::Subtree,
+        "(&(objectCategory=person)(objectClass=user))",
+        vec!["objectGUID", "primaryGroupID"],
+    )
+    .await;
+    let stored: HashSet<String> = users(&f, &c)
+        .await
+        .iter()
+        .map(|u| u.id.to_string())
+        .collect();
+    let expected = |rid: &str, listed: &[&str]| -> HashSet<String> {
+        people
+            .iter()
+            .filter(|e| {
+                first(e, "primaryGroupID").as_deref() == Some(rid)
+                    || listed.iter().any(|dn| dn.eq_ignore_ascii_case(&e.dn))
+            })
+            .map(guid_of)
+            .filter(|id| stored.contains(id))
+            .collect()
+    };
+    let groups = groups(&f, &c).await;
+    for (name, dn) in [
+        ("Domain Users", format!("CN=Domain Users,CN=Users,{domain}")),
+        (
+            "Contractors",
+            format!("CN=Contractors,OU=Groups,OU=Dirsync,{domain}"),
+        ),
+    ] {
+        let rid = rid_of(&mut ldap, &dn).await;
+        let e = search(
+            &mut ldap,
+            &dn,
+            LdapScope::Base,
+            "(objectClass=*)",
+            vec!["member"],
+        )
+        .await;
+        let listed = dirsync_shared::source::ldap::map::all(&e[0], "member");
+        let want = expected(&rid, &listed);
+        let got = member_ids(&f, &c, &named(&groups, name).id).await;
+        assert_eq!(got, want, "{name}: its primary members and its listed ones");
+    }
+    let domain_users = member_ids(&f, &c, &named(&groups, "Domain Users").id).await;
+    assert!(
+        domain_users.len() > 1500,
+        "{} in Domain Users",
+        domain_users.len()
+    );
+    let contractors = member_ids(&f, &c, &named(&groups, "Contractors").id).await;
+    assert_eq!(
+        contractors.len(),
+        20,
+        "Contractors' member attribute is empty in AD"
+    );
+
+    // Named by cn, exactly; the other names kept; scope and type kept.
+    let rnd = named(&groups, "R&D, Berlin");
+    assert_eq!(rnd.attributes["sAMAccountName"], "rnd-berlin");
+    assert_eq!(
+        rnd.attributes["distinguishedName"],
+        format!("CN=R&D\\, Berlin,OU=Groups,OU=Dirsync,{domain}")
+    );
+    let scoped = [
+        ("R&D, Berlin", GroupScope::DomainLocal, GroupKind::Security),
+        ("Équipe Qualité", GroupScope::Universal, GroupKind::Security),
+        (
+            "Partner Newsletter",
+            GroupScope::Universal,
+            GroupKind::Distribution,
+        ),
+        ("Sales", GroupScope::Global, GroupKind::Distribution),
+        ("Domain Users", GroupScope::Global, GroupKind::Security),
+        (
+            "Administrators",
+            GroupScope::DomainLocal,
+            GroupKind::Security,
+        ),
+    ];
+    for (name, scope, kind) in scoped {
+        let g = named(&groups, name);
+        assert_eq!((g.scope, g.kind), (Some(scope), kind), "{name}");
+    }
+    assert_eq!(
+        named(&groups, "Équipe Qualité").attributes["sAMAccountName"],
+        "equipe-qualite"
+    );
+
+    // The contact is not kept, so it is no member: the newsletter's five
+    // users only.
+    let newsletter = member_ids(&f, &c, &named(&groups, "Partner Newsletter").id).await;
+    assert_eq!(newsletter.len(), 5);
+    assert_no_dangling_member(&f, &c).await;
+}
+
+/// Objects of one test in an OU of their own outside the seeded ones, so
+/// the test can change them freely and runs again on the same domain.
+struct Sandbox {
+    ou: String,
+    tag: String,
+}
+
+impl Sandbox {
+    async fn new(ldap: &mut ldap3::Ldap) -> Self {
+        let tag = format!(
+            "dirsync-test-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let ou = format!("OU={tag},{}", env("DIRSYNC_TEST_AD_DOMAIN_DN"));
+        add(ldap, &ou, &[("objectClass", &["organizationalUnit"])]).await;
+        Self { ou, tag }
+    }
+
+    /// A user with a mail address, tagged so the connector's filter finds it.
+    async fn user(&self, ldap: &mut ldap3::Ldap, name: &str) -> String {
+        let dn = format!("CN={name},{}", self.ou);
+        let mail = format!("{name}.{}@dirsync.test", self.tag);
+        let sam = format!("{name}-{}", &self.tag[13..]);
+        add(
+            ldap,
+            &dn,
+            &[
+                ("objectClass", &["user"]),
+                ("sAMAccountName", &[&sam]),
+                ("mail", &[&mail]),
+                ("department", &[&self.tag]),
+                ("userAccountControl", &["512"]),
+            ],
+        )
+        .await;
+        dn
+    }
+
+    /// Removes every object of the sandbox: users first (AD refuses to
+    /// delete a group that is still someone's primary group), then the
+    /// deepest first.
+    async fn remove(self, ldap: &mut ldap3::Ldap) {
+        let filter = "(objectClass=*)";
+        let mut all = search(
+            ldap,
+            &self.ou,
+            LdapScope::Subtree,
+            filter,
+            vec!["objectClass"],
+        )
+        .await;
+        let user = |e: &SearchEntry| {
+            dirsync_shared::source::ldap::map::all(e, "objectClass").contains(&"user")
+        };
+        all.sort_by_key(|e| (!user(e), std::cmp::Reverse(e.dn.len())));
+        for e in all {
+            ldap.delete(&e.dn).await.unwrap().success().unwrap();
+        }
+    }
+}
+
+async fn add(ldap: &mut ldap3::Ldap, dn: &str, attrs: &[(&str, &[&str])]) {
+    let attrs = attrs
+        .iter()
+        .map(|(k, v)| (*k, v.iter().copied().collect::<HashSet<&str>>()))
+        .collect();
+    ldap.add(dn, attrs).await.unwrap().success().unwrap();
+}
+
+async fn replace(ldap: &mut ldap3::Ldap, dn: &str, attr: &str, value: &str) {
+    let m = Mod::Replace(attr, HashSet::from([value]));
+    ldap.modify(dn, vec![m]).await.unwrap().success().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_directory_incremental_reads_follow_users_and_primary_groups() {
+    let _domain = DOMAIN.lock().await;
+    let mut ldap = admin().await;
+    let sandbox = Sandbox::new(&mut ldap).await;
+    let [a, b, c, gone] = ["ann", "bob", "cy", "gone"].map(|n| n.to_owned());
+    let mut dns = Vec::new();
+    for name in [&a, &b, &c, &gone] {
+        dns.push(sandbox.user(&mut ldap, name).await);
+    }
+    let team = format!("CN=Team,{}", sandbox.ou);
+    add(
+        &mut ldap,
+        &team,
+        &[
+            ("objectClass", &["group"]),
+            ("sAMAccountName", &[&format!("team-{}", &sandbox.tag[13..])]),
+            ("description", &[&sandbox.tag]),
+            ("member", &[&dns[0], &dns[1]]),
+        ],
+    )
+    .await;
+    // The sandbox's users and groups, and Domain Users, from the whole domain.
+    let f = fixture(Backend::Embedded).await;
+    let conn = ad_connector(
+        &env("DIRSYNC_TEST_AD_LDAPS_URL"),
+        json!({"base_dn": env("DIRSYNC_TEST_AD_DOMAIN_DN"),
+               "user_filter": format!("(department={})", sandbox.tag),
+               "group_filter": format!("(|(cn=Domain Users)(description={}))", sandbox.tag)}),
+    );
+    let source =
+        LdapSource::for_connector(&conn, secrets(&env("DIRSYNC_TEST_AD_PASSWORD"))).unwrap();
+    let r = run(&f, &conn, &source, false).await;
+    assert_eq!(
+        (r.status, r.mode),
+        (RunStatus::Succeeded, SyncMode::Full),
+        "{:?}",
+        r.message
+    );
+
+    let mut guid = HashMap::new();
+    for (name, dn) in [&a, &b, &c, &gone].into_iter().zip(&dns) {
+        let e = search(
+            &mut ldap,
+            dn,
+            LdapScope::Base,
+            "(objectClass=*)",
+            vec!["objectGUID"],
+        )
+        .await;
+        guid.insert(name.clone(), guid_of(&e[0]));
+    }
+    let ids =
+        |names: &[&String]| -> HashSet<String> { names.iter().map(|n| guid[*n].clone()).collect() };
+    let members_of = |name: &'static str| {
+        let (f, conn) = (&f, &conn);
+        async move { member_ids(f, conn, &named(&groups(f, conn).await, name).id).await }
+    };
+    assert_eq!(
+        members_of("Domain Users").await,
+        ids(&[&a, &b, &c, &gone]),
+        "primary members"
+    );
+    assert_eq!(members_of("Team").await, ids(&[&a, &b]));
+
+    // Ann's primary group becomes Team (AD moves her from Team's member to
+    // Domain Users'); Bob is disabled; Cy gains an alias; a new user joins
+    // Domain Users without Domain Users changing; one user is deleted.
+    let rid = rid_of(&mut ldap, &team).await;
+    replace(&mut ldap, &dns[0], "primaryGroupID", &rid).await;
+    replace(&mut ldap, &dns[1], "userAccountControl", "514").await;
+    let alias = format!("smtp:extra.{}@dirsync.test", sandbox.tag);
+    let m = Mod::Add("proxyAddresses", HashSet::from([alias.as_str()]));
+    ldap.modify(&dns[2], vec![m])
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    let new = "new".to_owned();
+    let new_dn = sandbox.user(&mut ldap, &new).await;
+    let e = search(
+        &mut ldap,
+        &new_dn,
+        LdapScope::Base,
+        "(objectClass=*)",
+        vec!["objectGUID"],
+    )
+    .await;
+    guid.insert(new.clone(), guid_of(&e[0]));
+    ldap.delete(&dns[3]).await.unwrap().success().unwrap();
+
+    let r = run(&f, &conn, &source, false).await;
+    assert_eq!(
+        (r.status, r.mode),
+        (RunStatus::Succeeded, SyncMode::Delta),
+        "{:?}",
+        r.message
+    );
+    let ids =
+        |names: &[&String]| -> HashSet<String> { names.iter().map(|n| guid[*n].clone()).collect() };
+    assert_eq!(
+        members_of("Team").await,
+        ids(&[&a, &b]),
+        "Ann is Team's by her primary group"
+    );
+    assert_eq!(
+        members_of("Domain Users").await,
+        ids(&[&a, &b, &c, &new]),
+        "Ann listed, the new user by primary group, the deleted one gone"
+    );
+    let stored = users(&f, &conn).await;
+    let user = |n: &String| stored.iter().find(|u| u.id.as_str() == guid[n]).unwrap();
+    assert!(!user(&b).enabled, "disabled");
+    let extra = format!("extra.{}@dirsync.test", sandbox.tag);
+    assert!(
+        user(&c).aliases.contains(&extra.parse().unwrap()),
+        "alias added"
+    );
+    assert!(
+        stored.iter().any(|u| u.id.as_str() == guid[&gone]),
+        "a delta read cannot see the deletion"
+    );
+    assert_no_dangling_member(&f, &conn).await;
+
+    // The full read (the 23:00 window) sweeps it.
+    let r = run(&f, &conn, &source, true).await;
+    assert_eq!(r.counts.removed, 1, "{:?}", r.counts);
+    assert!(
+        !users(&f, &conn)
+            .await
+            .iter()
+            .any(|u| u.id.as_str() == guid[&gone])
+    );
+    assert_eq!(members_of("Domain Users").await, ids(&[&a, &b, &c, &new]));
+    sandbox.remove(&mut ldap).await;
 }

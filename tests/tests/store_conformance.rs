@@ -65,6 +65,8 @@ fn group(id: &str) -> Group {
         name: format!("Group {id}"),
         mail: None,
         kind: GroupKind::Security,
+        scope: None,
+        attributes: Default::default(),
     }
 }
 

@@ -67,15 +67,53 @@ pub enum GroupKind {
     Other,
 }
 
+/// Active Directory's group scope: where a group may be used and what it
+/// may contain (`groupType` bits 0x4, 0x2 and 0x8).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupScope {
+    /// Used in its own domain only; the built-in groups are domain local.
+    DomainLocal,
+    /// AD's default scope, and the only one a primary group may have
+    /// besides universal.
+    #[default]
+    Global,
+    Universal,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
     pub id: SourceId,
+    /// The name people know the group by (AD: `cn`, Graph: displayName).
     pub name: String,
     pub mail: Option<EmailAddress>,
+    /// Security or distribution (Active Directory's group type) and the
+    /// other kinds other sources have.
     pub kind: GroupKind,
+    /// Sources without scopes have none. Left out of the stored form (and
+    /// so of the content hash) when absent, so that groups of those sources
+    /// hash as before and an upgrade rewrites none of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<GroupScope>,
+    /// The source's own names for the group, by name (AD: sAMAccountName,
+    /// distinguishedName); left out when empty, as `scope`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
 }
 
 impl Group {
+    /// A group with a name and a kind, without mail, scope or attributes.
+    pub fn new(id: SourceId, name: impl Into<String>, kind: GroupKind) -> Self {
+        Self {
+            id,
+            name: name.into(),
+            mail: None,
+            kind,
+            scope: None,
+            attributes: BTreeMap::new(),
+        }
+    }
+
     pub fn content_hash(&self) -> ContentHash {
         ContentHash::of(self)
     }
@@ -149,6 +187,19 @@ mod tests {
         ]);
         let all: Vec<&str> = u.addresses().map(EmailAddress::as_str).collect();
         assert_eq!(all, ["ann@contoso.com", "a@contoso.com"]);
+    }
+
+    #[test]
+    fn groups_without_scope_or_attributes_hash_as_before_them() {
+        let g = Group::new(SourceId::new("g1").unwrap(), "Sales", GroupKind::Security);
+        let before = r#"{"id":"g1","name":"Sales","mail":null,"kind":"security"}"#;
+        assert_eq!(serde_json::to_string(&g).unwrap(), before);
+        assert_eq!(serde_json::from_str::<Group>(before).unwrap(), g);
+        let scoped = Group {
+            scope: Some(GroupScope::DomainLocal),
+            ..g.clone()
+        };
+        assert_ne!(scoped.content_hash(), g.content_hash());
     }
 
     #[test]

@@ -359,6 +359,8 @@ impl GoogleSource {
                 mail: g["email"].as_str().and_then(|m| m.parse().ok()),
                 kind: GroupKind::Distribution,
                 id: id.clone(),
+                scope: None,
+                attributes: Default::default(),
             }));
             let mut members = Vec::new();
             let mut page: Option<String> = None;

@@ -77,6 +77,8 @@ pub fn group(i: usize) -> Group {
         name: format!("Group {i}"),
         mail: None,
         kind: GroupKind::Security,
+        scope: None,
+        attributes: Default::default(),
     }
 }
 

@@ -122,6 +122,8 @@ pub fn group_of(id: SourceId, o: &Map<String, Value>) -> Group {
         mail: str_of(o, "mail").and_then(|m| m.parse().ok()),
         id,
         kind,
+        scope: None,
+        attributes: Default::default(),
     }
 }
 

@@ -1,10 +1,10 @@
 //! LDAP entries to platform objects: Active Directory and Domino.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use ldap3::SearchEntry;
 
-use crate::domain::{EmailAddress, Group, GroupKind, SourceId, User, WarningKind};
+use crate::domain::{EmailAddress, Group, GroupKind, GroupScope, SourceId, User, WarningKind};
 use crate::source::{Change, Removal};
 
 /// An attribute's first value.
@@ -53,15 +53,20 @@ pub fn guid(bytes: &[u8]) -> Option<String> {
     ))
 }
 
-/// The entry's objectGUID, wherever the decoder put it (bytes that happen to
-/// be valid UTF-8 land among the text attributes).
-pub fn object_guid(e: &SearchEntry) -> Option<String> {
+/// A binary attribute's first value, wherever the decoder put it (bytes
+/// that happen to be valid UTF-8 land among the text attributes).
+pub fn binary<'a>(e: &'a SearchEntry, name: &str) -> Option<&'a [u8]> {
     e.bin_attrs
         .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("objectGUID"))
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .and_then(|(_, v)| v.first())
-        .and_then(|b| guid(b))
-        .or_else(|| first(e, "objectGUID").and_then(|s| guid(s.as_bytes())))
+        .map(Vec::as_slice)
+        .or_else(|| first(e, name).map(str::as_bytes))
+}
+
+/// The entry's objectGUID as text.
+pub fn object_guid(e: &SearchEntry) -> Option<String> {
+    binary(e, "objectGUID").and_then(guid)
 }
 
 /// RFC 4515 escaping of a value inside a search filter.
@@ -160,24 +165,62 @@ pub fn domino_user(id: SourceId, e: &SearchEntry, denied: bool) -> Change {
     Change::User(user)
 }
 
-pub fn group(id: SourceId, e: &SearchEntry, ad: bool) -> Group {
-    // AD groupType: 0x80000000 marks a security group.
-    let security = first(e, "groupType")
-        .and_then(|v| v.parse::<i64>().ok())
-        .is_some_and(|t| t & 0x8000_0000 != 0 || t < 0);
-    let mail = first(e, "mail").and_then(|m| m.parse().ok());
+/// `groupType` bits: the scope (0x2 global, 0x4 domain local, 0x8
+/// universal; built-in groups are 0x1 | 0x4) and 0x80000000 for security.
+const GLOBAL: i64 = 0x2;
+const DOMAIN_LOCAL: i64 = 0x4;
+const UNIVERSAL: i64 = 0x8;
+const SECURITY: i64 = 0x8000_0000;
+
+/// An AD group: named by `cn` as people see it (`sAMAccountName` is the
+/// pre-Windows 2000 name, often an ASCII-folded one), its scope and type
+/// from `groupType`, its other names kept as attributes.
+pub fn ad_group(id: SourceId, e: &SearchEntry) -> Group {
+    // AD hands the signed 32-bit value out as such: security groups are
+    // negative. Widened to i64, the security bit is then set with the rest.
+    let group_type = first(e, "groupType").and_then(|v| v.parse::<i64>().ok());
+    let kind = match group_type {
+        Some(t) if t & SECURITY != 0 => GroupKind::Security,
+        Some(_) => GroupKind::Distribution,
+        None => GroupKind::Other,
+    };
+    let name = first(e, "cn")
+        .or_else(|| first(e, "sAMAccountName"))
+        .unwrap_or(id.as_str())
+        .to_owned();
+    let mut group = Group::new(id, name, kind);
+    group.mail = first(e, "mail").and_then(|m| m.parse().ok());
+    group.scope = group_type.and_then(scope);
+    group.attributes = first(e, "sAMAccountName")
+        .map(|sam| ("sAMAccountName".to_owned(), sam.to_owned()))
+        .into_iter()
+        .chain([("distinguishedName".to_owned(), e.dn.clone())])
+        .collect();
+    group
+}
+
+fn scope(group_type: i64) -> Option<GroupScope> {
+    [
+        (DOMAIN_LOCAL, GroupScope::DomainLocal),
+        (GLOBAL, GroupScope::Global),
+        (UNIVERSAL, GroupScope::Universal),
+    ]
+    .into_iter()
+    .find(|(bit, _)| group_type & bit != 0)
+    .map(|(_, scope)| scope)
+}
+
+/// A Domino group: mail-enabled ones deliver mail (distribution lists).
+pub fn domino_group(id: SourceId, e: &SearchEntry) -> Group {
+    let mail: Option<EmailAddress> = first(e, "mail").and_then(|m| m.parse().ok());
+    let kind = match mail {
+        Some(_) => GroupKind::Distribution,
+        None => GroupKind::Other,
+    };
+    let name = first(e, "cn").unwrap_or(id.as_str()).to_owned();
     Group {
-        name: first(e, if ad { "sAMAccountName" } else { "cn" })
-            .or_else(|| first(e, "cn"))
-            .unwrap_or(id.as_str())
-            .to_owned(),
-        kind: match (ad, security, mail.is_some()) {
-            (true, true, _) => GroupKind::Security,
-            (_, _, true) => GroupKind::Distribution,
-            _ => GroupKind::Other,
-        },
         mail,
-        id,
+        ..Group::new(id, name, kind)
     }
 }
 
@@ -186,11 +229,10 @@ pub fn dn_key(dn: &str) -> String {
     dn.to_ascii_lowercase()
 }
 
-/// Which object kind a DN is, from what the reads found.
-pub type Directory = HashMap<String, (SourceId, crate::domain::MemberKind)>;
-
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     #[test]
@@ -219,6 +261,37 @@ mod tests {
                 .map(|(k, v)| ((*k).to_owned(), v.iter().map(|s| (*s).to_owned()).collect()))
                 .collect(),
             bin_attrs: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn ad_groups_are_named_by_cn_with_their_scope_and_type() {
+        let e = SearchEntry {
+            dn: "CN=R&D\\, Berlin,OU=Groups,DC=corp".into(),
+            ..entry(&[
+                ("cn", &["R&D, Berlin"]),
+                ("sAMAccountName", &["rnd-berlin"]),
+                ("groupType", &["-2147483644"]),
+            ])
+        };
+        let g = ad_group(SourceId::new("g").unwrap(), &e);
+        assert_eq!(g.name, "R&D, Berlin");
+        assert_eq!(
+            (g.kind, g.scope),
+            (GroupKind::Security, Some(GroupScope::DomainLocal))
+        );
+        assert_eq!(g.attributes["sAMAccountName"], "rnd-berlin");
+        assert_eq!(g.attributes["distinguishedName"], e.dn);
+        let cases = [
+            ("2", GroupKind::Distribution, GroupScope::Global),
+            ("8", GroupKind::Distribution, GroupScope::Universal),
+            ("-2147483640", GroupKind::Security, GroupScope::Universal),
+            // Built-in groups (Administrators): 0x1 | 0x4 | security.
+            ("-2147483643", GroupKind::Security, GroupScope::DomainLocal),
+        ];
+        for (t, kind, scope) in cases {
+            let g = ad_group(SourceId::new("g").unwrap(), &entry(&[("groupType", &[t])]));
+            assert_eq!((g.kind, g.scope), (kind, Some(scope)), "groupType {t}");
         }
     }
 

@@ -7,17 +7,23 @@
 //! [`paged`] for how a stream continues). Every exchange with the server
 //! has a time limit ([`conn::Session`]). Groups carry their complete member
 //! lists (ranged retrieval past 1,500 values, [`range`]) as
-//! `ReplaceMembers`, one per group, within the page that holds the group.
+//! `ReplaceMembers`, one per group, within the page that holds the group:
+//! its `member` values and, in AD, the users whose primary group it is,
+//! limited to the users and groups the connector keeps ([`members`]). AD
+//! contacts are not kept (the store has no contact objects), so they are
+//! never listed as members either.
 //!
 //! Active Directory reads incrementally: the cursor holds the domain
 //! controller's `invocationId` and `highestCommittedUSN`, read before each
-//! read; later reads ask for `uSNChanged` above it. A different DC (or a
+//! read; later reads ask for `uSNChanged` above it (groups: also the
+//! primary groups of the users changed since). A different DC (or a
 //! restore) changes the `invocationId` and forces a full read. A read-only
 //! account cannot see tombstones, so deletions are found by full reads (the
 //! 23:00 window reads LDAP connectors in full).
 
 pub mod conn;
 pub mod map;
+pub mod members;
 pub mod paged;
 pub mod range;
 
@@ -36,7 +42,8 @@ use crate::source::{
 };
 
 use conn::{Limits, Query, Session};
-use map::{Directory, all, dn_key, first, object_guid};
+use map::{all, dn_key, first, object_guid};
+use members::Directory;
 use paged::{Context, OpenSearch, Position};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,9 +87,10 @@ const USER_ATTRS: [&str; 13] = [
 /// Active Directory hands out `member` in ranges of at most 1,500 (Windows)
 /// and marks the last with `*`; asking for the first range explicitly makes
 /// every DC answer in that form, so one code path reads all of them.
-const AD_GROUP_ATTRS: [&str; 7] = [
+const AD_GROUP_ATTRS: [&str; 8] = [
     "objectGUID",
     "objectClass",
+    "objectSid",
     "cn",
     "sAMAccountName",
     "mail",
@@ -237,44 +245,41 @@ impl LdapSource {
     }
 
     fn kind_of(e: &SearchEntry) -> MemberKind {
-        let classes: Vec<String> = all(e, "objectClass")
+        let group = all(e, "objectClass")
             .iter()
-            .map(|c| c.to_ascii_lowercase())
-            .collect();
-        if classes.iter().any(|c| c == "group" || c == "dominogroup") {
+            .any(|c| c.eq_ignore_ascii_case("group") || c.eq_ignore_ascii_case("dominoGroup"));
+        if group {
             MemberKind::Group
-        } else if classes.iter().any(|c| c == "contact") {
-            MemberKind::Contact
         } else {
             MemberKind::User
         }
     }
 
-    /// DN → (id, kind) of every user, group and contact under the base, on
-    /// a session of its own: a second paged search on the groups' session
-    /// would end the groups' own paging on some servers (OpenLDAP keeps one
-    /// paged search per connection). Returns the requests it sent.
+    /// Every user and group the connector's filters select (see
+    /// [`members`]), on a session of its own: a second paged search on the
+    /// groups' session would end the groups' own paging on some servers
+    /// (OpenLDAP keeps one paged search per connection). Returns the
+    /// requests it sent.
     async fn directory(&self) -> Result<(Directory, u64), SourceError> {
-        let filter = if self.ad() {
-            "(|(objectClass=user)(objectClass=group)(objectClass=contact))"
-        } else {
-            "(|(objectClass=dominoPerson)(objectClass=dominoGroup))"
-        };
+        let filter = format!("(|{}{})", self.filter(true), self.filter(false));
         let mut session = self.session().await?;
         let q = Query {
             what: "search for group members' DNs",
             base: &self.settings.base_dn,
             scope: Scope::Subtree,
-            filter,
-            attrs: &["objectGUID", "objectClass"],
+            filter: &filter,
+            attrs: &["objectGUID", "objectClass", "objectSid", "primaryGroupID"],
         };
         let entries = Self::search_all(&mut session, &q).await?;
         let sent = session.sent + 1;
         session.close().await;
-        let dir = entries
-            .iter()
-            .filter_map(|e| Some((dn_key(&e.dn), (self.id_of(e)?, Self::kind_of(e)))))
-            .collect();
+        let mut dir = Directory::default();
+        for e in &entries {
+            if let Some(id) = self.id_of(e) {
+                let kind = Self::kind_of(e);
+                dir.insert(e, Member { id, kind });
+            }
+        }
         Ok((dir, sent))
     }
 
@@ -302,14 +307,8 @@ impl LdapSource {
         .await?;
         let invocation = ntds
             .as_ref()
-            .and_then(|e| {
-                e.bin_attrs
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("invocationId"))
-                    .and_then(|(_, v)| v.first())
-                    .and_then(|b| map::guid(b))
-                    .or_else(|| first(e, "invocationId").and_then(|s| map::guid(s.as_bytes())))
-            })
+            .and_then(|e| map::binary(e, "invocationId"))
+            .and_then(map::guid)
             .ok_or_else(|| {
                 SourceError::Protocol(
                     "the domain controller's invocationId could not be read".into(),
@@ -359,6 +358,39 @@ impl LdapSource {
             .unwrap_or_default())
     }
 
+    /// `changed` (a filter term for groups changed since the cursor), or
+    /// the primary group of a user it matches: a new user joins Domain Users
+    /// without Domain Users changing. (A user whose `primaryGroupID` changes
+    /// is moved by the DC into the old group's `member` and out of the new
+    /// one's, so both groups change anyway.)
+    async fn or_primary_groups(
+        &self,
+        session: &mut Session,
+        changed: &str,
+    ) -> Result<String, SourceError> {
+        let filter = format!("(&{}{changed})", self.filter(true));
+        let q = Query {
+            what: "search for changed users' primary groups",
+            base: &self.settings.base_dn,
+            scope: Scope::Subtree,
+            filter: &filter,
+            attrs: &["objectSid", "primaryGroupID"],
+        };
+        let mut groups: Vec<Vec<u8>> = Self::search_all(session, &q)
+            .await?
+            .iter()
+            .filter_map(members::primary_group_sid)
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        let terms: String = groups.iter().map(|g| members::sid_filter(g)).collect();
+        Ok(if terms.is_empty() {
+            changed.to_owned()
+        } else {
+            format!("(|{changed}{terms})")
+        })
+    }
+
     /// The search filter for users (or groups) and the cursor to keep: on
     /// AD a delta reads what changed since the cursor's USN, a full read
     /// notes the position first; Domino has no change numbers.
@@ -371,8 +403,12 @@ impl LdapSource {
         Ok(match (from, self.ad()) {
             (ReadFrom::Delta(c), true) => {
                 let (usn, inv, now) = self.since(session, c).await?;
+                let mut changed = format!("(uSNChanged>={})", usn + 1);
+                if !users {
+                    changed = self.or_primary_groups(session, &changed).await?;
+                }
                 (
-                    format!("(&{}(uSNChanged>={}))", self.filter(users), usn + 1),
+                    format!("(&{}{changed})", self.filter(users)),
                     Some(Self::cursor(&inv, now)),
                 )
             }
@@ -486,16 +522,14 @@ impl LdapSource {
         };
         for e in entries {
             let Some(id) = self.id_of(e) else { continue };
-            out.push(Change::Group(map::group(id.clone(), e, self.ad())));
-            let members = Self::members(&mut open.session, e).await?;
-            let members = members
-                .iter()
-                .filter_map(|dn| dir.get(&dn_key(dn)))
-                .map(|(id, kind)| Member {
-                    id: id.clone(),
-                    kind: *kind,
-                })
-                .collect();
+            let group = if self.ad() {
+                map::ad_group(id.clone(), e)
+            } else {
+                map::domino_group(id.clone(), e)
+            };
+            out.push(Change::Group(group));
+            let listed = Self::members(&mut open.session, e).await?;
+            let members = dir.members(e, &listed);
             out.push(Change::ReplaceMembers { group: id, members });
         }
         Ok(())

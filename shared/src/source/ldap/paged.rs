@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::conn::Session;
-use super::map::Directory;
+use super::members::Directory;
 use crate::source::ReadFrom;
 
 /// Where a stream continues: which search, how many pages it has handed
