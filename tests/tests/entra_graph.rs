@@ -176,9 +176,11 @@ fn expected(sim: &EntraSim, tenant: Uuid) -> View {
     let members = snap
         .memberships
         .iter()
-        .filter(|m| {
-            m.member_kind != dirsync_entra_sim::MemberKind::User
-                || users.contains_key(&m.member_id.to_string())
+        .filter(|m| match m.member_kind {
+            dirsync_entra_sim::MemberKind::User => users.contains_key(&m.member_id.to_string()),
+            dirsync_entra_sim::MemberKind::Group => true,
+            // The store keeps no contact objects, so no member points at one.
+            dirsync_entra_sim::MemberKind::Contact => false,
         })
         .map(|m| (m.group_id.to_string(), m.member_id.to_string()))
         .collect();
@@ -739,4 +741,142 @@ async fn the_next_page_is_asked_for_while_a_page_is_mapped() {
     assert_eq!(e.sim.stats().route("GET /v1.0/users/delta"), before + 5);
     let users = first.changes.len() + page.changes.len() + last.changes.len();
     assert_eq!(users, 2100, "each user read once");
+}
+
+/// The pages a read of both streams needs at least: each followed bare,
+/// nothing mapped or stored. With the resource units they cost.
+async fn minimum_pages(e: &Entra, source: &GraphSource) -> (u64, u64) {
+    let units = |e: &Entra| {
+        e.sim
+            .stats()
+            .resource_units
+            .get(&e.tenant)
+            .copied()
+            .unwrap_or(0)
+    };
+    let before = (e.sim.stats().graph_requests, units(e));
+    for stream in ["users", "groups"] {
+        let mut url = source.first_url(stream).unwrap();
+        loop {
+            let mut stats = dirsync_shared::source::RequestStats::default();
+            let page = source.client().get_page(&url, &mut stats).await.unwrap();
+            let links: dirsync_shared::source::graph::PageLinks =
+                serde_json::from_str(&page).unwrap();
+            match links.next {
+                Some(next) => url = next,
+                None => break,
+            }
+        }
+    }
+    (e.sim.stats().graph_requests - before.0, units(e) - before.1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_documented_delta_costs_its_pages_and_no_object_is_read_again() {
+    // Graph's delta leaves out properties never set: most generated users
+    // have no givenName, department or job title, some no mail, groups no
+    // mail or groupTypes. None of that may cost a request.
+    let mut spec = GenSpec::sized(3000, 60, 11);
+    spec.contacts = 20;
+    let e = entra(Backend::Embedded, spec).await;
+    let c = e.consent_connector("documented", json!({}));
+    let source = GraphSource::for_connector(&c, &e.deps(AssertionAlg::Ps256)).unwrap();
+    let (pages, page_units) = minimum_pages(&e, &source).await;
+    assert!(pages >= 4, "users and groups, several pages: {pages}");
+
+    let per_object = |stats: &dirsync_entra_sim::SimStats| {
+        stats.route("POST /v1.0/$batch")
+            + stats.route("GET /v1.0/users/{id}")
+            + stats.route("GET /v1.0/groups/{id}")
+    };
+    for (round, full) in [("first full sync", false), ("unchanged full re-sync", true)] {
+        e.sim.reset_stats();
+        let mut request = RunRequest::new(Trigger::Manual { requested_by: None });
+        request.full = full;
+        let RunOutcome::Finished(r) = e.engine().run(&c, &source, request).await.unwrap() else {
+            panic!("{round}: not finished")
+        };
+        assert_eq!(r.status, RunStatus::Succeeded, "{round}: {:?}", r.message);
+        assert_eq!(r.mode, SyncMode::Full, "{round}");
+        let stats = e.sim.stats();
+        assert_eq!(per_object(&stats), 0, "{round}: {:?}", stats.per_route);
+        assert_eq!(
+            stats.graph_requests, pages,
+            "{round}: requests are the pages"
+        );
+        assert_eq!(r.requests, pages, "{round}: the run counts what was sent");
+        assert_eq!(
+            stats.resource_units.get(&e.tenant).copied().unwrap_or(0),
+            page_units,
+            "{round}: resource units are the pages'"
+        );
+        if full {
+            assert_eq!(
+                (r.counts.created, r.counts.updated, r.counts.removed),
+                (0, 0, 0),
+                "{round}: nothing changed"
+            );
+        }
+        assert_same(&view(&e.f, &c).await, &expected(&e.sim, e.tenant));
+    }
+
+    // A delta round after changes the docs single out: a property set to
+    // null comes as null, one set for the first time appears, one never set
+    // stays out, and a contact joins a group.
+    let snap = e.sim.snapshot(e.tenant);
+    let kept: Vec<&SimUser> = snap
+        .users
+        .iter()
+        .filter(|u| u.user_type == UserType::Member && u.mail.is_some())
+        .collect();
+    let no_mail = snap
+        .users
+        .iter()
+        .find(|u| u.user_type == UserType::Member && u.mail.is_none())
+        .expect("the generator makes users without mail");
+    let (cleared, first_set, renamed) = (kept[0].id, kept[1].id, kept[2].id);
+    e.sim.update_user(e.tenant, &cleared.to_string(), |u| {
+        u.mail = None;
+        u.proxy_addresses = vec!["SMTP:moved@contoso.com".into()];
+    });
+    e.sim.update_user(e.tenant, &first_set.to_string(), |u| {
+        u.given_name = Some("Zoë".into());
+        u.department = Some("Qualité".into());
+    });
+    e.sim.update_user(e.tenant, &renamed.to_string(), |u| {
+        u.display_name = "Renamed".into();
+        u.account_enabled = false;
+    });
+    e.sim.update_user(e.tenant, &no_mail.id.to_string(), |u| {
+        u.proxy_addresses.push("smtp:second@contoso.com".into())
+    });
+    let group = snap.groups[0].id;
+    let contact = snap.contacts.first().expect("contacts were generated").id;
+    if !snap
+        .memberships
+        .iter()
+        .any(|m| m.group_id == group && m.member_id == contact)
+    {
+        e.sim
+            .add_member(e.tenant, &group.to_string(), &contact.to_string());
+    }
+    e.sim.reset_stats();
+    let r = e.sync(&c, &source).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    assert_eq!(r.mode, SyncMode::Delta);
+    let stats = e.sim.stats();
+    assert_eq!(per_object(&stats), 0, "{:?}", stats.per_route);
+    assert_eq!(r.requests, 2, "one page per stream");
+    assert_same(&view(&e.f, &c).await, &expected(&e.sim, e.tenant));
+    let stored = common::rows::stored(&e.f, &c).await.users;
+    let user = |id: Uuid| {
+        stored
+            .iter()
+            .find(|u| u.id.as_str() == id.to_string())
+            .unwrap()
+    };
+    assert_eq!(user(first_set).given_name.as_deref(), Some("Zoë"));
+    assert_eq!(user(first_set).attributes["department"], "Qualité");
+    assert_eq!(user(renamed).display_name.as_deref(), Some("Renamed"));
+    assert_eq!(user(cleared).primary_email.as_str(), "moved@contoso.com");
 }

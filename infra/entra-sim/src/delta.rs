@@ -8,12 +8,17 @@
 //! round pages through the objects touched in its log window, computed once
 //! per round and cached.
 //!
+//! Objects are written as Graph's delta docs describe: a property never set
+//! is left out (one set to null since is written as null), and with
+//! `Prefer: return=minimal` a later round writes only the properties that
+//! changed in its window (objects created or restored in it: all).
+//!
 //! Groups carry `members@delta`. One page holds at most
 //! [`MEMBER_REFS_PER_PAGE`] member entries; a group with more is split, the
 //! page ending with part of its members and the next page repeating the group
 //! with the rest, as Graph does with large groups.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -22,7 +27,9 @@ use uuid::Uuid;
 use crate::directory::{Change, Directory, ObjChange, Tenant};
 use crate::model::MemberKind;
 use crate::pages::{PageCtx, PageWriter};
-use crate::props::{GroupView, MemberRef, RemovedView, Select, UserView};
+use crate::props::{
+    GroupView, MemberRef, Prop, RemovedView, Select, UserView, bit, set_group_props, set_user_props,
+};
 use crate::token::{Cursor, PageToken, Query, Round};
 
 /// Largest number of `members@delta` entries in one page.
@@ -32,15 +39,48 @@ pub const MEMBER_REFS_PER_PAGE: usize = 5_000;
 /// `Prefer: odata.maxpagesize`.
 pub const DEFAULT_DELTA_PAGE_SIZE: u32 = 100;
 
-/// A group touched in a round, with its membership changes sorted by member.
+/// A group touched in a round: the properties that changed (see
+/// [`UserChange`]) and its membership changes sorted by member.
 pub(crate) struct GroupChange {
     pub id: Uuid,
+    pub props: u64,
     pub members: Vec<MemberRef>,
 }
 
+/// A user touched in a round and the properties that changed in it
+/// ([`EVERY_PROP`] for one created or restored).
+pub(crate) struct UserChange {
+    pub id: Uuid,
+    pub props: u64,
+}
+
+/// Every property changed: an object new to the round.
+const EVERY_PROP: u64 = u64::MAX;
+
 enum ChangeSet {
-    Users(Vec<Uuid>),
+    Users(Vec<UserChange>),
     Groups(Vec<GroupChange>),
+}
+
+/// How a page writes objects: which of the selected properties.
+#[derive(Clone, Copy)]
+pub(crate) struct Writing {
+    /// The selection's properties for the page's object type.
+    mask: u64,
+    /// `Prefer: return=minimal` on a later round: only changed properties.
+    minimal: bool,
+}
+
+impl Writing {
+    /// The properties written for an object holding `held` (see
+    /// [`Directory::delta_props`]) of which `changed` changed in the round.
+    fn props(self, held: u64, changed: u64) -> u64 {
+        let mut props = self.mask & held;
+        if self.minimal {
+            props &= changed | bit(Prop::Id);
+        }
+        props
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -101,38 +141,49 @@ fn tracked(what: ObjChange, select: Select) -> bool {
     }
 }
 
-fn user_changes(window: &[Change], select: Select) -> Vec<Uuid> {
-    let mut ids = BTreeSet::new();
+/// The properties a log entry changed.
+fn changed_by(what: ObjChange) -> u64 {
+    match what {
+        ObjChange::Props(changed) => changed,
+        ObjChange::Created | ObjChange::Removed | ObjChange::Restored => EVERY_PROP,
+    }
+}
+
+fn user_changes(window: &[Change], select: Select) -> Vec<UserChange> {
+    let mut touched: BTreeMap<Uuid, u64> = BTreeMap::new();
     for change in window {
         if let Change::User { id, what } = *change
             && tracked(what, select)
         {
-            ids.insert(id);
+            *touched.entry(id).or_default() |= changed_by(what);
         }
     }
-    ids.into_iter().collect()
+    touched
+        .into_iter()
+        .map(|(id, props)| UserChange { id, props })
+        .collect()
 }
 
 fn group_changes(dir: &Directory, window: &[Change], select: Select) -> Vec<GroupChange> {
-    let mut touched: BTreeMap<Uuid, BTreeMap<Uuid, MemberKind>> = BTreeMap::new();
+    let mut touched: BTreeMap<Uuid, (u64, BTreeMap<Uuid, MemberKind>)> = BTreeMap::new();
     for change in window {
         match *change {
             Change::Group { id, what } if tracked(what, select) => {
-                touched.entry(id).or_default();
+                touched.entry(id).or_default().0 |= changed_by(what);
             }
             Change::Member {
                 group,
                 member,
                 kind,
             } if select.includes_members() => {
-                touched.entry(group).or_default().insert(member, kind);
+                touched.entry(group).or_default().1.insert(member, kind);
             }
             _ => {}
         }
     }
     touched
         .into_iter()
-        .map(|(id, members)| {
+        .map(|(id, (props, members))| {
             let current = dir.groups.get(&id).map(|entry| &entry.members);
             let members = match current {
                 // A removed group is reported as removed, without members.
@@ -146,7 +197,7 @@ fn group_changes(dir: &Directory, window: &[Change], select: Select) -> Vec<Grou
                     })
                     .collect(),
             };
-            GroupChange { id, members }
+            GroupChange { id, props, members }
         })
         .collect()
 }
@@ -185,11 +236,25 @@ fn round_of(token: &PageToken) -> Round {
     }
 }
 
-/// A page of `users/delta` for `token` (a round in progress).
-pub(crate) fn users_page(tenant: &Tenant, token: PageToken, ctx: &PageCtx) -> Vec<u8> {
+/// A page of `users/delta` for `token` (a round in progress); `minimal`:
+/// the request asked for `Prefer: return=minimal`.
+pub(crate) fn users_page(
+    tenant: &Tenant,
+    token: PageToken,
+    ctx: &PageCtx,
+    minimal: bool,
+) -> Vec<u8> {
     let round = round_of(&token);
     let dir = &tenant.dir;
-    let mask = token.select.mask_for(MemberKind::User);
+    let writing = Writing {
+        mask: token.select.mask_for(MemberKind::User),
+        minimal: minimal && round.since.is_some(),
+    };
+    let view = |user, changed| UserView {
+        user,
+        mask: writing.props(dir.delta_props(user.id, set_user_props(user)), changed),
+        typed: false,
+    };
     let size = token.page_size as usize;
     let mut page = PageWriter::new(&ctx.context("users", token.select));
     let next = match round.since {
@@ -197,30 +262,22 @@ pub(crate) fn users_page(tenant: &Tenant, token: PageToken, ctx: &PageCtx) -> Ve
             let start = token.cursor.start.map_or(Bound::Unbounded, Bound::Included);
             let mut range = dir.users.range((start, Bound::Unbounded));
             for (_, user) in range.by_ref().take(size) {
-                page.push(&UserView {
-                    user,
-                    mask,
-                    typed: false,
-                });
+                page.push(&view(user, EVERY_PROP));
             }
             range.next().map(|(id, _)| *id)
         }
         Some(since) => {
             let set = change_set(dir, false, token.select, since, round.until);
-            let ChangeSet::Users(ids) = &*set else {
+            let ChangeSet::Users(changes) = &*set else {
                 unreachable!("a users round has a users change set");
             };
             let from = token
                 .cursor
                 .start
-                .map_or(0, |start| ids.partition_point(|id| *id < start));
-            for id in ids.iter().skip(from).take(size) {
+                .map_or(0, |start| changes.partition_point(|c| c.id < start));
+            for UserChange { id, props } in changes.iter().skip(from).take(size) {
                 if let Some(user) = dir.users.get(id) {
-                    page.push(&UserView {
-                        user,
-                        mask,
-                        typed: false,
-                    });
+                    page.push(&view(user, *props));
                 } else {
                     let reason = if dir.deleted_users.contains_key(id) {
                         "changed"
@@ -230,7 +287,7 @@ pub(crate) fn users_page(tenant: &Tenant, token: PageToken, ctx: &PageCtx) -> Ve
                     page.push(&RemovedView { id: *id, reason });
                 }
             }
-            ids.get(from + size).copied()
+            changes.get(from + size).map(|c| c.id)
         }
     };
     match next {
@@ -254,7 +311,7 @@ struct GroupPager<'a> {
     page: PageWriter,
     tenant: &'a Tenant,
     select: Select,
-    mask: u64,
+    writing: Writing,
     groups_left: usize,
     members_left: usize,
 }
@@ -271,9 +328,15 @@ impl GroupPager<'_> {
         self.groups_left == 0 || self.members_left == 0
     }
 
-    /// Places a live group with up to the remaining member budget of
-    /// `members` (already positioned after the cursor).
-    fn place(&mut self, id: Uuid, members: impl Iterator<Item = MemberRef>) -> Placed {
+    /// Places a live group, whose properties `changed` in the round, with up
+    /// to the remaining member budget of `members` (already positioned after
+    /// the cursor).
+    fn place(
+        &mut self,
+        id: Uuid,
+        changed: u64,
+        members: impl Iterator<Item = MemberRef>,
+    ) -> Placed {
         let Some(entry) = self.tenant.dir.groups.get(&id) else {
             return Placed::Whole;
         };
@@ -287,9 +350,13 @@ impl GroupPager<'_> {
                 break;
             }
         }
+        let held = self
+            .tenant
+            .dir
+            .delta_props(id, set_group_props(&entry.group));
         self.page.push(&GroupView {
             group: &entry.group,
-            mask: self.mask,
+            mask: self.writing.props(held, changed),
             typed: false,
             members_delta: (!refs.is_empty()).then_some(refs.as_slice()),
         });
@@ -312,15 +379,24 @@ impl GroupPager<'_> {
     }
 }
 
-/// A page of `groups/delta` for `token` (a round in progress).
-pub(crate) fn groups_page(tenant: &Tenant, token: PageToken, ctx: &PageCtx) -> Vec<u8> {
+/// A page of `groups/delta` for `token` (a round in progress); `minimal` as
+/// for [`users_page`].
+pub(crate) fn groups_page(
+    tenant: &Tenant,
+    token: PageToken,
+    ctx: &PageCtx,
+    minimal: bool,
+) -> Vec<u8> {
     let round = round_of(&token);
     let dir = &tenant.dir;
     let mut pager = GroupPager {
         page: PageWriter::new(&ctx.context("groups", token.select)),
         tenant,
         select: token.select,
-        mask: token.select.mask_for(MemberKind::Group),
+        writing: Writing {
+            mask: token.select.mask_for(MemberKind::Group),
+            minimal: minimal && round.since.is_some(),
+        },
         groups_left: token.page_size as usize,
         members_left: MEMBER_REFS_PER_PAGE,
     };
@@ -351,7 +427,7 @@ pub(crate) fn groups_page(tenant: &Tenant, token: PageToken, ctx: &PageCtx) -> V
                         kind,
                         removed: false,
                     });
-                if let Placed::Split(last) = pager.place(id, members) {
+                if let Placed::Split(last) = pager.place(id, EVERY_PROP, members) {
                     next = Some(Cursor {
                         start: Some(id),
                         member_after: Some(last),
@@ -388,7 +464,7 @@ pub(crate) fn groups_page(tenant: &Tenant, token: PageToken, ctx: &PageCtx) -> V
                     _ => 0,
                 };
                 let members = change.members[skip..].iter().copied();
-                if let Placed::Split(last) = pager.place(change.id, members) {
+                if let Placed::Split(last) = pager.place(change.id, change.props, members) {
                     next = Some(Cursor {
                         start: Some(change.id),
                         member_after: Some(last),

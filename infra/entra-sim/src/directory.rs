@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::delta::DeltaCache;
 use crate::model::{DirectorySnapshot, MemberKind, Membership, SimContact, SimGroup, SimUser};
-use crate::props::{changed_group_props, changed_user_props};
+use crate::props::{changed_group_props, changed_user_props, set_group_props, set_user_props};
 
 /// A tenant: its identity, its domains and its directory.
 pub(crate) struct Tenant {
@@ -110,6 +110,10 @@ pub(crate) struct Directory {
     pub deleted_groups: BTreeMap<Uuid, SimGroup>,
     pub contacts: BTreeMap<Uuid, SimContact>,
     pub log: Vec<Change>,
+    /// Per object, the properties that held a value and were set to null
+    /// since: delta writes them as null, where a property never set is left
+    /// out.
+    pub cleared: HashMap<Uuid, u64>,
     /// Tokens carry the epoch they were issued in; bumping it expires them.
     pub epoch: u32,
     /// Bumped by every mutation, to invalidate caches.
@@ -127,6 +131,18 @@ impl Directory {
     fn record(&mut self, change: Change) {
         self.log.push(change);
         self.version += 1;
+    }
+
+    fn note_cleared(&mut self, id: Uuid, props: u64) {
+        if props != 0 {
+            *self.cleared.entry(id).or_default() |= props;
+        }
+    }
+
+    /// The properties delta writes for an object holding `set`: those with
+    /// a value, and those set to null since they had one.
+    pub fn delta_props(&self, id: Uuid, set: u64) -> u64 {
+        set | self.cleared.get(&id).copied().unwrap_or(0)
     }
 
     fn id_taken(&self, id: Uuid) -> bool {
@@ -174,6 +190,8 @@ impl Directory {
         // The id is the key; an edit must not move the object.
         user.id = id;
         let changed = changed_user_props(&before, user);
+        let cleared = set_user_props(&before) & !set_user_props(user);
+        self.note_cleared(id, cleared);
         if changed != 0 {
             self.record(Change::User {
                 id,
@@ -283,6 +301,8 @@ impl Directory {
         f(&mut entry.group);
         entry.group.id = id;
         let changed = changed_group_props(&before, &entry.group);
+        let cleared = set_group_props(&before) & !set_group_props(&entry.group);
+        self.note_cleared(id, cleared);
         if changed != 0 {
             self.record(Change::Group {
                 id,

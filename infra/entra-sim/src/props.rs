@@ -340,6 +340,58 @@ pub(crate) fn changed_group_props(old: &SimGroup, new: &SimGroup) -> u64 {
     mask
 }
 
+/// The properties a user holds a value for. Delta writes only these (and
+/// those set to null since): Graph's delta docs say a property never set "will
+/// not be included in the response at all".
+pub(crate) fn set_user_props(u: &SimUser) -> u64 {
+    let mut mask = mask_of(&[
+        Prop::Id,
+        Prop::UserPrincipalName,
+        Prop::DisplayName,
+        Prop::AccountEnabled,
+        Prop::UserType,
+    ]);
+    let mut holds = |prop: Prop, set: bool| {
+        if set {
+            mask |= bit(prop);
+        }
+    };
+    holds(Prop::GivenName, u.given_name.is_some());
+    holds(Prop::Surname, u.surname.is_some());
+    holds(Prop::Mail, u.mail.is_some());
+    holds(Prop::MailNickname, u.mail_nickname.is_some());
+    holds(Prop::ProxyAddresses, !u.proxy_addresses.is_empty());
+    holds(Prop::Department, u.department.is_some());
+    holds(Prop::JobTitle, u.job_title.is_some());
+    holds(
+        Prop::OnPremisesSyncEnabled,
+        u.on_premises_sync_enabled.is_some(),
+    );
+    mask
+}
+
+/// The properties a group holds a value for (see [`set_user_props`]).
+pub(crate) fn set_group_props(g: &SimGroup) -> u64 {
+    let mut mask = mask_of(&[
+        Prop::Id,
+        Prop::DisplayName,
+        Prop::MailEnabled,
+        Prop::MailNickname,
+        Prop::SecurityEnabled,
+    ]);
+    let mut holds = |prop: Prop, set: bool| {
+        if set {
+            mask |= bit(prop);
+        }
+    };
+    holds(Prop::Description, g.description.is_some());
+    holds(Prop::Mail, g.mail.is_some());
+    holds(Prop::GroupTypes, !g.group_types.is_empty());
+    holds(Prop::ProxyAddresses, !g.proxy_addresses.is_empty());
+    holds(Prop::Visibility, g.is_unified());
+    mask
+}
+
 /// Writes `id` as Graph does: a lowercase hyphenated GUID.
 struct IdStr(uuid::Uuid);
 

@@ -361,3 +361,62 @@ async fn deltatoken_latest_syncs_from_now() {
     assert_eq!(later.items.len(), 1);
     assert_eq!(later.items[0]["id"], s(&id));
 }
+
+#[tokio::test]
+async fn never_set_properties_are_left_out_and_minimal_sends_only_changes() {
+    let fx = Fixture::new(&READ).await;
+    let t = fx.tenant;
+    let s = |id: &Uuid| id.to_string();
+    let (plain, mailless) = (Uuid::new_v4(), Uuid::new_v4());
+    fx.sim
+        .add_user(t, SimUser::new(plain, "plain@contoso.com", "Plain"));
+    let mut user = SimUser::new(mailless, "nomail@contoso.com", "No Mail");
+    user.mail = None;
+    user.proxy_addresses.clear();
+    fx.sim.add_user(t, user);
+    let token = fx.token().await;
+    let select = "users/delta?$select=displayName,mail,proxyAddresses,givenName,department";
+
+    // The docs: "if the property has never been set before it will not be
+    // included in the response at all".
+    let first = round(&fx, &token, select, None).await;
+    let items = by_id(&first.items);
+    assert!(items[&s(&plain)].get("givenName").is_none());
+    assert_eq!(items[&s(&plain)]["mail"], "plain@contoso.com");
+    assert!(items[&s(&mailless)].get("mail").is_none());
+    assert!(items[&s(&mailless)].get("proxyAddresses").is_none());
+
+    fx.sim.update_user(t, &s(&plain), |u| {
+        u.mail = None;
+        u.department = Some("Sales".into());
+    });
+    fx.sim.update_user(t, &s(&mailless), |u| {
+        u.display_name = "Still No Mail".into()
+    });
+
+    // Default mode: unchanged properties with their values, one set to null
+    // as null, one never set still left out.
+    let later = round(&fx, &token, &first.delta_link, None).await;
+    let items = by_id(&later.items);
+    let p = &items[&s(&plain)];
+    assert!(p["mail"].is_null() && p.get("mail").is_some(), "{p}");
+    assert_eq!(p["displayName"], "Plain");
+    assert_eq!(p["department"], "Sales");
+    assert!(p.get("givenName").is_none(), "{p}");
+    assert!(items[&s(&mailless)].get("mail").is_none());
+
+    // return=minimal: only what changed in the round.
+    fx.sim
+        .update_user(t, &s(&plain), |u| u.display_name = "Renamed".into());
+    let (status, headers, page) = fx
+        .get_with(&token, &later.delta_link, &[("Prefer", "return=minimal")])
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(headers["preference-applied"], "return=minimal");
+    let items = by_id(page["value"].as_array().unwrap());
+    let p = items[&s(&plain)].as_object().unwrap();
+    assert_eq!(
+        p.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        BTreeSet::from(["id", "displayName"])
+    );
+}

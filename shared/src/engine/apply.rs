@@ -162,7 +162,7 @@ impl PageContext<'_> {
         let mut removed_groups = Vec::new();
         let mut members = MemberChanges::default();
 
-        for change in changes {
+        for change in self.complete_users(changes).await? {
             match policy::apply(&self.connector.options, change) {
                 Change::User(u) => {
                     // A page may repeat an object; the last word counts.
@@ -170,6 +170,7 @@ impl PageContext<'_> {
                         user_order.push(u.id);
                     }
                 }
+                Change::PartialUser(_) => unreachable!("completed before the policy"),
                 Change::RemoveUser { id, reason } => removed_users.push((id, reason)),
                 Change::Group(g) => groups.push(g),
                 Change::RemoveGroup { id, reason } => removed_groups.push((id, reason)),
@@ -289,6 +290,40 @@ impl PageContext<'_> {
             };
         }
         Ok(out)
+    }
+
+    /// Completes the page's partial users: over nothing on a full read,
+    /// where a property not sent is unset, and over the stored user on a
+    /// delta read, where it is unchanged. A user not stored (new, or not
+    /// kept) is completed over nothing: a delta read in Graph's default mode
+    /// sends every property that has a value.
+    async fn complete_users(&self, changes: Vec<Change>) -> Result<Vec<Change>, StoreError> {
+        let partial = |c: &Change| matches!(c, Change::PartialUser(_));
+        if !changes.iter().any(partial) {
+            return Ok(changes);
+        }
+        let stored = if self.mode == SyncMode::Full {
+            crate::store::StoredUsers::default()
+        } else {
+            let ids: Vec<&SourceId> = changes
+                .iter()
+                .filter_map(|c| match c {
+                    Change::PartialUser(p) => Some(&p.id),
+                    _ => None,
+                })
+                .collect();
+            self.store.stored_users(self.scope, &ids).await?
+        };
+        Ok(changes
+            .into_iter()
+            .map(|c| match c {
+                Change::PartialUser(patch) => {
+                    let base = stored.get(&patch.id).cloned();
+                    patch.onto(base.as_ref())
+                }
+                other => other,
+            })
+            .collect())
     }
 
     async fn apply_users(

@@ -16,7 +16,9 @@ pub mod retry;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Group, MemberKind, SourceId, User, WarningKind};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::domain::{EmailAddress, Group, MemberKind, SourceId, User, WarningKind};
 
 /// Where to read a stream from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +64,11 @@ impl std::fmt::Display for Stream {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     User(User),
+    /// A user some of whose properties the source did not send: on a full
+    /// read they are unset, on a delta read unchanged, so the engine lays
+    /// the patch over the stored user (Graph's delta leaves out a property
+    /// never set, and with `return=minimal` one unchanged).
+    PartialUser(UserPatch),
     Group(Group),
     /// The object is gone from the source, or is no longer one the platform
     /// keeps (guest, no address…): remove the stored copy if there is one.
@@ -87,6 +94,95 @@ pub enum Change {
         group: SourceId,
         members: Vec<Member>,
     },
+}
+
+/// A user's fields as a source sent them; `None`: not sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserPatch {
+    pub id: SourceId,
+    /// Primary address and aliases; `Some(None)`: sent, and there is none.
+    pub addresses: Option<Option<(EmailAddress, BTreeSet<EmailAddress>)>>,
+    pub user_principal_name: Option<Option<String>>,
+    pub display_name: Option<Option<String>>,
+    pub given_name: Option<Option<String>>,
+    pub surname: Option<Option<String>>,
+    pub enabled: Option<bool>,
+    /// The attributes sent, by name; `None`: sent unset.
+    pub attributes: BTreeMap<String, Option<String>>,
+}
+
+impl UserPatch {
+    /// A patch that sends nothing yet.
+    pub fn new(id: SourceId) -> Self {
+        Self {
+            id,
+            addresses: None,
+            user_principal_name: None,
+            display_name: None,
+            given_name: None,
+            surname: None,
+            enabled: None,
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    /// Whether every field is sent (attributes: those in `attributes`).
+    pub fn is_complete(&self, attributes: &[&str]) -> bool {
+        self.addresses.is_some()
+            && self.user_principal_name.is_some()
+            && self.display_name.is_some()
+            && self.given_name.is_some()
+            && self.surname.is_some()
+            && self.enabled.is_some()
+            && attributes.iter().all(|a| self.attributes.contains_key(*a))
+    }
+
+    /// The user with the sent fields laid over `base`, or, without one,
+    /// over nothing (every field not sent unset, an account enabled). A
+    /// user left without an address is not kept.
+    pub fn onto(self, base: Option<&User>) -> Change {
+        let addresses = match self.addresses {
+            Some(sent) => sent,
+            None => base.map(|b| (b.primary_email.clone(), b.aliases.clone())),
+        };
+        let Some((primary, aliases)) = addresses else {
+            return no_address(self.id);
+        };
+        let pick = |sent: Option<Option<String>>, kept: Option<&Option<String>>| match sent {
+            Some(v) => v,
+            None => kept.cloned().flatten(),
+        };
+        let mut user = User::new(self.id, primary).with_aliases(aliases);
+        user.user_principal_name = pick(
+            self.user_principal_name,
+            base.map(|b| &b.user_principal_name),
+        );
+        user.display_name = pick(self.display_name, base.map(|b| &b.display_name));
+        user.given_name = pick(self.given_name, base.map(|b| &b.given_name));
+        user.surname = pick(self.surname, base.map(|b| &b.surname));
+        user.enabled = self.enabled.or(base.map(|b| b.enabled)).unwrap_or(true);
+        user.attributes = base.map(|b| b.attributes.clone()).unwrap_or_default();
+        for (name, value) in self.attributes {
+            match value {
+                Some(v) => user.attributes.insert(name, v),
+                None => user.attributes.remove(&name),
+            };
+        }
+        Change::User(user)
+    }
+}
+
+/// A user the source has no address for: not kept, with the reason.
+pub fn no_address(id: SourceId) -> Change {
+    Change::RemoveUser {
+        id,
+        reason: Removal::Skipped {
+            kind: WarningKind::NoAddress,
+            detail:
+                "no mail and no SMTP proxy address; give the user a mailbox or an email address"
+                    .into(),
+        },
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

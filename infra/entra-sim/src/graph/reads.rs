@@ -210,6 +210,14 @@ fn max_page_size(prefer: Option<&str>) -> Option<u32> {
         .map(|n| n.clamp(1, MAX_PAGE_SIZE))
 }
 
+/// Whether a `Prefer` header asks for `return=minimal`.
+fn return_minimal(prefer: Option<&str>) -> bool {
+    prefer.is_some_and(|p| {
+        p.split(',')
+            .any(|pref| pref.trim().eq_ignore_ascii_case("return=minimal"))
+    })
+}
+
 /// `users/delta` and `groups/delta`.
 pub(super) fn delta(
     inner: &Inner,
@@ -256,6 +264,7 @@ pub(super) fn delta(
         }
     };
     let preferred = max_page_size(call.prefer);
+    let minimal = return_minimal(call.prefer);
     let seq = tenant.dir.seq();
     let in_round = |round: Round| {
         if groups {
@@ -287,7 +296,7 @@ pub(super) fn delta(
                 cursor: Cursor::default(),
             };
             return Ok(delta_reply(
-                &tenant, token, groups, preferred, inner, principal,
+                &tenant, token, groups, preferred, minimal, inner, principal,
             ));
         }
         let token = open_token(inner, &tenant, raw, restart)?;
@@ -330,7 +339,7 @@ pub(super) fn delta(
         token.page_size = size;
     }
     Ok(delta_reply(
-        &tenant, token, groups, preferred, inner, principal,
+        &tenant, token, groups, preferred, minimal, inner, principal,
     ))
 }
 
@@ -339,6 +348,7 @@ fn delta_reply(
     token: PageToken,
     groups: bool,
     preferred: Option<u32>,
+    minimal: bool,
     inner: &Inner,
     principal: &Principal,
 ) -> Reply {
@@ -349,15 +359,20 @@ fn delta_reply(
         readable: readable(principal),
     };
     let body = if groups {
-        delta::groups_page(tenant, token, &ctx)
+        delta::groups_page(tenant, token, &ctx, minimal)
     } else {
-        delta::users_page(tenant, token, &ctx)
+        delta::users_page(tenant, token, &ctx, minimal)
     };
     let mut reply = Reply::json(body);
-    if let Some(size) = preferred {
+    let applied: Vec<String> = preferred
+        .map(|size| format!("odata.maxpagesize={size}"))
+        .into_iter()
+        .chain(minimal.then(|| "return=minimal".to_owned()))
+        .collect();
+    if !applied.is_empty() {
         reply
             .headers
-            .push(("Preference-Applied", format!("odata.maxpagesize={size}")));
+            .push(("Preference-Applied", applied.join(", ")));
     }
     reply
 }

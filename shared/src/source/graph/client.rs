@@ -111,12 +111,6 @@ impl GraphClient {
         self.driver.stats()
     }
 
-    /// Counts requests sent outside one driver call (a `$batch`'s inner
-    /// throttles and re-sends).
-    pub fn tally(&self, stats: &mut RequestStats, more: RequestStats) {
-        self.driver.tally(stats, more);
-    }
-
     pub fn url(&self, path: &str) -> String {
         format!("{}/v1.0{path}", self.target.graph_url.trim_end_matches('/'))
     }
@@ -174,37 +168,6 @@ impl GraphClient {
         };
         self.send(&call, &json_of, stats).await
     }
-
-    /// A `$batch` of `requests`: counted as them, and its answer must list
-    /// their `responses`.
-    pub async fn batch(
-        &self,
-        requests: Vec<Value>,
-        stats: &mut RequestStats,
-    ) -> Result<Value, GraphFailure> {
-        let url = self.url("/$batch");
-        let body = serde_json::json!({ "requests": requests });
-        let call = Call {
-            method: reqwest::Method::POST,
-            url: &url,
-            json: Some(&body),
-            weight: requests_in(&body),
-        };
-        let read = |text: String| {
-            let v = json_of(text)?;
-            match v["responses"] {
-                Value::Array(_) => Ok(v),
-                _ => Err(BadPage::Incomplete(
-                    "a $batch answer without responses".into(),
-                )),
-            }
-        };
-        self.send(&call, &read, stats).await
-    }
-}
-
-fn requests_in(batch: &Value) -> u64 {
-    batch["requests"].as_array().map_or(1, |r| r.len() as u64)
 }
 
 /// A success's JSON; an empty body (204 No Content) is null.

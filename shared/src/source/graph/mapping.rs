@@ -5,28 +5,17 @@
 //! `mail` differs); disabled from `accountEnabled: false`. Guests and users
 //! without any address are not kept, and say why.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use crate::domain::{EmailAddress, Group, GroupKind, MemberKind, SourceId, User, WarningKind};
-use crate::source::{Change, Member, Removal};
+use crate::domain::{EmailAddress, Group, GroupKind, MemberKind, SourceId, WarningKind};
+use crate::source::{Change, Member, Removal, UserPatch};
 
 pub const USER_SELECT: &str = "id,userPrincipalName,mail,proxyAddresses,displayName,givenName,surname,\
 accountEnabled,userType,department,jobTitle,onPremisesSyncEnabled";
 
-/// Properties a user object must carry to be mapped; a delta round may send
-/// only what changed (Graph: "at least the updated properties").
-pub const USER_REQUIRED: [&str; 4] = ["mail", "proxyAddresses", "accountEnabled", "userType"];
-
 pub const GROUP_PROPS: &str = "id,displayName,mail,mailEnabled,securityEnabled,groupTypes";
-pub const GROUP_REQUIRED: [&str; 5] = [
-    "displayName",
-    "mail",
-    "mailEnabled",
-    "securityEnabled",
-    "groupTypes",
-];
 
 /// Attributes kept besides the core fields, by Graph property name.
 const ATTRIBUTES: [&str; 3] = ["department", "jobTitle", "onPremisesSyncEnabled"];
@@ -48,18 +37,64 @@ pub fn removal_of(o: &Map<String, Value>) -> Option<Removal> {
     })
 }
 
-pub fn has_all(o: &Map<String, Value>, keys: &[&str]) -> bool {
-    keys.iter().all(|k| o.contains_key(*k))
+/// A user object to a change. A property left out is one never set on a
+/// full read, and unchanged on a delta read (Graph's delta docs): a user
+/// missing any mapped property is a [`Change::PartialUser`] the engine
+/// completes, never one read again.
+pub fn user_change(id: SourceId, o: &Map<String, Value>) -> Change {
+    if str_of(o, "userType").is_some_and(|t| t.eq_ignore_ascii_case("Guest")) {
+        return Change::RemoveUser {
+            id,
+            reason: Removal::Skipped {
+                kind: WarningKind::Guest,
+                detail: "guest account (userType Guest)".into(),
+            },
+        };
+    }
+    let patch = patch_of(id, o);
+    if patch.is_complete(&ATTRIBUTES) {
+        patch.onto(None)
+    } else {
+        Change::PartialUser(patch)
+    }
 }
 
-/// A complete user object to a change.
-pub fn user_change(id: SourceId, o: &Map<String, Value>) -> Change {
-    let skip = |kind, detail: String| Change::RemoveUser {
-        id: id.clone(),
-        reason: Removal::Skipped { kind, detail },
-    };
-    if str_of(o, "userType").is_some_and(|t| t.eq_ignore_ascii_case("Guest")) {
-        return skip(WarningKind::Guest, "guest account (userType Guest)".into());
+/// The fields a user object sends.
+fn patch_of(id: SourceId, o: &Map<String, Value>) -> UserPatch {
+    let sent = |k: &str| o.contains_key(k).then(|| str_of(o, k).map(str::to_owned));
+    let mut patch = UserPatch::new(id);
+    patch.addresses = addresses_of(o);
+    patch.user_principal_name = sent("userPrincipalName");
+    patch.display_name = sent("displayName");
+    patch.given_name = sent("givenName");
+    patch.surname = sent("surname");
+    patch.enabled = o
+        .contains_key("accountEnabled")
+        .then(|| o["accountEnabled"].as_bool().unwrap_or(true));
+    patch.attributes = ATTRIBUTES
+        .iter()
+        .filter(|k| o.contains_key(**k))
+        .map(|k| {
+            let v = match &o[*k] {
+                Value::String(s) if !s.is_empty() => Some(s.clone()),
+                Value::Bool(b) => Some(b.to_string()),
+                _ => None,
+            };
+            ((*k).to_owned(), v)
+        })
+        .collect();
+    patch
+}
+
+/// Primary address from `mail`, else the `SMTP:` proxy address; aliases
+/// from the other proxy addresses (and the `SMTP:` one when `mail`
+/// differs). `None` when neither property is sent. When only one is, the
+/// other is taken as never set: dirsync reads delta in Graph's default
+/// mode, where an unchanged property comes with its value, so one left out
+/// beside a sent one has no value.
+fn addresses_of(o: &Map<String, Value>) -> Option<Option<(EmailAddress, BTreeSet<EmailAddress>)>> {
+    if !o.contains_key("mail") && !o.contains_key("proxyAddresses") {
+        return None;
     }
     let proxies: Vec<&str> = o
         .get("proxyAddresses")
@@ -71,38 +106,17 @@ pub fn user_change(id: SourceId, o: &Map<String, Value>) -> Change {
         .find_map(|p| p.strip_prefix("SMTP:"))
         .and_then(|a| a.parse::<EmailAddress>().ok());
     let mail = str_of(o, "mail").and_then(|m| m.parse::<EmailAddress>().ok());
-    let Some(primary) = mail.clone().or_else(|| smtp_primary.clone()) else {
-        return skip(
-            WarningKind::NoAddress,
-            "no mail and no SMTP proxy address; give the user a mailbox or an email address".into(),
-        );
+    let Some(primary) = mail.or_else(|| smtp_primary.clone()) else {
+        return Some(None);
     };
     let aliases = proxies
         .iter()
         .filter_map(|p| p.strip_prefix("smtp:"))
         .filter_map(|a| a.parse::<EmailAddress>().ok())
-        .chain(smtp_primary);
-    let mut user = User::new(id, primary).with_aliases(aliases);
-    user.user_principal_name = str_of(o, "userPrincipalName").map(str::to_owned);
-    user.display_name = str_of(o, "displayName").map(str::to_owned);
-    user.given_name = str_of(o, "givenName").map(str::to_owned);
-    user.surname = str_of(o, "surname").map(str::to_owned);
-    user.enabled = o
-        .get("accountEnabled")
-        .and_then(Value::as_bool)
-        .unwrap_or(true);
-    user.attributes = ATTRIBUTES
-        .iter()
-        .filter_map(|k| {
-            let v = match o.get(*k)? {
-                Value::String(s) if !s.is_empty() => s.clone(),
-                Value::Bool(b) => b.to_string(),
-                _ => return None,
-            };
-            Some(((*k).to_owned(), v))
-        })
-        .collect::<BTreeMap<_, _>>();
-    Change::User(user)
+        .chain(smtp_primary)
+        .filter(|a| *a != primary)
+        .collect();
+    Some(Some((primary, aliases)))
 }
 
 pub fn group_of(id: SourceId, o: &Map<String, Value>) -> Group {
@@ -129,21 +143,25 @@ pub fn group_of(id: SourceId, o: &Map<String, Value>) -> Group {
 
 /// `members@delta` (or a members page's `value`) split into added and
 /// removed members. Members of kinds the platform does not model (devices,
-/// service principals) are left out.
+/// service principals, and organizational contacts, which the store keeps
+/// no object for) are left out, so that no membership points at an object
+/// the store lacks. A contact's removal still passes: it clears a
+/// membership stored before contacts were left out.
 pub fn members_of(entries: &[Value]) -> (Vec<Member>, Vec<Member>) {
     let mut added = Vec::new();
     let mut removed = Vec::new();
     for e in entries {
         let Some(o) = e.as_object() else { continue };
+        let removal = o.contains_key("@removed");
         let kind = match str_of(o, "@odata.type") {
             Some("#microsoft.graph.user") => MemberKind::User,
             Some("#microsoft.graph.group") => MemberKind::Group,
-            Some("#microsoft.graph.orgContact") => MemberKind::Contact,
+            Some("#microsoft.graph.orgContact") if removal => MemberKind::Contact,
             _ => continue,
         };
         let Some(id) = id_of(o) else { continue };
         let m = Member { id, kind };
-        if o.contains_key("@removed") {
+        if removal {
             removed.push(m);
         } else {
             added.push(m);
@@ -165,13 +183,21 @@ mod tests {
         SourceId::new("u1").unwrap()
     }
 
+    /// What a full read makes of a user object.
+    fn read_fully(o: &Map<String, Value>) -> Change {
+        match user_change(id(), o) {
+            Change::PartialUser(patch) => patch.onto(None),
+            other => other,
+        }
+    }
+
     #[test]
     fn primary_from_mail_else_smtp_and_aliases_from_smtp() {
         let o = obj(
             json!({"mail": null, "proxyAddresses": ["SMTP:Ann@Contoso.com", "smtp:a@contoso.com", "SIP:ann@contoso.com", "X500:/o=x"],
             "accountEnabled": false, "userType": "Member", "department": "Sales", "onPremisesSyncEnabled": true}),
         );
-        let Change::User(u) = user_change(id(), &o) else {
+        let Change::User(u) = read_fully(&o) else {
             panic!()
         };
         assert_eq!(u.primary_email.as_str(), "ann@contoso.com");
@@ -186,7 +212,7 @@ mod tests {
         let o = obj(
             json!({"mail": "ann.smith@contoso.com", "proxyAddresses": ["SMTP:ann@contoso.com"], "accountEnabled": true, "userType": "Member"}),
         );
-        let Change::User(u) = user_change(id(), &o) else {
+        let Change::User(u) = read_fully(&o) else {
             panic!()
         };
         assert_eq!(u.primary_email.as_str(), "ann.smith@contoso.com");
@@ -202,7 +228,7 @@ mod tests {
             json!({"mail": "g@other.com", "proxyAddresses": [], "accountEnabled": true, "userType": "Guest"}),
         );
         assert!(matches!(
-            user_change(id(), &guest),
+            read_fully(&guest),
             Change::RemoveUser {
                 reason: Removal::Skipped {
                     kind: WarningKind::Guest,
@@ -215,7 +241,7 @@ mod tests {
             json!({"mail": null, "proxyAddresses": [], "accountEnabled": true, "userType": "Member"}),
         );
         assert!(matches!(
-            user_change(id(), &none),
+            read_fully(&none),
             Change::RemoveUser {
                 reason: Removal::Skipped {
                     kind: WarningKind::NoAddress,
@@ -248,11 +274,60 @@ mod tests {
             json!({"@odata.type": "#microsoft.graph.orgContact", "id": "c1"}),
             json!({"@odata.type": "#microsoft.graph.device", "id": "d1"}),
             json!({"@odata.type": "#microsoft.graph.user", "id": "u9", "@removed": {"reason": "deleted"}}),
+            json!({"@odata.type": "#microsoft.graph.orgContact", "id": "c2", "@removed": {"reason": "deleted"}}),
         ]);
         assert_eq!(
             added.iter().map(|m| m.kind).collect::<Vec<_>>(),
-            [MemberKind::User, MemberKind::Group, MemberKind::Contact]
+            [MemberKind::User, MemberKind::Group],
+            "a contact is no member: the store keeps no object for it"
         );
-        assert_eq!(removed.len(), 1);
+        assert_eq!(
+            removed.iter().map(|m| m.kind).collect::<Vec<_>>(),
+            [MemberKind::User, MemberKind::Contact],
+            "a contact's removal clears a membership stored earlier"
+        );
+    }
+
+    #[test]
+    fn a_property_left_out_is_unset_on_a_full_read() {
+        // Graph's delta leaves out properties never set: no mail, no names.
+        let o = obj(json!({"id": "u1", "userPrincipalName": "ann@contoso.com",
+            "proxyAddresses": ["SMTP:ann@contoso.com"], "accountEnabled": true, "userType": "Member"}));
+        let Change::PartialUser(_) = user_change(id(), &o) else {
+            panic!("a user missing properties is partial, not read again")
+        };
+        let Change::User(u) = read_fully(&o) else {
+            panic!()
+        };
+        assert_eq!(u.primary_email.as_str(), "ann@contoso.com");
+        assert_eq!(u.display_name, None);
+        assert!(u.attributes.is_empty());
+    }
+
+    #[test]
+    fn a_property_left_out_is_unchanged_over_the_stored_user() {
+        let full = obj(
+            json!({"mail": "ann@contoso.com", "proxyAddresses": ["SMTP:ann@contoso.com", "smtp:a@contoso.com"],
+            "userPrincipalName": "ann@contoso.com", "displayName": "Ann", "givenName": "Ann", "surname": "Smith",
+            "accountEnabled": true, "userType": "Member", "department": "Sales", "jobTitle": "Chef",
+            "onPremisesSyncEnabled": null}),
+        );
+        let Change::User(stored) = user_change(id(), &full) else {
+            panic!("every mapped property sent: a complete user")
+        };
+        // return=minimal: only what changed comes.
+        let minimal = obj(json!({"id": "u1", "displayName": "Ann S.", "department": null}));
+        let Change::PartialUser(patch) = user_change(id(), &minimal) else {
+            panic!()
+        };
+        let Change::User(u) = patch.onto(Some(&stored)) else {
+            panic!()
+        };
+        assert_eq!(u.display_name.as_deref(), Some("Ann S."));
+        assert_eq!(u.surname.as_deref(), Some("Smith"));
+        assert_eq!(u.primary_email, stored.primary_email);
+        assert_eq!(u.aliases, stored.aliases);
+        assert!(!u.attributes.contains_key("department"), "set to null");
+        assert_eq!(u.attributes["jobTitle"], "Chef");
     }
 }

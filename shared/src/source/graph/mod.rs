@@ -22,11 +22,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::auth::{AssertionAlg, AuthError, Credential, TokenProvider};
-use crate::domain::{Connector, Consent, SecretRef, SourceConfig, SourceId};
+use crate::domain::{Connector, Consent, SecretRef, SourceConfig};
 use crate::source::retry::{Limiters, RetryPolicy};
 use crate::source::{
     Change, ConnectionReport, DirectorySource, Next, ReadFrom, RequestStats, SourceError,
@@ -34,10 +34,7 @@ use crate::source::{
 };
 
 pub use client::{GraphClient, GraphFailure, GraphTarget, MAX_PAGE, parse_body};
-use mapping::{GROUP_PROPS, GROUP_REQUIRED, USER_REQUIRED, USER_SELECT};
-
-/// Requests per `$batch` (Graph's limit).
-const BATCH: usize = 20;
+use mapping::{GROUP_PROPS, USER_SELECT};
 
 /// The platform's multi-tenant app, used by every consent connector.
 #[derive(Debug, Clone)]
@@ -328,109 +325,29 @@ impl GraphSource {
         ))
     }
 
-    /// Full objects for ids whose delta entry was partial, via `$batch`.
-    /// `None` for objects that no longer exist. Requests a batch answers
-    /// with 429 or 5xx are sent again in the next batch, after the longest
-    /// `Retry-After` they asked for.
-    async fn refetch(
-        &self,
-        collection: &str,
-        select: &str,
-        ids: &[SourceId],
-        stats: &mut RequestStats,
-    ) -> Result<Vec<(SourceId, Option<Map<String, Value>>)>, SourceError> {
-        let mut out = Vec::with_capacity(ids.len());
-        let policy = self.client.policy();
-        for chunk in ids.chunks(BATCH) {
-            let mut pending: Vec<&SourceId> = chunk.iter().collect();
-            for attempt in 0..policy.max_attempts {
-                if pending.is_empty() {
-                    break;
-                }
-                if attempt > 0 {
-                    let again = pending.len() as u64;
-                    let resent = RequestStats {
-                        retries: again,
-                        ..Default::default()
-                    };
-                    self.client.tally(stats, resent);
-                }
-                let requests: Vec<Value> = pending
-                    .iter()
-                    .enumerate()
-                    .map(|(i, id)| json!({"id": i.to_string(), "method": "GET", "url": format!("/{collection}/{id}?$select={select}")}))
-                    .collect();
-                let resp = self
-                    .client
-                    .batch(requests, stats)
-                    .await
-                    .map_err(|f| self.failure(collection, f))?;
-                let answered = batch_answers(collection, &pending, &resp)?;
-                out.extend(answered.done);
-                let throttled = RequestStats {
-                    throttled: answered.throttled,
-                    ..Default::default()
-                };
-                self.client.tally(stats, throttled);
-                if !answered.again.is_empty() {
-                    let wait = policy
-                        .retry_after(answered.retry_after.as_deref())
-                        .unwrap_or_else(|| policy.backoff(attempt));
-                    tokio::time::sleep(wait).await;
-                }
-                pending = answered.again;
-            }
-            if !pending.is_empty() {
-                return Err(SourceError::Unavailable(format!(
-                    "Microsoft Graph kept throttling reads of {} {collection}; the next sync continues from the last checkpoint",
-                    pending.len()
-                )));
-            }
-        }
-        Ok(out)
-    }
-
-    async fn users_page(
-        &self,
-        value: &[Value],
-        stats: &mut RequestStats,
-    ) -> Result<Vec<Change>, SourceError> {
+    /// A users page's changes. No object is read again: one missing
+    /// properties becomes a [`Change::PartialUser`].
+    fn users_page(value: &[Value]) -> Vec<Change> {
         let mut changes = Vec::with_capacity(value.len());
-        let mut partial = Vec::new();
-        for v in value {
-            let Some(o) = v.as_object() else { continue };
+        for o in value.iter().filter_map(Value::as_object) {
             let Some(id) = mapping::id_of(o) else {
                 continue;
             };
-            if let Some(reason) = mapping::removal_of(o) {
-                changes.push(Change::RemoveUser { id, reason });
-            } else if mapping::has_all(o, &USER_REQUIRED) {
-                changes.push(mapping::user_change(id, o));
-            } else {
-                partial.push(id);
-            }
-        }
-        for (id, full) in self.refetch("users", USER_SELECT, &partial, stats).await? {
-            changes.push(match full {
-                Some(o) => mapping::user_change(id, &o),
-                None => Change::RemoveUser {
-                    id,
-                    reason: crate::source::Removal::Deleted,
-                },
+            changes.push(match mapping::removal_of(o) {
+                Some(reason) => Change::RemoveUser { id, reason },
+                None => mapping::user_change(id, o),
             });
         }
-        Ok(changes)
+        changes
     }
 
-    async fn groups_page(
-        &self,
-        value: &[Value],
-        stats: &mut RequestStats,
-    ) -> Result<Vec<Change>, SourceError> {
+    /// A groups page's changes. A property left out is one never set (a
+    /// security group's `mail`): see [`mapping::group_of`]. An entry without
+    /// `displayName`, which every group has, carries only membership
+    /// changes.
+    fn groups_page(value: &[Value]) -> Vec<Change> {
         let mut changes = Vec::with_capacity(value.len());
-        let mut partial = Vec::new();
-        for v in value {
-            let Some(o) = v.as_object() else { continue };
+        for o in value.iter().filter_map(Value::as_object) {
             let Some(id) = mapping::id_of(o) else {
                 continue;
             };
@@ -438,15 +355,8 @@ impl GraphSource {
                 changes.push(Change::RemoveGroup { id, reason });
                 continue;
             }
-            // A membership-only change carries no group properties at all.
-            let props = GROUP_REQUIRED
-                .iter()
-                .filter(|k| o.contains_key(**k))
-                .count();
-            if props == GROUP_REQUIRED.len() {
+            if o.contains_key("displayName") {
                 changes.push(Change::Group(mapping::group_of(id.clone(), o)));
-            } else if props > 0 {
-                partial.push(id.clone());
             }
             if let Some(entries) = o.get("members@delta").and_then(Value::as_array) {
                 let (added, removed) = mapping::members_of(entries);
@@ -464,98 +374,8 @@ impl GraphSource {
                 }
             }
         }
-        for (id, full) in self.refetch("groups", GROUP_PROPS, &partial, stats).await? {
-            changes.push(match full {
-                Some(o) => Change::Group(mapping::group_of(id, &o)),
-                None => Change::RemoveGroup {
-                    id,
-                    reason: crate::source::Removal::Deleted,
-                },
-            });
-        }
-        Ok(changes)
+        changes
     }
-}
-
-/// What one `$batch` answered: objects read (`None`: gone), requests to
-/// send again, and how many of those were 429 or 503.
-struct BatchAnswers<'a> {
-    done: Vec<(SourceId, Option<Map<String, Value>>)>,
-    again: Vec<&'a SourceId>,
-    throttled: u64,
-    /// The longest `Retry-After` an answer asked for.
-    retry_after: Option<String>,
-}
-
-fn batch_answers<'a>(
-    collection: &str,
-    pending: &[&'a SourceId],
-    resp: &Value,
-) -> Result<BatchAnswers<'a>, SourceError> {
-    let mut answers = BatchAnswers {
-        done: Vec::new(),
-        again: Vec::new(),
-        throttled: 0,
-        retry_after: None,
-    };
-    for r in resp["responses"].as_array().into_iter().flatten() {
-        let Some(id) = r["id"]
-            .as_str()
-            .and_then(|i| i.parse::<usize>().ok())
-            .and_then(|i| pending.get(i))
-        else {
-            continue;
-        };
-        match r["status"].as_u64() {
-            Some(200) => answers
-                .done
-                .push(((*id).clone(), r["body"].as_object().cloned())),
-            Some(404) => answers.done.push(((*id).clone(), None)),
-            Some(status @ (429 | 500..=599)) => {
-                answers.throttled += u64::from(matches!(status, 429 | 503));
-                let asked = r["headers"]["Retry-After"]
-                    .as_str()
-                    .or(r["headers"]["retry-after"].as_str())
-                    .and_then(|v| v.trim().parse::<u64>().ok());
-                let longest = answers
-                    .retry_after
-                    .as_deref()
-                    .and_then(|v| v.parse::<u64>().ok());
-                if asked > longest {
-                    answers.retry_after = asked.map(|a| a.to_string());
-                }
-                answers.again.push(*id);
-            }
-            Some(403) => {
-                return Err(SourceError::Permission(permission_advice(
-                    collection,
-                    "Authorization_RequestDenied",
-                )));
-            }
-            other => {
-                return Err(SourceError::Protocol(format!(
-                    "Graph $batch answered {other:?} for a {collection} read"
-                )));
-            }
-        }
-    }
-    // A request the batch did not answer at all is sent again too.
-    let answered = answers.done.len() + answers.again.len();
-    if answered < pending.len() {
-        let seen: std::collections::HashSet<&SourceId> = answers
-            .done
-            .iter()
-            .map(|(id, _)| id)
-            .chain(answers.again.iter().copied())
-            .collect();
-        let missing: Vec<&'a SourceId> = pending
-            .iter()
-            .copied()
-            .filter(|id| !seen.contains(id))
-            .collect();
-        answers.again.extend(missing);
-    }
-    Ok(answers)
 }
 
 /// The `tid` claim of an access token. Microsoft asks clients to treat Graph
@@ -618,8 +438,8 @@ impl DirectorySource for GraphSource {
             .map(Vec::as_slice)
             .unwrap_or_default();
         let changes = match stream {
-            "users" => self.users_page(value, &mut stats).await?,
-            "groups" => self.groups_page(value, &mut stats).await?,
+            "users" => Self::users_page(value),
+            "groups" => Self::groups_page(value),
             other => {
                 return Err(SourceError::Config(format!(
                     "Graph has no stream {other:?}"
