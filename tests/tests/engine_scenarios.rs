@@ -49,6 +49,7 @@ on_both_stores!(
     an_approval_skips_what_changed_since_and_a_staged_run_expires,
     a_run_keeps_its_lease_while_it_works_and_stops_once_it_has_lost_it,
     a_later_page_has_the_last_word_on_a_held_change,
+    a_delta_rounds_membership_removals_are_weighed_against_all_stored,
 );
 
 // ---- helpers ----------------------------------------------------------------
@@ -1536,4 +1537,31 @@ async fn a_later_page_has_the_last_word_on_a_held_change(f: Fixture) {
         st.members,
         BTreeSet::from([("g0000".to_owned(), users[0].id.to_string())])
     );
+}
+
+async fn a_delta_rounds_membership_removals_are_weighed_against_all_stored(f: Fixture) {
+    // 60 users in 30 groups of 4 (each user in two): 120 memberships, and
+    // g0001 nested in g0000. Twenty leave, at most one per group: no group
+    // reaches the floor, but together they are 16% of what is stored.
+    let src = MemorySource::new(Directory::generate(60, 30, "contoso.com"), 20);
+    let c = connector(&f, "main", json!({}));
+    run(&f, &c, &src, manual()).await;
+    for g in 0..20 {
+        let group = format!("g{g:04}");
+        leave(&src, &group, &user_members(&src, &group)[..1]);
+    }
+    let before = state(&f, &c).await;
+    let r = run(&f, &c, &src, manual()).await;
+    assert_eq!(
+        (r.mode, r.status),
+        (SyncMode::Delta, RunStatus::Staged),
+        "{:?}",
+        r.message
+    );
+    assert!(
+        says(&r, "20 membership removals of 121 stored memberships"),
+        "{:?}",
+        r.message
+    );
+    assert_eq!(state(&f, &c).await, before);
 }

@@ -130,9 +130,18 @@ impl SyncEngine {
             .filter(|h| h.weighed_as() == super::plan::Weighed::Membership)
             .count()
             + sweep.memberships.len();
-        if sweep.stored_memberships.is_none() && guard.memberships.weighs_stored(memberships as u64)
-        {
-            sweep.stored_memberships = Some(self.store.count_memberships(scope).await?);
+        let memberships = memberships as u64;
+        if sweep.stored_memberships.is_none() && guard.memberships.weighs_stored(memberships) {
+            // The percentage trips only below this many stored.
+            let bound = memberships
+                .saturating_mul(100)
+                .checked_div(guard.memberships.max_percent)
+                .unwrap_or(u64::MAX);
+            let counted = self
+                .store
+                .count_memberships_up_to(scope, bound.saturating_add(1))
+                .await?;
+            sweep.stored_memberships = Some(counted);
         }
         let sweep = &*sweep;
         let weighing = Weighing {

@@ -645,25 +645,28 @@ impl StateStore {
         Ok(self.table.count(&query).await?)
     }
 
-    /// How many memberships the connector has stored: each group's members
-    /// counted, a few groups at a time.
-    pub async fn count_memberships(&self, scope: &Scope) -> Result<u64, StoreError> {
-        use futures::{StreamExt, TryStreamExt};
-        // Boxed with an explicit `Send`: through the closure the compiler
-        // cannot prove it, and a run must be spawnable.
-        type Count<'a> = std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<u64, StoreError>> + Send + 'a>,
-        >;
+    /// How many memberships the connector has stored, counted group by
+    /// group (a few at a time) until `enough` are found: a percentage needs
+    /// only to know whether the total is below a bound, and counting every
+    /// membership on each delta round read the whole directory.
+    pub async fn count_memberships_up_to(
+        &self,
+        scope: &Scope,
+        enough: u64,
+    ) -> Result<u64, StoreError> {
         let groups = super::all_pages(|p| self.list_groups(scope, p)).await?;
-        let counts: Vec<Count<'_>> = groups
-            .iter()
-            .map(|g| Box::pin(self.count_group_members(scope, &g.id)) as Count<'_>)
-            .collect();
-        let counts: Vec<u64> = futures::stream::iter(counts)
-            .buffer_unordered(8)
-            .try_collect()
+        let mut total = 0;
+        for chunk in groups.chunks(8) {
+            let counts = futures::future::try_join_all(
+                chunk.iter().map(|g| self.count_group_members(scope, &g.id)),
+            )
             .await?;
-        Ok(counts.iter().sum())
+            total += counts.iter().sum::<u64>();
+            if total >= enough {
+                break;
+            }
+        }
+        Ok(total)
     }
 
     /// A group's direct members.
