@@ -11,7 +11,7 @@ use crate::store::{PageRequest, Scope, StoreError};
 use super::guard::{Weighing, staged_memberships};
 use super::lease::LeaseKeeper;
 use super::plan::{HeldAction, PlanEntry};
-use super::progress::{Checkpoints, RunProgress, StreamProgress};
+use super::progress::{RunProgress, StreamProgress};
 use super::sweep::{Sweep, SweepOf};
 use super::{EngineError, Gathered, SyncEngine};
 
@@ -221,11 +221,7 @@ impl SyncEngine {
         // Memberships of users not kept wait too: a group's member list
         // shows them.
         staged.extend(staged_memberships(sweep));
-        let cp = Checkpoints {
-            store: &self.store,
-            scope: end.scope,
-            run: run.id.clone(),
-        };
+        let cp = self.checkpoints(end.scope, &run.id);
         end.lease.check(self.store.now())?;
         // The staged list and the Staged record first. The cursors stay
         // where they were: the next run reads the same changes again and

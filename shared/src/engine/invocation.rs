@@ -84,11 +84,8 @@ impl SyncEngine {
         request: &RunRequest,
     ) -> Result<Resumed, EngineError> {
         let now = self.store.now();
-        let cp = Checkpoints {
-            store: &self.store,
-            scope,
-            run: RunId::generate(now),
-        };
+        // The run checkpoint is the connector's, whatever run it names.
+        let cp = self.checkpoints(scope, &RunId::generate(now));
         // A full sync asked for by hand replaces an unfinished run: the
         // catch-up after an interruption.
         let existing = match cp.load_run().await? {
@@ -112,7 +109,7 @@ impl SyncEngine {
         request: &RunRequest,
         mut p: RunProgress,
     ) -> Result<Resumed, EngineError> {
-        let cp = self.checkpoints(scope, &p.run);
+        let cp = self.checkpoints(scope, &p.run.id);
         let mut streams = Vec::new();
         for s in source.streams() {
             let sp = match cp.load_stream(*s).await? {
@@ -169,7 +166,7 @@ impl SyncEngine {
             member_users_recorded: began_empty && all_full,
             paused: false,
         };
-        let cp = self.checkpoints(scope, &p.run);
+        let cp = self.checkpoints(scope, &p.run.id);
         for (name, sp) in &streams {
             cp.save_stream(*name, sp).await?;
         }
@@ -227,11 +224,7 @@ impl<'a> Invocation<'a> {
     }
 
     fn checkpoints(&self) -> Checkpoints<'a> {
-        Checkpoints {
-            store: &self.engine.store,
-            scope: self.scope,
-            run: self.run_id.clone(),
-        }
+        self.engine.checkpoints(self.scope, &self.run_id)
     }
 
     /// Reads every stream side by side until each is done or stops.

@@ -23,7 +23,7 @@ use chrono::{DateTime, Duration, Utc};
 use std::collections::{HashMap, HashSet};
 
 use crate::domain::{
-    Connector, Lease, Membership, RunStatus, SourceId, SyncMode, SyncRun, Trigger,
+    Connector, Lease, Membership, RunId, RunStatus, SourceId, SyncMode, SyncRun, Trigger,
 };
 use crate::source::{DirectorySource, Next, ReadFrom, SourceError, Stream};
 use crate::store::{Scope, StateStore, StoreError};
@@ -265,11 +265,12 @@ impl SyncEngine {
         }
     }
 
-    fn checkpoints<'a>(&'a self, scope: &'a Scope, run: &SyncRun) -> Checkpoints<'a> {
+    /// The checkpoints and chunks of run `run`: the one way to reach them.
+    fn checkpoints<'a>(&'a self, scope: &'a Scope, run: &RunId) -> Checkpoints<'a> {
         Checkpoints {
             store: &self.store,
             scope,
-            run: run.id.clone(),
+            run: run.clone(),
         }
     }
 
@@ -293,7 +294,7 @@ impl SyncEngine {
     /// Loads what the streams recorded in chunks (this invocation's and
     /// earlier ones').
     async fn gather(&self, scope: &Scope, p: &RunProgress) -> Result<Gathered, StoreError> {
-        let cp = self.checkpoints(scope, &p.run);
+        let cp = self.checkpoints(scope, &p.run.id);
         let held_members: Vec<(String, Membership)> =
             cp.entries_by_page(progress::HELD_MEMBERS).await?;
         // Only a held removal needs to know what was added after it.
@@ -377,7 +378,7 @@ impl SyncEngine {
         p.run
             .finish(RunStatus::Failed, Some(format!("{err} {tail}")), now);
         if keep {
-            self.checkpoints(scope, &p.run).save_run(&p).await?;
+            self.checkpoints(scope, &p.run.id).save_run(&p).await?;
         } else {
             self.store.clear_progress(scope).await?;
             self.store.delete_run_chunks(scope, &p.run.id).await?;

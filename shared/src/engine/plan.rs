@@ -120,6 +120,17 @@ impl HeldAction {
         }
     }
 
+    /// The stored object's content hash when the action was held, where
+    /// kept (an approval skips an object changed since).
+    pub fn staged_hash(&self) -> Option<&str> {
+        match self {
+            HeldAction::RemoveUser { stored_hash, .. }
+            | HeldAction::DisableUser { stored_hash, .. }
+            | HeldAction::RemoveGroup { stored_hash, .. } => stored_hash.as_deref(),
+            HeldAction::RemoveMembership { .. } => None,
+        }
+    }
+
     /// What the deletion guard weighs it as.
     pub fn weighed_as(&self) -> Weighed {
         match self {

@@ -10,7 +10,6 @@ use crate::store::{Scope, StoreError};
 
 use super::finish::STAGED;
 use super::plan::{HeldAction, PlanEntry};
-use super::progress::Checkpoints;
 use super::{EngineError, SyncEngine};
 
 /// How long a staged run waits for its review.
@@ -30,16 +29,8 @@ impl SyncEngine {
         scope: &Scope,
         run: &RunId,
     ) -> Result<Vec<PlanEntry>, EngineError> {
-        let held: Vec<HeldAction> = self.checkpoints_of(scope, run).entries(STAGED).await?;
+        let held: Vec<HeldAction> = self.checkpoints(scope, run).entries(STAGED).await?;
         Ok(held.iter().map(HeldAction::entry).collect())
-    }
-
-    fn checkpoints_of<'a>(&'a self, scope: &'a Scope, run: &RunId) -> Checkpoints<'a> {
-        Checkpoints {
-            store: &self.store,
-            scope,
-            run: run.clone(),
-        }
     }
 
     /// The run, if it can still be decided. One that has waited too long
@@ -79,7 +70,7 @@ impl SyncEngine {
         }
         // A later run that has finished superseded this one already; one
         // under way reads the directory again, and describes it better.
-        if let Some(later) = self.checkpoints_of(scope, id).load_run().await?
+        if let Some(later) = self.checkpoints(scope, id).load_run().await?
             && later.run.id != *id
         {
             return Err(EngineError::Review(format!(
@@ -131,7 +122,7 @@ impl SyncEngine {
         by: Option<String>,
     ) -> Result<SyncRun, EngineError> {
         let mut run = self.staged_run(scope, id).await?;
-        let held: Vec<HeldAction> = self.checkpoints_of(scope, id).entries(STAGED).await?;
+        let held: Vec<HeldAction> = self.checkpoints(scope, id).entries(STAGED).await?;
         let before = run.counts;
         let checked = self.recheck(scope, &held).await?;
         self.apply_held(scope, &checked.apply, &mut run).await?;
@@ -177,28 +168,51 @@ impl SyncEngine {
             apply: Vec::with_capacity(held.len()),
             skipped: Vec::new(),
         };
-        let same = |staged: &Option<String>, now: &str| staged.as_deref().is_none_or(|s| s == now);
         let mut memberships = Vec::new();
         for h in held {
+            // What the staged object is now: gone needs nothing, changed is
+            // left alone and named, unchanged is acted on.
+            let mut current_user = None;
+            let (now, what) = match h {
+                HeldAction::RemoveUser { id, label, .. } => (
+                    self.store
+                        .get_user(scope, id)
+                        .await?
+                        .map(|u| u.content_hash()),
+                    format!("user {label}"),
+                ),
+                HeldAction::DisableUser { user, .. } => {
+                    current_user = self.store.get_user(scope, &user.id).await?;
+                    (
+                        current_user.as_ref().map(|u| u.content_hash()),
+                        format!("user {}", user.primary_email),
+                    )
+                }
+                HeldAction::RemoveGroup { id, label, .. } => (
+                    self.store
+                        .get_group(scope, id)
+                        .await?
+                        .map(|g| g.content_hash()),
+                    format!("group {label}"),
+                ),
+                HeldAction::RemoveMembership { membership } => {
+                    memberships.push(membership.clone());
+                    continue;
+                }
+            };
+            let Some(now) = now else { continue };
+            if h.staged_hash().is_some_and(|staged| staged != now.as_str()) {
+                out.skipped.push(format!("{what}: changed since"));
+                continue;
+            }
             match h {
-                HeldAction::RemoveUser {
-                    id,
-                    label,
-                    stored_hash,
-                    ..
-                } => match self.store.get_user(scope, id).await? {
-                    Some(u) if same(stored_hash, u.content_hash().as_str()) => {
-                        out.apply.push(h.clone())
-                    }
-                    Some(_) => out.skipped.push(format!("user {label}: changed since")),
-                    None => {}
-                },
+                // A disable clears only the flag of the user as now stored.
                 HeldAction::DisableUser {
-                    user,
                     reason,
                     stored_hash,
-                } => match self.store.get_user(scope, &user.id).await? {
-                    Some(mut current) if same(stored_hash, current.content_hash().as_str()) => {
+                    ..
+                } => {
+                    if let Some(mut current) = current_user {
                         current.enabled = false;
                         out.apply.push(HeldAction::DisableUser {
                             user: current,
@@ -206,24 +220,8 @@ impl SyncEngine {
                             stored_hash: stored_hash.clone(),
                         });
                     }
-                    Some(_) => out
-                        .skipped
-                        .push(format!("user {}: changed since", user.primary_email)),
-                    None => {}
-                },
-                HeldAction::RemoveGroup {
-                    id,
-                    label,
-                    stored_hash,
-                    ..
-                } => match self.store.get_group(scope, id).await? {
-                    Some(g) if same(stored_hash, g.content_hash().as_str()) => {
-                        out.apply.push(h.clone())
-                    }
-                    Some(_) => out.skipped.push(format!("group {label}: changed since")),
-                    None => {}
-                },
-                HeldAction::RemoveMembership { membership } => memberships.push(membership.clone()),
+                }
+                other => out.apply.push(other.clone()),
             }
         }
         // Memberships still stored are removed; those gone need nothing.
