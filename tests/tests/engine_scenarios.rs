@@ -1477,10 +1477,7 @@ impl DirectorySource for Scripted {
 
 async fn a_later_page_has_the_last_word_on_a_held_change(f: Fixture) {
     let users: Vec<User> = (0..3).map(|i| user(i, "contoso.com")).collect();
-    let member = |i: usize| Member {
-        id: users[i].id.clone(),
-        kind: MemberKind::User,
-    };
+    let member = |i: usize| Member::new(users[i].id.clone(), MemberKind::User);
     let mut disabled = users[2].clone();
     disabled.enabled = false;
     let mut full: Vec<Change> = users.iter().cloned().map(Change::User).collect();

@@ -10,7 +10,10 @@ use chrono::Duration;
 use common::{Fixture, start_time};
 use dirsync_shared::domain::*;
 use dirsync_shared::store::table::{Index, Query};
-use dirsync_shared::store::{AddressOwner, PageRequest, Scope, StoreError, Table, Upserted, keys};
+use dirsync_shared::store::{
+    AddressOwner, MembershipWrites, PageRequest, Scope, StoreError, Table, Upserted, all_pages,
+    keys,
+};
 use serde_json::json;
 
 on_both_stores!(
@@ -60,22 +63,11 @@ fn user(id: &str, primary: &str, aliases: &[&str]) -> User {
 }
 
 fn group(id: &str) -> Group {
-    Group {
-        id: sid(id),
-        name: format!("Group {id}"),
-        mail: None,
-        kind: GroupKind::Security,
-        scope: None,
-        attributes: Default::default(),
-    }
+    Group::new(sid(id), format!("Group {id}"), GroupKind::Security)
 }
 
 fn member(g: &str, m: &str, kind: MemberKind) -> Membership {
-    Membership {
-        group: sid(g),
-        member: sid(m),
-        member_kind: kind,
-    }
+    Membership::new(sid(g), sid(m), kind)
 }
 
 async fn account(f: &Fixture, id: &str, region: Region) {
@@ -571,12 +563,23 @@ async fn memberships_both_ways_and_cleanup_on_removal(f: Fixture) {
         member("all", "sales", MemberKind::Group),
         member("all", "contact-1", MemberKind::Contact),
     ];
-    assert_eq!(f.store.add_memberships(&s, &ms).await.unwrap(), 5);
+    assert_eq!(f.store.add_memberships(&s, &ms).await.unwrap().added, 5);
     assert_eq!(
         f.store.add_memberships(&s, &ms).await.unwrap(),
-        0,
+        MembershipWrites::default(),
         "replaying adds nothing"
     );
+    // A new role rewrites the row and is counted as a change, not an add.
+    let owner = Membership {
+        role: Some(MemberRole::Owner),
+        ..ms[0].clone()
+    };
+    let w = f.store.add_memberships(&s, &[owner.clone()]).await.unwrap();
+    assert_eq!((w.added, w.updated), (0, 1));
+    let stored = all_pages(|p| f.store.group_members(&s, &owner.group, p))
+        .await
+        .unwrap();
+    assert!(stored.contains(&owner), "{stored:?}");
 
     let members = f
         .store
@@ -691,7 +694,7 @@ async fn large_partitions_page_without_gaps_or_repeats(f: Fixture) {
     let ms: Vec<Membership> = (0..1200)
         .map(|i| member("everyone", &format!("user-{i:05}"), MemberKind::User))
         .collect();
-    assert_eq!(f.store.add_memberships(&s, &ms).await.unwrap(), 1200);
+    assert_eq!(f.store.add_memberships(&s, &ms).await.unwrap().added, 1200);
     let mut members = Vec::new();
     let mut token = None;
     loop {

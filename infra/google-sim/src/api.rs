@@ -272,6 +272,9 @@ fn group_json(g: &SimGroup, direct_members: usize) -> Value {
     if !g.aliases.is_empty() {
         v["aliases"] = json!(g.aliases);
     }
+    if !g.non_editable_aliases.is_empty() {
+        v["nonEditableAliases"] = json!(g.non_editable_aliases);
+    }
     v
 }
 
@@ -414,6 +417,17 @@ fn members_page(
                     }
                 }
                 MemberType::Customer => {}
+                MemberType::External => {
+                    if let Some((email, account)) = &m.external {
+                        v["email"] = json!(email);
+                        v["status"] = json!("ACTIVE");
+                        if !account {
+                            if let Some(o) = v.as_object_mut() {
+                                o.remove("id");
+                            }
+                        }
+                    }
+                }
             }
             v
         })

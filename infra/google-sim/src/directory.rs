@@ -25,6 +25,9 @@ pub(crate) fn full_scope(scope: &str) -> String {
 pub(crate) struct Member {
     pub kind: MemberType,
     pub role: MemberRole,
+    /// An external member: its address, and whether Google lists an id
+    /// for it (the address is a Google account).
+    pub external: Option<(String, bool)>,
 }
 
 #[derive(Debug)]
@@ -62,7 +65,10 @@ impl Customer {
         }
         self.groups.values().find(|g| {
             g.email.eq_ignore_ascii_case(key)
-                || g.aliases.iter().any(|a| a.eq_ignore_ascii_case(key))
+                || g.aliases
+                    .iter()
+                    .chain(&g.non_editable_aliases)
+                    .any(|a| a.eq_ignore_ascii_case(key))
         })
     }
 
@@ -133,8 +139,49 @@ impl Customer {
         self.members
             .entry(group_id.to_string())
             .or_default()
-            .insert(member_id.to_string(), Member { kind, role });
+            .insert(
+                member_id.to_string(),
+                Member {
+                    kind,
+                    role,
+                    external: None,
+                },
+            );
         true
+    }
+
+    /// Adds someone from outside the customer to a group; returns the
+    /// member's key: a fresh Google id when the address is a Google
+    /// account, the address otherwise. `None` when the group is unknown.
+    pub fn add_external_member(
+        &mut self,
+        group_id: &str,
+        email: &str,
+        google_account: bool,
+        role: MemberRole,
+    ) -> Option<String> {
+        if !self.groups.contains_key(group_id) {
+            return None;
+        }
+        let email = email.to_ascii_lowercase();
+        // The account's id is Google's, whatever customer lists it.
+        let key = if google_account {
+            ids::user_id(&email, 0)
+        } else {
+            email.clone()
+        };
+        self.members
+            .entry(group_id.to_string())
+            .or_default()
+            .insert(
+                key.clone(),
+                Member {
+                    kind: MemberType::External,
+                    role,
+                    external: Some((email, google_account)),
+                },
+            );
+        Some(key)
     }
 
     pub fn remove_member(&mut self, group_id: &str, member_id: &str) {
@@ -163,6 +210,7 @@ impl Customer {
                     member_id: member_id.clone(),
                     member_type: m.kind,
                     role: m.role,
+                    email: m.external.as_ref().map(|(e, _)| e.clone()),
                 })
             })
             .collect();

@@ -103,11 +103,18 @@ pub(crate) fn generate(c: &mut Customer, users: u32, groups: u32, seed: u64) {
         } else {
             Vec::new()
         };
+        let non_editable_aliases = if g > 0 && g % 7 == 0 {
+            let label = domain.split('.').next().unwrap_or("example");
+            vec![format!("team-{g}@{label}.test-google-a.com")]
+        } else {
+            Vec::new()
+        };
         let id = c.add_group(SimGroup {
             id: String::new(),
             email,
             name,
             aliases,
+            non_editable_aliases,
         });
         if g == 0 {
             for (i, u) in user_ids.iter().enumerate() {
@@ -128,6 +135,22 @@ pub(crate) fn generate(c: &mut Customer, users: u32, groups: u32, seed: u64) {
                     _ => MemberRole::Member,
                 };
                 c.add_member(&id, u, role);
+            }
+            // People from outside the customer: a Google account (listed
+            // with an id) and an address that is none (without one).
+            if g % 6 == 1 {
+                c.add_external_member(
+                    &id,
+                    &format!("partner{g}@gmail.com"),
+                    true,
+                    MemberRole::Member,
+                );
+                c.add_external_member(
+                    &id,
+                    &format!("vendor{g}@supplier.example"),
+                    false,
+                    MemberRole::Member,
+                );
             }
             if g >= 2 && rng.one_in(4) {
                 // A lower-numbered group other than "All staff".

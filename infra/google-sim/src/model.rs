@@ -27,6 +27,9 @@ pub struct SimGroup {
     pub email: String,
     pub name: String,
     pub aliases: Vec<String>,
+    /// Aliases outside the primary domain and its subdomains (Google's
+    /// `nonEditableAliases`, e.g. on `test-google-a.com`); they deliver too.
+    pub non_editable_aliases: Vec<String>,
 }
 
 /// What a member of a group is.
@@ -36,6 +39,9 @@ pub enum MemberType {
     Group,
     /// Every user of the customer (the member id is the customer id).
     Customer,
+    /// Someone outside the customer. Google lists them as `USER`, with an
+    /// id when the address is a Google account and without one otherwise.
+    External,
 }
 
 impl MemberType {
@@ -45,6 +51,7 @@ impl MemberType {
             MemberType::User => "USER",
             MemberType::Group => "GROUP",
             MemberType::Customer => "CUSTOMER",
+            MemberType::External => "USER",
         }
     }
 }
@@ -75,6 +82,9 @@ pub struct SnapshotMember {
     pub member_id: String,
     pub member_type: MemberType,
     pub role: MemberRole,
+    /// An external member's address (its `member_id` is its Google id, or
+    /// the address itself when it is no Google account).
+    pub email: Option<String>,
 }
 
 /// A customer's directory, ordered by id: what a full sync should end up with.

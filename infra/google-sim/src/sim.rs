@@ -135,6 +135,27 @@ impl GoogleSim {
         );
     }
 
+    /// Adds (or changes) a member with a role; unknown ids are ignored.
+    pub fn set_member(&self, customer: &str, group_id: &str, member_id: &str, role: MemberRole) {
+        write(&self.inner.dir)
+            .customer_mut(customer)
+            .add_member(group_id, member_id, role);
+    }
+
+    /// Adds someone from outside the customer; returns the member's key
+    /// (its Google id with `google_account`, its address otherwise).
+    pub fn add_external_member(
+        &self,
+        customer: &str,
+        group_id: &str,
+        email: &str,
+        google_account: bool,
+    ) -> Option<String> {
+        write(&self.inner.dir)
+            .customer_mut(customer)
+            .add_external_member(group_id, email, google_account, MemberRole::Member)
+    }
+
     pub fn remove_member(&self, customer: &str, group_id: &str, member_id: &str) {
         write(&self.inner.dir)
             .customer_mut(customer)

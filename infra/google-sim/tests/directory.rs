@@ -239,6 +239,7 @@ async fn members_change_with_the_directory() {
             email: "g@example.test".into(),
             name: "G".into(),
             aliases: vec![],
+            non_editable_aliases: vec![],
         },
     );
     let admin_id = s.sim.snapshot(&s.customer).users[0].id.clone();

@@ -87,6 +87,11 @@ pub struct Group {
     /// The name people know the group by (AD: `cn`, Graph: displayName).
     pub name: String,
     pub mail: Option<EmailAddress>,
+    /// Other addresses that deliver to the group (Google: `aliases` and
+    /// `nonEditableAliases`); never contains `mail`. Left out when empty, as
+    /// `scope`.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub aliases: BTreeSet<EmailAddress>,
     /// Security or distribution (Active Directory's group type) and the
     /// other kinds other sources have.
     pub kind: GroupKind,
@@ -108,10 +113,25 @@ impl Group {
             id,
             name: name.into(),
             mail: None,
+            aliases: BTreeSet::new(),
             kind,
             scope: None,
             attributes: BTreeMap::new(),
         }
+    }
+
+    /// Adds aliases, dropping `mail` if a source lists it again.
+    pub fn with_aliases(mut self, aliases: impl IntoIterator<Item = EmailAddress>) -> Self {
+        self.aliases.extend(aliases);
+        if let Some(mail) = &self.mail {
+            self.aliases.remove(mail);
+        }
+        self
+    }
+
+    /// Every address of the group, `mail` first.
+    pub fn addresses(&self) -> impl Iterator<Item = &EmailAddress> {
+        self.mail.iter().chain(self.aliases.iter())
     }
 
     pub fn content_hash(&self) -> ContentHash {
@@ -127,6 +147,13 @@ pub enum MemberKind {
     Group,
     /// A mail contact (Entra `orgContact`), kept so membership stays faithful.
     Contact,
+    /// Someone outside the directory the group delivers to (Google: a
+    /// member from outside the customer): no object of the store, only an
+    /// address, which the membership carries.
+    External,
+    /// Every user of the directory (Google's `CUSTOMER` member, whose id is
+    /// the customer id).
+    Everyone,
 }
 
 impl MemberKind {
@@ -136,8 +163,20 @@ impl MemberKind {
             MemberKind::User => "user",
             MemberKind::Group => "group",
             MemberKind::Contact => "contact",
+            MemberKind::External => "external recipient",
+            MemberKind::Everyone => "everyone in the directory",
         }
     }
+}
+
+/// What a member may do in a group (Google's member roles). Sources
+/// without roles have none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberRole {
+    Owner,
+    Manager,
+    Member,
 }
 
 /// `member` belongs to `group`. Both ids are the source's.
@@ -146,6 +185,39 @@ pub struct Membership {
     pub group: SourceId,
     pub member: SourceId,
     pub member_kind: MemberKind,
+    /// Left out of the stored form when absent, so that memberships of
+    /// sources without roles are stored as before them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<MemberRole>,
+    /// The address the group delivers to, for members that are no object
+    /// of the store ([`MemberKind::External`]); the member's address as the
+    /// source gave it otherwise, where it gives one (Google), so that a
+    /// member from outside the directory can be told at the end of a run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<EmailAddress>,
+}
+
+impl Membership {
+    /// A membership without role or address.
+    pub fn new(group: SourceId, member: SourceId, member_kind: MemberKind) -> Self {
+        Self {
+            group,
+            member,
+            member_kind,
+            role: None,
+            address: None,
+        }
+    }
+
+    /// Whether the stored `self` already says what `listed` says: an
+    /// external recipient stays one while the source lists it as a user.
+    pub fn already_says(&self, listed: &Membership) -> bool {
+        self == listed
+            || (self.member_kind == MemberKind::External
+                && listed.member_kind == MemberKind::User
+                && self.role == listed.role
+                && self.address == listed.address)
+    }
 }
 
 /// SHA-256 of an object's canonical JSON form (struct fields in declaration

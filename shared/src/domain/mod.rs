@@ -21,7 +21,9 @@ pub use connector::{
     Cloud, Connector, ConnectorKind, ConnectorSpec, ConnectorState, Consent, LdapSettings,
     LdapTransport, SecretRef, SourceConfig, SyncOptions, tenant_name,
 };
-pub use directory::{ContentHash, Group, GroupKind, GroupScope, MemberKind, Membership, User};
+pub use directory::{
+    ContentHash, Group, GroupKind, GroupScope, MemberKind, MemberRole, Membership, User,
+};
 pub use error::ValidationError;
 pub use guard::{DeletionGuard, GUARD_SETTINGS, Limit, PERCENT_FLOOR};
 pub use ids::{AccountId, ConnectorId, RunId, SourceId};

@@ -80,6 +80,10 @@ pub struct ActionCounts {
     pub skipped: u64,
     pub members_added: u64,
     pub members_removed: u64,
+    /// Memberships whose role, address or kind changed (a member that
+    /// became an external recipient, a new role).
+    #[serde(default)]
+    pub members_updated: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

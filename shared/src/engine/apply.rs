@@ -110,14 +110,7 @@ fn removal_reason(reason: &Removal) -> String {
 }
 
 fn memberships(group: &SourceId, members: &[Member]) -> Vec<Membership> {
-    members
-        .iter()
-        .map(|m| Membership {
-            group: group.clone(),
-            member: m.id.clone(),
-            member_kind: m.kind,
-        })
-        .collect()
+    members.iter().map(|m| m.of(group)).collect()
 }
 
 /// A page's membership changes in the order the source gave them: the
@@ -282,12 +275,12 @@ impl PageContext<'_> {
         out.held_members = removed_members;
         if self.dry_run {
             out.counts.members_added += added.len() as u64;
+        } else if self.known.began_empty {
+            out.counts.members_added += self.store.put_memberships(self.scope, &added).await?;
         } else {
-            out.counts.members_added += if self.known.began_empty {
-                self.store.put_memberships(self.scope, &added).await?
-            } else {
-                self.store.add_memberships(self.scope, &added).await?
-            };
+            let written = self.store.add_memberships(self.scope, &added).await?;
+            out.counts.members_added += written.added;
+            out.counts.members_updated += written.updated;
         }
         Ok(out)
     }

@@ -196,10 +196,13 @@ impl SyncEngine {
             return Ok(run);
         }
         // Not destructive, so not subject to the guard.
-        run.counts.members_added += self
+        let late = self
             .store
             .add_memberships(scope, &sweep.late_members)
             .await?;
+        run.counts.members_added += late.added;
+        run.counts.members_updated += late.updated;
+        run.counts.members_updated += self.store.put_memberships(scope, &sweep.retyped).await?;
         match self
             .staging_reason(connector, scope, &g.held, &mut sweep)
             .await?
@@ -267,8 +270,12 @@ impl SyncEngine {
             .iter()
             .any(|w| w.kind == WarningKind::AddressConflict);
         let c = &run.counts;
+        let changed = match c.members_updated {
+            0 => String::new(),
+            n => format!(", {n} changed"),
+        };
         let mut notes = vec![format!(
-            "{} created, {} updated, {} enabled, {} disabled, {} removed, {} unchanged, {} skipped; memberships +{} -{}.",
+            "{} created, {} updated, {} enabled, {} disabled, {} removed, {} unchanged, {} skipped; memberships +{} -{}{changed}.",
             c.created,
             c.updated,
             c.enabled,
@@ -407,6 +414,7 @@ impl SyncEngine {
         run.counts.members_removed +=
             (sweep.memberships.len() + sweep.stale_memberships.len()) as u64;
         run.counts.members_added += sweep.late_members.len() as u64;
+        run.counts.members_updated += sweep.retyped.len() as u64;
         let message = if let Some(refused) = &sweep.refused {
             format!("Dry run: a real run would fail: {refused}.")
         } else {

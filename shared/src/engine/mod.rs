@@ -541,6 +541,7 @@ fn add_counts(c: &mut crate::domain::ActionCounts, o: &crate::domain::ActionCoun
     c.skipped += o.skipped;
     c.members_added += o.members_added;
     c.members_removed += o.members_removed;
+    c.members_updated += o.members_updated;
 }
 
 /// The run's counts: the sum of its streams'.

@@ -32,6 +32,11 @@ pub(super) struct Sweep {
     pub stale_memberships: Vec<Membership>,
     /// Held-back memberships whose users turned out to be kept.
     pub late_members: Vec<Membership>,
+    /// Memberships whose kind the run changes: a member the source listed
+    /// as a user that is no user of the directory becomes an external
+    /// recipient (it has an address), and one that became a user of the
+    /// directory is one again. Not destructive: the group still delivers.
+    pub retyped: Vec<Membership>,
     /// Why nothing was swept, when a full read came back empty.
     pub refused: Option<String>,
     /// Stored totals, where the run counted them (the guard's percentages).
@@ -59,6 +64,57 @@ struct ListedUsers {
     stored: u64,
     fps: HashSet<u64>,
     unseen: Vec<HeldAction>,
+}
+
+/// One group's stored members as the sweep found them.
+struct SweptGroup {
+    group: SourceId,
+    stored: u64,
+    removals: Vec<Membership>,
+    retyped: Vec<Membership>,
+}
+
+/// What the sweep knows to judge a stored membership by.
+struct MemberCheck<'a> {
+    /// The memberships the full read of groups listed.
+    seen_members: &'a HashSet<u64>,
+    /// The users stored.
+    stored_users: &'a HashSet<u64>,
+    /// After a full read of users: those it read (kept or skipped). A
+    /// member none of them is from outside the directory.
+    read_users: Option<(&'a HashSet<u64>, HashSet<u64>)>,
+}
+
+enum Verdict {
+    Keep,
+    Remove,
+    Retype(MemberKind),
+}
+
+impl MemberCheck<'_> {
+    fn verdict(&self, m: &Membership) -> Verdict {
+        if !self
+            .seen_members
+            .contains(&membership_fp(&m.group, &m.member))
+        {
+            return Verdict::Remove;
+        }
+        let fp = user_fp(&m.member);
+        let stored = self.stored_users.contains(&fp);
+        let outside = self
+            .read_users
+            .as_ref()
+            .is_some_and(|(seen, skipped)| !seen.contains(&fp) && !skipped.contains(&fp));
+        match m.member_kind {
+            MemberKind::User if stored => Verdict::Keep,
+            MemberKind::User if outside && m.address.is_some() => {
+                Verdict::Retype(MemberKind::External)
+            }
+            MemberKind::User => Verdict::Remove,
+            MemberKind::External if stored => Verdict::Retype(MemberKind::User),
+            _ => Verdict::Keep,
+        }
+    }
 }
 
 /// Held removals of memberships that a later page did not add back.
@@ -141,11 +197,9 @@ impl SyncEngine {
         let kept = self.store.stored_users(scope, &ids).await?;
         for (group, member) in added {
             if kept.get(&member).is_none() {
-                sweep.memberships.push(Membership {
-                    group,
-                    member,
-                    member_kind: MemberKind::User,
-                });
+                sweep
+                    .memberships
+                    .push(Membership::new(group, member, MemberKind::User));
             }
         }
         let pending = std::mem::take(&mut g.pending_members);
@@ -154,11 +208,7 @@ impl SyncEngine {
         sweep.late_members = pending
             .into_iter()
             .filter(|(_, m)| kept.get(m).is_some())
-            .map(|(group, member)| Membership {
-                group,
-                member,
-                member_kind: MemberKind::User,
-            })
+            .map(|(group, member)| Membership::new(group, member, MemberKind::User))
             .collect();
         Ok(())
     }
@@ -188,31 +238,39 @@ impl SyncEngine {
         Ok(())
     }
 
-    /// How many members a group has stored, and those a full read did not
-    /// list or that point at users the platform does not keep.
+    /// How many members a group has stored, those a full read did not list
+    /// or that point at users the platform does not keep, and those whose
+    /// kind changes.
     async fn sweep_members(
         &self,
         scope: &Scope,
         group: &SourceId,
-        seen_members: &HashSet<u64>,
-        user_fps: &HashSet<u64>,
-    ) -> Result<(SourceId, u64, Vec<Membership>), StoreError> {
-        let mut stored = 0;
-        let mut removals = Vec::new();
+        check: &MemberCheck<'_>,
+    ) -> Result<SweptGroup, StoreError> {
+        let mut swept = SweptGroup {
+            group: group.clone(),
+            stored: 0,
+            removals: Vec::new(),
+            retyped: Vec::new(),
+        };
         each_page(
             |page| self.store.group_members(scope, group, page),
             |members| {
-                stored += members.len() as u64;
-                removals.extend(members.into_iter().filter(|m| {
-                    let gone = !seen_members.contains(&membership_fp(&m.group, &m.member));
-                    let dangling = m.member_kind == MemberKind::User
-                        && !user_fps.contains(&user_fp(&m.member));
-                    gone || dangling
-                }));
+                swept.stored += members.len() as u64;
+                for m in members {
+                    match check.verdict(&m) {
+                        Verdict::Keep => {}
+                        Verdict::Remove => swept.removals.push(m),
+                        Verdict::Retype(kind) => swept.retyped.push(Membership {
+                            member_kind: kind,
+                            ..m
+                        }),
+                    }
+                }
             },
         )
         .await?;
-        Ok((group.clone(), stored, removals))
+        Ok(swept)
     }
 
     /// A first sync read in full can end without reading back what it
@@ -304,7 +362,7 @@ impl SyncEngine {
         }
         g.held.extend(users.unseen);
         if of.groups_full {
-            self.sweep_groups(scope, g, &users.fps, &already, out)
+            self.sweep_groups(scope, g, (&users.fps, of.users_full), &already, out)
                 .await?;
         } else if count_groups {
             out.stored_groups = Some(self.store.count_groups(scope).await?);
@@ -370,7 +428,7 @@ impl SyncEngine {
         &self,
         scope: &Scope,
         g: &mut Gathered,
-        user_fps: &HashSet<u64>,
+        (user_fps, users_full): (&HashSet<u64>, bool),
         already: &HashSet<SourceId>,
         out: &mut Sweep,
     ) -> Result<(), StoreError> {
@@ -396,22 +454,28 @@ impl SyncEngine {
         }
         // Each group's list is read a page at a time and only its removals
         // are kept.
-        let seen_members = &g.seen_members;
-        let reads: Vec<Read<'_, (SourceId, u64, Vec<Membership>)>> = seen
+        let check = MemberCheck {
+            seen_members: &g.seen_members,
+            stored_users: user_fps,
+            read_users: users_full.then(|| {
+                let skipped = g.skipped_users.iter().map(user_fp).collect();
+                (&g.seen_users, skipped)
+            }),
+        };
+        let reads: Vec<Read<'_, SweptGroup>> = seen
             .into_iter()
-            .map(|gr| {
-                Box::pin(self.sweep_members(scope, &gr.id, seen_members, user_fps)) as Read<'_, _>
-            })
+            .map(|gr| Box::pin(self.sweep_members(scope, &gr.id, &check)) as Read<'_, _>)
             .collect();
-        let swept: Vec<(SourceId, u64, Vec<Membership>)> = stream::iter(reads)
+        let swept: Vec<SweptGroup> = stream::iter(reads)
             .buffer_unordered(8)
             .try_collect()
             .await?;
         let mut total = 0;
-        for (group, stored, removals) in swept {
-            total += stored;
-            out.group_sizes.insert(group, stored);
-            out.memberships.extend(removals);
+        for group in swept {
+            total += group.stored;
+            out.group_sizes.insert(group.group, group.stored);
+            out.memberships.extend(group.removals);
+            out.retyped.extend(group.retyped);
         }
         out.stored_memberships = Some(total);
         Ok(())

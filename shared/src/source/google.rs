@@ -18,7 +18,8 @@ use serde_json::Value;
 
 use crate::clock::Clock;
 use crate::domain::{
-    Connector, EmailAddress, Group, GroupKind, MemberKind, SecretRef, SourceConfig, SourceId, User,
+    Connector, EmailAddress, Group, GroupKind, MemberKind, MemberRole, SecretRef, SourceConfig,
+    SourceId, User,
 };
 use crate::secrets::{SecretStore, SecretValue};
 use crate::source::http::{BadPage, Call, Driver, QuotaWait, Service, Verdict};
@@ -354,14 +355,7 @@ impl GoogleSource {
             let Some(id) = g["id"].as_str().and_then(|i| SourceId::new(i).ok()) else {
                 continue;
             };
-            changes.push(Change::Group(Group {
-                name: g["name"].as_str().unwrap_or(id.as_str()).to_owned(),
-                mail: g["email"].as_str().and_then(|m| m.parse().ok()),
-                kind: GroupKind::Distribution,
-                id: id.clone(),
-                scope: None,
-                attributes: Default::default(),
-            }));
+            changes.push(Change::Group(map_group(&id, g)));
             let mut members = Vec::new();
             let mut page: Option<String> = None;
             loop {
@@ -374,17 +368,13 @@ impl GoogleSource {
                 }
                 let expected = Collection::members(page.is_some(), members_count(g));
                 let m = self.get(&path, expected, &mut cost).await?;
-                for member in m["members"].as_array().into_iter().flatten() {
-                    let kind = match member["type"].as_str() {
-                        Some("USER") => MemberKind::User,
-                        Some("GROUP") => MemberKind::Group,
-                        // CUSTOMER (everyone in the domain) and external members are not objects we keep.
-                        _ => continue,
-                    };
-                    if let Some(mid) = member["id"].as_str().and_then(|i| SourceId::new(i).ok()) {
-                        members.push(Member { id: mid, kind });
-                    }
-                }
+                members.extend(
+                    m["members"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(map_member),
+                );
                 match m["nextPageToken"].as_str() {
                     Some(t) if !t.is_empty() => page = Some(t.to_owned()),
                     _ => break,
@@ -402,6 +392,58 @@ impl GoogleSource {
 
 fn url_encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// A Directory API group: every group is a mailing list, found by its
+/// address and by each alias, editable or not (those outside the
+/// customer's primary domain and its subdomains are not editable, and still
+/// deliver).
+fn map_group(id: &SourceId, g: &Value) -> Group {
+    let mut group = Group::new(
+        id.clone(),
+        g["name"].as_str().unwrap_or(id.as_str()),
+        GroupKind::Distribution,
+    );
+    group.mail = g["email"].as_str().and_then(|m| m.parse().ok());
+    let aliases = ["aliases", "nonEditableAliases"]
+        .iter()
+        .flat_map(|k| g[*k].as_array().into_iter().flatten())
+        .filter_map(|a| a.as_str()?.parse().ok());
+    group.with_aliases(aliases)
+}
+
+/// A `members.list` entry, with its role and the address it delivers to.
+/// A member from outside the customer is listed as a `USER` (or a `GROUP`)
+/// like any other, with an id when the address is a Google account and
+/// without one otherwise: one without an id, or typed `EXTERNAL`, is an
+/// external recipient here; one with an id that is no user of the
+/// directory is found to be one at the end of the run. `CUSTOMER` stands
+/// for every user of the customer.
+fn map_member(m: &Value) -> Option<Member> {
+    let address: Option<EmailAddress> = m["email"].as_str().and_then(|e| e.parse().ok());
+    let id = m["id"].as_str().and_then(|i| SourceId::new(i).ok());
+    let (kind, id) = match (m["type"].as_str()?, id) {
+        ("USER", Some(id)) => (MemberKind::User, id),
+        ("GROUP", Some(id)) => (MemberKind::Group, id),
+        ("CUSTOMER", Some(id)) => (MemberKind::Everyone, id),
+        ("USER" | "GROUP" | "EXTERNAL", id) => {
+            let address = address.as_ref()?;
+            let id = id.or_else(|| SourceId::new(address.as_str()).ok())?;
+            (MemberKind::External, id)
+        }
+        _ => return None,
+    };
+    let role = match m["role"].as_str() {
+        Some("OWNER") => Some(MemberRole::Owner),
+        Some("MANAGER") => Some(MemberRole::Manager),
+        _ => Some(MemberRole::Member),
+    };
+    Some(Member {
+        id,
+        kind,
+        role,
+        address: address.filter(|_| kind != MemberKind::Everyone),
+    })
 }
 
 /// A Directory API user: suspended or archived users are disabled.

@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::domain::{EmailAddress, Group, MemberKind, SourceId, User, WarningKind};
+use crate::domain::{
+    EmailAddress, Group, MemberKind, MemberRole, Membership, SourceId, User, WarningKind,
+};
 
 /// Where to read a stream from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,6 +191,32 @@ pub fn no_address(id: SourceId) -> Change {
 pub struct Member {
     pub id: SourceId,
     pub kind: MemberKind,
+    pub role: Option<MemberRole>,
+    /// See [`Membership::address`](crate::domain::Membership::address).
+    pub address: Option<EmailAddress>,
+}
+
+impl Member {
+    /// A member without role or address (what LDAP and Graph give).
+    pub fn new(id: SourceId, kind: MemberKind) -> Self {
+        Self {
+            id,
+            kind,
+            role: None,
+            address: None,
+        }
+    }
+
+    /// The membership of this member in `group`.
+    pub fn of(&self, group: &SourceId) -> Membership {
+        Membership {
+            group: group.clone(),
+            member: self.id.clone(),
+            member_kind: self.kind,
+            role: self.role,
+            address: self.address.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -33,6 +33,14 @@ pub struct AddressOwner {
     pub user: SourceId,
 }
 
+/// What writing memberships did: new ones, and stored ones whose role,
+/// address or kind changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MembershipWrites {
+    pub added: u64,
+    pub updated: u64,
+}
+
 /// What a removal removed: the objects, and the memberships that went
 /// with them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -549,12 +557,13 @@ impl StateStore {
             .with_gsi1(keys::membership_gsi(scope, &m.group, &m.member))
     }
 
-    /// Adds memberships not yet stored; returns how many were new.
+    /// Writes memberships not yet stored as they are; returns how many were
+    /// new and how many changed.
     pub async fn add_memberships(
         &self,
         scope: &Scope,
         memberships: &[Membership],
-    ) -> Result<u64, StoreError> {
+    ) -> Result<MembershipWrites, StoreError> {
         let keys: Vec<Key> = memberships
             .iter()
             .map(|m| keys::membership(scope, &m.group, &m.member))
@@ -566,13 +575,26 @@ impl StateStore {
             .into_iter()
             .map(|i| Ok((i.key.clone(), from_item("membership", i)?)))
             .collect::<Result<_, StoreError>>()?;
-        let new: Vec<Membership> = memberships
+        let mut updated = HashSet::new();
+        let write: Vec<Membership> = memberships
             .iter()
             .zip(&keys)
-            .filter(|(m, k)| stored.get(*k) != Some(*m))
+            .filter(|(m, k)| match stored.get(*k) {
+                Some(s) if s.already_says(m) => false,
+                Some(_) => {
+                    updated.insert(*k);
+                    true
+                }
+                None => true,
+            })
             .map(|(m, _)| m.clone())
             .collect();
-        self.put_memberships(scope, &new).await
+        let written = self.put_memberships(scope, &write).await?;
+        let updated = updated.len() as u64;
+        Ok(MembershipWrites {
+            added: written - updated,
+            updated,
+        })
     }
 
     /// Writes memberships without reading whether they are stored (the

@@ -11,7 +11,7 @@ mod state;
 pub mod table;
 
 pub use counting::CountingTable;
-pub use directory::{AddressOwner, RemovedRows, StoredUsers, Upserted};
+pub use directory::{AddressOwner, MembershipWrites, RemovedRows, StoredUsers, Upserted};
 pub use dynamo::DynamoTable;
 pub use embedded::EmbeddedTable;
 pub use keys::Scope;

@@ -72,14 +72,11 @@ pub fn user(i: usize, domain: &str) -> User {
 }
 
 pub fn group(i: usize) -> Group {
-    Group {
-        id: sid(&format!("g{i:04}")),
-        name: format!("Group {i}"),
-        mail: None,
-        kind: GroupKind::Security,
-        scope: None,
-        attributes: Default::default(),
-    }
+    Group::new(
+        sid(&format!("g{i:04}")),
+        format!("Group {i}"),
+        GroupKind::Security,
+    )
 }
 
 impl Directory {
@@ -176,10 +173,7 @@ impl MemorySource {
                         .get(g.id.as_str())
                         .map(|m| {
                             m.iter()
-                                .map(|(id, kind)| Member {
-                                    id: sid(id),
-                                    kind: *kind,
-                                })
+                                .map(|(id, kind)| Member::new(sid(id), *kind))
                                 .collect()
                         })
                         .unwrap_or_default();
@@ -224,17 +218,11 @@ impl MemorySource {
                     out.push(match kind {
                         Some(kind) => Change::AddMembers {
                             group: sid(group),
-                            members: vec![Member {
-                                id: sid(member),
-                                kind,
-                            }],
+                            members: vec![Member::new(sid(member), kind)],
                         },
                         None => Change::RemoveMembers {
                             group: sid(group),
-                            members: vec![Member {
-                                id: sid(member),
-                                kind: MemberKind::User,
-                            }],
+                            members: vec![Member::new(sid(member), MemberKind::User)],
                         },
                     });
                 }

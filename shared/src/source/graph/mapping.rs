@@ -134,6 +134,7 @@ pub fn group_of(id: SourceId, o: &Map<String, Value>) -> Group {
     Group {
         name: str_of(o, "displayName").unwrap_or(id.as_str()).to_owned(),
         mail: str_of(o, "mail").and_then(|m| m.parse().ok()),
+        aliases: Default::default(),
         id,
         kind,
         scope: None,
@@ -160,7 +161,7 @@ pub fn members_of(entries: &[Value]) -> (Vec<Member>, Vec<Member>) {
             _ => continue,
         };
         let Some(id) = id_of(o) else { continue };
-        let m = Member { id, kind };
+        let m = Member::new(id, kind);
         if removal {
             removed.push(m);
         } else {

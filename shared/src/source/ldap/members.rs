@@ -58,10 +58,7 @@ impl Directory {
                 users
                     .iter()
                     .filter(|id| !listed.contains(*id))
-                    .map(|id| Member {
-                        id: id.clone(),
-                        kind: crate::domain::MemberKind::User,
-                    }),
+                    .map(|id| Member::new(id.clone(), crate::domain::MemberKind::User)),
             );
         }
         members
@@ -116,10 +113,7 @@ mod tests {
     }
 
     fn user(id: &str) -> Member {
-        Member {
-            id: SourceId::new(id).unwrap(),
-            kind: crate::domain::MemberKind::User,
-        }
+        Member::new(SourceId::new(id).unwrap(), crate::domain::MemberKind::User)
     }
 
     #[test]

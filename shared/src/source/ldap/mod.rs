@@ -277,7 +277,7 @@ impl LdapSource {
         for e in &entries {
             if let Some(id) = self.id_of(e) {
                 let kind = Self::kind_of(e);
-                dir.insert(e, Member { id, kind });
+                dir.insert(e, Member::new(id, kind));
             }
         }
         Ok((dir, sent))
