@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use common::{Backend, Fixture, fixture_at};
-use dirsync_google_sim::{Faults, GoogleSim, MemberType};
+use dirsync_google_sim::{Faults, GoogleSim, MemberRole as SimRole, MemberType, SimGroup};
 use dirsync_shared::clock::SystemClock;
 use dirsync_shared::domain::*;
 use dirsync_shared::engine::{EngineSettings, RunOutcome, RunRequest, SyncEngine};
@@ -148,10 +148,11 @@ impl Google {
                 )
             })
             .collect();
+        // Every member: users, groups, the customer (everyone) and people
+        // from outside it.
         let members = snap
             .members
             .iter()
-            .filter(|m| m.member_type != MemberType::Customer)
             .map(|m| (m.group_id.clone(), m.member_id.clone()))
             .collect();
         (users, members)
@@ -228,11 +229,194 @@ async fn full_sync_then_a_change_between_runs() {
             c2.updated,
             c2.removed,
             c2.members_added,
-            c2.members_removed
+            c2.members_removed,
+            c2.members_updated
         ),
-        (0, 0, 0, 0, 0),
+        (0, 0, 0, 0, 0, 0),
         "{c2:?}"
     );
+}
+
+/// Every stored membership of a group: member → (kind, role, address).
+async fn members_of(
+    g: &Google,
+    c: &Connector,
+    group: &str,
+) -> BTreeMap<String, (MemberKind, Option<MemberRole>, Option<String>)> {
+    let s = Scope::new(c.account.clone(), c.id.clone());
+    let group = SourceId::new(group).unwrap();
+    all_pages(|p| g.f.store.group_members(&s, &group, p))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| {
+            let address = m.address.map(|a| a.to_string());
+            (m.member.to_string(), (m.member_kind, m.role, address))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_keep_every_address_role_and_kind_of_member() {
+    let g = google(40, 8).await;
+    let snap = g.sim.snapshot(&g.customer);
+    let (owner, manager) = (snap.users[1].id.clone(), snap.users[2].id.clone());
+    let nested = snap.groups[1].id.clone();
+    g.sim.add_group(
+        &g.customer,
+        SimGroup {
+            id: "0sales".into(),
+            email: "Sales@example.com".into(),
+            name: "Sales, EMEA".into(),
+            aliases: vec!["vertrieb@example.com".into()],
+            non_editable_aliases: vec!["sales@example.com.test-google-a.com".into()],
+        },
+    );
+    g.sim
+        .set_member(&g.customer, "0sales", &owner, SimRole::Owner);
+    g.sim
+        .set_member(&g.customer, "0sales", &manager, SimRole::Manager);
+    g.sim.add_member(&g.customer, "0sales", &nested);
+    g.sim.add_member(&g.customer, "0sales", &g.customer);
+    let partner = g
+        .sim
+        .add_external_member(&g.customer, "0sales", "Partner@gmail.com", true)
+        .unwrap();
+    g.sim
+        .add_external_member(&g.customer, "0sales", "orders@supplier.example", false)
+        .unwrap();
+
+    let c = g.connector(json!({}));
+    let first = g.sync(&c).await;
+    assert_eq!(first.status, RunStatus::Succeeded, "{:?}", first.message);
+    assert_eq!(g.stored(&c).await, g.expected(true));
+
+    let s = Scope::new(c.account.clone(), c.id.clone());
+    let sales =
+        g.f.store
+            .get_group(&s, &SourceId::new("0sales").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(sales.name, "Sales, EMEA");
+    assert_eq!(sales.mail.as_ref().unwrap().as_str(), "sales@example.com");
+    let aliases: Vec<&str> = sales.aliases.iter().map(EmailAddress::as_str).collect();
+    assert_eq!(
+        aliases,
+        [
+            "sales@example.com.test-google-a.com",
+            "vertrieb@example.com"
+        ],
+        "editable and non-editable aliases"
+    );
+
+    let member = |kind, role, address: Option<&str>| (kind, Some(role), address.map(String::from));
+    let expected = BTreeMap::from([
+        (
+            owner.clone(),
+            member(
+                MemberKind::User,
+                MemberRole::Owner,
+                Some(&snap.users[1].primary_email),
+            ),
+        ),
+        (
+            manager.clone(),
+            member(
+                MemberKind::User,
+                MemberRole::Manager,
+                Some(&snap.users[2].primary_email),
+            ),
+        ),
+        (
+            nested.clone(),
+            member(
+                MemberKind::Group,
+                MemberRole::Member,
+                Some(&snap.groups[1].email),
+            ),
+        ),
+        (
+            g.customer.clone(),
+            member(MemberKind::Everyone, MemberRole::Member, None),
+        ),
+        // A Google account from outside: listed as a user, found to be
+        // no user of the directory at the end of the first run.
+        (
+            partner.clone(),
+            member(
+                MemberKind::External,
+                MemberRole::Member,
+                Some("partner@gmail.com"),
+            ),
+        ),
+        // No Google account: no id, so the address is its id.
+        (
+            "orders@supplier.example".into(),
+            member(
+                MemberKind::External,
+                MemberRole::Member,
+                Some("orders@supplier.example"),
+            ),
+        ),
+    ]);
+    assert_eq!(members_of(&g, &c, "0sales").await, expected);
+    // The run's counts are the rows written: the Google account written as
+    // a user's membership, then made an external recipient's.
+    let retyped = g
+        .sim
+        .snapshot(&g.customer)
+        .members
+        .iter()
+        .filter(|m| {
+            m.member_type == MemberType::External && m.member_id != m.email.clone().unwrap()
+        })
+        .count() as u64;
+    assert!(retyped >= 2, "the generated directory has some too");
+    assert_eq!(first.counts.members_updated, retyped, "{:?}", first.counts);
+
+    // Read again unchanged: nothing written, nothing counted.
+    let again = g.sync(&c).await;
+    assert_eq!(
+        (
+            again.counts.members_added,
+            again.counts.members_removed,
+            again.counts.members_updated
+        ),
+        (0, 0, 0),
+        "{:?}",
+        again.counts
+    );
+    assert_eq!(members_of(&g, &c, "0sales").await, expected);
+
+    // A new role is a change of one membership, not an addition.
+    g.sim
+        .set_member(&g.customer, "0sales", &manager, SimRole::Owner);
+    g.sim.remove_member(&g.customer, "0sales", &partner);
+    let changed = g.sync(&c).await;
+    assert_eq!(
+        changed.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        changed.message
+    );
+    assert_eq!(
+        (
+            changed.counts.members_added,
+            changed.counts.members_removed,
+            changed.counts.members_updated
+        ),
+        (0, 1, 1),
+        "{:?}",
+        changed.counts
+    );
+    let now = members_of(&g, &c, "0sales").await;
+    assert_eq!(now[&manager].1, Some(MemberRole::Owner));
+    assert!(
+        !now.contains_key(&partner),
+        "the external member who left is gone"
+    );
+    assert_eq!(now.len(), expected.len() - 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

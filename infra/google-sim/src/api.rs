@@ -421,10 +421,8 @@ fn members_page(
                     if let Some((email, account)) = &m.external {
                         v["email"] = json!(email);
                         v["status"] = json!("ACTIVE");
-                        if !account {
-                            if let Some(o) = v.as_object_mut() {
-                                o.remove("id");
-                            }
+                        if !account && let Some(o) = v.as_object_mut() {
+                            o.remove("id");
                         }
                     }
                 }
