@@ -13,11 +13,15 @@ use std::sync::{Arc, Mutex};
 use chrono::Utc;
 use common::world::{OPERATOR, World, world};
 use common::{table_items, table_without_audit};
+use dirsync_entra_sim::Faults;
 use dirsync_shared::app::Caller;
 use dirsync_shared::app::api::{self, Access};
+use dirsync_shared::app::worker::{JobOutcome, process};
 use dirsync_shared::domain::*;
+use dirsync_shared::queue::Job;
 use dirsync_shared::secrets::{SecretStore, Stage};
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 const ACME_ADMIN: &str = "arn:aws:iam::111111111111:role/acme-admins";
 const GLOBEX_ADMIN: &str = "arn:aws:iam::222222222222:role/globex-admins";
@@ -758,6 +762,217 @@ async fn a_secret_refresh_that_fails_its_test_keeps_the_working_secret() {
     let body = json!({"value": working, "version": c["version"]});
     let (s, b) = acme(&w, "PUT", &format!("{path}/secret"), body).await;
     assert_eq!((s, &b["test"]["ok"]), (200, &json!(true)), "{b}");
+}
+
+/// The client secret an Entra legacy connector of acme starts with.
+const LEGACY_SECRET: &str = "Lg5~the-working-client-secret";
+
+/// An Entra legacy connector of acme on the simulator: the customer's own
+/// app registration, with one client secret, stored. Returns the app's
+/// client id, the secret's key id at Entra and its name in the store.
+async fn acme_on_entra_legacy(w: &World) -> (Uuid, Uuid, SecretRef) {
+    let client = Uuid::new_v4();
+    let key = w.sim.add_legacy_app(
+        w.tenant,
+        client,
+        LEGACY_SECRET,
+        Utc::now() + chrono::Duration::days(30),
+        &["Directory.Read.All"],
+    );
+    let (s, b) = acme(
+        w,
+        "POST",
+        "/accounts/acme/connectors",
+        json!({"connector": {"id": "legacy", "kind": "entra-legacy", "tenant": "contoso.com",
+            "client_id": client.to_string(), "acknowledge_disabled": true,
+            "authority_url": w.sim.authority_url(), "graph_url": w.sim.graph_url()},
+            "secret": LEGACY_SECRET}),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let name = w.app.secret_name(
+        &AccountId::new("acme").unwrap(),
+        &ConnectorId::new("legacy").unwrap(),
+    );
+    (client, key, name.unwrap())
+}
+
+/// A sync of acme's connector `id` now, as the worker runs it (through the
+/// app's sources, with their token cache).
+async fn sync(w: &World, id: &str) -> SyncRun {
+    let job = Job {
+        account: AccountId::new("acme").unwrap(),
+        connector: ConnectorId::new(id).unwrap(),
+        trigger: Trigger::Manual { requested_by: None },
+        full: false,
+        continues: None,
+    };
+    match process(&w.app, &job, None).await.unwrap() {
+        JobOutcome::Finished(r) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A secret PUT with the connector's version as read now.
+async fn put_secret(w: &World, path: &str, value: &str, force: bool) -> (u16, Value) {
+    let (_, c) = acme(w, "GET", path, json!({})).await;
+    let body = json!({"value": value, "version": c["version"], "force": force});
+    acme(w, "PUT", &format!("{path}/secret"), body).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entra_legacy_client_secret_is_tested_before_it_is_stored() {
+    let w = world(20).await;
+    two_customers(&w).await;
+    let (client, working_key, name) = acme_on_entra_legacy(&w).await;
+    let path = "/accounts/acme/connectors/legacy";
+    let stored = || async {
+        let v = w.secrets.get(&name, Stage::Current).await.unwrap().unwrap();
+        v.expose().to_owned()
+    };
+    // A sync leaves a token made from the working secret in the app's cache.
+    let run = sync(&w, "legacy").await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.message);
+    assert_eq!(w.sim.stats().sign_ins_with(working_key), 1);
+
+    // A wrong secret is put to Entra, not passed on that cached token, and
+    // refused: the answer names the step and Entra's advice, never the value.
+    let wrong = "Zq8~not-the-client-secret";
+    let tokens = w.sim.stats().route("POST token");
+    let (s, b) = put_secret(&w, path, wrong, false).await;
+    assert_eq!(s, 422, "{b}");
+    let e = b["error"].as_str().unwrap();
+    assert!(
+        e.contains("current secret stays")
+            && e.contains("sign-in: ")
+            && e.contains("AADSTS7000215")
+            && e.contains("new client secret"),
+        "{e}"
+    );
+    assert_eq!(b["stored"], json!(false), "{b}");
+    assert_eq!(
+        (&b["test"]["ok"], &b["test"]["steps"][0]["name"]),
+        (&json!(false), &json!("sign-in")),
+        "{b}"
+    );
+    assert!(!b.to_string().contains(wrong), "never echoed: {b}");
+    assert_eq!(
+        w.sim.stats().route("POST token"),
+        tokens + 1,
+        "the candidate was tested at the token endpoint"
+    );
+    assert_eq!(stored().await, LEGACY_SECRET, "the working secret stays");
+    let run = sync(&w, "legacy").await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.message);
+    let trail = format!("{:?}", table_items(&w.f).await);
+    assert!(!trail.contains(wrong), "the value reached the table");
+
+    // The customer makes a new secret beside the old one: it passes its
+    // test, is stored, and the test after storing signs in with it (not on
+    // the old secret's cached token).
+    let new = "Nw3~the-new-client-secret";
+    let new_key = w
+        .sim
+        .add_client_secret(client, new, Utc::now() + chrono::Duration::days(60));
+    let (s, b) = put_secret(&w, path, new, false).await;
+    assert_eq!(
+        (s, &b["stored"], &b["test"]["ok"]),
+        (200, &json!(true), &json!(true)),
+        "{b}"
+    );
+    assert_eq!(stored().await, new);
+    assert_eq!(
+        w.sim.stats().sign_ins_with(new_key),
+        2,
+        "signed in with the new secret to test it, and again once stored"
+    );
+    // The old secret can go: syncs need only the new one.
+    w.sim.remove_client_secret(client, working_key);
+    let run = sync(&w, "legacy").await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.message);
+    assert_eq!(w.sim.stats().sign_ins_with(working_key), 1);
+
+    // With force a wrong one is stored anyway; the test after storing puts
+    // it to Entra (no token of the secret it replaced stands for it), and
+    // syncs use it.
+    let (s, b) = put_secret(&w, path, wrong, true).await;
+    assert_eq!(
+        (s, &b["stored"], &b["test"]["ok"]),
+        (200, &json!(true), &json!(false)),
+        "{b}"
+    );
+    assert!(
+        b["test"]["steps"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("AADSTS7000215"),
+        "{b}"
+    );
+    assert!(!b.to_string().contains(wrong), "never echoed: {b}");
+    assert_eq!(stored().await, wrong);
+    let run = sync(&w, "legacy").await;
+    assert_eq!(run.status, RunStatus::Failed);
+    assert!(
+        run.message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("AADSTS7000215"),
+        "{:?}",
+        run.message
+    );
+    // And the good one back.
+    let (s, b) = put_secret(&w, path, new, false).await;
+    assert_eq!((s, &b["test"]["ok"]), (200, &json!(true)), "{b}");
+    let run = sync(&w, "legacy").await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_candidate_client_secret_leaves_no_token_behind() {
+    let w = world(20).await;
+    two_customers(&w).await;
+    let (client, working_key, name) = acme_on_entra_legacy(&w).await;
+    let path = "/accounts/acme/connectors/legacy";
+    // A secret Entra accepts, whose test fails past the sign-in (Graph is
+    // unavailable meanwhile): it got a token, and is not stored.
+    let candidate = "Cd6~signs-in-but-not-stored";
+    let candidate_key =
+        w.sim
+            .add_client_secret(client, candidate, Utc::now() + chrono::Duration::days(60));
+    w.sim.set_faults(Faults {
+        server_error_next: 1000,
+        ..Default::default()
+    });
+    let (s, b) = put_secret(&w, path, candidate, false).await;
+    w.sim.set_faults(Faults::default());
+    assert_eq!(s, 422, "{b}");
+    assert_eq!(b["stored"], json!(false), "{b}");
+    assert_eq!(
+        (&b["test"]["steps"][0]["ok"], &b["test"]["steps"][1]["name"]),
+        (&json!(true), &json!("organization")),
+        "{b}"
+    );
+    assert!(
+        b["error"].as_str().unwrap().contains("organization: "),
+        "{b}"
+    );
+    assert!(!b.to_string().contains(candidate), "never echoed: {b}");
+    assert_eq!(w.sim.stats().sign_ins_with(candidate_key), 1);
+    let now = w.secrets.get(&name, Stage::Current).await.unwrap().unwrap();
+    assert_eq!(now.expose(), LEGACY_SECRET);
+
+    // The next token request is the stored secret's: the candidate's token
+    // was not kept for the connector.
+    let run = sync(&w, "legacy").await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.message);
+    assert_eq!(
+        (
+            w.sim.stats().sign_ins_with(working_key),
+            w.sim.stats().sign_ins_with(candidate_key)
+        ),
+        (1, 1),
+        "the sync signed in with the working secret"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -258,7 +258,7 @@ impl EntraSim {
     }
 
     /// Registers a customer-made single-tenant app with a client secret and
-    /// the given roles in `tenant`.
+    /// the given roles in `tenant`; returns the secret's key id.
     pub fn add_legacy_app(
         &self,
         tenant: Uuid,
@@ -266,8 +266,9 @@ impl EntraSim {
         secret: &str,
         secret_expires: DateTime<Utc>,
         roles: &[&str],
-    ) {
+    ) -> Uuid {
         self.tenant(tenant);
+        let key_id = Uuid::new_v4();
         let mut reg = AppReg {
             client_id,
             object_id: Uuid::new_v4(),
@@ -275,7 +276,7 @@ impl EntraSim {
             kind: AppKind::Legacy,
             keys: Vec::new(),
             secrets: vec![Secret {
-                key_id: Uuid::new_v4(),
+                key_id,
                 value: secret.to_string(),
                 expires: secret_expires,
             }],
@@ -285,6 +286,28 @@ impl EntraSim {
         };
         reg.grant(tenant, roles);
         self.insert_app(reg);
+        key_id
+    }
+
+    /// Adds a client secret to the app, beside those it has (the portal's
+    /// Certificates & secrets → New client secret); returns its key id.
+    pub fn add_client_secret(&self, client_id: Uuid, secret: &str, expires: DateTime<Utc>) -> Uuid {
+        let key_id = Uuid::new_v4();
+        self.with_app(client_id, |app| {
+            app.secrets.push(Secret {
+                key_id,
+                value: secret.to_string(),
+                expires,
+            })
+        });
+        key_id
+    }
+
+    /// Deletes one of the app's client secrets: token requests with it fail
+    /// with AADSTS7000215. Tokens already issued stay valid until they
+    /// expire, as at Entra.
+    pub fn remove_client_secret(&self, client_id: Uuid, key_id: Uuid) {
+        self.with_app(client_id, |app| app.secrets.retain(|s| s.key_id != key_id));
     }
 
     /// Disables the app: token requests fail with AADSTS7000112.

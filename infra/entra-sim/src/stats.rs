@@ -27,9 +27,17 @@ pub struct SimStats {
     pub faults_injected: u64,
     /// Resource units spent per tenant by requests that were served.
     pub resource_units: HashMap<Uuid, u64>,
+    /// Token requests whose client secret was accepted, per the secret's
+    /// key id (what Entra's sign-in log names as the credential key ID).
+    pub secret_sign_ins: HashMap<Uuid, u64>,
 }
 
 impl SimStats {
+    /// Token requests accepted with the client secret `key_id`; 0 when none.
+    pub fn sign_ins_with(&self, key_id: Uuid) -> u64 {
+        self.secret_sign_ins.get(&key_id).copied().unwrap_or(0)
+    }
+
     /// Count of one route; 0 when never hit.
     pub fn route(&self, route: &str) -> u64 {
         self.per_route.get(route).copied().unwrap_or(0)

@@ -310,7 +310,13 @@ impl TokenRequest<'_> {
                     "The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds."
                 ),
             )),
-            Some(_) => Ok("1"),
+            Some(s) => {
+                *lock(&self.inner.stats)
+                    .secret_sign_ins
+                    .entry(s.key_id)
+                    .or_default() += 1;
+                Ok("1")
+            }
             None => Err(AadError::new(
                 "invalid_client",
                 7000215,

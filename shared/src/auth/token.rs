@@ -167,6 +167,33 @@ impl TokenProvider {
         Ok(token)
     }
 
+    /// A provider over `secrets` that shares this one's HTTP client and
+    /// clock but none of its tokens: a candidate secret, tested before it
+    /// replaces the stored one, is read through it. The cache is keyed by
+    /// the secret's name, not its value: tested through this provider, the
+    /// candidate would find the stored secret's token (and pass with it),
+    /// or leave its own behind for the next sync (which would then run on a
+    /// secret that was never stored).
+    pub fn isolated(&self, secrets: Arc<dyn SecretStore>) -> Self {
+        Self::new(self.http.clone(), secrets, self.clock.clone())
+    }
+
+    /// Forgets the cached token of (authority, tenant, credential), whatever
+    /// it is: the credential's secret has just been replaced, so the next
+    /// request signs in with the new one. (A fetch under way finishes into
+    /// the slot it holds, which nothing reads any more.)
+    pub fn forget(&self, authority: &str, tenant: &str, credential: &Credential) {
+        let key = (
+            authority.to_owned(),
+            tenant.to_ascii_lowercase(),
+            credential.clone(),
+        );
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+    }
+
     fn slot(&self, key: CacheKey) -> Arc<tokio::sync::Mutex<Option<AccessToken>>> {
         let mut all = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         all.entry(key).or_default().clone()

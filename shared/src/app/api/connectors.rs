@@ -310,6 +310,8 @@ async fn store_secret(
     app.secrets.put(&name, value).await?;
     c.source.set_secret_ref(name.clone());
     c.bind_secret();
+    // A token made from the old secret no longer speaks for the connector.
+    app.sources.secret_replaced(&c);
     let saved = app.store.update_connector(&c).await?;
     Ok((saved, name))
 }
@@ -412,7 +414,7 @@ pub(super) async fn set_secret(
 }
 
 /// The connection test with `value` in place of the stored secret, where
-/// the kind allows it (`None` otherwise: it is tested once stored).
+/// the kind has one (`None` otherwise: it is tested once stored).
 async fn candidate_test(
     app: &App,
     current: &Connector,

@@ -283,6 +283,16 @@ impl GraphSource {
             .map(|_| ())
     }
 
+    /// Forgets the token cached for this source's tenant and credential:
+    /// its secret has been replaced, and a token made from the old one
+    /// must not stand for the new one (in a test, or a sync).
+    pub fn forget_token(&self) {
+        let t = &self.client.target;
+        self.client
+            .tokens()
+            .forget(&t.authority_url, &t.tenant, &t.credential);
+    }
+
     /// The tenant as Graph reports it: `GET /organization` → (id, name).
     /// Reading the organization needs Organization.Read.All, more than a
     /// sync needs; without it the tenant id comes from the access token's
