@@ -11,8 +11,8 @@ use common::{Fixture, start_time};
 use dirsync_shared::domain::*;
 use dirsync_shared::store::table::{Index, Query};
 use dirsync_shared::store::{
-    AddressOwner, MembershipWrites, PageRequest, Scope, StoreError, Table, Upserted, all_pages,
-    keys,
+    AddressOwner, MembershipWrites, OwnerKind, PageRequest, Scope, StoreError, Table, Upserted,
+    all_pages, keys,
 };
 use serde_json::json;
 
@@ -425,7 +425,8 @@ async fn an_address_belongs_to_one_connector_only(f: Fixture) {
             address: addr("sales@contoso.com"),
             owner: AddressOwner {
                 connector: conn("entra"),
-                user: sid("u1")
+                user: sid("u1"),
+                kind: OwnerKind::User,
             },
         }
     );
@@ -544,15 +545,23 @@ async fn memberships_both_ways_and_cleanup_on_removal(f: Fixture) {
         .upsert_groups(&s, &[group("sales"), group("all")])
         .await
         .unwrap();
-    assert_eq!(out, vec![Upserted::Created, Upserted::Created]);
+    assert_eq!(out.outcomes, vec![Upserted::Created, Upserted::Created]);
     assert_eq!(
-        f.store.upsert_groups(&s, &[group("sales")]).await.unwrap(),
+        f.store
+            .upsert_groups(&s, &[group("sales")])
+            .await
+            .unwrap()
+            .outcomes,
         vec![Upserted::Unchanged]
     );
     let mut renamed = group("sales");
     renamed.name = "Sales EMEA".into();
     assert_eq!(
-        f.store.upsert_groups(&s, &[renamed]).await.unwrap(),
+        f.store
+            .upsert_groups(&s, &[renamed])
+            .await
+            .unwrap()
+            .outcomes,
         vec![Upserted::Updated]
     );
 
@@ -574,7 +583,11 @@ async fn memberships_both_ways_and_cleanup_on_removal(f: Fixture) {
         role: Some(MemberRole::Owner),
         ..ms[0].clone()
     };
-    let w = f.store.add_memberships(&s, std::slice::from_ref(&owner)).await.unwrap();
+    let w = f
+        .store
+        .add_memberships(&s, std::slice::from_ref(&owner))
+        .await
+        .unwrap();
     assert_eq!((w.added, w.updated), (0, 1));
     let stored = all_pages(|p| f.store.group_members(&s, &owner.group, p))
         .await

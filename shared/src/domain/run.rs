@@ -91,6 +91,8 @@ pub struct ActionCounts {
 pub enum WarningKind {
     NoAddress,
     AddressConflict,
+    /// Two objects of one directory list the same address; one owns it.
+    AddressShared,
     OutOfScope,
     Guest,
     Unreadable,

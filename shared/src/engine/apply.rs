@@ -368,8 +368,9 @@ impl PageContext<'_> {
             }
             return Ok(());
         }
-        let outcomes = self.store.apply_users(self.scope, &write, &stored).await?;
-        for (user, outcome) in write.iter().zip(outcomes) {
+        let written = self.store.apply_users(self.scope, &write, &stored).await?;
+        out.shared_addresses(written.shared);
+        for (user, outcome) in write.iter().zip(written.outcomes) {
             match outcome {
                 Upserted::Created => out.counts.created += 1,
                 Upserted::Updated
@@ -469,12 +470,26 @@ impl PageContext<'_> {
                 ));
             }
         } else {
-            for outcome in self.store.upsert_groups(self.scope, &groups).await? {
+            let written = self.store.upsert_groups(self.scope, &groups).await?;
+            for outcome in written.outcomes {
                 match outcome {
                     Upserted::Created => out.counts.created += 1,
                     Upserted::Updated => out.counts.updated += 1,
                     _ => out.counts.unchanged += 1,
                 }
+            }
+            out.shared_addresses(written.shared);
+            for (group, address, owner) in written.foreign {
+                out.warnings.push(ObjectWarning {
+                    kind: WarningKind::AddressConflict,
+                    object: group.to_string(),
+                    detail: format!(
+                        "{address} already belongs to connector {} ({} {}); the group was written without it",
+                        owner.connector,
+                        owner.kind.label(),
+                        owner.user
+                    ),
+                });
             }
         }
         for (id, reason) in removed {
@@ -492,6 +507,15 @@ impl PageContext<'_> {
 }
 
 impl PageOutcome {
+    fn shared_addresses(&mut self, shared: Vec<crate::store::SharedAddress>) {
+        self.warnings
+            .extend(shared.into_iter().map(|s| ObjectWarning {
+                kind: WarningKind::AddressShared,
+                object: s.address.to_string(),
+                detail: s.describe(),
+            }));
+    }
+
     fn count(&mut self, action: Action) {
         match action {
             Action::Create => self.counts.created += 1,

@@ -7,9 +7,10 @@ use serde_json::json;
 
 use crate::domain::{AccountId, ConnectorId, EmailAddress, Group, Membership, SourceId, User};
 
+use super::addresses::{AddressOwner, Claim, Claimed, OwnerKind, SharedAddress};
 use super::keys::{self, Scope, USER_SHARDS};
 use super::state::{Page, PageRequest, StateStore, StoreError, from_item, to_attrs};
-use super::table::{Cond, Index, Item, Key, PageToken, Query, WriteOp, decode_token, encode_token};
+use super::table::{Index, Item, Key, PageToken, Query, WriteOp, decode_token, encode_token};
 
 /// What an upsert did with one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,11 +27,22 @@ pub enum Upserted {
     },
 }
 
-/// Who holds an address within an account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AddressOwner {
-    pub connector: ConnectorId,
-    pub user: SourceId,
+/// What writing users did: each user's outcome, in input order, and the
+/// addresses found listed by two objects of the connector.
+#[derive(Debug, Default)]
+pub struct UserWrites {
+    pub outcomes: Vec<Upserted>,
+    pub shared: Vec<SharedAddress>,
+}
+
+/// What writing groups did: each group's outcome, the addresses another
+/// connector holds (group, address, owner) and those two objects of the
+/// connector list.
+#[derive(Debug, Default)]
+pub struct GroupWrites {
+    pub outcomes: Vec<Upserted>,
+    pub foreign: Vec<(SourceId, EmailAddress, AddressOwner)>,
+    pub shared: Vec<SharedAddress>,
 }
 
 /// What writing memberships did: new ones, and stored ones whose role,
@@ -76,43 +88,6 @@ struct ShardPosition {
 }
 
 impl StateStore {
-    fn address_item(&self, scope: &Scope, address: &EmailAddress, user: &SourceId) -> Item {
-        let attrs = to_attrs(&json!({
-            "account": scope.account, "address": address,
-            "connector": scope.connector, "user": user,
-        }));
-        Item::new(keys::address(&scope.account, address), attrs)
-            .with_gsi1(keys::address_gsi(&scope.account, address))
-    }
-
-    /// A write that removes an address only while this user still holds it.
-    fn release(scope: &Scope, address: &EmailAddress, user: &SourceId) -> WriteOp {
-        WriteOp::delete_if(
-            keys::address(&scope.account, address),
-            Cond::eq("connector", scope.connector.as_str()).and(Cond::eq("user", user.as_str())),
-        )
-    }
-
-    async fn address_owners(
-        &self,
-        account: &AccountId,
-        addresses: &[&EmailAddress],
-    ) -> Result<HashMap<EmailAddress, AddressOwner>, StoreError> {
-        let keys: Vec<Key> = addresses
-            .iter()
-            .map(|a| keys::address(account, a))
-            .collect();
-        let mut owners = HashMap::new();
-        for item in self.table.get_many(&keys).await? {
-            let address: EmailAddress = match item.str("address").map(str::parse) {
-                Some(Ok(a)) => a,
-                _ => continue,
-            };
-            owners.insert(address, from_item("address", item)?);
-        }
-        Ok(owners)
-    }
-
     /// The stored version (and content hash) of each of these users that
     /// exists, by id. What [`StateStore::apply_users`] compares against.
     pub async fn stored_users(
@@ -139,7 +114,7 @@ impl StateStore {
     ) -> Result<Vec<Upserted>, StoreError> {
         let ids: Vec<&SourceId> = users.iter().map(|u| &u.id).collect();
         let stored = self.stored_users(scope, &ids).await?;
-        self.apply_users(scope, users, &stored).await
+        Ok(self.apply_users(scope, users, &stored).await?.outcomes)
     }
 
     /// [`StateStore::upsert_users`] against versions read beforehand with
@@ -150,69 +125,78 @@ impl StateStore {
         scope: &Scope,
         users: &[User],
         stored: &StoredUsers,
-    ) -> Result<Vec<Upserted>, StoreError> {
-        let keys: Vec<Key> = users.iter().map(|u| keys::user(scope, &u.id)).collect();
+    ) -> Result<UserWrites, StoreError> {
         let stored = &stored.0;
-        // Work out what each user needs.
         let mut outcomes: Vec<Option<Upserted>> = vec![None; users.len()];
-        let mut fresh: Vec<(usize, Vec<&EmailAddress>)> = Vec::new();
+        // What each changed user asks for: the addresses it did not list
+        // before, and those whose place (primary or alias) changed.
+        let mut fresh = Vec::new();
+        let mut claims = Vec::new();
+        let mut claim_of = Vec::new();
         for (i, user) in users.iter().enumerate() {
-            let hash = user.content_hash();
-            match stored.get(&user.id) {
-                Some((h, _)) if h == hash.as_str() => outcomes[i] = Some(Upserted::Unchanged),
-                old => {
-                    let old: HashSet<&EmailAddress> = old
-                        .map(|(_, u)| u.addresses().collect())
-                        .unwrap_or_default();
-                    fresh.push((i, user.addresses().filter(|a| !old.contains(a)).collect()));
+            let old = stored.get(&user.id);
+            if old.is_some_and(|(h, _)| h == user.content_hash().as_str()) {
+                outcomes[i] = Some(Upserted::Unchanged);
+                continue;
+            }
+            fresh.push(i);
+            for a in user.addresses() {
+                let was = old.and_then(|(_, o)| {
+                    o.addresses().any(|x| x == a).then(|| o.primary_email == *a)
+                });
+                if was != Some(user.primary_email == *a) {
+                    claims.push(Claim::of_user(user, a));
+                    claim_of.push(i);
                 }
             }
         }
 
         // Addresses held by another connector are conflicts, decided before
         // anything is claimed.
-        let wanted: Vec<&EmailAddress> =
-            fresh.iter().flat_map(|(_, a)| a.iter().copied()).collect();
-        let owners = self.address_owners(&scope.account, &wanted).await?;
-        let mut claims = Vec::new();
-        let mut claim_of = Vec::new();
-        for (i, addresses) in &fresh {
-            let foreign = addresses.iter().find_map(|a| {
-                owners
-                    .get(*a)
-                    .filter(|o| o.connector != scope.connector)
-                    .map(|o| (*a, o))
-            });
-            if let Some((address, owner)) = foreign {
-                outcomes[*i] = Some(Upserted::Conflict {
-                    address: address.clone(),
+        let mut decided = self.decide_claims(scope, &claims).await?;
+        for (k, outcome) in decided.outcomes.iter().enumerate() {
+            if let Claimed::Foreign(owner) = outcome {
+                outcomes[claim_of[k]].get_or_insert(Upserted::Conflict {
+                    address: claims[k].address.clone(),
                     owner: owner.clone(),
                 });
-                continue;
-            }
-            for address in addresses {
-                let item = self.address_item(scope, address, &users[*i].id);
-                // Free, or held by this connector (an address may move
-                // between users of the same directory).
-                let cond = Cond::NotExists.or(Cond::eq("connector", scope.connector.as_str()));
-                claims.push(WriteOp::put_if(item, cond));
-                claim_of.push((*i, (*address).clone()));
             }
         }
-        let results = self.table.write_many(claims).await?;
+        let refused = |k: usize| outcomes[claim_of[k]].is_some();
+        decided
+            .writes
+            .retain(|(_, asking, _)| !asking.iter().all(|k| refused(*k)));
+        decided.shared.retain(|s| {
+            !claims.iter().enumerate().any(|(k, c)| {
+                refused(k)
+                    && (c.object == s.owner.1 || c.object == s.other.1)
+                    && c.address == s.address
+            })
+        });
+        let (ops, written): (Vec<WriteOp>, Vec<(Vec<usize>, Option<Item>)>) = decided
+            .writes
+            .into_iter()
+            .map(|(op, asking, before)| (op, (asking, before)))
+            .unzip();
+        let results = self.table.write_many(ops).await?;
 
-        // A claim lost to a concurrent writer of another connector: that user
-        // becomes a conflict and gives back what it claimed meanwhile.
+        // A claim lost to a concurrent writer: to another connector, the
+        // user becomes a conflict and gives back what it claimed meanwhile.
         let mut lost: HashMap<usize, EmailAddress> = HashMap::new();
-        for ((i, address), result) in claim_of.iter().zip(&results) {
+        for ((asking, _), result) in written.iter().zip(&results) {
             if result.is_err() {
-                lost.entry(*i).or_insert_with(|| address.clone());
+                for k in asking {
+                    lost.entry(claim_of[*k])
+                        .or_insert_with(|| claims[*k].address.clone());
+                }
             }
         }
         let mut rollback = Vec::new();
-        for ((i, address), result) in claim_of.iter().zip(&results) {
-            if result.is_ok() && lost.contains_key(i) {
-                rollback.push(Self::release(scope, address, &users[*i].id));
+        for ((asking, before), result) in written.into_iter().zip(&results) {
+            let k = asking[0];
+            if result.is_ok() && asking.iter().any(|k| lost.contains_key(&claim_of[*k])) {
+                let c = &claims[k];
+                rollback.push(Self::undo_claim(scope, &c.address, &c.object, before));
             }
         }
         for (i, address) in &lost {
@@ -223,6 +207,7 @@ impl StateStore {
                 .unwrap_or(AddressOwner {
                     connector: scope.connector.clone(),
                     user: users[*i].id.clone(),
+                    kind: OwnerKind::User,
                 });
             outcomes[*i] = Some(Upserted::Conflict {
                 address: address.clone(),
@@ -234,33 +219,49 @@ impl StateStore {
         // Write the users, then release the addresses they no longer have.
         let mut writes = Vec::new();
         let mut releases = Vec::new();
-        for (i, _) in &fresh {
-            if outcomes[*i].is_some() {
+        for i in fresh {
+            if outcomes[i].is_some() {
                 continue;
             }
-            let user = &users[*i];
+            let user = &users[i];
             let mut attrs = to_attrs(user);
             attrs.insert(HASH.into(), json!(user.content_hash()));
-            writes.push(WriteOp::put(Item::new(keys[*i].clone(), attrs)));
-            outcomes[*i] = Some(match stored.get(&user.id) {
+            writes.push(WriteOp::put(Item::new(keys::user(scope, &user.id), attrs)));
+            outcomes[i] = Some(match stored.get(&user.id) {
                 Some((_, old)) => {
                     let now: HashSet<&EmailAddress> = user.addresses().collect();
-                    releases.extend(
-                        old.addresses()
-                            .filter(|a| !now.contains(a))
-                            .map(|a| Self::release(scope, a, &user.id)),
-                    );
+                    let gone: Vec<EmailAddress> = old
+                        .addresses()
+                        .filter(|a| !now.contains(a))
+                        .cloned()
+                        .collect();
+                    releases.push((user.id.clone(), gone));
                     Upserted::Updated
                 }
                 None => Upserted::Created,
             });
         }
         self.table.write_many(writes).await?;
-        self.table.write_many(releases).await?;
-        Ok(outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or(Upserted::Unchanged))
-            .collect())
+        for (id, gone) in &releases {
+            let gone: Vec<&EmailAddress> = gone.iter().collect();
+            self.release_addresses(scope, id, &gone).await?;
+        }
+        let written: HashSet<&SourceId> = users
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| matches!(o, Some(Upserted::Created | Upserted::Updated)))
+            .map(|(u, _)| &u.id)
+            .collect();
+        decided
+            .shared
+            .retain(|s| written.contains(&s.owner.1) || written.contains(&s.other.1));
+        Ok(UserWrites {
+            outcomes: outcomes
+                .into_iter()
+                .map(|o| o.unwrap_or(Upserted::Unchanged))
+                .collect(),
+            shared: decided.shared,
+        })
     }
 
     /// Removes users with their addresses and memberships; returns how many
@@ -276,7 +277,8 @@ impl StateStore {
         let mut memberships = Vec::new();
         for item in &existing {
             let user: User = from_item("user", item.clone())?;
-            ops.extend(user.addresses().map(|a| Self::release(scope, a, &user.id)));
+            let addresses: Vec<&EmailAddress> = user.addresses().collect();
+            self.release_addresses(scope, &user.id, &addresses).await?;
             memberships.extend(self.memberships_of_member(scope, &user.id).await?);
         }
         let memberships = self.existing(memberships).await?;
@@ -423,6 +425,9 @@ impl StateStore {
         let Some(owner) = self.address_owner(account, address).await? else {
             return Ok(None);
         };
+        if owner.kind != OwnerKind::User {
+            return Ok(None);
+        }
         let scope = Scope::new(account.clone(), owner.connector.clone());
         Ok(self
             .get_user(&scope, &owner.user)
@@ -461,27 +466,56 @@ impl StateStore {
             .collect()
     }
 
+    /// The group holding an address (its mail or an alias) in an account.
+    pub async fn find_group_by_address(
+        &self,
+        account: &AccountId,
+        address: &EmailAddress,
+    ) -> Result<Option<(ConnectorId, Group)>, StoreError> {
+        let Some(owner) = self.address_owner(account, address).await? else {
+            return Ok(None);
+        };
+        if owner.kind != OwnerKind::Group {
+            return Ok(None);
+        }
+        let scope = Scope::new(account.clone(), owner.connector.clone());
+        Ok(self
+            .get_group(&scope, &owner.user)
+            .await?
+            .map(|g| (owner.connector, g)))
+    }
+
     // ---- groups ---------------------------------------------------------
 
+    /// Writes groups that changed and claims their addresses. A group is
+    /// written even when another connector holds one of its addresses (its
+    /// members matter more than one address): that address is reported and
+    /// not claimed.
     pub async fn upsert_groups(
         &self,
         scope: &Scope,
         groups: &[Group],
-    ) -> Result<Vec<Upserted>, StoreError> {
+    ) -> Result<GroupWrites, StoreError> {
         let keys: Vec<Key> = groups.iter().map(|g| keys::group(scope, &g.id)).collect();
-        let stored: HashMap<Key, String> = self
+        let stored: HashMap<Key, (String, Group)> = self
             .table
             .get_many(&keys)
             .await?
             .into_iter()
-            .map(|i| (i.key.clone(), i.str(HASH).unwrap_or_default().to_owned()))
-            .collect();
+            .map(|i| {
+                let hash = i.str(HASH).unwrap_or_default().to_owned();
+                Ok((i.key.clone(), (hash, from_item("group", i)?)))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let mut out = GroupWrites::default();
         let mut writes = Vec::new();
-        let mut outcomes = Vec::with_capacity(groups.len());
+        let mut claims = Vec::new();
+        let mut releases = Vec::new();
         for (group, key) in groups.iter().zip(keys) {
             let hash = group.content_hash();
-            let outcome = match stored.get(&key) {
-                Some(h) if h == hash.as_str() => Upserted::Unchanged,
+            let old = stored.get(&key);
+            let outcome = match old {
+                Some((h, _)) if h == hash.as_str() => Upserted::Unchanged,
                 Some(_) => Upserted::Updated,
                 None => Upserted::Created,
             };
@@ -489,11 +523,45 @@ impl StateStore {
                 let mut attrs = to_attrs(group);
                 attrs.insert(HASH.into(), json!(hash));
                 writes.push(WriteOp::put(Item::new(key, attrs)));
+                let old = old.map(|(_, g)| g);
+                for a in group.addresses() {
+                    let was = old.and_then(|o| {
+                        o.addresses()
+                            .any(|x| x == a)
+                            .then(|| o.mail.as_ref() == Some(a))
+                    });
+                    if was != Some(group.mail.as_ref() == Some(a)) {
+                        claims.push(Claim::of_group(group, a));
+                    }
+                }
+                if let Some(o) = old {
+                    let gone: Vec<EmailAddress> = o
+                        .addresses()
+                        .filter(|a| !group.addresses().any(|n| n == *a))
+                        .cloned()
+                        .collect();
+                    releases.push((group.id.clone(), gone));
+                }
             }
-            outcomes.push(outcome);
+            out.outcomes.push(outcome);
         }
         self.table.write_many(writes).await?;
-        Ok(outcomes)
+        let decided = self.decide_claims(scope, &claims).await?;
+        for (c, outcome) in claims.iter().zip(&decided.outcomes) {
+            if let Claimed::Foreign(owner) = outcome {
+                out.foreign
+                    .push((c.object.clone(), c.address.clone(), owner.clone()));
+            }
+        }
+        let ops = decided.writes.into_iter().map(|(op, _, _)| op).collect();
+        // A claim lost to a concurrent writer leaves the address with it.
+        let _ = self.table.write_many(ops).await?;
+        for (id, gone) in &releases {
+            let gone: Vec<&EmailAddress> = gone.iter().collect();
+            self.release_addresses(scope, id, &gone).await?;
+        }
+        out.shared = decided.shared;
+        Ok(out)
     }
 
     /// Removes groups with their member lists and their own memberships in
@@ -521,6 +589,11 @@ impl StateStore {
             objects: existing.len() as u64,
             memberships: memberships.len() as u64,
         };
+        for item in &existing {
+            let group: Group = from_item("group", item.clone())?;
+            let addresses: Vec<&EmailAddress> = group.addresses().collect();
+            self.release_addresses(scope, &group.id, &addresses).await?;
+        }
         let mut ops: Vec<WriteOp> = memberships.into_iter().map(WriteOp::delete).collect();
         ops.extend(existing.iter().map(|i| WriteOp::delete(i.key.clone())));
         self.table.write_many(ops).await?;

@@ -2,6 +2,7 @@
 //! and the [`StateStore`] that every function and the engine use.
 
 mod access;
+mod addresses;
 pub mod counting;
 mod directory;
 pub mod dynamo;
@@ -10,8 +11,11 @@ pub mod keys;
 mod state;
 pub mod table;
 
+pub use addresses::{AddressOwner, OwnerKind, SharedAddress};
 pub use counting::CountingTable;
-pub use directory::{AddressOwner, MembershipWrites, RemovedRows, StoredUsers, Upserted};
+pub use directory::{
+    GroupWrites, MembershipWrites, RemovedRows, StoredUsers, Upserted, UserWrites,
+};
 pub use dynamo::DynamoTable;
 pub use embedded::EmbeddedTable;
 pub use keys::Scope;
