@@ -23,6 +23,7 @@ on_both_stores!(
     domain_filter_scopes_users_and_their_memberships,
     a_first_sync_with_many_out_of_scope_members_does_not_stage,
     address_conflicts_between_connectors_are_reported_not_overwritten,
+    an_alias_two_users_share_is_reported_and_owned_by_rule,
     deletions_by_full_sweep_and_by_delta,
     a_delta_rounds_guard_weighs_its_removals_against_the_stored_totals,
     guard_stages_when_the_source_returns_almost_nothing_and_approval_applies_exactly_the_list,
@@ -326,6 +327,83 @@ async fn address_conflicts_between_connectors_are_reported_not_overwritten(f: Fi
         .unwrap()
         .unwrap();
     assert_eq!(owner.as_str(), "entra");
+}
+
+async fn an_alias_two_users_share_is_reported_and_owned_by_rule(f: Fixture) {
+    // A directory's own data is less tidy than its rules: one user lists
+    // another's primary address as an alias, and two users list the same
+    // alias.
+    let mut d = Directory::generate(6, 0, "contoso.com");
+    d.users.get_mut("u00001").unwrap().aliases.extend([
+        "user2@contoso.com".parse().unwrap(),
+        "helpdesk@contoso.com".parse().unwrap(),
+    ]);
+    d.users
+        .get_mut("u00004")
+        .unwrap()
+        .aliases
+        .insert("helpdesk@contoso.com".parse().unwrap());
+    let src = MemorySource::new(d, 2);
+    let c = connector(&f, "main", json!({}));
+    let r = run(&f, &c, &src, manual()).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    assert_eq!(
+        state(&f, &c).await,
+        expected(&src.directory()),
+        "every user written whole"
+    );
+    let shared: Vec<&ObjectWarning> = r
+        .warnings
+        .iter()
+        .filter(|w| w.kind == WarningKind::AddressShared)
+        .collect();
+    assert_eq!(shared.len(), 2, "{shared:?}");
+    for w in &shared {
+        assert!(w.detail.contains("u00001"), "names both: {}", w.detail);
+    }
+    let owner = |a: &str| {
+        let store = f.store.clone();
+        let account = c.account.clone();
+        let a: EmailAddress = a.parse().unwrap();
+        async move {
+            let (_, u) = store
+                .find_user_by_address(&account, &a)
+                .await
+                .unwrap()
+                .unwrap();
+            u.id.to_string()
+        }
+    };
+    assert_eq!(
+        owner("user2@contoso.com").await,
+        "u00002",
+        "a primary address before an alias"
+    );
+    assert_eq!(
+        owner("helpdesk@contoso.com").await,
+        "u00001",
+        "then the user that held it first"
+    );
+
+    // Read again unchanged: nothing is written and the look-ups stay.
+    let before = f.writes.directory_writes();
+    let again = run(&f, &c, &src, full()).await;
+    assert_eq!(again.status, RunStatus::Succeeded);
+    assert_eq!(f.writes.directory_writes(), before, "nothing rewritten");
+    assert_eq!(owner("helpdesk@contoso.com").await, "u00001");
+
+    // The owner drops the alias: the other user gets it, without a run
+    // that touches that user.
+    src.mutate(|d, touch| {
+        d.users
+            .get_mut("u00001")
+            .unwrap()
+            .aliases
+            .remove(&"helpdesk@contoso.com".parse().unwrap());
+        touch(Touched::User("u00001".into()));
+    });
+    run(&f, &c, &src, manual()).await;
+    assert_eq!(owner("helpdesk@contoso.com").await, "u00004");
 }
 
 async fn deletions_by_full_sweep_and_by_delta(f: Fixture) {

@@ -23,6 +23,7 @@ on_both_stores!(
     unchanged_users_are_not_rewritten,
     users_are_found_by_any_address_in_any_case,
     an_address_belongs_to_one_connector_only,
+    an_address_two_objects_list_has_one_owner_by_rule,
     racing_connectors_never_share_an_address,
     memberships_both_ways_and_cleanup_on_removal,
     large_partitions_page_without_gaps_or_repeats,
@@ -481,6 +482,149 @@ async fn an_address_belongs_to_one_connector_only(f: Fixture) {
         .unwrap()
         .unwrap();
     assert_eq!(owner.user, sid("u2"));
+}
+
+async fn an_address_two_objects_list_has_one_owner_by_rule(f: Fixture) {
+    let s = scope("acme", "entra");
+    let account = acct("acme");
+    let owner_of = |a: &'static str| {
+        let store = f.store.clone();
+        let account = account.clone();
+        async move {
+            let o = store.address_owner(&account, &addr(a)).await.unwrap();
+            o.map(|o| (o.kind, o.user.to_string()))
+        }
+    };
+    let user_at = |a: &'static str| {
+        let store = f.store.clone();
+        let account = account.clone();
+        async move {
+            let found = store
+                .find_user_by_address(&account, &addr(a))
+                .await
+                .unwrap();
+            found.map(|(_, u)| u.id.to_string())
+        }
+    };
+
+    // In one batch: a primary address before an alias, whatever the order;
+    // between two aliases the lower id. Both users are written whole.
+    let written = f
+        .store
+        .apply_users(
+            &s,
+            &[
+                user(
+                    "u1",
+                    "ann@contoso.com",
+                    &["shared@contoso.com", "team@contoso.com"],
+                ),
+                user("u2", "shared@contoso.com", &[]),
+                user("u3", "bob@contoso.com", &["team@contoso.com"]),
+            ],
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(written.outcomes, vec![Upserted::Created; 3]);
+    assert_eq!(
+        owner_of("shared@contoso.com").await,
+        Some((OwnerKind::User, "u2".into()))
+    );
+    assert_eq!(
+        owner_of("team@contoso.com").await,
+        Some((OwnerKind::User, "u1".into()))
+    );
+    let mut said: Vec<String> = written.shared.iter().map(|w| w.describe()).collect();
+    said.sort();
+    assert_eq!(
+        said,
+        [
+            "shared@contoso.com is the primary address of user u2 and the alias of user u1; it belongs to user u2 \
+             (a primary address goes before an alias), and look-ups find u2",
+            "team@contoso.com is the alias of user u1 and the alias of user u3; it belongs to user u1 (the object \
+             that held it first keeps it), and look-ups find u1",
+        ]
+    );
+    assert!(
+        f.store
+            .get_user(&s, &sid("u1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .aliases
+            .contains(&addr("shared@contoso.com")),
+        "the stored user is as the directory has it"
+    );
+
+    // Later: a newcomer listing it as an alias does not take it from the
+    // user that held it first; a look-up answers the same every time.
+    f.store
+        .upsert_users(&s, &[user("u0", "zed@contoso.com", &["team@contoso.com"])])
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(user_at("team@contoso.com").await.as_deref(), Some("u1"));
+    }
+
+    // The owner lets it go: it passes to the best contender that still
+    // lists it (u0 and u3 list it as an alias: the lower id), then on.
+    f.store
+        .upsert_users(
+            &s,
+            &[user("u1", "ann@contoso.com", &["shared@contoso.com"])],
+        )
+        .await
+        .unwrap();
+    assert_eq!(user_at("team@contoso.com").await.as_deref(), Some("u0"));
+    f.store.remove_users(&s, &[sid("u0")]).await.unwrap();
+    assert_eq!(user_at("team@contoso.com").await.as_deref(), Some("u3"));
+    // A contender that stopped listing it is passed over.
+    f.store
+        .upsert_users(&s, &[user("u2", "shared@contoso.com", &["x@contoso.com"])])
+        .await
+        .unwrap();
+    f.store
+        .upsert_users(&s, &[user("u1", "ann@contoso.com", &[])])
+        .await
+        .unwrap();
+    f.store.remove_users(&s, &[sid("u2")]).await.unwrap();
+    assert_eq!(
+        owner_of("shared@contoso.com").await,
+        None,
+        "no one lists it any more"
+    );
+    f.store.remove_users(&s, &[sid("u3")]).await.unwrap();
+    assert_eq!(owner_of("team@contoso.com").await, None);
+
+    // Groups hold addresses too: found by each, and a group's own address
+    // goes before a user's alias.
+    f.store
+        .upsert_users(&s, &[user("u5", "eve@contoso.com", &["sales@contoso.com"])])
+        .await
+        .unwrap();
+    let mut sales = group("sales").with_aliases([addr("vertrieb@contoso.com")]);
+    sales.mail = Some(addr("sales@contoso.com"));
+    let written = f.store.upsert_groups(&s, &[sales]).await.unwrap();
+    assert_eq!(written.outcomes, vec![Upserted::Created]);
+    assert_eq!(written.shared.len(), 1, "{:?}", written.shared);
+    for a in ["sales@contoso.com", "Vertrieb@contoso.com"] {
+        let (_, g) = f
+            .store
+            .find_group_by_address(&account, &addr(a))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{a}"));
+        assert_eq!(g.id.as_str(), "sales");
+    }
+    assert_eq!(
+        user_at("sales@contoso.com").await,
+        None,
+        "a group's address finds no user"
+    );
+    f.store.remove_groups(&s, &[sid("sales")]).await.unwrap();
+    assert_eq!(user_at("sales@contoso.com").await.as_deref(), Some("u5"));
+    assert_eq!(owner_of("vertrieb@contoso.com").await, None);
 }
 
 async fn racing_connectors_never_share_an_address(f: Fixture) {

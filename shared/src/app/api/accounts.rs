@@ -186,13 +186,34 @@ pub(super) async fn audit(State(app): State<App>, ids: Ids, q: QueryParams) -> R
     )
 }
 
+fn address_of(q: &QueryParams, example: &str) -> Result<EmailAddress, AppError> {
+    q.get("address")
+        .ok_or_else(|| AppError::BadRequest(format!("give ?address={example}")))?
+        .parse()
+        .map_err(bad)
+}
+
+pub(super) async fn find_group(State(app): State<App>, ids: Ids, q: QueryParams) -> Reply {
+    let account = ids.account()?;
+    let address = address_of(&q, "sales@example.com")?;
+    let (connector, group) = app
+        .store
+        .find_group_by_address(&account, &address)
+        .await?
+        .ok_or_else(|| {
+            AppError::NotFound(format!(
+                "a group with address {address} in account {account}"
+            ))
+        })?;
+    ok(
+        StatusCode::OK,
+        json!({"connector": connector, "group": group}),
+    )
+}
+
 pub(super) async fn find_user(State(app): State<App>, ids: Ids, q: QueryParams) -> Reply {
     let account = ids.account()?;
-    let address: EmailAddress = q
-        .get("address")
-        .ok_or_else(|| AppError::BadRequest("give ?address=user@example.com".into()))?
-        .parse()
-        .map_err(bad)?;
+    let address = address_of(&q, "user@example.com")?;
     let (connector, user) = app
         .store
         .find_user_by_address(&account, &address)

@@ -134,6 +134,13 @@ pub fn routes() -> Vec<Route> {
         ),
         route(
             M::GET,
+            "/accounts/{a}/groups",
+            Account,
+            None,
+            accounts::find_group,
+        ),
+        route(
+            M::GET,
             "/accounts/{a}/connectors",
             Account,
             None,
