@@ -93,6 +93,8 @@ pub enum WarningKind {
     AddressConflict,
     /// Two objects of one directory list the same address; one owns it.
     AddressShared,
+    /// A user whose proxy addresses name two primary addresses.
+    ExtraPrimary,
     OutOfScope,
     Guest,
     Unreadable,

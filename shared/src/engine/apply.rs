@@ -167,6 +167,7 @@ impl PageContext<'_> {
                 Change::RemoveUser { id, reason } => removed_users.push((id, reason)),
                 Change::Group(g) => groups.push(g),
                 Change::RemoveGroup { id, reason } => removed_groups.push((id, reason)),
+                Change::Note(w) => out.warnings.push(w),
                 Change::AddMembers { group, members: m } => {
                     members.say(memberships(&group, &m), true)
                 }

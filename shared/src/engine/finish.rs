@@ -289,8 +289,9 @@ impl SyncEngine {
         notes.extend(resync_notes(&end.streams));
         let status = if conflicts {
             notes.push(
-                "Some users were not written because another connector of the account owns one of their addresses; \
-                 see the warnings and adjust the connectors' email domains."
+                "Some users were not written (and some groups were written without an address) because another \
+                 connector of the account owns one of their addresses; see the warnings and adjust the connectors' \
+                 email domains."
                     .into(),
             );
             RunStatus::Partial

@@ -41,6 +41,7 @@ pub fn apply(options: &SyncOptions, change: Change) -> Change {
             {
                 group.mail = None;
             }
+            group.aliases.retain(|a| options.email_domains.admits(a));
             Change::Group(group)
         }
         other => other,

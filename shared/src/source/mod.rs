@@ -96,6 +96,35 @@ pub enum Change {
         group: SourceId,
         members: Vec<Member>,
     },
+    /// Something taken with a caveat (a user with two primary addresses):
+    /// reported in the run, changes nothing.
+    Note(crate::domain::ObjectWarning),
+}
+
+/// A note for a user whose `proxyAddresses` name more than one primary
+/// (`SMTP:`) address: the first is the primary, the others are kept as
+/// aliases, and the run says so.
+pub fn extra_primaries<'a>(
+    id: &SourceId,
+    proxies: impl IntoIterator<Item = &'a str>,
+) -> Option<Change> {
+    let primaries: Vec<&str> = proxies
+        .into_iter()
+        .filter_map(|p| p.strip_prefix("SMTP:"))
+        .collect();
+    (primaries.len() > 1).then(|| {
+        Change::Note(crate::domain::ObjectWarning {
+            kind: WarningKind::ExtraPrimary,
+            object: id.to_string(),
+            detail: format!(
+                "proxyAddresses name {} primary (SMTP:) addresses: {} is kept as the primary, {} as aliases; \
+                 leave one SMTP: address in the directory",
+                primaries.len(),
+                primaries[0],
+                primaries[1..].join(", ")
+            ),
+        })
+    })
 }
 
 /// A user's fields as a source sent them; `None`: not sent.

@@ -173,7 +173,7 @@ impl StateStore {
                     && c.address == s.address
             })
         });
-        let (ops, written): (Vec<WriteOp>, Vec<(Vec<usize>, Option<Item>)>) = decided
+        let (ops, written): (Vec<WriteOp>, Vec<_>) = decided
             .writes
             .into_iter()
             .map(|(op, asking, before)| (op, (asking, before)))

@@ -109,11 +109,12 @@ fn addresses_of(o: &Map<String, Value>) -> Option<Option<(EmailAddress, BTreeSet
     let Some(primary) = mail.or_else(|| smtp_primary.clone()) else {
         return Some(None);
     };
+    // Every SMTP address but the primary is an alias, a second `SMTP:`
+    // one too (the run notes it: see `extra_primaries`).
     let aliases = proxies
         .iter()
-        .filter_map(|p| p.strip_prefix("smtp:"))
+        .filter_map(|p| p.strip_prefix("smtp:").or_else(|| p.strip_prefix("SMTP:")))
         .filter_map(|a| a.parse::<EmailAddress>().ok())
-        .chain(smtp_primary)
         .filter(|a| *a != primary)
         .collect();
     Some(Some((primary, aliases)))
@@ -221,6 +222,37 @@ mod tests {
             u.aliases.contains(&"ann@contoso.com".parse().unwrap()),
             "the SMTP: address stays reachable"
         );
+    }
+
+    #[test]
+    fn a_second_primary_proxy_address_is_kept_as_an_alias_and_noted() {
+        let proxies = [
+            "SMTP:ann@contoso.com",
+            "SMTP:ann@fabrikam.com",
+            "smtp:a@contoso.com",
+        ];
+        let o = obj(json!({"mail": null, "proxyAddresses": proxies,
+            "accountEnabled": true, "userType": "Member"}));
+        let Change::User(u) = read_fully(&o) else {
+            panic!()
+        };
+        assert_eq!(u.primary_email.as_str(), "ann@contoso.com");
+        let aliases: Vec<&str> = u.aliases.iter().map(|a| a.as_str()).collect();
+        assert_eq!(
+            aliases,
+            ["a@contoso.com", "ann@fabrikam.com"],
+            "nothing dropped"
+        );
+        let Some(Change::Note(w)) = crate::source::extra_primaries(&id(), proxies) else {
+            panic!("a note")
+        };
+        assert_eq!(w.kind, crate::domain::WarningKind::ExtraPrimary);
+        assert!(
+            w.detail.contains("ann@fabrikam.com as aliases"),
+            "{}",
+            w.detail
+        );
+        assert!(crate::source::extra_primaries(&id(), ["SMTP:a@b.com", "smtp:c@b.com"]).is_none());
     }
 
     #[test]

@@ -343,10 +343,14 @@ impl GraphSource {
             let Some(id) = mapping::id_of(o) else {
                 continue;
             };
+            let proxies = o.get("proxyAddresses").and_then(Value::as_array);
+            let proxies = proxies.into_iter().flatten().filter_map(Value::as_str);
+            let note = crate::source::extra_primaries(&id, proxies);
             changes.push(match mapping::removal_of(o) {
                 Some(reason) => Change::RemoveUser { id, reason },
                 None => mapping::user_change(id, o),
             });
+            changes.extend(note);
         }
         changes
     }

@@ -95,9 +95,10 @@ fn addresses(e: &SearchEntry) -> (Option<EmailAddress>, Vec<EmailAddress>) {
         .and_then(|a| a.parse().ok());
     let mail: Option<EmailAddress> = first(e, "mail").and_then(|m| m.parse().ok());
     let primary = smtp.clone().or(mail.clone());
+    // A second `SMTP:` address is an alias too (the run notes it).
     let mut aliases: Vec<EmailAddress> = proxies
         .iter()
-        .filter_map(|p| p.strip_prefix("smtp:"))
+        .filter_map(|p| p.strip_prefix("smtp:").or_else(|| p.strip_prefix("SMTP:")))
         .filter_map(|a| a.parse().ok())
         .collect();
     aliases.extend(mail);

@@ -487,14 +487,17 @@ impl LdapSource {
             Context::Users { denied } => denied,
             Context::Groups { .. } => &no_one,
         };
-        out.extend(entries.iter().filter_map(|e| {
-            let id = self.id_of(e)?;
-            Some(if self.ad() {
-                map::ad_user(id, e)
+        for e in entries {
+            let Some(id) = self.id_of(e) else { continue };
+            if self.ad() {
+                let proxies = map::all(e, "proxyAddresses");
+                let note = crate::source::extra_primaries(&id, proxies);
+                out.push(map::ad_user(id, e));
+                out.extend(note);
             } else {
-                map::domino_user(id, e, denied.contains(&dn_key(&e.dn)))
-            })
-        }));
+                out.push(map::domino_user(id, e, denied.contains(&dn_key(&e.dn))));
+            }
+        }
     }
 
     /// Each group and its complete member list, read before the next group.
