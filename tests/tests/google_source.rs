@@ -361,9 +361,10 @@ async fn groups_keep_every_address_role_and_kind_of_member() {
         ),
     ]);
     assert_eq!(members_of(&g, &c, "0sales").await, expected);
-    // The run's counts are the rows written: the Google account written as
-    // a user's membership, then made an external recipient's.
-    let retyped = g
+    // The run's counts are the rows written: the Google account's row is
+    // written as a user's membership, then made an external recipient's,
+    // and counted once.
+    let with_ids = g
         .sim
         .snapshot(&g.customer)
         .members
@@ -371,9 +372,37 @@ async fn groups_keep_every_address_role_and_kind_of_member() {
         .filter(|m| {
             m.member_type == MemberType::External && m.member_id != m.email.clone().unwrap()
         })
-        .count() as u64;
-    assert!(retyped >= 2, "the generated directory has some too");
-    assert_eq!(first.counts.members_updated, retyped, "{:?}", first.counts);
+        .count();
+    assert!(with_ids >= 2, "the generated directory has some too");
+    let (_, rows) = g.stored(&c).await;
+    assert_eq!(
+        (first.counts.members_added, first.counts.members_updated),
+        (rows.len() as u64, 0),
+        "each row counted once, as added: {:?}",
+        first.counts
+    );
+
+    // An external member's new role is one changed row, and it stays an
+    // external recipient.
+    g.sim
+        .set_member(&g.customer, "0sales", &partner, SimRole::Manager);
+    let role = g.sync(&c).await;
+    assert_eq!(
+        (
+            role.counts.members_added,
+            role.counts.members_removed,
+            role.counts.members_updated
+        ),
+        (0, 0, 1),
+        "{:?}",
+        role.counts
+    );
+    let now = members_of(&g, &c, "0sales").await;
+    assert_eq!(now[&partner].0, MemberKind::External);
+    assert_eq!(now[&partner].1, Some(MemberRole::Manager));
+    g.sim
+        .set_member(&g.customer, "0sales", &partner, SimRole::Member);
+    assert_eq!(g.sync(&c).await.counts.members_updated, 1);
 
     // Read again unchanged: nothing written, nothing counted.
     let again = g.sync(&c).await;

@@ -133,6 +133,15 @@ impl Customer {
         if !self.groups.contains_key(group_id) {
             return false;
         }
+        // A member already there (an external one too) changes role.
+        if let Some(m) = self
+            .members
+            .get_mut(group_id)
+            .and_then(|m| m.get_mut(member_id))
+        {
+            m.role = role;
+            return true;
+        }
         let Some(kind) = self.member_type_of(member_id) else {
             return false;
         };

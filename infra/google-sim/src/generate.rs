@@ -104,8 +104,7 @@ pub(crate) fn generate(c: &mut Customer, users: u32, groups: u32, seed: u64) {
             Vec::new()
         };
         let non_editable_aliases = if g > 0 && g % 7 == 0 {
-            let label = domain.split('.').next().unwrap_or("example");
-            vec![format!("team-{g}@{label}.test-google-a.com")]
+            vec![format!("team-{g}@{domain}.test-google-a.com")]
         } else {
             Vec::new()
         };

@@ -202,7 +202,8 @@ impl SyncEngine {
             .await?;
         run.counts.members_added += late.added;
         run.counts.members_updated += late.updated;
-        run.counts.members_updated += self.store.put_memberships(scope, &sweep.retyped).await?;
+        self.store.put_memberships(scope, &sweep.retyped).await?;
+        run.counts.members_updated += sweep.changed_kinds();
         match self
             .staging_reason(connector, scope, &g.held, &mut sweep)
             .await?
@@ -415,7 +416,7 @@ impl SyncEngine {
         run.counts.members_removed +=
             (sweep.memberships.len() + sweep.stale_memberships.len()) as u64;
         run.counts.members_added += sweep.late_members.len() as u64;
-        run.counts.members_updated += sweep.retyped.len() as u64;
+        run.counts.members_updated += sweep.changed_kinds();
         let message = if let Some(refused) = &sweep.refused {
             format!("Dry run: a real run would fail: {refused}.")
         } else {

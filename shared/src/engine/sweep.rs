@@ -66,6 +66,19 @@ struct ListedUsers {
     unseen: Vec<HeldAction>,
 }
 
+impl Sweep {
+    /// The retyped memberships that count as changed. One made an external
+    /// recipient was written as a user's by this very run (a stored one
+    /// would have been removed as pointing at no user by the run before):
+    /// the run added it, it did not change it.
+    pub fn changed_kinds(&self) -> u64 {
+        self.retyped
+            .iter()
+            .filter(|m| m.member_kind != MemberKind::External)
+            .count() as u64
+    }
+}
+
 /// One group's stored members as the sweep found them.
 struct SweptGroup {
     group: SourceId,
@@ -80,6 +93,8 @@ struct MemberCheck<'a> {
     seen_members: &'a HashSet<u64>,
     /// The users stored.
     stored_users: &'a HashSet<u64>,
+    /// The groups stored (every group the full read of groups listed).
+    stored_groups: &'a HashSet<u64>,
     /// After a full read of users: those it read (kept or skipped). A
     /// member none of them is from outside the directory.
     read_users: Option<(&'a HashSet<u64>, HashSet<u64>)>,
@@ -101,17 +116,25 @@ impl MemberCheck<'_> {
         }
         let fp = user_fp(&m.member);
         let stored = self.stored_users.contains(&fp);
-        let outside = self
+        // Read as a user of the directory, kept or not.
+        let read = self
             .read_users
             .as_ref()
-            .is_some_and(|(seen, skipped)| !seen.contains(&fp) && !skipped.contains(&fp));
+            .map(|(seen, skipped)| seen.contains(&fp) || skipped.contains(&fp));
+        let addressed = m.address.is_some();
         match m.member_kind {
             MemberKind::User if stored => Verdict::Keep,
-            MemberKind::User if outside && m.address.is_some() => {
+            MemberKind::User if read == Some(false) && addressed => {
                 Verdict::Retype(MemberKind::External)
             }
             MemberKind::User => Verdict::Remove,
             MemberKind::External if stored => Verdict::Retype(MemberKind::User),
+            // A user of the directory the platform does not keep.
+            MemberKind::External if read == Some(true) => Verdict::Remove,
+            // A group from outside the directory (another customer's).
+            MemberKind::Group if addressed && !self.stored_groups.contains(&fp) => {
+                Verdict::Retype(MemberKind::External)
+            }
             _ => Verdict::Keep,
         }
     }
@@ -454,9 +477,11 @@ impl SyncEngine {
         }
         // Each group's list is read a page at a time and only its removals
         // are kept.
+        let stored_groups: HashSet<u64> = groups.iter().map(|gr| user_fp(&gr.id)).collect();
         let check = MemberCheck {
             seen_members: &g.seen_members,
             stored_users: user_fps,
+            stored_groups: &stored_groups,
             read_users: users_full.then(|| {
                 let skipped = g.skipped_users.iter().map(user_fp).collect();
                 (&g.seen_users, skipped)

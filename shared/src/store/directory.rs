@@ -5,7 +5,9 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::domain::{AccountId, ConnectorId, EmailAddress, Group, Membership, SourceId, User};
+use crate::domain::{
+    AccountId, ConnectorId, EmailAddress, Group, MemberKind, Membership, SourceId, User,
+};
 
 use super::addresses::{AddressOwner, Claim, Claimed, OwnerKind, SharedAddress};
 use super::keys::{self, Scope, USER_SHARDS};
@@ -652,15 +654,26 @@ impl StateStore {
         let write: Vec<Membership> = memberships
             .iter()
             .zip(&keys)
-            .filter(|(m, k)| match stored.get(*k) {
-                Some(s) if s.already_says(m) => false,
-                Some(_) => {
-                    updated.insert(*k);
-                    true
+            .filter_map(|(m, k)| match stored.get(k) {
+                Some(s) if s.already_says(m) => None,
+                Some(s) => {
+                    updated.insert(k);
+                    // An external recipient stays one (the sweep decides
+                    // kinds) while its role or address changes.
+                    let kind = if s.member_kind == MemberKind::External
+                        && m.member_kind == MemberKind::User
+                    {
+                        MemberKind::External
+                    } else {
+                        m.member_kind
+                    };
+                    Some(Membership {
+                        member_kind: kind,
+                        ..m.clone()
+                    })
                 }
-                None => true,
+                None => Some(m.clone()),
             })
-            .map(|(m, _)| m.clone())
             .collect();
         let written = self.put_memberships(scope, &write).await?;
         let updated = updated.len() as u64;
