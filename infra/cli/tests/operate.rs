@@ -184,7 +184,26 @@ async fn accounts_connectors_sync_runs_lookups_and_export() {
         "--from-file",
         wrong.to_str().unwrap(),
     ]);
-    assert_eq!(set.status.code(), Some(1));
+    // Tested first: refused (exit 2) with the reason, and the working
+    // secret stays.
+    assert_eq!(set.status.code(), Some(2), "{}", stderr(&set));
+    let why = stderr(&set);
+    assert!(
+        why.contains("not stored") && why.contains("AADSTS7000215") && !why.contains("Not-it-42"),
+        "{why}"
+    );
+    assert_eq!(cli.run(&["test", "acme", "legacy"]).status.code(), Some(0));
+    // --force stores it anyway: the test after storing fails (exit 1).
+    let forced = cli.run(&[
+        "password",
+        "set",
+        "acme",
+        "legacy",
+        "--force",
+        "--from-file",
+        wrong.to_str().unwrap(),
+    ]);
+    assert_eq!(forced.status.code(), Some(1), "{}", stderr(&forced));
     let test = cli.run(&["test", "acme", "legacy"]);
     assert_eq!(test.status.code(), Some(1));
     let text = String::from_utf8_lossy(&test.stdout);
