@@ -700,15 +700,8 @@ async fn interrupted_after_every_page_resumes_to_the_same_state(f: Fixture) {
         let mut c = connector(&f, &format!("crash{k}"), json!({}));
         c.account = AccountId::new(format!("crash{k}")).unwrap();
         let src = MemorySource::new(dir.clone(), 15);
-        src.fault_at(k, Fault::Hang);
-        // The process dies while reading page k: the future is dropped.
         let e = engine(&f);
-        let crashed = tokio::time::timeout(
-            std::time::Duration::from_millis(300),
-            e.run(&c, &src, manual()),
-        )
-        .await;
-        assert!(crashed.is_err(), "page {k}: the run hangs at the fault");
+        crash_at(&e, &c, &src, k).await;
         src.clear_fault();
         // Until its lease expires, nobody else may run the connector.
         assert!(matches!(
@@ -722,6 +715,24 @@ async fn interrupted_after_every_page_resumes_to_the_same_state(f: Fixture) {
         // And the delta cursor was kept: the next run reads nothing new.
         let again = run(&f, &c, &src, manual()).await;
         assert_eq!((again.mode, again.counts.created), (SyncMode::Delta, 0));
+    }
+}
+
+/// The process dies while reading page `k`: the run's future is dropped
+/// once the read hangs there (not after a fixed time, which a slow store
+/// may not have begun the run by).
+async fn crash_at(e: &SyncEngine, c: &Connector, src: &MemorySource, k: u64) {
+    src.fault_at(k, Fault::Hang);
+    let reached = async {
+        while src.pages_read.load(std::sync::atomic::Ordering::SeqCst) < k {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        // Let the streams not waiting on page k reach their own pause.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    tokio::select! {
+        r = e.run(c, src, manual()) => panic!("page {k}: the run hangs at the fault: {r:?}"),
+        () = reached => {}
     }
 }
 
@@ -955,13 +966,7 @@ async fn a_first_sync_resumed_after_a_crash_cannot_vouch_for_it(f: Fixture) {
         let run = f.store.get_progress(&scope(&c), "run").await.unwrap();
         run.expect("an unfinished run keeps its checkpoint")["member_users_recorded"].as_bool()
     };
-    src.fault_at(4, Fault::Hang);
-    let crashed = tokio::time::timeout(
-        std::time::Duration::from_millis(300),
-        engine(&f).run(&c, &src, manual()),
-    )
-    .await;
-    assert!(crashed.is_err(), "the run hangs at the fault");
+    crash_at(&engine(&f), &c, &src, 4).await;
     assert_eq!(vouches().await, Some(true), "as the run began");
     src.clear_fault();
     f.clock.advance(Duration::minutes(11));
