@@ -225,9 +225,11 @@ pub fn domino_group(id: SourceId, e: &SearchEntry) -> Group {
     }
 }
 
-/// Lower-cased DN, for matching `member` values against entries.
+/// A DN's comparison key (see [`super::dn`]): one for every way of
+/// writing the DN, for matching `member` values against entries. Also the
+/// id of Domino objects; a plain DN's key is the DN in lower case.
 pub fn dn_key(dn: &str) -> String {
-    dn.to_ascii_lowercase()
+    super::dn::key(dn)
 }
 
 #[cfg(test)]

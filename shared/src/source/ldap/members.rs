@@ -24,7 +24,7 @@ use crate::source::Member;
 /// The objects a group's members may be, found by one read of the scope.
 #[derive(Default)]
 pub struct Directory {
-    /// Lower-cased DN → the member it is.
+    /// DN key ([`dn_key`]) → the member it is.
     by_dn: HashMap<String, Member>,
     /// A group's `objectSid` → the users whose primary group it is.
     primary: HashMap<Vec<u8>, Vec<SourceId>>,
@@ -145,6 +145,34 @@ mod tests {
             .map(|m| m.id.to_string())
             .collect();
         assert_eq!(ids, ["bob", "cy", "ann"], "a DN not in scope is no member");
+    }
+
+    #[test]
+    fn member_values_match_entries_however_their_dns_are_written() {
+        let mut dir = Directory::default();
+        let rnd = "CN=R&D\\, Berlin,OU=Groups,DC=corp";
+        dir.insert(&entry(rnd, &sid(1300), None), user("rnd"));
+        dir.insert(
+            &entry("cn=Ada Adams,ou=Sales,o=Dirsync", &sid(1301), None),
+            user("ada"),
+        );
+        dir.insert(
+            &entry("cn=\\C3\\89va,o=Dirsync", &sid(1302), None),
+            user("eva"),
+        );
+        let group = entry("CN=G", &sid(1400), None);
+        let listed = [
+            "cn=r&d\\2c berlin,ou=groups,dc=corp".to_owned(),
+            "CN=Ada Adams, OU=Sales, O=Dirsync".to_owned(),
+            "CN=Éva,O=Dirsync".to_owned(),
+            "cn=R&D,cn=Berlin,ou=Groups,dc=corp".to_owned(),
+        ];
+        let ids: Vec<String> = dir
+            .members(&group, &listed)
+            .into_iter()
+            .map(|m| m.id.to_string())
+            .collect();
+        assert_eq!(ids, ["rnd", "ada", "eva"]);
     }
 
     #[test]

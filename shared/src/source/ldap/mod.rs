@@ -22,6 +22,7 @@
 //! 23:00 window reads LDAP connectors in full).
 
 pub mod conn;
+pub mod dn;
 pub mod map;
 pub mod members;
 pub mod paged;
