@@ -226,8 +226,8 @@ pub fn domino_group(id: SourceId, e: &SearchEntry) -> Group {
 }
 
 /// A DN's comparison key (see [`super::dn`]): one for every way of
-/// writing the DN, for matching `member` values against entries. Also the
-/// id of Domino objects; a plain DN's key is the DN in lower case.
+/// writing the DN, for matching `member` values against entries. A plain
+/// DN's key is the DN in lower case.
 pub fn dn_key(dn: &str) -> String {
     super::dn::key(dn)
 }

@@ -241,7 +241,9 @@ impl LdapSource {
         if self.ad() {
             object_guid(e).and_then(|g| SourceId::new(g).ok())
         } else {
-            SourceId::new(dn_key(&e.dn)).ok()
+            // The DN as first stored (lower-cased as written), not its
+            // comparison key: ids already stored must not change.
+            SourceId::new(e.dn.to_ascii_lowercase()).ok()
         }
     }
 
