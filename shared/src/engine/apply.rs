@@ -40,7 +40,7 @@ pub struct PageOutcome {
     pub object_writes: Vec<u64>,
     /// Memberships of users not kept, held until the end of the run (the
     /// user may have become one that is kept in this very run).
-    pub pending_members: Vec<(SourceId, SourceId)>,
+    pub pending_members: Vec<Membership>,
     /// Dry runs only: every object's action and reason.
     pub plan: Vec<PlanEntry>,
 }
@@ -234,8 +234,7 @@ impl PageContext<'_> {
             // Listed, so an earlier page's removal of them is undone.
             out.member_adds.extend(held_back_fps);
         }
-        out.pending_members
-            .extend(held_back.into_iter().map(|m| (m.group, m.member)));
+        out.pending_members.extend(held_back);
 
         if !full {
             out.object_writes

@@ -153,7 +153,7 @@ pub(crate) struct Gathered {
     pub member_users: HashSet<u64>,
     pub skipped_users: Vec<SourceId>,
     pub added_user_members: Vec<(SourceId, SourceId)>,
-    pub pending_members: Vec<(SourceId, SourceId)>,
+    pub pending_members: Vec<Membership>,
     pub held: Vec<HeldAction>,
     /// Membership removals the source asked for, with the page each was
     /// asked on.
@@ -310,7 +310,12 @@ impl SyncEngine {
             member_users: cp.fingerprints(progress::MEMBER_USERS).await?,
             skipped_users: cp.entries(progress::SKIPPED_USERS).await?,
             added_user_members: cp.entries(progress::ADDED_MEMBERS).await?,
-            pending_members: cp.entries(progress::PENDING_MEMBERS).await?,
+            pending_members: cp
+                .entries::<progress::PendingMember>(progress::PENDING_MEMBERS)
+                .await?
+                .into_iter()
+                .map(Membership::from)
+                .collect(),
             held: self.held_last_words(&cp).await?,
             held_members,
             member_adds,

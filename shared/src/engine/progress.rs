@@ -7,7 +7,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::domain::{ActionCounts, RunId, SourceId, SyncMode, SyncRun};
+use crate::domain::{ActionCounts, Membership, RunId, SourceId, SyncMode, SyncRun};
 use crate::source::{ReadFrom, Stream};
 use crate::store::{Scope, StateStore, StoreError};
 
@@ -92,6 +92,26 @@ pub const HELD: &str = "held";
 pub const SKIPPED_USERS: &str = "skipped-users";
 pub const ADDED_MEMBERS: &str = "added-members";
 pub const PENDING_MEMBERS: &str = "pending-members";
+
+/// A held-back membership as checkpointed: whole, or as its two ids in
+/// runs begun before memberships carried a role and an address.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum PendingMember {
+    Ids(SourceId, SourceId),
+    Whole(Membership),
+}
+
+impl From<PendingMember> for Membership {
+    fn from(p: PendingMember) -> Self {
+        match p {
+            PendingMember::Ids(group, member) => {
+                Membership::new(group, member, crate::domain::MemberKind::User)
+            }
+            PendingMember::Whole(m) => m,
+        }
+    }
+}
 pub const HELD_MEMBERS: &str = "held-members";
 pub const MEMBER_ADDS: &str = "member-adds";
 pub const OBJECT_WRITES: &str = "object-writes";
@@ -340,5 +360,24 @@ mod tests {
         let mut set = HashSet::new();
         unpack(&pack(&[1, u64::MAX, 42]), &mut set);
         assert_eq!(set, HashSet::from([1, u64::MAX, 42]));
+    }
+
+    #[test]
+    fn held_back_members_keep_their_role_and_read_old_checkpoints() {
+        use crate::domain::{MemberKind, MemberRole};
+        let id = |s: &str| SourceId::new(s).unwrap();
+        let mut owner = Membership::new(id("g"), id("u"), MemberKind::User);
+        owner.role = Some(MemberRole::Owner);
+        owner.address = Some("u@example.com".parse().unwrap());
+        let stored = json!([owner.clone(), ["g", "v"]]);
+        let read: Vec<Membership> = serde_json::from_value::<Vec<PendingMember>>(stored)
+            .unwrap()
+            .into_iter()
+            .map(Membership::from)
+            .collect();
+        assert_eq!(
+            read,
+            [owner, Membership::new(id("g"), id("v"), MemberKind::User)]
+        );
     }
 }

@@ -226,12 +226,11 @@ impl SyncEngine {
             }
         }
         let pending = std::mem::take(&mut g.pending_members);
-        let ids: Vec<&SourceId> = pending.iter().map(|(_, m)| m).collect();
+        let ids: Vec<&SourceId> = pending.iter().map(|m| &m.member).collect();
         let kept = self.store.stored_users(scope, &ids).await?;
         sweep.late_members = pending
             .into_iter()
-            .filter(|(_, m)| kept.get(m).is_some())
-            .map(|(group, member)| Membership::new(group, member, MemberKind::User))
+            .filter(|m| kept.get(&m.member).is_some())
             .collect();
         Ok(())
     }
