@@ -22,7 +22,7 @@
 //! 23:00 window reads LDAP connectors in full).
 
 pub mod conn;
-pub mod dn;
+pub use crate::domain::ldap_dn as dn;
 pub mod map;
 pub mod members;
 pub mod paged;
