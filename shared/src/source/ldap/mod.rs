@@ -815,12 +815,12 @@ impl LdapSource {
         let groups = Self::search_bases(session, &one, "groups search", &groups, &["cn"])
             .await
             .map_err(|e| e.to_string())?;
-        let detail = format!(
-            "{} exists: {} people and {} groups under it",
-            bases::named(base),
-            people.len(),
-            groups.len()
-        );
+        let (people_n, groups_n) = (people.len(), groups.len());
+        let detail = if base.is_empty() {
+            format!("the whole directory (blank base DN): {people_n} people and {groups_n} groups")
+        } else {
+            format!("{base} exists: {people_n} people and {groups_n} groups under it")
+        };
         Ok((people.iter().map(|e| dn_key(&e.dn)).collect(), detail))
     }
 
