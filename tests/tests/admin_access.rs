@@ -720,6 +720,58 @@ async fn acme_on_openldap(w: &World) -> (String, SecretRef) {
     (env("DIRSYNC_TEST_DOMINO_PASSWORD"), name.unwrap())
 }
 
+/// `connector add` and a change check Domino's bases and deny group's
+/// shape; add does not contact the server, so a deny group that is not
+/// there is found by the connection test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domino_bases_are_checked_when_given_and_a_missing_deny_group_by_test() {
+    let w = world(10).await;
+    two_customers(&w).await;
+    let env = |n: &str| std::env::var(n).unwrap_or_else(|_| panic!("{n} (run infra/test)"));
+    let (s, b) = acme(
+        &w,
+        "POST",
+        "/accounts/acme/connectors",
+        json!({"connector": {"id": "bad", "kind": "ldap-domino", "url": env("DIRSYNC_TEST_DOMINO_URL"),
+            "transport": "plain-insecure", "base_dn": "o=Dirsync; Sales",
+            "bind_dn": env("DIRSYNC_TEST_DOMINO_BIND_DN")},
+            "secret": env("DIRSYNC_TEST_DOMINO_PASSWORD")}),
+    )
+    .await;
+    let e = b["error"].as_str().unwrap_or_default();
+    assert!(
+        s == 400 && e.contains("base_dn") && e.contains("\"Sales\" is not a DN"),
+        "{b}"
+    );
+
+    acme_on_openldap(&w).await;
+    let path = "/accounts/acme/connectors/domino";
+    let (_, c) = acme(&w, "GET", path, json!({})).await;
+    let bad = json!({"version": c["version"], "deny_access_group": "cn=Deny Access,,o=Dirsync"});
+    let (s, b) = acme(&w, "PATCH", path, bad).await;
+    assert!(
+        s == 400 && b.to_string().contains("deny_access_group"),
+        "{b}"
+    );
+    let change = json!({"version": c["version"],
+        "base_dn": "ou=Sales,o=Dirsync; ou=Engineering,o=Dirsync", "deny_access_group": "No Such Group"});
+    let (s, b) = acme(&w, "PATCH", path, change).await;
+    assert_eq!(s, 200, "{b}");
+    let (_, test) = acme(&w, "POST", &format!("{path}/test"), json!({})).await;
+    let steps = test["steps"].as_array().unwrap();
+    let bases: Vec<&serde_json::Value> = steps.iter().filter(|s| s["name"] == "base DN").collect();
+    assert_eq!(bases.len(), 2, "{test}");
+    let deny = steps.iter().find(|s| s["name"] == "deny group").unwrap();
+    assert_eq!(test["ok"], json!(false), "{test}");
+    assert!(
+        deny["detail"]
+            .as_str()
+            .unwrap()
+            .contains("deny group \"No Such Group\" not found"),
+        "{test}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_refresh_that_fails_its_test_keeps_the_working_secret() {
     let w = world(10).await;

@@ -13,8 +13,11 @@ use common::{Backend, Fixture, fixture};
 use dirsync_shared::domain::*;
 use dirsync_shared::engine::{EngineSettings, RunOutcome, RunRequest, SyncEngine};
 use dirsync_shared::secrets::{LocalSecretStore, SecretValue, Stage};
-use dirsync_shared::source::DirectorySource;
 use dirsync_shared::source::ldap::LdapSource;
+use dirsync_shared::source::ldap::conn::Limits;
+use dirsync_shared::source::{
+    Change, ConnectionReport, ConnectionStep, DirectorySource, Next, ReadFrom, Stream,
+};
 use dirsync_shared::store::{Scope, all_pages};
 use ldap3::{LdapConnAsync, LdapConnSettings, Mod, Scope as LdapScope, SearchEntry};
 use serde_json::json;
@@ -766,4 +769,390 @@ async fn active_directory_incremental_reads_follow_users_and_primary_groups() {
     );
     assert_eq!(members_of("Domain Users").await, ids(&[&a, &b, &c, &new]));
     sandbox.remove(&mut ldap).await;
+}
+
+// ---- Domino: the whole directory, several bases, the deny list ---------------
+
+/// Domino tests that add entries, or compare two syncs, hold this: a sync
+/// must not see another test's groups come and go.
+static DOMINO: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn domino_connector(id: &str, extra: serde_json::Value) -> Connector {
+    let mut spec = json!({
+        "id": id, "kind": "ldap-domino", "url": env("DIRSYNC_TEST_DOMINO_URL"), "transport": "plain-insecure",
+        "bind_dn": env("DIRSYNC_TEST_DOMINO_BIND_DN"), "password_ref": PASSWORD_REF,
+        "acknowledge_disabled": true,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    let spec: ConnectorSpec = serde_json::from_value(spec).unwrap();
+    // An account each: two connectors of one account cannot both own an
+    // address.
+    spec.validate(AccountId::new(id).unwrap(), Utc::now())
+        .unwrap()
+}
+
+fn domino_source(c: &Connector, page_size: i32) -> LdapSource {
+    LdapSource::for_connector(c, secrets(&env("DIRSYNC_TEST_DOMINO_PASSWORD")))
+        .unwrap()
+        .with_limits(Limits {
+            page_size,
+            ..Limits::default()
+        })
+}
+
+/// The directory's administrator, for entries added by a test.
+async fn domino_admin() -> ldap3::Ldap {
+    let (conn, mut ldap) =
+        LdapConnAsync::with_settings(LdapConnSettings::new(), &env("DIRSYNC_TEST_DOMINO_URL"))
+            .await
+            .unwrap();
+    ldap3::drive!(conn);
+    ldap.simple_bind(
+        &env("DIRSYNC_TEST_DOMINO_ADMIN_DN"),
+        &env("DIRSYNC_TEST_DOMINO_ADMIN_PASSWORD"),
+    )
+    .await
+    .unwrap()
+    .success()
+    .unwrap();
+    ldap
+}
+
+/// The Internet addresses of the people under `base`.
+async fn domino_mail_under(base: &str) -> HashSet<String> {
+    let mut ldap = domino_admin().await;
+    search(
+        &mut ldap,
+        base,
+        LdapScope::Subtree,
+        "(&(objectClass=dominoPerson)(mail=*))",
+        vec!["mail"],
+    )
+    .await
+    .iter()
+    .filter_map(|e| first(e, "mail"))
+    .collect()
+}
+
+/// What a sync stored, by content rather than by id: each user's address
+/// and whether enabled, each group's name and its members' addresses or
+/// names.
+async fn synced(
+    f: &Fixture,
+    c: &Connector,
+) -> (HashSet<(String, bool)>, HashSet<(String, String)>) {
+    let users = users(f, c).await;
+    let by_id: HashMap<String, String> = users
+        .iter()
+        .map(|u| (u.id.to_string(), u.primary_email.to_string()))
+        .collect();
+    let groups = groups(f, c).await;
+    let group_names: HashMap<String, String> = groups
+        .iter()
+        .map(|g| (g.id.to_string(), g.name.clone()))
+        .collect();
+    let mut members = HashSet::new();
+    for g in &groups {
+        for m in member_ids(f, c, &g.id).await {
+            let who = by_id.get(&m).or(group_names.get(&m)).cloned().unwrap_or(m);
+            members.insert((g.name.clone(), who));
+        }
+    }
+    let users = users
+        .iter()
+        .map(|u| (u.primary_email.to_string(), u.enabled))
+        .collect();
+    (users, members)
+}
+
+/// How many entries `filter` selects under `base`.
+async fn domino_count(base: &str, filter: &str) -> usize {
+    let mut ldap = domino_admin().await;
+    search(&mut ldap, base, LdapScope::Subtree, filter, vec!["1.1"])
+        .await
+        .len()
+}
+
+/// The naming contexts the server's rootDSE names (OpenLDAP: its
+/// databases' suffixes).
+async fn naming_contexts() -> Vec<String> {
+    let mut ldap = domino_admin().await;
+    let root = search(
+        &mut ldap,
+        "",
+        LdapScope::Base,
+        "(objectClass=*)",
+        vec!["namingContexts"],
+    )
+    .await;
+    dirsync_shared::source::ldap::map::all(&root[0], "namingContexts")
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn disabled(users: &[User]) -> HashSet<String> {
+    users
+        .iter()
+        .filter(|u| !u.enabled)
+        .map(|u| u.primary_email.to_string())
+        .collect()
+}
+
+fn step<'a>(report: &'a ConnectionReport, name: &str) -> Vec<&'a ConnectionStep> {
+    report.steps.iter().filter(|s| s.name == name).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blank_domino_base_dn_syncs_the_same_as_its_organization() {
+    let _directory = DOMINO.lock().await;
+    let f = fixture(Backend::Embedded).await;
+    let deny = json!(env("DIRSYNC_TEST_DOMINO_DENY_GROUP"));
+    // The seeded directory's one organization, o=Dirsync: what a server
+    // that cannot search from the root searches for a blank base.
+    let contexts = naming_contexts().await;
+    assert_eq!(contexts, [env("DIRSYNC_TEST_DOMINO_BASE_DN")]);
+    let org = domino_connector(
+        "org",
+        json!({"base_dn": contexts.join("; "), "deny_access_group": deny}),
+    );
+    // No base_dn at all: the whole directory is the default.
+    let whole = domino_connector("whole", json!({"deny_access_group": deny}));
+    let SourceConfig::Domino { ldap, .. } = &whole.source else {
+        panic!()
+    };
+    assert_eq!(ldap.base_dn, "");
+    for c in [&org, &whole] {
+        let r = run(&f, c, &domino_source(c, 7), true).await;
+        assert_eq!(r.status, RunStatus::Succeeded, "{}: {:?}", c.id, r.message);
+    }
+    let want = synced(&f, &org).await;
+    assert!(
+        want.0.len() >= 40 && want.1.len() >= 50,
+        "{} users",
+        want.0.len()
+    );
+    assert_eq!(synced(&f, &whole).await, want);
+
+    // The test says what the blank base became on a server that cannot
+    // search from the root (OpenLDAP), and what it sees there.
+    let report = domino_source(&whole, 1000).test_connection().await;
+    assert!(report.ok, "{report:?}");
+    let bases = step(&report, "base DN");
+    assert!(
+        bases[0].detail.contains("whole directory") && bases[0].detail.contains("o=Dirsync"),
+        "{bases:?}"
+    );
+    let people = domino_count("o=Dirsync", "(objectClass=dominoPerson)").await;
+    let groups = domino_count("o=Dirsync", "(objectClass=dominoGroup)").await;
+    let seen = format!("o=Dirsync exists: {people} people and {groups} groups");
+    assert!(bases[1].detail.starts_with(&seen), "{seen:?} in {bases:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_domino_bases_see_their_people_and_resume_in_the_right_base() {
+    let f = fixture(Backend::Embedded).await;
+    let (sales, engineering) = ("ou=Sales,o=Dirsync", "ou=Engineering,o=Dirsync");
+    let c = domino_connector("two", json!({"base_dn": format!("{sales}; {engineering}")}));
+    let want_sales = domino_mail_under(sales).await;
+    let want_eng = domino_mail_under(engineering).await;
+    assert!(want_sales.len() >= 10 && want_eng.len() >= 10);
+
+    // Page by page, each read by a new source (a new invocation): a
+    // continuation begins its base again, never the first base.
+    let mut from = ReadFrom::Full;
+    let (mut seen, mut bases_seen) = (HashSet::new(), Vec::new());
+    let mut in_engineering = false;
+    for read in 0.. {
+        assert!(read < 100, "the stream makes no progress");
+        let page = domino_source(&c, 4)
+            .read(Stream::Users, &from)
+            .await
+            .unwrap();
+        for change in &page.changes {
+            if let Change::User(u) = change {
+                let mail = u.primary_email.to_string();
+                assert!(
+                    !(in_engineering && want_sales.contains(&mail)),
+                    "{mail}: Sales re-read after the stream moved on to Engineering"
+                );
+                seen.insert(mail);
+            }
+        }
+        match page.next {
+            Next::Page(p) => {
+                let position: serde_json::Value = serde_json::from_str(&p).unwrap();
+                let base = position["base"].as_str().unwrap().to_owned();
+                in_engineering = base == engineering;
+                if bases_seen.last() != Some(&base) {
+                    bases_seen.push(base);
+                }
+                from = ReadFrom::Continue(p);
+            }
+            Next::Done { .. } => break,
+        }
+    }
+    assert_eq!(bases_seen, [sales, engineering]);
+    let want: HashSet<String> = want_sales.union(&want_eng).cloned().collect();
+    assert_eq!(seen, want, "exactly the people of the two OUs");
+
+    // A sync in pages of 4: the same people, each once.
+    let r = run(&f, &c, &domino_source(&c, 4), true).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    let stored: Vec<String> = users(&f, &c)
+        .await
+        .iter()
+        .map(|u| u.primary_email.to_string())
+        .collect();
+    assert_eq!(stored.len(), want.len());
+    assert_eq!(stored.into_iter().collect::<HashSet<_>>(), want);
+
+    let report = domino_source(&c, 1000).test_connection().await;
+    assert!(report.ok, "{report:?}");
+    let details: Vec<&str> = step(&report, "base DN")
+        .iter()
+        .map(|s| s.detail.as_str())
+        .collect();
+    assert_eq!(details.len(), 2, "{details:?}");
+    let people = domino_count(sales, "(objectClass=dominoPerson)").await;
+    assert!(details[0].starts_with(&format!("{sales} exists: {people} people")));
+    assert!(details[1].starts_with(&format!("{engineering} exists:")));
+
+    // A base under another is read once, with it.
+    let nested = domino_connector("nested", json!({"base_dn": format!("{sales}; o=Dirsync")}));
+    let r = run(&f, &nested, &domino_source(&nested, 4), true).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    assert_eq!(
+        users(&f, &nested).await.len(),
+        domino_mail_under("o=Dirsync").await.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deny_group_given_by_its_domino_name_disables_its_members() {
+    let f = fixture(Backend::Embedded).await;
+    let by_dn = domino_connector(
+        "dn",
+        json!({"deny_access_group": env("DIRSYNC_TEST_DOMINO_DENY_GROUP")}),
+    );
+    let by_name = domino_connector("name", json!({"deny_access_group": "Deny Access"}));
+    for c in [&by_dn, &by_name] {
+        let r = run(&f, c, &domino_source(c, 1000), true).await;
+        assert_eq!(r.status, RunStatus::Succeeded, "{}: {:?}", c.id, r.message);
+    }
+    let denied = disabled(&users(&f, &by_dn).await);
+    assert_eq!(denied.len(), 2, "{denied:?}");
+    assert_eq!(disabled(&users(&f, &by_name).await), denied);
+    let report = domino_source(&by_name, 1000).test_connection().await;
+    let deny = step(&report, "deny group");
+    assert!(
+        report.ok
+            && deny[0]
+                .detail
+                .contains("cn=Deny Access,o=Dirsync denies 2 of the people"),
+        "{report:?}"
+    );
+}
+
+/// Groups added for one test, removed when it ends.
+struct Added(Vec<String>);
+
+impl Added {
+    async fn group(&mut self, ldap: &mut ldap3::Ldap, cn: &str, members: &[&str]) -> String {
+        let dn = format!("cn={cn},o=Dirsync");
+        let names = [cn];
+        let mut attrs: Vec<(&str, &[&str])> =
+            vec![("objectClass", &["dominoGroup"]), ("cn", &names)];
+        if !members.is_empty() {
+            attrs.push(("member", members));
+        }
+        add(ldap, &dn, &attrs).await;
+        self.0.push(dn.clone());
+        dn
+    }
+
+    async fn remove(self, ldap: &mut ldap3::Ldap) {
+        for dn in self.0.iter().rev() {
+            ldap.delete(dn).await.unwrap().success().unwrap();
+        }
+    }
+}
+
+/// The DN of the person with this Internet address.
+async fn person(ldap: &mut ldap3::Ldap, mail: &str) -> String {
+    let filter = format!("(mail={mail})");
+    search(ldap, "o=Dirsync", LdapScope::Subtree, &filter, vec!["1.1"]).await[0]
+        .dn
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_deny_groups_disable_their_members_and_a_cycle_ends() {
+    let _directory = DOMINO.lock().await;
+    let f = fixture(Backend::Embedded).await;
+    let mut ldap = domino_admin().await;
+    let mut people = Vec::new();
+    for mail in domino_mail_under("ou=Support,o=Dirsync")
+        .await
+        .iter()
+        .take(4)
+    {
+        people.push((mail.clone(), person(&mut ldap, mail).await));
+    }
+    let dn = |i: usize| people[i].1.as_str();
+    let mut added = Added(Vec::new());
+    // Deny Nested ⊃ Terminations 2025 ⊃ Leavers Q4; the two inner
+    // groups also name each other, and the outer one.
+    let leavers = "cn=Leavers Q4,o=Dirsync";
+    let outer = "cn=Deny Nested,o=Dirsync";
+    let terminations = added
+        .group(&mut ldap, "Terminations 2025", &[dn(1), leavers, outer])
+        .await;
+    added
+        .group(&mut ldap, "Leavers Q4", &[dn(2), &terminations])
+        .await;
+    added
+        .group(&mut ldap, "Deny Nested", &[dn(0), &terminations])
+        .await;
+
+    let c = domino_connector("nested", json!({"deny_access_group": "Deny Nested"}));
+    let r = run(&f, &c, &domino_source(&c, 1000), true).await;
+    let stored = users(&f, &c).await;
+    added.remove(&mut ldap).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    let want: HashSet<String> = people[..3].iter().map(|(m, _)| m.clone()).collect();
+    assert_eq!(
+        disabled(&stored),
+        want,
+        "the members of all three groups, once"
+    );
+    assert!(
+        stored
+            .iter()
+            .any(|u| u.primary_email.as_str() == people[3].0 && u.enabled)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deny_group_that_is_not_there_fails_sync_and_test_clearly() {
+    let f = fixture(Backend::Embedded).await;
+    for (id, given) in [
+        ("name", "No Such Group"),
+        ("dn", "cn=No Such Group,o=Dirsync"),
+    ] {
+        let c = domino_connector(id, json!({"deny_access_group": given}));
+        let says = format!("deny group {given:?} not found");
+        let report = domino_source(&c, 1000).test_connection().await;
+        let failed: Vec<&ConnectionStep> = report.steps.iter().filter(|s| !s.ok).collect();
+        assert!(!report.ok && failed.len() == 1, "{report:?}");
+        assert_eq!(failed[0].name, "deny group");
+        assert!(failed[0].detail.contains(&says), "{report:?}");
+        let r = run(&f, &c, &domino_source(&c, 1000), true).await;
+        assert_eq!(r.status, RunStatus::Failed, "{given}");
+        let message = r.message.unwrap_or_default();
+        assert!(message.contains(&says), "{message}");
+        assert!(users(&f, &c).await.is_empty(), "nothing stored");
+    }
 }

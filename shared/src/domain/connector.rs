@@ -315,6 +315,10 @@ pub struct LdapSettings {
     /// `ldaps://host[:port]` or `ldap://host[:port]`.
     pub url: String,
     pub transport: LdapTransport,
+    /// Where to search. Active Directory: one DN. Domino: blank for the
+    /// whole directory (its documented way to see people under every
+    /// organization and groups at the root), or several DNs separated by
+    /// `;` (`o=Acme; o=AcmeEU`); see [`LdapSettings::bases`].
     pub base_dn: String,
     pub bind_dn: String,
     pub password: SecretRef,
@@ -322,6 +326,19 @@ pub struct LdapSettings {
     pub ca_certificate: Option<String>,
     pub user_filter: Option<String>,
     pub group_filter: Option<String>,
+}
+
+impl LdapSettings {
+    /// The search bases `base_dn` names, in order: one, several, or the
+    /// empty DN (the root) when it is blank.
+    pub fn bases(&self) -> Vec<String> {
+        let bases = super::ldap_dn::split_bases(&self.base_dn);
+        if bases.is_empty() {
+            vec![String::new()]
+        } else {
+            bases
+        }
+    }
 }
 
 /// What a connector reads and how it authenticates: exactly the settings its
@@ -351,8 +368,10 @@ pub enum SourceConfig {
     #[serde(rename = "ldap-domino")]
     Domino {
         ldap: LdapSettings,
-        /// Members of this group (its DN) are treated as disabled: Domino has
-        /// no disabled flag of its own.
+        /// Members of this group, through nested groups, are treated as
+        /// disabled: Domino has no disabled flag of its own. Its DN, or its
+        /// name as the server document shows it (`Deny Access`), looked up
+        /// by `cn` at each run.
         deny_access_group: Option<String>,
     },
     Google {
@@ -536,11 +555,6 @@ const NEEDS: &[(ConnectorKind, &str, &str)] = &[
     ),
     (
         ConnectorKind::Domino,
-        "base_dn",
-        "where to search, e.g. O=Example",
-    ),
-    (
-        ConnectorKind::Domino,
         "bind_dn",
         "the read-only account's DN",
     ),
@@ -717,10 +731,21 @@ impl ConnectorSpec {
                 })?,
                 client_secret: self.secret("client_secret_ref")?,
             },
-            ConnectorKind::ActiveDirectory => SourceConfig::ActiveDirectory { ldap: self.ldap()? },
+            ConnectorKind::ActiveDirectory => SourceConfig::ActiveDirectory {
+                ldap: LdapSettings {
+                    base_dn: one_base_dn(self.need("base_dn"))?,
+                    ..self.ldap()?
+                },
+            },
             ConnectorKind::Domino => SourceConfig::Domino {
-                ldap: self.ldap()?,
-                deny_access_group: self.field("deny_access_group").map(str::to_owned),
+                ldap: LdapSettings {
+                    base_dn: domino_bases(self.field("base_dn").unwrap_or_default())?,
+                    ..self.ldap()?
+                },
+                deny_access_group: self
+                    .field("deny_access_group")
+                    .map(deny_group)
+                    .transpose()?,
             },
             ConnectorKind::Google => SourceConfig::Google {
                 admin_email: self.need("admin_email").parse()?,
@@ -848,7 +873,7 @@ impl ConnectorSpec {
         Ok(LdapSettings {
             url,
             transport,
-            base_dn: self.need("base_dn").to_owned(),
+            base_dn: self.field("base_dn").unwrap_or_default().to_owned(),
             bind_dn: self.need("bind_dn").to_owned(),
             password: self.secret("password_ref")?,
             ca_certificate: self.field("ca_certificate").map(str::to_owned),
@@ -856,6 +881,72 @@ impl ConnectorSpec {
             group_filter: self.field("group_filter").map(str::to_owned),
         })
     }
+}
+
+/// Active Directory's base DN: one DN (its domain, or an OU of it).
+fn one_base_dn(text: &str) -> Result<String, ValidationError> {
+    let bases = super::ldap_dn::split_bases(text);
+    if bases.len() > 1 {
+        return Err(ValidationError::new(
+            "base_dn",
+            format!(
+                "{text:?} names {} bases; an ldap-ad connector searches one base DN \
+                 (e.g. DC=corp,DC=example,DC=com): use one connector per domain",
+                bases.len()
+            ),
+        ));
+    }
+    check_dn("base_dn", text)?;
+    Ok(text.to_owned())
+}
+
+/// Domino's base DN: blank (the whole directory), or DNs separated by `;`,
+/// each checked; kept as `o=Acme; o=AcmeEU`.
+fn domino_bases(text: &str) -> Result<String, ValidationError> {
+    let bases = super::ldap_dn::split_bases(text);
+    let mut keys = Vec::new();
+    for base in &bases {
+        check_dn("base_dn", base)?;
+        let key = super::ldap_dn::key(base);
+        if keys.contains(&key) {
+            return Err(ValidationError::new(
+                "base_dn",
+                format!("names {base:?} twice; give each base once"),
+            ));
+        }
+        keys.push(key);
+    }
+    Ok(bases.join("; "))
+}
+
+fn check_dn(field: &str, dn: &str) -> Result<(), ValidationError> {
+    if super::ldap_dn::is_dn(dn) {
+        return Ok(());
+    }
+    Err(ValidationError::new(
+        field,
+        format!(
+            "{dn:?} is not a DN: write it as attribute=value pairs separated by commas, e.g. \
+             ou=Sales,o=Acme (escape a comma inside a value as \\,)"
+        ),
+    ))
+}
+
+/// The deny-access group: a DN, or a group's name (`Deny Access`), which
+/// cannot contain `=` (a value with one is meant as a DN, so it must be one).
+fn deny_group(value: &str) -> Result<String, ValidationError> {
+    if value.contains('=') {
+        check_dn("deny_access_group", value).map_err(|e| {
+            ValidationError::new(
+                "deny_access_group",
+                format!(
+                    "{}; or give the group's name as the server document shows it, e.g. Deny Access",
+                    e.problem
+                ),
+            )
+        })?;
+    }
+    Ok(value.to_owned())
 }
 
 /// An LDAP URL names a server and nothing else: `ldaps://host[:port]`.
@@ -1142,5 +1233,100 @@ mod tests {
             !err.to_string().contains("private_key"),
             "a secret value is never echoed: {err}"
         );
+    }
+
+    fn ldap(kind: &str, extra: serde_json::Value) -> Result<Connector, ValidationError> {
+        let mut j = serde_json::json!({"id": "c", "kind": kind, "url": "ldaps://dir.example.com",
+            "bind_dn": "cn=svc,o=Acme", "password_ref": "p"});
+        for (k, v) in extra.as_object().unwrap() {
+            j[k] = v.clone();
+        }
+        spec(j).validate(acct(), now())
+    }
+
+    fn domino_settings(c: &Connector) -> (&LdapSettings, Option<&str>) {
+        match &c.source {
+            SourceConfig::Domino {
+                ldap,
+                deny_access_group,
+            } => (ldap, deny_access_group.as_deref()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn domino_searches_the_whole_directory_by_default_or_several_bases() {
+        let whole = ldap("ldap-domino", serde_json::json!({})).unwrap();
+        assert_eq!(domino_settings(&whole).0.base_dn, "");
+        assert_eq!(domino_settings(&whole).0.bases(), [""]);
+        let blank = ldap("ldap-domino", serde_json::json!({"base_dn": " "})).unwrap();
+        assert_eq!(domino_settings(&blank).0.bases(), [""]);
+        let two = ldap(
+            "ldap-domino",
+            serde_json::json!({"base_dn": "o=Acme;  o=AcmeEU ;"}),
+        )
+        .unwrap();
+        assert_eq!(domino_settings(&two).0.base_dn, "o=Acme; o=AcmeEU");
+        assert_eq!(domino_settings(&two).0.bases(), ["o=Acme", "o=AcmeEU"]);
+        for (base, says) in [
+            ("o=Acme; Sales", "\"Sales\" is not a DN"),
+            ("o=Acme; O=ACME", "twice"),
+        ] {
+            let e = ldap("ldap-domino", serde_json::json!({"base_dn": base})).unwrap_err();
+            assert_eq!(e.field, "base_dn");
+            assert!(e.problem.contains(says), "{base}: {e}");
+        }
+    }
+
+    #[test]
+    fn active_directory_keeps_one_base_dn() {
+        let e = ldap("ldap-ad", serde_json::json!({})).unwrap_err();
+        assert!(e.problem.contains("base_dn (where to search"), "{e}");
+        let e = ldap("ldap-ad", serde_json::json!({"base_dn": "DC=a; DC=b"})).unwrap_err();
+        assert!(e.problem.contains("one base DN"), "{e}");
+        let e = ldap(
+            "ldap-ad",
+            serde_json::json!({"base_dn": "corp.example.com"}),
+        )
+        .unwrap_err();
+        assert!(e.problem.contains("is not a DN"), "{e}");
+        assert!(
+            ldap(
+                "ldap-ad",
+                serde_json::json!({"base_dn": "DC=corp,DC=example"})
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_deny_group_is_a_dn_or_a_name() {
+        for given in ["Deny Access", "cn=Deny Access,o=Acme"] {
+            let c = ldap(
+                "ldap-domino",
+                serde_json::json!({"deny_access_group": given}),
+            )
+            .unwrap();
+            assert_eq!(domino_settings(&c).1, Some(given));
+        }
+        let e = ldap(
+            "ldap-domino",
+            serde_json::json!({"deny_access_group": "cn=Deny\\"}),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "deny_access_group");
+        assert!(
+            e.problem.contains("is not a DN") && e.problem.contains("Deny Access"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn stored_ldap_settings_with_one_base_dn_still_load() {
+        let stored = serde_json::json!({"url": "ldaps://d", "transport": "ldaps", "base_dn": "o=Acme",
+            "bind_dn": "cn=svc", "password": "p", "ca_certificate": null, "user_filter": null,
+            "group_filter": null});
+        let ldap: LdapSettings = serde_json::from_value(stored).unwrap();
+        assert_eq!(ldap.bases(), ["o=Acme"]);
     }
 }

@@ -9,6 +9,7 @@ mod directory;
 mod error;
 mod guard;
 mod ids;
+pub mod ldap_dn;
 mod ldap_filter;
 mod region;
 mod run;

@@ -233,9 +233,11 @@ fn search_result(q: &Query<'_>, done: &LdapResult) -> Result<(), SourceError> {
     let advice = match rc {
         // Success, or a referral (searches from a domain root return them).
         0 | 10 => return Ok(()),
+        // A read of one entry by its DN: the entry is not there.
+        32 if q.scope == Scope::Base => return Ok(()),
         32 => {
             return Err(SourceError::Config(format!(
-                "the base DN {:?} does not exist in the directory: check the connector's base DN",
+                "the base DN {:?} does not exist in the directory (the {what}): check the connector's base DN",
                 q.base
             )));
         }

@@ -20,9 +20,16 @@
 //! restore) changes the `invocationId` and forces a full read. A read-only
 //! account cannot see tombstones, so deletions are found by full reads (the
 //! 23:00 window reads LDAP connectors in full).
+//!
+//! Every search runs over each of the connector's bases in turn ([`bases`]:
+//! Domino's blank base DN is the whole directory); Domino's deny-access
+//! group is resolved once per source and expanded through nesting
+//! ([`deny`]).
 
+pub mod bases;
 pub mod conn;
-pub mod dn;
+pub mod deny;
+pub use crate::domain::ldap_dn as dn;
 pub mod map;
 pub mod members;
 pub mod paged;
@@ -62,6 +69,10 @@ pub struct LdapSource {
     open: std::sync::Mutex<HashMap<Stream, OpenSearch>>,
     /// Every request sent, for [`DirectorySource::stats`].
     requests: Arc<AtomicU64>,
+    /// The bases every search runs over, found once ([`bases`]).
+    bases: tokio::sync::OnceCell<Vec<String>>,
+    /// Domino: the deny-access group, read once ([`deny`]).
+    denied: tokio::sync::OnceCell<deny::Denied>,
 }
 
 const AD_USERS: &str = "(&(objectCategory=person)(objectClass=user))";
@@ -130,6 +141,8 @@ impl LdapSource {
             limits: Limits::default(),
             open: Default::default(),
             requests: Default::default(),
+            bases: Default::default(),
+            denied: Default::default(),
         })
     }
 
@@ -156,6 +169,48 @@ impl LdapSource {
             self.requests.clone(),
         )
         .await
+    }
+
+    /// The bases every search runs over: as configured, a blank one
+    /// resolved with the server's rootDSE (see [`bases`]).
+    async fn bases(&self, session: &mut Session) -> Result<&[String], SourceError> {
+        let resolved = self
+            .bases
+            .get_or_try_init(|| async {
+                let configured = self.settings.bases();
+                let root = if bases::is_root(&configured) {
+                    Self::entry(session, "rootDSE read", "", &["namingContexts"]).await?
+                } else {
+                    None
+                };
+                Ok::<_, SourceError>(bases::resolve(configured, root.as_ref()))
+            })
+            .await?;
+        Ok(resolved)
+    }
+
+    /// Every entry `filter` selects under every base (bases never
+    /// overlap, so each entry once).
+    async fn search_bases(
+        session: &mut Session,
+        bases: &[String],
+        what: &str,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Vec<SearchEntry>, SourceError> {
+        let mut entries = Vec::new();
+        for base in bases {
+            let what = format!("{what} under {}", bases::named(base));
+            let q = Query {
+                what: &what,
+                base,
+                scope: Scope::Subtree,
+                filter,
+                attrs,
+            };
+            entries.extend(Self::search_all(session, &q).await?);
+        }
+        Ok(entries)
     }
 
     fn filter(&self, users: bool) -> String {
@@ -266,14 +321,10 @@ impl LdapSource {
     async fn directory(&self) -> Result<(Directory, u64), SourceError> {
         let filter = format!("(|{}{})", self.filter(true), self.filter(false));
         let mut session = self.session().await?;
-        let q = Query {
-            what: "search for group members' DNs",
-            base: &self.settings.base_dn,
-            scope: Scope::Subtree,
-            filter: &filter,
-            attrs: &["objectGUID", "objectClass", "objectSid", "primaryGroupID"],
-        };
-        let entries = Self::search_all(&mut session, &q).await?;
+        let bases = self.bases(&mut session).await?;
+        let attrs = ["objectGUID", "objectClass", "objectSid", "primaryGroupID"];
+        let what = "search for group members' DNs";
+        let entries = Self::search_bases(&mut session, bases, what, &filter, &attrs).await?;
         let sent = session.sent + 1;
         session.close().await;
         let mut dir = Directory::default();
@@ -348,16 +399,32 @@ impl LdapSource {
         Ok((usn, now_inv, now_usn))
     }
 
-    async fn denied(&self, session: &mut Session) -> Result<HashSet<String>, SourceError> {
+    /// Domino: the deny-access group as read (once per source); `None`
+    /// when the connector names none.
+    async fn deny_group(
+        &self,
+        session: &mut Session,
+    ) -> Result<Option<&deny::Denied>, SourceError> {
         let Flavor::Domino {
-            deny_access_group: Some(group),
+            deny_access_group: Some(given),
         } = &self.flavor
         else {
-            return Ok(HashSet::new());
+            return Ok(None);
         };
-        let found = Self::entry(session, "deny-access group read", group, &["member"]).await?;
-        Ok(found
-            .map(|e| all(&e, "member").iter().map(|m| dn_key(m)).collect())
+        let bases = self.bases(session).await?.to_vec();
+        let denied = self
+            .denied
+            .get_or_try_init(|| Self::read_deny_group(session, &bases, given))
+            .await?;
+        Ok(Some(denied))
+    }
+
+    /// The people the deny-access group denies (their DN keys).
+    async fn denied(&self, session: &mut Session) -> Result<HashSet<String>, SourceError> {
+        Ok(self
+            .deny_group(session)
+            .await?
+            .map(|d| d.people.clone())
             .unwrap_or_default())
     }
 
@@ -372,14 +439,10 @@ impl LdapSource {
         changed: &str,
     ) -> Result<String, SourceError> {
         let filter = format!("(&{}{changed})", self.filter(true));
-        let q = Query {
-            what: "search for changed users' primary groups",
-            base: &self.settings.base_dn,
-            scope: Scope::Subtree,
-            filter: &filter,
-            attrs: &["objectSid", "primaryGroupID"],
-        };
-        let mut groups: Vec<Vec<u8>> = Self::search_all(session, &q)
+        let bases = self.bases(session).await?;
+        let what = "search for changed users' primary groups";
+        let attrs = ["objectSid", "primaryGroupID"];
+        let mut groups: Vec<Vec<u8>> = Self::search_bases(session, bases, what, &filter, &attrs)
             .await?
             .iter()
             .filter_map(members::primary_group_sid)
@@ -430,15 +493,22 @@ impl LdapSource {
         let mut session = self.session().await?;
         let users = stream == Stream::Users;
         let (filter, cursor) = self.read_filter(&mut session, from, users).await?;
+        let bases = self.bases(&mut session).await?.to_vec();
         let context = match stream {
             Stream::Users => Context::Users {
                 denied: self.denied(&mut session).await?,
             },
             Stream::Groups => Context::Groups { directory: None },
         };
+        let position = Position {
+            base: bases.first().cloned(),
+            ..Position::starting(from)
+        };
         Ok(OpenSearch {
             session,
-            position: Position::starting(from),
+            position,
+            bases,
+            at: 0,
             filter,
             cookie: Vec::new(),
             cursor,
@@ -456,15 +526,20 @@ impl LdapSource {
         open: &mut OpenSearch,
         changes: &mut Vec<Change>,
     ) -> Result<bool, SourceError> {
-        let what = format!("{stream} search (page {})", open.position.pages + 1);
+        let what = format!(
+            "{stream} search under {} (page {})",
+            bases::named(open.base()),
+            open.position.pages + 1
+        );
         let attrs = match (stream, self.ad()) {
             (Stream::Users, _) => &USER_ATTRS[..],
             (Stream::Groups, true) => &AD_GROUP_ATTRS[..],
             (Stream::Groups, false) => &DOMINO_GROUP_ATTRS[..],
         };
+        let base = open.base().to_owned();
         let q = Query {
             what: &what,
-            base: &self.settings.base_dn,
+            base: &base,
             scope: Scope::Subtree,
             filter: &open.filter,
             attrs,
@@ -480,7 +555,8 @@ impl LdapSource {
                 open.cookie = cookie;
                 true
             }
-            None => false,
+            // This base is read whole: the next one, if any.
+            None => open.next_base(),
         })
     }
 
@@ -599,12 +675,13 @@ impl DirectorySource for LdapSource {
                 let position = Position::parse(text);
                 match self.take_open(stream, &position) {
                     Some(open) => (open, 1),
-                    // Not held here: start again, and re-read up to the
-                    // checkpoint and one page more (see `paged`).
-                    None => (
-                        self.begin(stream, &position.from).await?,
-                        position.pages + 1,
-                    ),
+                    // Not held here: start again, and re-read the base up
+                    // to the checkpoint and one page more (see `paged`).
+                    None => {
+                        let mut open = self.begin(stream, &position.from).await?;
+                        let pages = open.resume_at(&position);
+                        (open, pages)
+                    }
                 }
             }
             from => (self.begin(stream, from).await?, 1),
@@ -647,18 +724,30 @@ impl DirectorySource for LdapSource {
 impl LdapSource {
     /// The connection test's steps after the bind; `None` once one failed.
     async fn test_steps(&self, session: &mut Session, report: &mut ConnectionReport) -> Option<()> {
-        let base = &self.settings.base_dn;
-        match Self::entry(session, "base DN read", base, &["objectClass"]).await {
-            Ok(Some(_)) => report.passed("base DN", format!("{base} exists")),
-            Ok(None) => {
-                let detail = format!("{base} was not found; check the connector's base DN");
-                report.failed("base DN", detail);
-                return None;
-            }
+        let bases = match self.bases(session).await {
+            Ok(bases) => bases.to_vec(),
             Err(e) => {
                 report.failed("base DN", e.to_string());
                 return None;
             }
+        };
+        self.report_dropped_bases(&bases, report);
+        let mut people = Vec::new();
+        let mut all_found = true;
+        for base in &bases {
+            match self.test_base(session, base).await {
+                Ok((found, detail)) => {
+                    report.passed("base DN", detail);
+                    people.extend(found);
+                }
+                Err(detail) => {
+                    report.failed("base DN", detail);
+                    all_found = false;
+                }
+            }
+        }
+        if !all_found {
+            return None;
         }
         if self.ad() {
             match self.position(session).await {
@@ -671,21 +760,98 @@ impl LdapSource {
                 }
             }
         }
-        let filter = self.filter(true);
-        let q = Query {
-            what: "users search",
-            base,
-            scope: Scope::Subtree,
-            filter: &filter,
-            attrs: &["cn"],
-        };
-        match Self::search_all(session, &q).await {
-            Ok(found) => report.passed(
-                "users",
-                format!("{} users visible to the service account", found.len()),
-            ),
-            Err(e) => report.failed("users", e.to_string()),
+        report.passed(
+            "users",
+            format!("{} users visible to the service account", people.len()),
+        );
+        self.test_deny_group(session, &people, report).await
+    }
+
+    /// Bases given that lie under another are read with it: said so.
+    fn report_dropped_bases(&self, bases: &[String], report: &mut ConnectionReport) {
+        let configured = self.settings.bases();
+        if bases::is_root(&configured) && bases.iter().any(|b| !b.is_empty()) {
+            report.passed(
+                "base DN",
+                format!(
+                    "blank: the whole directory; this server cannot search from the root, so its naming contexts are searched: {}",
+                    bases.join("; ")
+                ),
+            );
         }
+        for given in &configured {
+            if let Some(outer) = bases::covering(given, bases) {
+                report.passed(
+                    "base DN",
+                    format!("{given} lies under {outer}: its entries are read once, with it"),
+                );
+            }
+        }
+    }
+
+    /// One base: that it exists, and the people and groups under it.
+    /// Returns the people's DN keys and the step's detail.
+    async fn test_base(
+        &self,
+        session: &mut Session,
+        base: &str,
+    ) -> Result<(Vec<String>, String), String> {
+        if !base.is_empty() {
+            match Self::entry(session, "base DN read", base, &["objectClass"]).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return Err(format!(
+                        "{base} was not found; check the connector's base DN"
+                    ));
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        let one = [base.to_owned()];
+        let (users, groups) = (self.filter(true), self.filter(false));
+        let people = Self::search_bases(session, &one, "users search", &users, &["cn"])
+            .await
+            .map_err(|e| e.to_string())?;
+        let groups = Self::search_bases(session, &one, "groups search", &groups, &["cn"])
+            .await
+            .map_err(|e| e.to_string())?;
+        let (people_n, groups_n) = (people.len(), groups.len());
+        let detail = if base.is_empty() {
+            format!("the whole directory (blank base DN): {people_n} people and {groups_n} groups")
+        } else {
+            format!("{base} exists: {people_n} people and {groups_n} groups under it")
+        };
+        Ok((people.iter().map(|e| dn_key(&e.dn)).collect(), detail))
+    }
+
+    /// Domino: the deny-access group is there, and whom it denies.
+    async fn test_deny_group(
+        &self,
+        session: &mut Session,
+        people: &[String],
+        report: &mut ConnectionReport,
+    ) -> Option<()> {
+        let denied = match self.deny_group(session).await {
+            Ok(Some(d)) => d,
+            Ok(None) => return Some(()),
+            Err(e) => {
+                report.failed("deny group", e.to_string());
+                return None;
+            }
+        };
+        let visible = people.iter().filter(|p| denied.people.contains(*p)).count();
+        let nested = match denied.nested {
+            0 => String::new(),
+            1 => ", through 1 nested group".to_owned(),
+            n => format!(", through {n} nested groups"),
+        };
+        report.passed(
+            "deny group",
+            format!(
+                "{} denies {visible} of the people above (disabled at each sync){nested}",
+                denied.group
+            ),
+        );
         Some(())
     }
 }

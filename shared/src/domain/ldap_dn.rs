@@ -28,6 +28,10 @@
 //! key never equals a DN's: whether a string parses does not depend on the
 //! case of its ASCII letters, and every canonical key parses (to itself),
 //! so a fallback key that equalled one would itself have parsed.
+//!
+//! It lives with the domain types because connectors are checked with it
+//! when they are given (a base DN that is not a DN fails at `connector
+//! add`); the LDAP source compares with the same key.
 
 /// The comparison key of a DN: its canonical form, or for a string that is
 /// not a DN its ASCII lower-casing.
@@ -36,6 +40,49 @@ pub fn key(dn: &str) -> String {
         Some(rdns) => render(&rdns),
         None => dn.to_ascii_lowercase(),
     }
+}
+
+/// Whether `dn` is a DN (the empty string is the empty DN, the root).
+pub fn is_dn(dn: &str) -> bool {
+    parse(dn).is_some()
+}
+
+/// Whether the entry `dn` is `base` or lies under it: `base`'s RDNs end
+/// `dn`'s, compared as [`key`] compares them. Everything is under the root
+/// (the empty DN); a string that is not a DN is under nothing but itself.
+pub fn within(dn: &str, base: &str) -> bool {
+    match (parse(dn), parse(base)) {
+        (Some(dn), Some(base)) => dn.ends_with(&base),
+        _ => key(dn) == key(base),
+    }
+}
+
+/// The search bases in a `;`-separated list (`o=Acme; o=AcmeEU`), each
+/// trimmed, empty parts left out. A `;` escaped (`\;`) or inside a quoted
+/// value belongs to its DN. (RFC 2253 also allowed `;` between RDNs; a
+/// list of bases cannot, and no directory writes DNs that way today.)
+pub fn split_bases(list: &str) -> Vec<String> {
+    let mut bases = Vec::new();
+    let (mut current, mut quoted, mut escaped) = (String::new(), false, false);
+    for c in list.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            ';' if !quoted => {
+                bases.push(std::mem::take(&mut current));
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    bases.push(current);
+    bases
+        .into_iter()
+        .map(|b| b.trim().to_owned())
+        .filter(|b| !b.is_empty())
+        .collect()
 }
 
 /// One attribute type and value of an RDN.
@@ -343,6 +390,28 @@ fn short_name(ty: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base_lists_split_at_semicolons_outside_escapes_and_quotes() {
+        assert_eq!(split_bases("o=Acme; o=AcmeEU"), ["o=Acme", "o=AcmeEU"]);
+        assert_eq!(split_bases(" o=Acme ;; "), ["o=Acme"]);
+        assert!(split_bases("  ").is_empty());
+        assert_eq!(
+            split_bases("cn=a\\;b,o=X;o=\"Y;Z\""),
+            ["cn=a\\;b,o=X", "o=\"Y;Z\""]
+        );
+    }
+
+    #[test]
+    fn an_entry_is_within_its_bases_compared_as_dns() {
+        assert!(within("cn=Ada,ou=Sales,o=Acme", "OU=sales, O=ACME"));
+        assert!(within("o=Acme", "o=Acme"));
+        assert!(within("cn=All Staff", ""));
+        assert!(!within("cn=Ada,ou=Sales,o=Acme", "o=AcmeEU"));
+        assert!(!within("cn=x\\,o=Acme", "o=Acme"), "one RDN, not two");
+        assert!(!within("o=Acme", "ou=Sales,o=Acme"));
+        assert!(is_dn("") && is_dn("o=Acme") && !is_dn("Deny Access") && !is_dn("=x"));
+    }
 
     /// Asserts that all `dns` have one key, and that it is `canonical`.
     fn same(canonical: &str, dns: &[&str]) {
