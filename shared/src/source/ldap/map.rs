@@ -1,6 +1,6 @@
 //! LDAP entries to platform objects: Active Directory and Domino.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ldap3::SearchEntry;
 
@@ -142,23 +142,107 @@ pub fn ad_user(id: SourceId, e: &SearchEntry) -> Change {
     Change::User(user)
 }
 
-/// A Domino person: Internet address in `mail`, short name in `uid`. Domino
-/// has no disabled flag; members of the deny-access group count as disabled.
-pub fn domino_user(id: SourceId, e: &SearchEntry, denied: bool) -> Change {
-    let Some(primary) = first(e, "mail").and_then(|m| m.parse::<EmailAddress>().ok()) else {
-        return skip(
-            id,
-            WarningKind::NoAddress,
-            "no Internet address (mail); give the person one in the Domino Directory",
-        );
-    };
-    let aliases: Vec<EmailAddress> = all(e, "mail")
+/// A Domino value that is an Internet address: it parses as an
+/// [`EmailAddress`] and its local part has neither `%` (the
+/// `name%domain@host` form Domino's LDAP service makes up for a document
+/// without an Internet address, which no mail system delivers to) nor `/`
+/// (a hierarchical Notes name such as `Jane Doe/Sales/Acme@AcmeMail`).
+fn internet_address(value: &str) -> Option<EmailAddress> {
+    let (local, _) = value.rsplit_once('@')?;
+    if local.contains(['%', '/']) {
+        return None;
+    }
+    value.parse().ok()
+}
+
+/// Whether `value` is the address Domino's LDAP service makes up when a
+/// document has none: `hierarchical name%Notes domain@host`.
+fn synthesized(value: &str) -> bool {
+    value
+        .rsplit_once('@')
+        .is_some_and(|(local, _)| local.contains('%'))
+}
+
+/// A Domino document's Internet addresses. Domino has no
+/// `proxyAddresses`: the primary is the first `mail` value (the Internet
+/// address field); the aliases are the other `mail` values and the values
+/// of the name field (`cn`, and `FullName` where the server sends it) that
+/// are Internet addresses. Common names and hierarchical names are not.
+struct DominoAddresses<'a> {
+    /// The first `mail` value as Domino sent it.
+    mail: Option<&'a str>,
+    primary: Option<EmailAddress>,
+    /// Lower-cased (as every [`EmailAddress`]), without the primary.
+    aliases: BTreeSet<EmailAddress>,
+}
+
+impl<'a> DominoAddresses<'a> {
+    fn of(e: &'a SearchEntry) -> Self {
+        let mail = first(e, "mail");
+        let primary = mail.and_then(internet_address);
+        let mut aliases: BTreeSet<EmailAddress> = all(e, "mail")
+            .into_iter()
+            .skip(1)
+            .chain(all(e, "cn"))
+            .chain(all(e, "FullName"))
+            .filter_map(internet_address)
+            .collect();
+        if let Some(p) = &primary {
+            aliases.remove(p);
+        }
+        Self {
+            mail,
+            primary,
+            aliases,
+        }
+    }
+
+    /// Why a person without a primary address is not kept.
+    fn missing(&self) -> String {
+        let why = match self.mail {
+            None => "no Internet address (mail)".to_owned(),
+            Some(m) if synthesized(m) => format!(
+                "no Internet address: {m} is the address Domino makes up for a person whose \
+                 Internet address field is empty, and mail to it is not delivered"
+            ),
+            Some(m) => format!("mail {m:?} is not an Internet address"),
+        };
+        let names = if self.aliases.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<&str> = self.aliases.iter().map(EmailAddress::as_str).collect();
+            format!(
+                " (the addresses in the person's name field, {}, are not taken for it)",
+                list.join(", ")
+            )
+        };
+        format!("{why}{names}; set the person's Internet address in the Domino Directory")
+    }
+}
+
+/// The first `cn` value that is not an address: what people call the
+/// person or group (Domino lists the other names and addresses after it).
+fn domino_name(e: &SearchEntry) -> Option<&str> {
+    let names = all(e, "cn");
+    names
         .iter()
-        .skip(1)
-        .filter_map(|m| m.parse().ok())
-        .collect();
-    let mut user = User::new(id, primary).with_aliases(aliases);
-    user.display_name = first(e, "cn").map(str::to_owned);
+        .find(|n| !n.is_empty() && !n.contains('@'))
+        .or_else(|| names.iter().find(|n| !n.is_empty()))
+        .copied()
+}
+
+/// A Domino person: addresses as [`DominoAddresses`] reads them, short
+/// name in `uid`. A person without an Internet address (synthesized
+/// `name%domain@host` ones included) is skipped with the reason. Domino
+/// has no disabled flag; members of the deny-access group count as
+/// disabled.
+pub fn domino_user(id: SourceId, e: &SearchEntry, denied: bool) -> Change {
+    let addresses = DominoAddresses::of(e);
+    let Some(primary) = addresses.primary.clone() else {
+        return skip(id, WarningKind::NoAddress, &addresses.missing());
+    };
+    let mut user = User::new(id, primary).with_aliases(addresses.aliases);
+    user.display_name = domino_name(e).map(str::to_owned);
     user.given_name = first(e, "givenName").map(str::to_owned);
     user.surname = first(e, "sn").map(str::to_owned);
     user.user_principal_name = first(e, "uid").map(str::to_owned);
@@ -319,5 +403,114 @@ mod tests {
             ad_user(SourceId::new("g").unwrap(), &none),
             Change::RemoveUser { .. }
         ));
+    }
+
+    fn person(attrs: &[(&str, &[&str])]) -> Change {
+        domino_user(SourceId::new("p").unwrap(), &entry(attrs), false)
+    }
+
+    fn skipped_because(change: Change) -> String {
+        match change {
+            Change::RemoveUser {
+                reason:
+                    Removal::Skipped {
+                        kind: WarningKind::NoAddress,
+                        detail,
+                    },
+                ..
+            } => detail,
+            other => panic!("not skipped for want of an address: {other:?}"),
+        }
+    }
+
+    fn addresses(u: &User) -> Vec<&str> {
+        u.aliases.iter().map(EmailAddress::as_str).collect()
+    }
+
+    #[test]
+    fn domino_aliases_are_the_address_shaped_names_lower_cased_once_each() {
+        let Change::User(u) = person(&[
+            ("mail", &["Jane.Doe@Acme.example"]),
+            (
+                "cn",
+                &[
+                    "Jane Doe",
+                    "Jane Doe/Sales/Acme",
+                    "JDoe@Acme.example",
+                    "jdoe@acme.example",
+                    "JANE.DOE@ACME.EXAMPLE",
+                    "Jane Doe/Sales/Acme@AcmeMail",
+                ],
+            ),
+            (
+                "FullName",
+                &["CN=Jane Doe/OU=Sales/O=Acme", "j.doe@acme.example"],
+            ),
+        ]) else {
+            panic!()
+        };
+        assert_eq!(u.primary_email.as_str(), "jane.doe@acme.example");
+        assert_eq!(addresses(&u), ["j.doe@acme.example", "jdoe@acme.example"]);
+        assert_eq!(u.display_name.as_deref(), Some("Jane Doe"));
+    }
+
+    #[test]
+    fn further_domino_mail_values_are_aliases() {
+        let Change::User(u) = person(&[
+            (
+                "mail",
+                &[
+                    "ann@acme.example",
+                    "Ann.Lee@acme.example",
+                    "ann@acme.example",
+                ],
+            ),
+            ("cn", &["ann@acme.example", "Ann Lee"]),
+        ]) else {
+            panic!()
+        };
+        assert_eq!(u.primary_email.as_str(), "ann@acme.example");
+        assert_eq!(addresses(&u), ["ann.lee@acme.example"]);
+        assert_eq!(
+            u.display_name.as_deref(),
+            Some("Ann Lee"),
+            "not the address"
+        );
+    }
+
+    #[test]
+    fn a_synthesized_domino_address_is_no_primary_and_the_skip_says_why() {
+        let detail = skipped_because(person(&[
+            ("mail", &["Jane_Doe/Sales/Acme%Acme@mail.acme.example"]),
+            (
+                "cn",
+                &["Jane Doe", "Jane Doe/Sales/Acme", "jdoe@acme.example"],
+            ),
+        ]));
+        assert!(
+            detail.contains("Jane_Doe/Sales/Acme%Acme@mail.acme.example")
+                && detail.contains("Internet address field is empty")
+                && detail.contains("jdoe@acme.example"),
+            "{detail}"
+        );
+        // Flat names are synthesized the same way.
+        let detail = skipped_because(person(&[("mail", &["Ops%Acme@acme.example"])]));
+        assert!(detail.contains("makes up"), "{detail}");
+        // Nor are `%` addresses aliases.
+        let Change::User(u) = person(&[
+            ("mail", &["ann@acme.example", "Ann%Acme@acme.example"]),
+            ("cn", &["Ann%Acme@acme.example"]),
+        ]) else {
+            panic!()
+        };
+        assert!(u.aliases.is_empty(), "{:?}", u.aliases);
+    }
+
+    #[test]
+    fn domino_people_without_an_internet_address_are_skipped() {
+        let detail = skipped_because(person(&[("cn", &["Bob Roe", "Bob Roe/Sales/Acme"])]));
+        assert!(detail.starts_with("no Internet address (mail)"), "{detail}");
+        let detail = skipped_because(person(&[("mail", &["Bob Roe"])]));
+        assert!(detail.contains("not an Internet address"), "{detail}");
     }
 }

@@ -70,7 +70,9 @@ const DOMINO_USERS: &str = "(objectClass=dominoPerson)";
 const DOMINO_GROUPS: &str = "(objectClass=dominoGroup)";
 const ANY: &str = "(objectClass=*)";
 
-const USER_ATTRS: [&str; 13] = [
+/// Also Domino's: `cn` and `FullName` (the name field, whose other values
+/// may be Internet addresses).
+const USER_ATTRS: [&str; 14] = [
     "objectGUID",
     "objectClass",
     "mail",
@@ -84,6 +86,7 @@ const USER_ATTRS: [&str; 13] = [
     "title",
     "uid",
     "cn",
+    "FullName",
 ];
 /// Active Directory hands out `member` in ranges of at most 1,500 (Windows)
 /// and marks the last with `*`; asking for the first range explicitly makes
