@@ -295,18 +295,89 @@ fn scope(group_type: i64) -> Option<GroupScope> {
     .map(|(_, scope)| scope)
 }
 
-/// A Domino group: mail-enabled ones deliver mail (distribution lists).
-pub fn domino_group(id: SourceId, e: &SearchEntry) -> Group {
-    let mail: Option<EmailAddress> = first(e, "mail").and_then(|m| m.parse().ok());
-    let kind = match mail {
-        Some(_) => GroupKind::Distribution,
-        None => GroupKind::Other,
-    };
-    let name = first(e, "cn").unwrap_or(id.as_str()).to_owned();
-    Group {
-        mail,
-        ..Group::new(id, name, kind)
+/// The Group type field of a Domino group document (`GroupType`, a number
+/// over LDAP), which says what the group may be used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DominoGroupType {
+    /// Mail and access control alike; Domino's default type.
+    MultiPurpose,
+    MailOnly,
+    AccessControl,
+    /// For the server document's "Not access server" list.
+    DenyList,
+    /// Servers, for connection documents.
+    Servers,
+}
+
+impl DominoGroupType {
+    fn parse(value: &str) -> Option<Self> {
+        Some(match value.trim() {
+            "0" => Self::MultiPurpose,
+            "1" => Self::MailOnly,
+            "2" => Self::AccessControl,
+            "3" => Self::DenyList,
+            "4" => Self::Servers,
+            _ => return None,
+        })
     }
+
+    /// The type as the group's `groupType` attribute keeps it.
+    fn name(self) -> &'static str {
+        match self {
+            Self::MultiPurpose => "multi-purpose",
+            Self::MailOnly => "mail-only",
+            Self::AccessControl => "access-control",
+            Self::DenyList => "deny-list",
+            Self::Servers => "servers",
+        }
+    }
+
+    /// A mail-only group is a distribution list, one that may only grant or
+    /// deny access a security group. A multi-purpose group is a
+    /// distribution list when it has an address (most mailing lists are
+    /// multi-purpose, Domino's default), else it can only serve access.
+    fn kind(self, addressed: bool) -> GroupKind {
+        match self {
+            Self::MailOnly => GroupKind::Distribution,
+            Self::MultiPurpose if addressed => GroupKind::Distribution,
+            Self::MultiPurpose | Self::AccessControl | Self::DenyList | Self::Servers => {
+                GroupKind::Security
+            }
+        }
+    }
+}
+
+/// A Domino group: named by its first `cn`, its addresses read as a
+/// person's ([`DominoAddresses`]: a synthesized `%` address is none), its
+/// kind from its group type ([`DominoGroupType`]); without a type one with
+/// an address delivers mail (a distribution list). The Domino type (or the
+/// value as sent, when it is none of Domino's) and the DN are kept as the
+/// attributes `groupType` and `distinguishedName`.
+pub fn domino_group(id: SourceId, e: &SearchEntry) -> Group {
+    let addresses = DominoAddresses::of(e);
+    let name = domino_name(e).unwrap_or(id.as_str()).to_owned();
+    // A GroupType field holding two values (some provisioning tools add
+    // one to Domino's default) counts by its first.
+    let sent = first(e, "groupType");
+    let group_type = sent.and_then(DominoGroupType::parse);
+    let mut group = Group {
+        mail: addresses.primary,
+        ..Group::new(id, name, GroupKind::Other)
+    }
+    .with_aliases(addresses.aliases);
+    let addressed = group.addresses().next().is_some();
+    group.kind = match (group_type, addressed) {
+        (Some(t), _) => t.kind(addressed),
+        (None, true) => GroupKind::Distribution,
+        (None, false) => GroupKind::Other,
+    };
+    let type_name = group_type.map(DominoGroupType::name).or(sent);
+    group.attributes = type_name
+        .map(|t| ("groupType".to_owned(), t.to_owned()))
+        .into_iter()
+        .chain([("distinguishedName".to_owned(), e.dn.clone())])
+        .collect();
+    group
 }
 
 /// A DN's comparison key (see [`super::dn`]): one for every way of
@@ -512,5 +583,82 @@ mod tests {
         assert!(detail.starts_with("no Internet address (mail)"), "{detail}");
         let detail = skipped_because(person(&[("mail", &["Bob Roe"])]));
         assert!(detail.contains("not an Internet address"), "{detail}");
+    }
+
+    fn group(attrs: &[(&str, &[&str])]) -> Group {
+        let e = SearchEntry {
+            dn: "cn=All Staff".into(),
+            ..entry(attrs)
+        };
+        domino_group(SourceId::new("g").unwrap(), &e)
+    }
+
+    #[test]
+    fn domino_group_types_choose_the_kind_and_are_kept() {
+        let mail: (&str, &[&str]) = ("mail", &["staff@acme.example"]);
+        let cases = [
+            ("0", true, GroupKind::Distribution, "multi-purpose"),
+            ("0", false, GroupKind::Security, "multi-purpose"),
+            ("1", true, GroupKind::Distribution, "mail-only"),
+            ("1", false, GroupKind::Distribution, "mail-only"),
+            ("2", true, GroupKind::Security, "access-control"),
+            ("3", false, GroupKind::Security, "deny-list"),
+            ("4", false, GroupKind::Security, "servers"),
+        ];
+        for (t, addressed, kind, name) in cases {
+            let t = [t];
+            let mut attrs = vec![("cn", &["All Staff"][..]), ("groupType", &t[..])];
+            if addressed {
+                attrs.push(mail);
+            }
+            let g = group(&attrs);
+            assert_eq!(g.kind, kind, "GroupType {}, addressed {addressed}", t[0]);
+            assert_eq!(g.attributes["groupType"], name);
+            assert_eq!(g.attributes["distinguishedName"], "cn=All Staff");
+            assert_eq!(g.mail.is_some(), addressed);
+        }
+    }
+
+    #[test]
+    fn domino_groups_without_a_known_type_deliver_mail_if_they_have_an_address() {
+        let g = group(&[("cn", &["All Staff"]), ("mail", &["staff@acme.example"])]);
+        assert_eq!(g.kind, GroupKind::Distribution);
+        assert!(!g.attributes.contains_key("groupType"));
+        let g = group(&[("cn", &["All Staff"])]);
+        assert_eq!(g.kind, GroupKind::Other);
+        let g = group(&[("cn", &["All Staff"]), ("GroupType", &["9"])]);
+        assert_eq!(
+            (g.kind, g.attributes["groupType"].as_str()),
+            (GroupKind::Other, "9")
+        );
+        // Two values: the first counts.
+        let g = group(&[("cn", &["All Staff"]), ("GroupType", &["2", "0"])]);
+        assert_eq!(g.kind, GroupKind::Security);
+    }
+
+    #[test]
+    fn domino_group_addresses_are_read_as_people_s() {
+        let g = group(&[
+            (
+                "cn",
+                &["Staff@Acme.example", "All Staff", "all@acme.example"],
+            ),
+            ("mail", &["STAFF@acme.example"]),
+            ("groupType", &["1"]),
+        ]);
+        assert_eq!(g.name, "All Staff");
+        assert_eq!(
+            g.mail.as_ref().map(EmailAddress::as_str),
+            Some("staff@acme.example")
+        );
+        let aliases: Vec<&str> = g.aliases.iter().map(EmailAddress::as_str).collect();
+        assert_eq!(aliases, ["all@acme.example"]);
+        // A synthesized address is none: the group serves access only.
+        let g = group(&[
+            ("cn", &["All Staff"]),
+            ("mail", &["All_Staff%Acme@acme.example"]),
+            ("groupType", &["0"]),
+        ]);
+        assert_eq!((g.mail.clone(), g.kind), (None, GroupKind::Security));
     }
 }

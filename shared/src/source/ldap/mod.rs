@@ -101,7 +101,9 @@ const AD_GROUP_ATTRS: [&str; 8] = [
     "groupType",
     "member;range=0-1499",
 ];
-const DOMINO_GROUP_ATTRS: [&str; 4] = ["objectClass", "cn", "mail", "member"];
+/// `groupType`: the group document's GroupType field (mail only, access
+/// control only…).
+const DOMINO_GROUP_ATTRS: [&str; 5] = ["objectClass", "cn", "mail", "groupType", "member"];
 
 impl LdapSource {
     pub fn for_connector(
