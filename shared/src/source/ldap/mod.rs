@@ -81,7 +81,9 @@ const DOMINO_USERS: &str = "(objectClass=dominoPerson)";
 const DOMINO_GROUPS: &str = "(objectClass=dominoGroup)";
 const ANY: &str = "(objectClass=*)";
 
-const USER_ATTRS: [&str; 13] = [
+/// Also Domino's: `cn` and `FullName` (the name field, whose other values
+/// may be Internet addresses).
+const USER_ATTRS: [&str; 14] = [
     "objectGUID",
     "objectClass",
     "mail",
@@ -95,6 +97,7 @@ const USER_ATTRS: [&str; 13] = [
     "title",
     "uid",
     "cn",
+    "FullName",
 ];
 /// Active Directory hands out `member` in ranges of at most 1,500 (Windows)
 /// and marks the last with `*`; asking for the first range explicitly makes
@@ -109,7 +112,9 @@ const AD_GROUP_ATTRS: [&str; 8] = [
     "groupType",
     "member;range=0-1499",
 ];
-const DOMINO_GROUP_ATTRS: [&str; 4] = ["objectClass", "cn", "mail", "member"];
+/// `groupType`: the group document's GroupType field (mail only, access
+/// control only…).
+const DOMINO_GROUP_ATTRS: [&str; 5] = ["objectClass", "cn", "mail", "groupType", "member"];
 
 impl LdapSource {
     pub fn for_connector(
