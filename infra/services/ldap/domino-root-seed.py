@@ -29,7 +29,44 @@ Groups (dominoGroup): GroupType 0 multi-purpose, 1 mail only, 2 access
 control list only, 3 deny list only, 4 servers only, or no GroupType at all.
 
 Everything is derived from a fixed random seed: the manifest lists the exact
-facts tests assert (see manifest()). Output is identical on every run.
+facts tests assert (see manifest()). Output is identical on every run
+(but for the reader's salted password hash).
+
+The manifest (JSON, "format": 1; slapd.sh writes it to the path it exports
+as DIRSYNC_TEST_DOMINO_ROOT_MANIFEST). DNs are as OpenLDAP returns them:
+  base_dn ""; suffixes; size_limit 1000 (unpaged searches end with result 4)
+  unid_operational false (see unid_note: '*' returns dominoUNID here)
+  counts        people, people_per_org {Acme, AcmeEU}, people_per_ou, groups,
+                entries_blank_base (people + groups + orgs + OUs), people_with_mail
+                (an ordinary address), people_without_mail, people_with_percent_mail,
+                people_with_aliases, aliases, memberships (member values in all)
+  people        [{dn, dominoUNID, org, ou, uid, cn [all values], mail|null,
+                  aliases [lower case, de-duplicated, the primary left out]}]
+  without_mail  [dn]; percent_mail {dn: address}
+  groups        [{dn, cn, dominoUNID, GroupType 0-4|null, mail|null,
+                  member [values exactly as stored]}]
+  deny_group "cn=Deny Access"; deny_members_expanded [person dn] (through
+                Terminations 2025 and Contractors Ended); cycle [Cycle A, Cycle B]
+  escaped_memberships [{group, member_as_written, entry_dn}]: the member
+                values written \\, / \\+ / other case and spacing, and the entry
+                DN (hex form) each must match
+  changes       [{what, dn, newrdn, new_superior|null, new_dn, dominoUNID}]:
+                rename a person, move one between OUs, move one from o=Acme to
+                o=AcmeEU, rename a group. The same as LDIF in `changes` mode:
+                  ldapmodify -x -H "$DIRSYNC_TEST_DOMINO_ROOT_URL" \\
+                    -D "$DIRSYNC_TEST_DOMINO_ROOT_ADMIN_DN" \\
+                    -w "$DIRSYNC_TEST_DOMINO_ROOT_ADMIN_PASSWORD" \\
+                    -f "$DIRSYNC_TEST_DOMINO_ROOT_CHANGES"
+                or one by one, e.g. ldapmodrdn ... -s "ou=Engineering,o=Acme"
+                -r "cn=Dmitri Ito,ou=Sales,o=Acme" "cn=Dmitri Ito" (ldap3:
+                Ldap::modifydn(dn, newrdn, true, new_superior)). dominoUNID
+                is kept (modrdn never touches other attributes); the refint
+                overlay rewrites the member values naming the entry, in
+                OpenLDAP's form. The hierarchical cn value is left as it was.
+                Changes persist until slapd.sh start runs again.
+Entries added or changed with ldapadd/ldapmodify get member values rewritten
+by slapd in its own escape form (\\2C); only the seed (slapadd) keeps the
+written forms.
 """
 import base64
 import hashlib
