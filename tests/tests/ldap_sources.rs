@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -941,6 +941,62 @@ async fn a_blank_domino_base_dn_reads_the_whole_directory() {
         members.iter().any(|(g, _)| g == "All Staff"),
         "memberships of the root-level groups"
     );
+    // Every alias as the manifest lists it (extra cn values, lower-cased,
+    // once, never the primary).
+    let people = manifest["people"].as_array().unwrap();
+    let mail_of = |dn: &str| -> Option<String> {
+        people
+            .iter()
+            .find(|p| p["dn"] == dn)
+            .and_then(|p| p["mail"].as_str())
+            .map(str::to_owned)
+    };
+    let by_mail: HashMap<String, &User> = users
+        .iter()
+        .map(|u| (u.primary_email.to_string(), u))
+        .collect();
+    let mut mismatches = Vec::new();
+    for p in people {
+        let Some(u) = p["mail"].as_str().and_then(|m| by_mail.get(m)) else {
+            continue;
+        };
+        let want: BTreeSet<String> = p["aliases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect();
+        let got: BTreeSet<String> = u.aliases.iter().map(ToString::to_string).collect();
+        if got != want {
+            mismatches.push((u.primary_email.to_string(), want, got));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} alias mismatches: {mismatches:?}",
+        mismatches.len()
+    );
+    // The deny list through its nested groups, by name.
+    let denied: BTreeSet<String> = manifest["deny_members_expanded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|dn| mail_of(dn.as_str().unwrap()))
+        .collect();
+    assert!(denied.len() >= 10, "{denied:?}");
+    let disabled: BTreeSet<String> = disabled(&users).into_iter().collect();
+    assert_eq!(disabled, denied);
+    // Member values written another way than their entries still match.
+    for m in manifest["escaped_memberships"].as_array().unwrap() {
+        let group = m["group"].as_str().unwrap().trim_start_matches("cn=");
+        let Some(member) = mail_of(m["entry_dn"].as_str().unwrap()) else {
+            continue;
+        };
+        assert!(
+            members.contains(&(group.to_owned(), member.clone())),
+            "{m} as ({group}, {member})"
+        );
+    }
     for org in ["o=acme", "o=acmeeu"] {
         assert!(
             users.iter().any(|u| u.id.as_str().ends_with(org)),
