@@ -957,9 +957,12 @@ async fn a_blank_domino_base_dn_reads_the_whole_directory() {
         .collect();
     let mut mismatches = Vec::new();
     for p in people {
-        let Some(u) = p["mail"].as_str().and_then(|m| by_mail.get(m)) else {
+        let Some(mail) = p["mail"].as_str().filter(|m| !m.contains('%')) else {
             continue;
         };
+        let u = by_mail
+            .get(mail)
+            .unwrap_or_else(|| panic!("{mail} ({}) was not synced", p["dn"]));
         let want: BTreeSet<String> = p["aliases"]
             .as_array()
             .unwrap()
@@ -989,9 +992,7 @@ async fn a_blank_domino_base_dn_reads_the_whole_directory() {
     // Member values written another way than their entries still match.
     for m in manifest["escaped_memberships"].as_array().unwrap() {
         let group = m["group"].as_str().unwrap().trim_start_matches("cn=");
-        let Some(member) = mail_of(m["entry_dn"].as_str().unwrap()) else {
-            continue;
-        };
+        let member = mail_of(m["entry_dn"].as_str().unwrap()).expect("an addressed person");
         assert!(
             members.contains(&(group.to_owned(), member.clone())),
             "{m} as ({group}, {member})"
