@@ -9,7 +9,9 @@ use std::collections::BTreeSet;
 use chrono::Duration;
 use common::{Fixture, start_time};
 use dirsync_shared::domain::*;
-use dirsync_shared::store::table::{Index, Query};
+use dirsync_shared::store::table::{
+    Index, Item, ItemPage, Key, Query, TableError, WriteOp, WriteResult,
+};
 use dirsync_shared::store::{
     AddressOwner, MembershipWrites, OwnerKind, PageRequest, Scope, StoreError, Table, Upserted,
     all_pages, keys,
@@ -35,6 +37,7 @@ on_both_stores!(
     deleting_a_connector_frees_its_addresses,
     bad_page_tokens_are_refused,
     tenant_claims_are_released_by_their_holder_only,
+    rekeying_moves_every_object_in_place_even_when_stopped,
 );
 
 // ---- helpers ---------------------------------------------------------------
@@ -1305,4 +1308,197 @@ async fn tenant_claims_are_released_by_their_holder_only(f: Fixture) {
         f.store.claim_tenant(&tenant, &acct("other")).await.unwrap(),
         None
     );
+}
+
+// ---- re-keying ---------------------------------------------------------------
+
+/// Old (DN) ids and the new ones they take; `cn=cy` keeps its id.
+const RENAMES: [(&str, &str); 5] = [
+    ("cn=ann,o=acme", "A1"),
+    ("cn=bob,o=acme", "B2"),
+    ("cn=guest,o=acme", "U9"),
+    ("cn=sales", "G1"),
+    ("cn=all", "G2"),
+];
+
+/// One directory written under either set of ids: aliases two users
+/// share (one owns, one contends), a group address, nested groups, a
+/// contact member, a user not kept.
+async fn rekey_directory(f: &Fixture, s: &Scope, id: impl Fn(&str) -> String) {
+    let users = [
+        user(
+            &id("cn=ann,o=acme"),
+            "ann@contoso.com",
+            &["team@contoso.com"],
+        ),
+        user(
+            &id("cn=bob,o=acme"),
+            "bob@contoso.com",
+            &["team@contoso.com"],
+        ),
+        user(&id("cn=cy,o=acme"), "cy@contoso.com", &[]),
+    ];
+    for u in &users {
+        f.store
+            .upsert_users(s, std::slice::from_ref(u))
+            .await
+            .unwrap();
+    }
+    let mut sales = Group::new(sid(&id("cn=sales")), "Sales", GroupKind::Security);
+    let all = Group::new(sid(&id("cn=all")), "All", GroupKind::Security);
+    sales.mail = Some(addr("sales@contoso.com"));
+    sales.aliases.insert(addr("sales-team@contoso.com"));
+    f.store.upsert_groups(s, &[sales, all]).await.unwrap();
+    let m = |g: &str, u: &str, k| member(&id(g), &id(u), k);
+    let ms = [
+        m("cn=sales", "cn=ann,o=acme", MemberKind::User),
+        m("cn=sales", "cn=bob,o=acme", MemberKind::User),
+        m("cn=all", "cn=sales", MemberKind::Group),
+        m("cn=all", "cn=cy,o=acme", MemberKind::User),
+        m("cn=all", "contact-1", MemberKind::Contact),
+    ];
+    f.store.add_memberships(s, &ms).await.unwrap();
+    f.store
+        .mark_not_kept(s, &[sid(&id("cn=guest,o=acme"))])
+        .await
+        .unwrap();
+}
+
+/// What the platform can see of a connector's directory, as text.
+async fn directory_view(f: &Fixture, s: &Scope) -> String {
+    f.store.settle_indexes().await.unwrap();
+    let mut out = Vec::new();
+    let mut users = all_pages(|p| f.store.list_users(s, p)).await.unwrap();
+    users.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut groups = all_pages(|p| f.store.list_groups(s, p)).await.unwrap();
+    groups.sort_by(|a, b| a.id.cmp(&b.id));
+    for u in &users {
+        out.push(format!("user {}", serde_json::to_string(u).unwrap()));
+        let of = all_pages(|p| f.store.member_of(s, &u.id, p)).await.unwrap();
+        out.push(format!(
+            "  member of {}",
+            serde_json::to_string(&of).unwrap()
+        ));
+        for a in u.addresses() {
+            let owner = f.store.address_owner(&s.account, a).await.unwrap();
+            out.push(format!("  {a} held by {owner:?}"));
+        }
+    }
+    for g in &groups {
+        out.push(format!("group {}", serde_json::to_string(g).unwrap()));
+        let members = all_pages(|p| f.store.group_members(s, &g.id, p))
+            .await
+            .unwrap();
+        out.push(format!(
+            "  members {}",
+            serde_json::to_string(&members).unwrap()
+        ));
+        let of = all_pages(|p| f.store.member_of(s, &g.id, p)).await.unwrap();
+        out.push(format!(
+            "  member of {}",
+            serde_json::to_string(&of).unwrap()
+        ));
+        for a in g.addresses() {
+            let owner = f.store.address_owner(&s.account, a).await.unwrap();
+            out.push(format!("  {a} held by {owner:?}"));
+        }
+    }
+    let mut marked: Vec<_> = f
+        .store
+        .not_kept_users(s)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    marked.sort();
+    out.push(format!("not kept {marked:?}"));
+    out.join("\n")
+}
+
+/// A table that refuses every write after the first `left`: an
+/// invocation that stops mid-way.
+struct StopsWriting {
+    inner: std::sync::Arc<dyn Table>,
+    left: std::sync::atomic::AtomicI64,
+}
+
+#[async_trait::async_trait]
+impl Table for StopsWriting {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, TableError> {
+        self.inner.get(key).await
+    }
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Item>, TableError> {
+        self.inner.get_many(keys).await
+    }
+    async fn write_many(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>, TableError> {
+        if self.left.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) <= 0 {
+            return Err(TableError::Backend("stopped".into()));
+        }
+        self.inner.write_many(ops).await
+    }
+    async fn query(&self, query: &Query) -> Result<ItemPage, TableError> {
+        self.inner.query(query).await
+    }
+    async fn count(&self, query: &Query) -> Result<u64, TableError> {
+        self.inner.count(query).await
+    }
+    async fn settle(&self) -> Result<(), TableError> {
+        self.inner.settle().await
+    }
+}
+
+async fn rekeying_moves_every_object_in_place_even_when_stopped(f: Fixture) {
+    let renames: std::collections::HashMap<SourceId, SourceId> =
+        RENAMES.iter().map(|(o, n)| (sid(o), sid(n))).collect();
+    let new_id = |old: &str| {
+        RENAMES
+            .iter()
+            .find(|(o, _)| *o == old)
+            .map_or(old, |(_, n)| n)
+            .to_owned()
+    };
+    // The same directory written under the new ids from the start: what
+    // re-keying must end at.
+    account(&f, "fresh", Region::Europe).await;
+    let fresh = scope("fresh", "main");
+    rekey_directory(&f, &fresh, new_id).await;
+    let want = directory_view(&f, &fresh).await;
+    assert!(want.contains("team@contoso.com held by Some(AddressOwner { connector: ConnectorId(\"main\"), user: SourceId(\"A1\")"), "{want}");
+
+    // Stopped after each number of writes in turn, then run again whole.
+    for stop in 0..12 {
+        let name = format!("old{stop}");
+        account(&f, &name, Region::Europe).await;
+        let s = scope(&name, "main");
+        rekey_directory(&f, &s, str::to_owned).await;
+        let stopping = dirsync_shared::store::StateStore::new(
+            std::sync::Arc::new(StopsWriting {
+                inner: f.writes.clone(),
+                left: stop.into(),
+            }),
+            f.clock.clone(),
+        );
+        let first = stopping.rekey(&s, &renames).await;
+        let done = f.store.rekey(&s, &renames).await.unwrap();
+        assert_eq!(
+            directory_view(&f, &s).await,
+            want,
+            "stopped after {stop} writes"
+        );
+        if first.is_ok() {
+            assert_eq!(done, Default::default(), "a second pass moves nothing");
+        }
+        if stop == 0 {
+            assert_eq!(
+                (done.users, done.groups, done.memberships, done.not_kept),
+                (2, 2, 5, 1)
+            );
+        }
+    }
+    // Old ids are gone for good: nothing is left under them.
+    let s = scope("old0", "main");
+    for (old, _) in RENAMES {
+        assert_eq!(f.store.get_user(&s, &sid(old)).await.unwrap(), None);
+        assert_eq!(f.store.get_group(&s, &sid(old)).await.unwrap(), None);
+    }
 }

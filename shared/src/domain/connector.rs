@@ -300,6 +300,19 @@ impl Consent {
     }
 }
 
+/// How a Domino connector tells directory documents apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DominoIdentity {
+    /// By lower-cased DN: connectors stored before `dominoUNID` was read,
+    /// until their next run re-keys them (see
+    /// [`crate::source::DirectorySource::identity_changes`]).
+    #[default]
+    Dn,
+    /// By the document's `dominoUNID`, which renames and moves keep.
+    Unid,
+}
+
 /// How an LDAP connection is protected. Plain LDAP sends the service
 /// account's password in clear, so it must be asked for by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -373,6 +386,9 @@ pub enum SourceConfig {
         /// name as the server document shows it (`Deny Access`), looked up
         /// by `cn` at each run.
         deny_access_group: Option<String>,
+        /// Stored connectors without it are keyed by DN.
+        #[serde(default)]
+        identity: DominoIdentity,
     },
     Google {
         /// The super administrator the service account impersonates.
@@ -395,6 +411,37 @@ impl SourceConfig {
             SourceConfig::ActiveDirectory { .. } => ConnectorKind::ActiveDirectory,
             SourceConfig::Domino { .. } => ConnectorKind::Domino,
             SourceConfig::Google { .. } => ConnectorKind::Google,
+        }
+    }
+
+    /// Whether the source gives its objects other ids than those stored
+    /// (a Domino connector keyed by DN): its next run re-keys them first.
+    pub fn keyed_by_legacy_ids(&self) -> bool {
+        matches!(
+            self,
+            SourceConfig::Domino {
+                identity: DominoIdentity::Dn,
+                ..
+            }
+        )
+    }
+
+    /// The stored objects now carry the ids the source gives.
+    pub fn ids_migrated(&mut self) {
+        if let SourceConfig::Domino { identity, .. } = self {
+            *identity = DominoIdentity::Unid;
+        }
+    }
+
+    /// Keeps `current`'s identity through a change of settings: only a
+    /// run's re-keying changes it, never an edit.
+    pub fn keep_identity_of(&mut self, current: &SourceConfig) {
+        if let (
+            SourceConfig::Domino { identity, .. },
+            SourceConfig::Domino { identity: kept, .. },
+        ) = (self, current)
+        {
+            *identity = *kept;
         }
     }
 
@@ -746,6 +793,7 @@ impl ConnectorSpec {
                     .field("deny_access_group")
                     .map(deny_group)
                     .transpose()?,
+                identity: DominoIdentity::Unid,
             },
             ConnectorKind::Google => SourceConfig::Google {
                 admin_email: self.need("admin_email").parse()?,
@@ -1249,6 +1297,7 @@ mod tests {
             SourceConfig::Domino {
                 ldap,
                 deny_access_group,
+                ..
             } => (ldap, deny_access_group.as_deref()),
             other => panic!("{other:?}"),
         }

@@ -19,8 +19,8 @@ pub use account::Account;
 pub use address::{DomainFilter, DomainName, EmailAddress};
 pub use audit::{AUDIT_RETENTION_DAYS, AuditAction, AuditOutcome, AuditRecord};
 pub use connector::{
-    Cloud, Connector, ConnectorKind, ConnectorSpec, ConnectorState, Consent, LdapSettings,
-    LdapTransport, SecretRef, SourceConfig, SyncOptions, tenant_name,
+    Cloud, Connector, ConnectorKind, ConnectorSpec, ConnectorState, Consent, DominoIdentity,
+    LdapSettings, LdapTransport, SecretRef, SourceConfig, SyncOptions, tenant_name,
 };
 pub use directory::{
     ContentHash, Group, GroupKind, GroupScope, MemberKind, MemberRole, Membership, User,

@@ -98,6 +98,12 @@ pub enum WarningKind {
     OutOfScope,
     Guest,
     Unreadable,
+    /// An object without a lasting id of its own (a Domino document
+    /// without `dominoUNID`): kept by a name a rename changes.
+    NoStableId,
+    /// Not about one object: the connector's objects took new ids (see
+    /// `engine::rekey`).
+    IdsMigrated,
 }
 
 /// One object the run could not take as it is, and why.

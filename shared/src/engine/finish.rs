@@ -355,6 +355,22 @@ impl SyncEngine {
     /// describe a directory `run` has read again since (approving one
     /// would remove what the source has since shown to exist).
     async fn supersede_older(&self, scope: &Scope, run: &SyncRun) -> Result<(), StoreError> {
+        let why = format!(
+            "Superseded by run {}, which read the directory again: this run's staged actions can no longer \
+             be approved; review the newer run instead.",
+            run.id
+        );
+        self.supersede_staged(scope, Some(run), &why).await
+    }
+
+    /// Marks the staged runs waiting for review (those started before
+    /// `run`, if given) superseded, saying `why`, and drops their lists.
+    pub(super) async fn supersede_staged(
+        &self,
+        scope: &Scope,
+        run: Option<&SyncRun>,
+        why: &str,
+    ) -> Result<(), StoreError> {
         let runs = self
             .store
             .list_runs(scope, crate::store::PageRequest::first(100))
@@ -363,16 +379,11 @@ impl SyncEngine {
         let older = runs.into_iter().filter(|r| {
             r.status == RunStatus::Staged
                 && r.review.is_none()
-                && r.id != run.id
-                && r.started_at <= run.started_at
+                && run.is_none_or(|run| r.id != run.id && r.started_at <= run.started_at)
         });
         for mut old in older {
             old.status = RunStatus::Superseded;
-            old.message = Some(format!(
-                "Superseded by run {}, which read the directory again: this run's staged actions can no longer \
-                 be approved; review the newer run instead.",
-                run.id
-            ));
+            old.message = Some(why.to_owned());
             if self.store.put_run_if_staged(&old).await? {
                 self.store.delete_run_chunks(scope, &old.id).await?;
             }

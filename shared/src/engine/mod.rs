@@ -16,6 +16,7 @@ mod lease;
 pub mod plan;
 pub mod policy;
 pub mod progress;
+mod rekey;
 mod review;
 mod sweep;
 
@@ -236,9 +237,13 @@ impl SyncEngine {
             Err(e) => return held_or(e),
         };
         let work = async {
-            let resumed = self
+            let rekeyed = self.rekey(connector, source, &scope).await?;
+            let mut resumed = self
                 .resume_or_start(connector, source, &scope, &request)
                 .await?;
+            if let Some(note) = rekeyed {
+                resumed.progress.run.warn(note);
+            }
             let invocation =
                 Invocation::new(self, connector, source, &scope, &request, &lease, &resumed)
                     .await?;

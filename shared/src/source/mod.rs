@@ -403,4 +403,18 @@ pub trait DirectorySource: Send + Sync {
 
     /// Checks credentials and reachability without syncing anything.
     async fn test_connection(&self) -> ConnectionReport;
+
+    /// The ids this source gave objects until now and the ones it gives
+    /// them from now on, when they differ (a Domino connector keyed by DN,
+    /// now by `dominoUNID`): read whole from the directory, matched on what
+    /// the old id was made of. Once it has answered, the source reads with
+    /// the new ids; the engine re-keys the store with the answer before
+    /// its run starts (see [`crate::store::StateStore::rekey`]). `None`:
+    /// the stored ids are the source's.
+    async fn identity_changes(&self) -> Result<Option<IdChanges>, SourceError> {
+        Ok(None)
+    }
 }
+
+/// Old id → new id, for [`DirectorySource::identity_changes`].
+pub type IdChanges = std::collections::HashMap<SourceId, SourceId>;

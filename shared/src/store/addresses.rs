@@ -395,6 +395,43 @@ impl StateStore {
         Ok(())
     }
 
+    /// Hands what objects of the connector own or contend for among
+    /// `addresses` to the same objects under their new ids (`ids`: old →
+    /// new, see [`StateStore::rekey`]); returns how many index items
+    /// changed.
+    pub(super) async fn rekey_addresses(
+        &self,
+        scope: &Scope,
+        addresses: &[&EmailAddress],
+        ids: &HashMap<SourceId, SourceId>,
+    ) -> Result<u64, StoreError> {
+        let mut ops = Vec::new();
+        for (_, (_, mut e)) in self.entries(&scope.account, addresses).await? {
+            if e.owner.connector != scope.connector {
+                continue;
+            }
+            let cond = Cond::eq("connector", scope.connector.as_str())
+                .and(Cond::eq("user", e.owner.user.as_str()));
+            let mut changed = false;
+            if let Some(new) = ids.get(&e.owner.user) {
+                e.owner.user = new.clone();
+                changed = true;
+            }
+            for c in &mut e.contenders {
+                if let Some(new) = ids.get(&c.id) {
+                    c.id = new.clone();
+                    changed = true;
+                }
+            }
+            if changed {
+                ops.push(WriteOp::put_if(self.address_entry(scope, &e), cond));
+            }
+        }
+        let written = ops.len() as u64;
+        self.table.write_many(ops).await?;
+        Ok(written)
+    }
+
     /// The best contender for an address that still lists it.
     async fn heir(&self, scope: &Scope, e: &Entry) -> Result<Option<Contender>, StoreError> {
         let mut ranked = e.contenders.clone();

@@ -63,7 +63,7 @@ pub struct RemovedRows {
     pub memberships: u64,
 }
 
-const HASH: &str = "content_hash";
+pub(super) const HASH: &str = "content_hash";
 
 /// Stored users with their content hashes, by id.
 #[derive(Debug, Default)]
@@ -627,7 +627,7 @@ impl StateStore {
 
     // ---- memberships ----------------------------------------------------
 
-    fn membership_item(scope: &Scope, m: &Membership) -> Item {
+    pub(super) fn membership_item(scope: &Scope, m: &Membership) -> Item {
         Item::new(keys::membership(scope, &m.group, &m.member), to_attrs(m))
             .with_gsi1(keys::membership_gsi(scope, &m.group, &m.member))
     }

@@ -283,6 +283,7 @@ fn changed(current: &Connector, settings: &ConnectorSpec) -> Result<Connector, A
     // A consent connector's source is its consent: never reset by a change.
     if c.kind() != ConnectorKind::EntraConsent {
         c.source = next.source;
+        c.source.keep_identity_of(&current.source);
     }
     c.description = next.description;
     c.state = next.state;

@@ -105,6 +105,26 @@ fn addresses(e: &SearchEntry) -> (Option<EmailAddress>, Vec<EmailAddress>) {
     (primary, aliases)
 }
 
+/// Domino's document id, which renames and moves keep.
+pub const UNID: &str = "dominoUNID";
+
+/// The entry's `dominoUNID` as an id: 32 hex digits, upper-cased as
+/// Domino shows them; `None` when it has none that looks like one.
+pub fn domino_unid(e: &SearchEntry) -> Option<SourceId> {
+    let unid = first(e, UNID)?.trim();
+    if unid.len() != 32 || !unid.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    SourceId::new(unid.to_ascii_uppercase()).ok()
+}
+
+/// A Domino entry's id by DN (connectors keyed by DN, and entries without
+/// a `dominoUNID`): the DN lower-cased as written, not its comparison
+/// key, so that ids stored as such do not change.
+pub fn dn_id(e: &SearchEntry) -> Option<SourceId> {
+    SourceId::new(e.dn.to_ascii_lowercase()).ok()
+}
+
 fn skip(id: SourceId, kind: WarningKind, detail: &str) -> Change {
     Change::RemoveUser {
         id,
@@ -247,6 +267,8 @@ pub fn domino_user(id: SourceId, e: &SearchEntry, denied: bool) -> Change {
     user.surname = first(e, "sn").map(str::to_owned);
     user.user_principal_name = first(e, "uid").map(str::to_owned);
     user.enabled = !denied;
+    user.attributes
+        .insert("distinguishedName".to_owned(), e.dn.clone());
     Change::User(user)
 }
 

@@ -42,11 +42,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use ldap3::{Scope, SearchEntry};
 
-use crate::domain::{Connector, LdapSettings, MemberKind, SourceConfig, SourceId};
+use crate::domain::{
+    Connector, DominoIdentity, LdapSettings, MemberKind, ObjectWarning, SourceConfig, SourceId,
+    WarningKind,
+};
 use crate::secrets::SecretStore;
 use crate::source::{
-    Change, ConnectionReport, DirectorySource, Member, Next, ReadFrom, RequestStats, SourceError,
-    SourcePage, Stream,
+    Change, ConnectionReport, DirectorySource, IdChanges, Member, Next, ReadFrom, RequestStats,
+    SourceError, SourcePage, Stream,
 };
 
 use conn::{Limits, Query, Session};
@@ -73,6 +76,9 @@ pub struct LdapSource {
     bases: tokio::sync::OnceCell<Vec<String>>,
     /// Domino: the deny-access group, read once ([`deny`]).
     denied: tokio::sync::OnceCell<deny::Denied>,
+    /// Domino: objects identified by `dominoUNID` rather than by DN (see
+    /// [`DominoIdentity`]); set once the stored ids are re-keyed.
+    by_unid: std::sync::atomic::AtomicBool,
 }
 
 const AD_USERS: &str = "(&(objectCategory=person)(objectClass=user))";
@@ -82,8 +88,9 @@ const DOMINO_GROUPS: &str = "(objectClass=dominoGroup)";
 const ANY: &str = "(objectClass=*)";
 
 /// Also Domino's: `cn` and `FullName` (the name field, whose other values
-/// may be Internet addresses).
-const USER_ATTRS: [&str; 14] = [
+/// may be Internet addresses), and `dominoUNID`, which is operational
+/// there (sent only when asked for by name).
+const USER_ATTRS: [&str; 15] = [
     "objectGUID",
     "objectClass",
     "mail",
@@ -98,6 +105,7 @@ const USER_ATTRS: [&str; 14] = [
     "uid",
     "cn",
     "FullName",
+    map::UNID,
 ];
 /// Active Directory hands out `member` in ranges of at most 1,500 (Windows)
 /// and marks the last with `*`; asking for the first range explicitly makes
@@ -114,23 +122,34 @@ const AD_GROUP_ATTRS: [&str; 8] = [
 ];
 /// `groupType`: the group document's GroupType field (mail only, access
 /// control only…).
-const DOMINO_GROUP_ATTRS: [&str; 5] = ["objectClass", "cn", "mail", "groupType", "member"];
+const DOMINO_GROUP_ATTRS: [&str; 6] = [
+    "objectClass",
+    "cn",
+    "mail",
+    "groupType",
+    "member",
+    map::UNID,
+];
 
 impl LdapSource {
     pub fn for_connector(
         connector: &Connector,
         secrets: Arc<dyn SecretStore>,
     ) -> Result<Self, SourceError> {
-        let (settings, flavor) = match &connector.source {
-            SourceConfig::ActiveDirectory { ldap } => (ldap.clone(), Flavor::ActiveDirectory),
+        let (settings, flavor, by_unid) = match &connector.source {
+            SourceConfig::ActiveDirectory { ldap } => {
+                (ldap.clone(), Flavor::ActiveDirectory, false)
+            }
             SourceConfig::Domino {
                 ldap,
                 deny_access_group,
+                identity,
             } => (
                 ldap.clone(),
                 Flavor::Domino {
                     deny_access_group: deny_access_group.clone(),
                 },
+                *identity == DominoIdentity::Unid,
             ),
             other => {
                 return Err(SourceError::Config(format!(
@@ -148,6 +167,7 @@ impl LdapSource {
             requests: Default::default(),
             bases: Default::default(),
             denied: Default::default(),
+            by_unid: by_unid.into(),
         })
     }
 
@@ -300,10 +320,24 @@ impl LdapSource {
     fn id_of(&self, e: &SearchEntry) -> Option<SourceId> {
         if self.ad() {
             object_guid(e).and_then(|g| SourceId::new(g).ok())
+        } else if self.by_unid.load(Ordering::Relaxed) {
+            map::domino_unid(e).or_else(|| map::dn_id(e))
         } else {
-            // The DN as first stored (lower-cased as written), not its
-            // comparison key: ids already stored must not change.
-            SourceId::new(e.dn.to_ascii_lowercase()).ok()
+            map::dn_id(e)
+        }
+    }
+
+    /// Domino: a note for an entry kept by its DN for want of a
+    /// `dominoUNID`, which its next rename will replace.
+    fn note_unstable(&self, e: &SearchEntry, out: &mut Vec<Change>) {
+        if !self.ad() && self.by_unid.load(Ordering::Relaxed) && map::domino_unid(e).is_none() {
+            out.push(Change::Note(ObjectWarning {
+                kind: WarningKind::NoStableId,
+                object: e.dn.clone(),
+                detail: "the server sent no dominoUNID for it: it is kept by its DN, so a rename or move \
+                         will show as a removal and a creation"
+                    .into(),
+            }));
         }
     }
 
@@ -327,7 +361,13 @@ impl LdapSource {
         let filter = format!("(|{}{})", self.filter(true), self.filter(false));
         let mut session = self.session().await?;
         let bases = self.bases(&mut session).await?;
-        let attrs = ["objectGUID", "objectClass", "objectSid", "primaryGroupID"];
+        let attrs = [
+            "objectGUID",
+            "objectClass",
+            "objectSid",
+            "primaryGroupID",
+            map::UNID,
+        ];
         let what = "search for group members' DNs";
         let entries = Self::search_bases(&mut session, bases, what, &filter, &attrs).await?;
         let sent = session.sent + 1;
@@ -573,6 +613,7 @@ impl LdapSource {
         };
         for e in entries {
             let Some(id) = self.id_of(e) else { continue };
+            self.note_unstable(e, out);
             if self.ad() {
                 let proxies = map::all(e, "proxyAddresses");
                 let note = crate::source::extra_primaries(&id, proxies);
@@ -609,6 +650,7 @@ impl LdapSource {
         };
         for e in entries {
             let Some(id) = self.id_of(e) else { continue };
+            self.note_unstable(e, out);
             let group = if self.ad() {
                 map::ad_group(id.clone(), e)
             } else {
@@ -620,6 +662,22 @@ impl LdapSource {
             out.push(Change::ReplaceMembers { group: id, members });
         }
         Ok(())
+    }
+
+    /// Domino: each user's and group's id by DN and its `dominoUNID`, for
+    /// a connector keyed by DN until now.
+    async fn unids_by_dn(&self) -> Result<IdChanges, SourceError> {
+        let filter = format!("(|{}{})", self.filter(true), self.filter(false));
+        let mut session = self.session().await?;
+        let bases = self.bases(&mut session).await?;
+        let what = "search for the documents' dominoUNIDs";
+        let attrs = ["objectClass", map::UNID];
+        let entries = Self::search_bases(&mut session, bases, what, &filter, &attrs).await?;
+        session.close().await;
+        Ok(entries
+            .iter()
+            .filter_map(|e| Some((map::dn_id(e)?, map::domino_unid(e)?)))
+            .collect())
     }
 
     /// The held search a continuation asks for, if this source holds it.
@@ -699,6 +757,15 @@ impl DirectorySource for LdapSource {
             requests: self.requests.load(Ordering::Relaxed),
             ..Default::default()
         })
+    }
+
+    async fn identity_changes(&self) -> Result<Option<IdChanges>, SourceError> {
+        if self.ad() || self.by_unid.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let changes = self.unids_by_dn().await?;
+        self.by_unid.store(true, Ordering::Relaxed);
+        Ok(Some(changes))
     }
 
     async fn test_connection(&self) -> ConnectionReport {

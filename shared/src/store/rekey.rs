@@ -1,0 +1,198 @@
+//! Re-keying a connector's directory: each object whose source id changed
+//! (see [`DirectorySource::identity_changes`](crate::source::DirectorySource::identity_changes))
+//! moves to its new id with its memberships, its addresses and its
+//! not-kept mark, its content unchanged: for the platform, nothing is
+//! removed or created.
+//!
+//! It can stop anywhere and run again: each item is written under its new
+//! key before the old one is deleted, and an item already at its new id
+//! maps to itself (old and new ids never coincide), so a second pass
+//! finishes what a first left and changes nothing else.
+
+use std::collections::HashMap;
+
+use serde_json::json;
+
+use crate::domain::{EmailAddress, Group, Membership, SourceId, User};
+
+use super::directory::HASH;
+use super::keys::{self, Scope};
+use super::state::{StateStore, StoreError, all_pages, from_item, to_attrs};
+use super::table::{Index, Item, Key, Query, WriteOp};
+
+/// What a re-keying moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rekeyed {
+    pub users: u64,
+    pub groups: u64,
+    pub memberships: u64,
+    /// Address index items whose owner or contender was renamed.
+    pub addresses: u64,
+    pub not_kept: u64,
+}
+
+/// Old id → new id; ids it does not name stay.
+struct Renames<'a>(&'a HashMap<SourceId, SourceId>);
+
+impl Renames<'_> {
+    fn of(&self, id: &SourceId) -> SourceId {
+        self.0.get(id).unwrap_or(id).clone()
+    }
+
+    /// The new id, when `id` has one.
+    fn moved(&self, id: &SourceId) -> Option<SourceId> {
+        self.0.get(id).filter(|new| *new != id).cloned()
+    }
+}
+
+fn with_hash(key: Key, mut attrs: super::table::Attrs, hash: impl serde::Serialize) -> Item {
+    attrs.insert(HASH.into(), json!(hash));
+    Item::new(key, attrs)
+}
+
+impl StateStore {
+    /// Moves the connector's objects from their old ids to their new ones
+    /// (`ids`: old → new). Run it under the connector's lease, with no run
+    /// in progress: a run's checkpoints name objects by their old ids.
+    pub async fn rekey(
+        &self,
+        scope: &Scope,
+        ids: &HashMap<SourceId, SourceId>,
+    ) -> Result<Rekeyed, StoreError> {
+        let renames = Renames(ids);
+        let mut done = Rekeyed::default();
+        if ids.is_empty() {
+            return Ok(done);
+        }
+        let groups = all_pages(|p| self.list_groups(scope, p)).await?;
+        for group in &groups {
+            done.memberships += self.rekey_members(scope, &group.id, &renames).await?;
+        }
+        let groups = groups.into_iter().filter_map(|g| {
+            let new = renames.moved(&g.id)?;
+            Some(Moving::of_group(scope, g, new))
+        });
+        let (moved, addresses) = self.move_objects(scope, groups.collect(), ids).await?;
+        (done.groups, done.addresses) = (moved, addresses);
+        let users = all_pages(|p| self.list_users(scope, p)).await?;
+        let users: Vec<Moving> = users
+            .into_iter()
+            .filter_map(|u| {
+                let new = renames.moved(&u.id)?;
+                Some(Moving::of_user(scope, u, new))
+            })
+            .collect();
+        for chunk in users.chunks(500) {
+            let (moved, addresses) = self.move_objects(scope, chunk.to_vec(), ids).await?;
+            done.users += moved;
+            done.addresses += addresses;
+        }
+        let marked: Vec<SourceId> = self.not_kept_users(scope).await?.into_iter().collect();
+        let (old, new): (Vec<SourceId>, Vec<SourceId>) = marked
+            .iter()
+            .filter_map(|id| Some((id.clone(), renames.moved(id)?)))
+            .unzip();
+        self.mark_not_kept(scope, &new).await?;
+        self.unmark_not_kept(scope, &old).await?;
+        done.not_kept = new.len() as u64;
+        Ok(done)
+    }
+
+    /// The members of `group` under the group's new id and their own;
+    /// returns how many memberships moved.
+    async fn rekey_members(
+        &self,
+        scope: &Scope,
+        group: &SourceId,
+        renames: &Renames<'_>,
+    ) -> Result<u64, StoreError> {
+        let query =
+            Query::partition(Index::Primary, keys::members_partition(scope, group)).limit(1000);
+        let (mut puts, mut deletes) = (Vec::new(), Vec::new());
+        for item in self.query_all(query).await? {
+            let key = item.key.clone();
+            let m: Membership = from_item("membership", item)?;
+            let moved = Membership {
+                group: renames.of(&m.group),
+                member: renames.of(&m.member),
+                ..m.clone()
+            };
+            if moved.group != m.group || moved.member != m.member {
+                puts.push(WriteOp::put(Self::membership_item(scope, &moved)));
+                deletes.push(WriteOp::delete(key));
+            }
+        }
+        let moved = puts.len() as u64;
+        self.table.write_many(puts).await?;
+        self.table.write_many(deletes).await?;
+        Ok(moved)
+    }
+
+    /// Writes each object under its new key, hands its addresses over,
+    /// then deletes it under the old key; returns how many objects and how
+    /// many address items moved.
+    async fn move_objects(
+        &self,
+        scope: &Scope,
+        objects: Vec<Moving>,
+        ids: &HashMap<SourceId, SourceId>,
+    ) -> Result<(u64, u64), StoreError> {
+        let moved = objects.len() as u64;
+        let (mut puts, mut deletes, mut addresses) = (Vec::new(), Vec::new(), Vec::new());
+        for o in objects {
+            puts.push(WriteOp::put(o.item));
+            deletes.push(WriteOp::delete(o.old));
+            addresses.extend(o.addresses);
+        }
+        self.table.write_many(puts).await?;
+        // Two objects may list one address: its item is read once.
+        addresses.sort();
+        addresses.dedup();
+        let addresses: Vec<&EmailAddress> = addresses.iter().collect();
+        let handed = self.rekey_addresses(scope, &addresses, ids).await?;
+        self.table.write_many(deletes).await?;
+        Ok((moved, handed))
+    }
+}
+
+/// A user or group on its way to its new id.
+#[derive(Clone)]
+struct Moving {
+    old: Key,
+    item: Item,
+    addresses: Vec<EmailAddress>,
+}
+
+impl Moving {
+    fn of_user(scope: &Scope, user: User, new: SourceId) -> Self {
+        let old = keys::user(scope, &user.id);
+        let moved = User { id: new, ..user };
+        let item = with_hash(
+            keys::user(scope, &moved.id),
+            to_attrs(&moved),
+            moved.content_hash(),
+        );
+        let addresses = moved.addresses().cloned().collect();
+        Self {
+            old,
+            item,
+            addresses,
+        }
+    }
+
+    fn of_group(scope: &Scope, group: Group, new: SourceId) -> Self {
+        let old = keys::group(scope, &group.id);
+        let moved = Group { id: new, ..group };
+        let item = with_hash(
+            keys::group(scope, &moved.id),
+            to_attrs(&moved),
+            moved.content_hash(),
+        );
+        let addresses = moved.addresses().cloned().collect();
+        Self {
+            old,
+            item,
+            addresses,
+        }
+    }
+}
