@@ -1000,9 +1000,24 @@ async fn a_blank_domino_base_dn_reads_the_whole_directory() {
     }
     for org in ["o=acme", "o=acmeeu"] {
         assert!(
-            users.iter().any(|u| u.id.as_str().ends_with(org)),
+            users.iter().any(|u| u.attributes["distinguishedName"]
+                .to_lowercase()
+                .ends_with(org)),
             "people of {org}"
         );
+    }
+    // Identified by dominoUNID, each as the manifest has it.
+    let unids: HashSet<&str> = people
+        .iter()
+        .chain(manifest["groups"].as_array().unwrap())
+        .map(|p| p["dominoUNID"].as_str().unwrap())
+        .collect();
+    for id in users
+        .iter()
+        .map(|u| &u.id)
+        .chain(groups.iter().map(|g| &g.id))
+    {
+        assert!(unids.contains(id.as_str()), "{id} is no dominoUNID");
     }
 
     let report = domino_source(&whole, 1000).test_connection().await;
@@ -1215,4 +1230,232 @@ async fn a_deny_group_that_is_not_there_fails_sync_and_test_clearly() {
         assert!(message.contains(&says), "{message}");
         assert!(users(&f, &c).await.is_empty(), "nothing stored");
     }
+}
+
+fn root_manifest() -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(env("DIRSYNC_TEST_DOMINO_ROOT_MANIFEST")).unwrap(),
+    )
+    .unwrap()
+}
+
+/// The Domino-shaped directory's administrator.
+async fn domino_root_admin() -> ldap3::Ldap {
+    let (conn, mut ldap) = LdapConnAsync::new(&env("DIRSYNC_TEST_DOMINO_ROOT_URL"))
+        .await
+        .unwrap();
+    ldap3::drive!(conn);
+    ldap.simple_bind(
+        &env("DIRSYNC_TEST_DOMINO_ROOT_ADMIN_DN"),
+        &env("DIRSYNC_TEST_DOMINO_ROOT_ADMIN_PASSWORD"),
+    )
+    .await
+    .unwrap()
+    .success()
+    .unwrap();
+    ldap
+}
+
+/// A DN's first RDN and its parent ("" at the root); the DNs renamed here
+/// have no escaped commas.
+fn rdn_and_parent(dn: &str) -> (&str, &str) {
+    dn.split_once(',').unwrap_or((dn, ""))
+}
+
+/// Applies the manifest's documented renames and moves (a person renamed,
+/// moved between OUs, moved to the other organization; a group renamed),
+/// or undoes them; the directory's referential integrity rewrites the
+/// member values that name them, as Domino does.
+async fn domino_changes(forward: bool) {
+    let mut ldap = domino_root_admin().await;
+    for c in root_manifest()["changes"].as_array().unwrap() {
+        let (old, new) = (c["dn"].as_str().unwrap(), c["new_dn"].as_str().unwrap());
+        let (from, to) = if forward { (old, new) } else { (new, old) };
+        let (rdn, parent) = rdn_and_parent(to);
+        let superior = (parent != rdn_and_parent(from).1).then_some(parent);
+        ldap.modifydn(from, rdn, true, superior)
+            .await
+            .unwrap()
+            .success()
+            .unwrap_or_else(|e| panic!("{from} -> {to}: {e}"));
+    }
+    member_values_rewritten(forward).await;
+}
+
+/// Waits until no group names the old DNs any more: the directory's
+/// referential integrity rewrites member values after it has answered
+/// (as Domino's administration process does, later still).
+async fn member_values_rewritten(forward: bool) {
+    let mut ldap = domino_root_admin().await;
+    for _ in 0..100 {
+        let mut stale = 0;
+        for c in root_manifest()["changes"].as_array().unwrap() {
+            let old = c[if forward { "dn" } else { "new_dn" }].as_str().unwrap();
+            let filter = format!("(member={})", ldap3::ldap_escape(old));
+            let (found, _) = ldap
+                .search("", LdapScope::Subtree, &filter, vec!["1.1"])
+                .await
+                .unwrap()
+                .success()
+                .unwrap();
+            stale += found.len();
+        }
+        if stale == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("member values still name the DNs before the changes after 10 s");
+}
+
+/// Whether the documented changes are applied (a test stopped before
+/// undoing them).
+async fn domino_changed() -> bool {
+    let first = &root_manifest()["changes"][0];
+    let mut ldap = domino_root_admin().await;
+    let dn = first["new_dn"].as_str().unwrap();
+    let found = ldap
+        .search(dn, LdapScope::Base, "(objectClass=*)", vec!["1.1"])
+        .await
+        .unwrap()
+        .success();
+    found.is_ok_and(|(entries, _)| !entries.is_empty())
+}
+
+/// The source as dirsync read Domino before it knew `dominoUNID`: by DN,
+/// with nothing to re-key.
+struct BeforeUnids(LdapSource);
+
+#[async_trait::async_trait]
+impl DirectorySource for BeforeUnids {
+    async fn read(
+        &self,
+        stream: Stream,
+        from: &ReadFrom,
+    ) -> Result<dirsync_shared::source::SourcePage, dirsync_shared::source::SourceError> {
+        self.0.read(stream, from).await
+    }
+
+    async fn test_connection(&self) -> ConnectionReport {
+        self.0.test_connection().await
+    }
+}
+
+fn no_removals_or_creations(r: &SyncRun) {
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    let c = &r.counts;
+    assert_eq!(
+        (c.created, c.removed, c.members_added, c.members_removed),
+        (0, 0, 0, 0),
+        "{c:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domino_renames_and_moves_keep_ids_and_dn_keyed_connectors_migrate() {
+    let _directory = DOMINO.lock().await;
+    if domino_changed().await {
+        domino_changes(false).await;
+    }
+    let f = fixture(Backend::Embedded).await;
+    let mut c = domino_connector(
+        "renames",
+        json!({"base_dn": null, "deny_access_group": "Deny Access"}),
+    );
+    // As stored before dominoUNID was read: keyed by DN.
+    let SourceConfig::Domino { identity, .. } = &mut c.source else {
+        panic!()
+    };
+    *identity = DominoIdentity::Dn;
+    let account = Account::new(c.account.clone(), "Renames", Region::Europe, Utc::now()).unwrap();
+    f.store.create_account(&account).await.unwrap();
+    let c = f.store.create_connector(&c).await.unwrap();
+    let r = run(&f, &c, &BeforeUnids(domino_source(&c, 500)), true).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    assert!(
+        users(&f, &c)
+            .await
+            .iter()
+            .all(|u| u.id.as_str().contains("o=acme"))
+    );
+    let before = synced(&f, &c).await;
+    let (n_users, n_groups) = (users(&f, &c).await.len(), groups(&f, &c).await.len());
+
+    // The next run re-keys first: nothing removed, created or changed.
+    let r = run(&f, &c, &domino_source(&c, 500), true).await;
+    no_removals_or_creations(&r);
+    assert_eq!(r.counts.updated, 0, "{:?}", r.counts);
+    let note = r
+        .warnings
+        .iter()
+        .find(|w| w.kind == WarningKind::IdsMigrated)
+        .expect("the run says the connector was re-keyed");
+    assert!(
+        note.detail
+            .contains(&format!("{n_users} users and {n_groups} groups")),
+        "{}",
+        note.detail
+    );
+    let stored = f
+        .store
+        .get_connector(&c.account, &c.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!stored.source.keyed_by_legacy_ids());
+    assert_eq!(synced(&f, &c).await, before);
+    let m = root_manifest();
+    let unid_of: HashMap<&str, &str> = m["people"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| Some((p["mail"].as_str()?, p["dominoUNID"].as_str().unwrap())))
+        .collect();
+    for u in users(&f, &c).await {
+        assert_eq!(
+            u.id.as_str(),
+            unid_of[u.primary_email.as_str()],
+            "{}",
+            u.primary_email
+        );
+    }
+
+    // Renamed and moved between runs: the same ids, updated in place.
+    domino_changes(true).await;
+    let r = run(&f, &stored, &domino_source(&stored, 500), true).await;
+    no_removals_or_creations(&r);
+    let changes = m["changes"].as_array().unwrap();
+    assert_eq!(r.counts.updated, changes.len() as u64, "{:?}", r.counts);
+    let s = Scope::new(c.account.clone(), c.id.clone());
+    for ch in changes {
+        let id = SourceId::new(ch["dominoUNID"].as_str().unwrap()).unwrap();
+        let dn = match f.store.get_user(&s, &id).await.unwrap() {
+            Some(u) => u.attributes["distinguishedName"].clone(),
+            None => {
+                let g = f.store.get_group(&s, &id).await.unwrap().expect("kept");
+                g.attributes["distinguishedName"].clone()
+            }
+        };
+        assert!(
+            dn.eq_ignore_ascii_case(ch["new_dn"].as_str().unwrap()),
+            "{ch}: {dn}"
+        );
+    }
+    let (users_now, members_now) = synced(&f, &c).await;
+    assert_eq!(users_now, before.0);
+    let renamed = |(g, m): &(String, String)| {
+        let g = if g == "Project A" { "Project Alpha" } else { g };
+        (g.to_owned(), m.clone())
+    };
+    assert_eq!(
+        members_now,
+        before.1.iter().map(renamed).collect::<HashSet<_>>()
+    );
+
+    // And back: the same ids again.
+    domino_changes(false).await;
+    let r = run(&f, &stored, &domino_source(&stored, 500), true).await;
+    no_removals_or_creations(&r);
+    assert_eq!(r.counts.updated, changes.len() as u64, "{:?}", r.counts);
+    assert_eq!(synced(&f, &c).await, before);
 }

@@ -881,18 +881,31 @@ impl LdapSource {
         }
         let one = [base.to_owned()];
         let (users, groups) = (self.filter(true), self.filter(false));
-        let people = Self::search_bases(session, &one, "users search", &users, &["cn"])
+        let attrs = ["cn", map::UNID];
+        let people = Self::search_bases(session, &one, "users search", &users, &attrs)
             .await
             .map_err(|e| e.to_string())?;
-        let groups = Self::search_bases(session, &one, "groups search", &groups, &["cn"])
+        let groups = Self::search_bases(session, &one, "groups search", &groups, &attrs)
             .await
             .map_err(|e| e.to_string())?;
         let (people_n, groups_n) = (people.len(), groups.len());
-        let detail = if base.is_empty() {
+        let mut detail = if base.is_empty() {
             format!("the whole directory (blank base DN): {people_n} people and {groups_n} groups")
         } else {
             format!("{base} exists: {people_n} people and {groups_n} groups under it")
         };
+        if !self.ad() {
+            let without = people
+                .iter()
+                .chain(&groups)
+                .filter(|e| map::domino_unid(e).is_none())
+                .count();
+            if without > 0 {
+                detail += &format!(
+                    "; {without} without a dominoUNID, kept by their DN (a rename replaces them)"
+                );
+            }
+        }
         Ok((people.iter().map(|e| dn_key(&e.dn)).collect(), detail))
     }
 
