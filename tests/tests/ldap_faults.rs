@@ -453,3 +453,98 @@ async fn most_people_leaving_stages_the_run_and_it_removes_no_membership() {
         approved.message
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_without_a_domino_unid_is_kept_by_dn_and_the_run_says_so() {
+    let f = fixture(Backend::Embedded).await;
+    let mut entries = people_directory(3);
+    let unid = "0123456789ABCDEF0123456789abcdef";
+    entries.push(Entry::new(
+        &format!("cn=Person 4,{BASE}"),
+        &[
+            ("objectClass", &["dominoPerson"]),
+            ("cn", &["Person 4"]),
+            ("mail", &["person4@hostile.test"]),
+            ("dominoUNID", &[unid]),
+        ],
+    ));
+    let listener = Listener::start(entries).await;
+    let c = domino("acme", &listener.url, BASE, &format!("cn=Reader,{BASE}"));
+    let r = run(&f, &c, &listener_source(&c, Duration::from_secs(5))).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    let s = state(&f, &c).await;
+    let ids: BTreeSet<&str> = s.users.keys().map(String::as_str).collect();
+    assert_eq!(
+        ids,
+        BTreeSet::from([
+            "cn=person 1,o=hostile",
+            "cn=person 2,o=hostile",
+            "cn=person 3,o=hostile",
+            "0123456789ABCDEF0123456789ABCDEF",
+        ])
+    );
+    let unstable: BTreeSet<&str> = r
+        .warnings
+        .iter()
+        .filter(|w| w.kind == WarningKind::NoStableId)
+        .map(|w| w.object.as_str())
+        .collect();
+    // Three people and the group.
+    assert_eq!(unstable.len(), 4, "{:?}", r.warnings);
+    assert!(unstable.contains(format!("cn=Everyone,{BASE}").as_str()));
+}
+
+/// The source as dirsync read Domino before it knew `dominoUNID`: by DN,
+/// with nothing to re-key.
+struct BeforeUnids(LdapSource);
+
+#[async_trait]
+impl DirectorySource for BeforeUnids {
+    async fn read(&self, stream: Stream, from: &ReadFrom) -> Result<SourcePage, SourceError> {
+        self.0.read(stream, from).await
+    }
+
+    async fn test_connection(&self) -> ConnectionReport {
+        self.0.test_connection().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_keying_supersedes_a_staged_list_that_names_the_old_ids() {
+    let f = fixture(Backend::Embedded).await;
+    let mut entries = people_directory(30);
+    for (i, e) in entries.iter_mut().enumerate() {
+        e.attrs
+            .push(("dominoUNID".into(), vec![format!("{:032X}", i + 1)]));
+    }
+    let listener = Listener::start(entries).await;
+    let mut c = domino("acme", &listener.url, BASE, &format!("cn=Reader,{BASE}"));
+    let SourceConfig::Domino { identity, .. } = &mut c.source else {
+        panic!()
+    };
+    *identity = DominoIdentity::Dn;
+    let source = || listener_source(&c, Duration::from_secs(5));
+    let r = run(&f, &c, &BeforeUnids(source())).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+    for i in 1..=20 {
+        listener.remove(&format!("cn=Person {i},{BASE}"));
+    }
+    let staged = run(&f, &c, &BeforeUnids(source())).await;
+    assert_eq!(staged.status, RunStatus::Staged, "{:?}", staged.message);
+
+    // The next run re-keys first: the staged list, by DN, can no longer
+    // be approved; the run stages the same removals by dominoUNID.
+    let again = run(&f, &c, &source()).await;
+    assert_eq!(again.status, RunStatus::Staged, "{:?}", again.message);
+    let s = Scope::new(c.account.clone(), c.id.clone());
+    let old = f.store.get_run(&s, &staged.id).await.unwrap().unwrap();
+    assert_eq!(old.status, RunStatus::Superseded);
+    assert!(old.message.unwrap().contains("re-keyed"));
+    let refused = engine(&f).approve(&s, &staged.id, None).await.unwrap_err();
+    assert!(refused.to_string().contains("superseded"), "{refused}");
+    let approved = engine(&f).approve(&s, &again.id, None).await.unwrap();
+    assert_eq!(approved.counts.removed, 20, "{:?}", approved.message);
+    let left: BTreeSet<String> = state(&f, &c).await.users.into_keys().collect();
+    let want: BTreeSet<String> = (21..=30).map(|i| format!("{i:032X}")).collect();
+    assert_eq!(left, want);
+}

@@ -296,7 +296,8 @@ async fn domino_people_groups_and_the_deny_access_group() {
         .unwrap();
     let source =
         LdapSource::for_connector(&c, secrets(&env("DIRSYNC_TEST_DOMINO_PASSWORD"))).unwrap();
-    assert!(source.test_connection().await.ok);
+    let report = source.test_connection().await;
+    assert!(report.ok, "{report:?}");
     let r = run(&f, &c, &source, false).await;
     assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
     let stored = users(&f, &c).await;
@@ -305,6 +306,11 @@ async fn domino_people_groups_and_the_deny_access_group() {
         r.warnings.iter().any(|w| w.kind == WarningKind::NoAddress),
         "people without mail are reported"
     );
+    // Kept by dominoUNID, the DN an attribute.
+    for u in &stored {
+        assert_eq!(u.id.as_str().len(), 32, "{}", u.id);
+        assert!(u.attributes["distinguishedName"].ends_with(",o=Dirsync"));
+    }
     let disabled = stored.iter().filter(|u| !u.enabled).count();
     assert_eq!(disabled, 2, "the deny-access group's members are disabled");
     let scope = Scope::new(c.account.clone(), c.id.clone());
