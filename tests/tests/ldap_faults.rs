@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::Utc;
+use common::before_unids::BeforeUnids;
 use common::{Backend, Fixture, fixture};
 use dirsync_shared::domain::*;
 use dirsync_shared::engine::{EngineSettings, RunOutcome, RunRequest, SyncEngine};
@@ -492,21 +493,6 @@ async fn a_document_without_a_domino_unid_is_kept_by_dn_and_the_run_says_so() {
     // Three people and the group.
     assert_eq!(unstable.len(), 4, "{:?}", r.warnings);
     assert!(unstable.contains(format!("cn=Everyone,{BASE}").as_str()));
-}
-
-/// The source as dirsync read Domino before it knew `dominoUNID`: by DN,
-/// with nothing to re-key.
-struct BeforeUnids(LdapSource);
-
-#[async_trait]
-impl DirectorySource for BeforeUnids {
-    async fn read(&self, stream: Stream, from: &ReadFrom) -> Result<SourcePage, SourceError> {
-        self.0.read(stream, from).await
-    }
-
-    async fn test_connection(&self) -> ConnectionReport {
-        self.0.test_connection().await
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::Utc;
+use common::before_unids::BeforeUnids;
 use common::{Backend, Fixture, fixture};
 use dirsync_shared::domain::*;
 use dirsync_shared::engine::{EngineSettings, RunOutcome, RunRequest, SyncEngine};
@@ -1326,25 +1327,6 @@ async fn domino_changed() -> bool {
         .unwrap()
         .success();
     found.is_ok_and(|(entries, _)| !entries.is_empty())
-}
-
-/// The source as dirsync read Domino before it knew `dominoUNID`: by DN,
-/// with nothing to re-key.
-struct BeforeUnids(LdapSource);
-
-#[async_trait::async_trait]
-impl DirectorySource for BeforeUnids {
-    async fn read(
-        &self,
-        stream: Stream,
-        from: &ReadFrom,
-    ) -> Result<dirsync_shared::source::SourcePage, dirsync_shared::source::SourceError> {
-        self.0.read(stream, from).await
-    }
-
-    async fn test_connection(&self) -> ConnectionReport {
-        self.0.test_connection().await
-    }
 }
 
 fn no_removals_or_creations(r: &SyncRun) {

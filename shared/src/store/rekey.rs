@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use serde_json::json;
 
-use crate::domain::{EmailAddress, Group, Membership, SourceId, User};
+use crate::domain::{ContentHash, EmailAddress, Group, Membership, SourceId, User};
 
 use super::directory::HASH;
 use super::keys::{self, Scope};
@@ -45,11 +45,6 @@ impl Renames<'_> {
     }
 }
 
-fn with_hash(key: Key, mut attrs: super::table::Attrs, hash: impl serde::Serialize) -> Item {
-    attrs.insert(HASH.into(), json!(hash));
-    Item::new(key, attrs)
-}
-
 impl StateStore {
     /// Moves the connector's objects from their old ids to their new ones
     /// (`ids`: old → new). Run it under the connector's lease, with no run
@@ -64,38 +59,73 @@ impl StateStore {
         if ids.is_empty() {
             return Ok(done);
         }
+        self.rekey_groups(scope, &renames, &mut done).await?;
+        self.rekey_users(scope, &renames, &mut done).await?;
+        done.not_kept = self.rekey_not_kept(scope, &renames).await?;
+        Ok(done)
+    }
+
+    /// Every group's members first (under new ids on both sides), then
+    /// the groups themselves.
+    async fn rekey_groups(
+        &self,
+        scope: &Scope,
+        renames: &Renames<'_>,
+        done: &mut Rekeyed,
+    ) -> Result<(), StoreError> {
         let groups = all_pages(|p| self.list_groups(scope, p)).await?;
         for group in &groups {
-            done.memberships += self.rekey_members(scope, &group.id, &renames).await?;
+            done.memberships += self.rekey_members(scope, &group.id, renames).await?;
         }
-        let groups = groups.into_iter().filter_map(|g| {
-            let new = renames.moved(&g.id)?;
-            Some(Moving::of_group(scope, g, new))
-        });
-        let (moved, addresses) = self.move_objects(scope, groups.collect(), ids).await?;
-        (done.groups, done.addresses) = (moved, addresses);
+        let moving = groups
+            .into_iter()
+            .filter_map(|g| {
+                let new = renames.moved(&g.id)?;
+                Some(Moving::of_group(scope, g, new))
+            })
+            .collect();
+        let (groups, addresses) = self.move_objects(scope, moving, renames.0).await?;
+        done.groups += groups;
+        done.addresses += addresses;
+        Ok(())
+    }
+
+    async fn rekey_users(
+        &self,
+        scope: &Scope,
+        renames: &Renames<'_>,
+        done: &mut Rekeyed,
+    ) -> Result<(), StoreError> {
         let users = all_pages(|p| self.list_users(scope, p)).await?;
-        let users: Vec<Moving> = users
+        let moving: Vec<Moving> = users
             .into_iter()
             .filter_map(|u| {
                 let new = renames.moved(&u.id)?;
                 Some(Moving::of_user(scope, u, new))
             })
             .collect();
-        for chunk in users.chunks(500) {
-            let (moved, addresses) = self.move_objects(scope, chunk.to_vec(), ids).await?;
-            done.users += moved;
+        for chunk in moving.chunks(500) {
+            let (users, addresses) = self.move_objects(scope, chunk.to_vec(), renames.0).await?;
+            done.users += users;
             done.addresses += addresses;
         }
-        let marked: Vec<SourceId> = self.not_kept_users(scope).await?.into_iter().collect();
+        Ok(())
+    }
+
+    /// Returns how many marks moved.
+    async fn rekey_not_kept(
+        &self,
+        scope: &Scope,
+        renames: &Renames<'_>,
+    ) -> Result<u64, StoreError> {
+        let marked = self.not_kept_users(scope).await?;
         let (old, new): (Vec<SourceId>, Vec<SourceId>) = marked
             .iter()
             .filter_map(|id| Some((id.clone(), renames.moved(id)?)))
             .unzip();
         self.mark_not_kept(scope, &new).await?;
         self.unmark_not_kept(scope, &old).await?;
-        done.not_kept = new.len() as u64;
-        Ok(done)
+        Ok(new.len() as u64)
     }
 
     /// The members of `group` under the group's new id and their own;
@@ -167,32 +197,31 @@ impl Moving {
     fn of_user(scope: &Scope, user: User, new: SourceId) -> Self {
         let old = keys::user(scope, &user.id);
         let moved = User { id: new, ..user };
-        let item = with_hash(
-            keys::user(scope, &moved.id),
-            to_attrs(&moved),
-            moved.content_hash(),
-        );
-        let addresses = moved.addresses().cloned().collect();
-        Self {
-            old,
-            item,
-            addresses,
-        }
+        let key = keys::user(scope, &moved.id);
+        Self::to(old, key, &moved, moved.content_hash(), moved.addresses())
     }
 
     fn of_group(scope: &Scope, group: Group, new: SourceId) -> Self {
         let old = keys::group(scope, &group.id);
         let moved = Group { id: new, ..group };
-        let item = with_hash(
-            keys::group(scope, &moved.id),
-            to_attrs(&moved),
-            moved.content_hash(),
-        );
-        let addresses = moved.addresses().cloned().collect();
+        let key = keys::group(scope, &moved.id);
+        Self::to(old, key, &moved, moved.content_hash(), moved.addresses())
+    }
+
+    /// `moved` stored under `key` as the store writes it, with its hash.
+    fn to<'a>(
+        old: Key,
+        key: Key,
+        moved: &impl serde::Serialize,
+        hash: ContentHash,
+        addresses: impl Iterator<Item = &'a EmailAddress>,
+    ) -> Self {
+        let mut attrs = to_attrs(moved);
+        attrs.insert(HASH.into(), json!(hash));
         Self {
             old,
-            item,
-            addresses,
+            item: Item::new(key, attrs),
+            addresses: addresses.cloned().collect(),
         }
     }
 }

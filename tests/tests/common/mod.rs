@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod before_unids;
 pub mod consent;
 pub mod memory;
 pub mod rows;
