@@ -418,10 +418,18 @@ pub async fn run(users: u32, dir: &std::path::Path) -> Result<(), String> {
                 f("reason")
             );
         }
+        let on = format!(
+            "dirsync --store {} --secrets-dir {}",
+            db.display(),
+            dir.join("secrets").display()
+        );
         println!(
-            "      … {} actions in all; nothing was removed. Approve or reject with POST …/runs/{}/approve|reject",
+            "      … {} actions in all; nothing was removed. Review them: {on} runs show {a} {c} {r}\n      \
+             then {on} approve {a} {c} {r} (or reject)",
             actions.len(),
-            run.id
+            a = scope.account,
+            c = scope.connector,
+            r = run.id
         );
     }
     let stored = dirsync_shared::store::all_pages(|p| app.store.list_users(&scope, p))

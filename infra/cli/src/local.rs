@@ -61,7 +61,7 @@ pub async fn open(store: &str, secrets_dir: PathBuf) -> Result<Local, String> {
     }
     let queue = Arc::new(LocalQueue::default());
     let engine_settings = EngineSettings {
-        progress: progress_line(),
+        progress: Some(crate::progress::hook()),
         ..EngineSettings::default()
     };
     let app = App {
@@ -138,24 +138,4 @@ fn whoami() -> String {
         "cli:{}",
         std::env::var("USER").unwrap_or_else(|_| "operator".into())
     )
-}
-
-/// On a terminal, one line that follows a sync page by page.
-fn progress_line() -> Option<dirsync_shared::engine::ProgressHook> {
-    use std::io::{IsTerminal, Write};
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    Some(dirsync_shared::engine::ProgressHook(Arc::new(
-        |p: &dirsync_shared::engine::Progress| {
-            let c = &p.counts;
-            let mut err = std::io::stderr();
-            let _ = write!(
-                err,
-                "\r{:<7} page {:>5}: {} created, {} updated, {} unchanged, {} skipped, {} throttle waits   ",
-                p.stream, p.pages, c.created, c.updated, c.unchanged, c.skipped, p.throttled
-            );
-            let _ = err.flush();
-        },
-    )))
 }

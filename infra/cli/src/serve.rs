@@ -106,10 +106,12 @@ async fn run_queued(State(local): State<Arc<Local>>, req: Request, next: Next) -
     response
 }
 
-pub async fn run(local: Local, port: u16) -> Result<(), crate::Failure> {
+pub async fn run(local: Local, port: u16) -> crate::exit::Outcome {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
-        .map_err(|e| crate::Failure(2, format!("cannot listen on 127.0.0.1:{port}: {e}")))?;
+        .map_err(|e| {
+            crate::exit::Failure::refused(format!("cannot listen on 127.0.0.1:{port}: {e}"))
+        })?;
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(port);
     let door = Arc::new(Door {
         token: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>()),
@@ -131,5 +133,5 @@ pub async fn run(local: Local, port: u16) -> Result<(), crate::Failure> {
         .fallback_service(admin);
     axum::serve(listener, app)
         .await
-        .map_err(|e| crate::Failure(4, e.to_string()))
+        .map_err(crate::exit::Failure::internal)
 }

@@ -203,7 +203,8 @@ pub(super) async fn change(
     if current.kind() == ConnectorKind::EntraLegacy {
         return Err(AppError::Conflict(
             "legacy Entra connectors accept no configuration change until they are migrated to the consent \
-             connector; start the migration, or renew the client secret with PUT …/secret"
+             connector: start the migration (POST …/migrate, or `dirsync migrate ACCOUNT CONNECTOR`), or renew \
+             the client secret (PUT …/secret, or `dirsync password set`)"
                 .into(),
         ));
     }

@@ -69,7 +69,7 @@ pub(super) fn consent_tenant(c: &Connector, migrate: bool) -> Result<(&Cloud, St
             "admin consent is for consent connectors; this is a {} connector{}",
             c.kind(),
             if c.kind() == ConnectorKind::EntraLegacy {
-                " (use POST …/migrate to move it to consent)"
+                " (migrate it to consent: POST …/migrate, or `dirsync migrate ACCOUNT CONNECTOR`)"
             } else {
                 ""
             }
