@@ -54,18 +54,9 @@ impl HeldAction {
             HeldAction::RemoveGroup {
                 id, label, reason, ..
             } => PlanEntry::new(Action::Remove, "group", id, label, reason),
-            HeldAction::RemoveMembership { membership: m } => PlanEntry::new(
-                Action::Remove,
-                "membership",
-                &m.member,
-                &format!(
-                    "{} {} in group {}",
-                    m.member_kind.label(),
-                    m.member,
-                    m.group
-                ),
-                "no longer a member at the source",
-            ),
+            HeldAction::RemoveMembership { membership: m } => {
+                PlanEntry::membership(Action::Remove, m, "no longer a member at the source")
+            }
         }
     }
 }
@@ -107,6 +98,17 @@ impl PlanEntry {
             label: label.into(),
             reason: reason.into(),
         }
+    }
+
+    /// A membership's entry: under its member's id, labelled with both ends.
+    pub fn membership(action: Action, m: &Membership, reason: &str) -> Self {
+        let label = format!(
+            "{} {} in group {}",
+            m.member_kind.label(),
+            m.member,
+            m.group
+        );
+        Self::new(action, "membership", &m.member, &label, reason)
     }
 }
 
