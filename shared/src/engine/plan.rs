@@ -112,6 +112,32 @@ impl PlanEntry {
     }
 }
 
+/// How many entries of a list share an object type and an action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActionCount {
+    pub object_type: String,
+    pub action: Action,
+    pub count: u64,
+}
+
+/// `entries` counted by object type and action, in the order each pair
+/// first appears.
+pub fn summarize(entries: &[PlanEntry]) -> Vec<ActionCount> {
+    let mut counts: Vec<ActionCount> = Vec::new();
+    for e in entries {
+        let same = |c: &&mut ActionCount| c.object_type == e.object_type && c.action == e.action;
+        match counts.iter_mut().find(same) {
+            Some(c) => c.count += 1,
+            None => counts.push(ActionCount {
+                object_type: e.object_type.clone(),
+                action: e.action,
+                count: 1,
+            }),
+        }
+    }
+    counts
+}
+
 impl HeldAction {
     /// The user or group it acts on (for a membership, the group).
     pub fn object(&self) -> &SourceId {

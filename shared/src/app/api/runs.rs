@@ -6,6 +6,7 @@ use http::StatusCode;
 use serde_json::json;
 
 use crate::domain::RunStatus;
+use crate::engine::summarize;
 
 use super::super::{App, AppError, Caller};
 use super::extract::{Ids, QueryParams};
@@ -33,7 +34,10 @@ pub(super) async fn get(State(app): State<App>, ids: Ids) -> Reply {
     } else {
         Vec::new()
     };
-    ok(StatusCode::OK, json!({"run": r, "staged_actions": staged}))
+    ok(
+        StatusCode::OK,
+        json!({"run": r, "summary": summarize(&staged), "staged_actions": staged}),
+    )
 }
 
 pub(super) async fn approve(
