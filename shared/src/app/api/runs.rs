@@ -1,4 +1,4 @@
-//! A connector's runs and their review, and its directory look-ups.
+//! A connector's runs and their review.
 
 use axum::Extension;
 use axum::extract::State;
@@ -64,26 +64,4 @@ async fn review(app: &App, caller: &Caller, ids: &Ids, approve: bool) -> Reply {
         app.engine.reject(&scope, &id, by).await?
     };
     ok(StatusCode::OK, json!(r))
-}
-
-pub(super) async fn user_groups(State(app): State<App>, ids: Ids, q: QueryParams) -> Reply {
-    let page = app
-        .store
-        .member_of(&ids.scope()?, &ids.object()?, q.page()?)
-        .await?;
-    ok(
-        StatusCode::OK,
-        json!({"memberships": page.items, "next": page.next}),
-    )
-}
-
-pub(super) async fn group_members(State(app): State<App>, ids: Ids, q: QueryParams) -> Reply {
-    let page = app
-        .store
-        .group_members(&ids.scope()?, &ids.object()?, q.page()?)
-        .await?;
-    ok(
-        StatusCode::OK,
-        json!({"memberships": page.items, "next": page.next}),
-    )
 }
