@@ -39,6 +39,9 @@ pub enum AppError {
     Source(#[from] SourceError),
     #[error("{0} does not exist")]
     NotFound(String),
+    /// A path names no user or group of the connector, or several.
+    #[error(transparent)]
+    Lookup(#[from] api::LookupError),
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]

@@ -274,7 +274,12 @@ impl PageContext<'_> {
         }
         out.held_members = removed_members;
         if self.dry_run {
-            out.counts.members_added += added.len() as u64;
+            let new = self.not_stored(&added).await?;
+            out.counts.members_added += new.len() as u64;
+            out.plan.extend(
+                new.iter()
+                    .map(|m| PlanEntry::membership(Action::Create, m, "new member at the source")),
+            );
         } else if self.known.began_empty {
             out.counts.members_added += self.store.put_memberships(self.scope, &added).await?;
         } else {
@@ -283,6 +288,22 @@ impl PageContext<'_> {
             out.counts.members_updated += written.updated;
         }
         Ok(out)
+    }
+
+    /// Those of `memberships` the store does not hold yet: what a dry run
+    /// says a real run would add.
+    async fn not_stored(&self, memberships: &[Membership]) -> Result<Vec<Membership>, StoreError> {
+        let stored = self
+            .store
+            .stored_memberships(self.scope, memberships)
+            .await?;
+        let stored: HashSet<(&SourceId, &SourceId)> =
+            stored.iter().map(|m| (&m.group, &m.member)).collect();
+        Ok(memberships
+            .iter()
+            .filter(|m| !stored.contains(&(&m.group, &m.member)))
+            .cloned()
+            .collect())
     }
 
     /// Completes the page's partial users: over nothing on a full read,

@@ -32,7 +32,7 @@ use crate::store::{Scope, StateStore, StoreError};
 use apply::{Known, NotKept, PageContext, PageOutcome};
 use invocation::Invocation;
 use lease::LeaseKeeper;
-pub use plan::{Action, HeldAction, PlanEntry};
+pub use plan::{Action, ActionCount, HeldAction, PlanEntry, summarize};
 use progress::{Checkpoints, RunProgress, StreamProgress};
 pub use review::STAGED_DAYS;
 

@@ -54,18 +54,9 @@ impl HeldAction {
             HeldAction::RemoveGroup {
                 id, label, reason, ..
             } => PlanEntry::new(Action::Remove, "group", id, label, reason),
-            HeldAction::RemoveMembership { membership: m } => PlanEntry::new(
-                Action::Remove,
-                "membership",
-                &m.member,
-                &format!(
-                    "{} {} in group {}",
-                    m.member_kind.label(),
-                    m.member,
-                    m.group
-                ),
-                "no longer a member at the source",
-            ),
+            HeldAction::RemoveMembership { membership: m } => {
+                PlanEntry::membership(Action::Remove, m, "no longer a member at the source")
+            }
         }
     }
 }
@@ -108,6 +99,43 @@ impl PlanEntry {
             reason: reason.into(),
         }
     }
+
+    /// A membership's entry: under its member's id, labelled with both ends.
+    pub fn membership(action: Action, m: &Membership, reason: &str) -> Self {
+        let label = format!(
+            "{} {} in group {}",
+            m.member_kind.label(),
+            m.member,
+            m.group
+        );
+        Self::new(action, "membership", &m.member, &label, reason)
+    }
+}
+
+/// How many entries of a list share an object type and an action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActionCount {
+    pub object_type: String,
+    pub action: Action,
+    pub count: u64,
+}
+
+/// `entries` counted by object type and action, in the order each pair
+/// first appears.
+pub fn summarize(entries: &[PlanEntry]) -> Vec<ActionCount> {
+    let mut counts: Vec<ActionCount> = Vec::new();
+    for e in entries {
+        let same = |c: &&mut ActionCount| c.object_type == e.object_type && c.action == e.action;
+        match counts.iter_mut().find(same) {
+            Some(c) => c.count += 1,
+            None => counts.push(ActionCount {
+                object_type: e.object_type.clone(),
+                action: e.action,
+                count: 1,
+            }),
+        }
+    }
+    counts
 }
 
 impl HeldAction {

@@ -577,8 +577,7 @@ impl StateStore {
         let existing = self.table.get_many(&keys).await?;
         let mut memberships = Vec::new();
         for id in ids {
-            let members =
-                Query::partition(Index::Primary, keys::members_partition(scope, id)).limit(1000);
+            let members = Self::members_query(scope, id).limit(1000);
             memberships.extend(self.query_all(members).await?.into_iter().map(|i| i.key));
             memberships.extend(
                 self.existing(self.memberships_of_member(scope, id).await?)
@@ -612,6 +611,21 @@ impl StateStore {
             .await?
             .map(|i| from_item("group", i))
             .transpose()
+    }
+
+    /// The stored groups among `ids`, by id, in one batched read.
+    pub async fn get_groups(
+        &self,
+        scope: &Scope,
+        ids: &[&SourceId],
+    ) -> Result<HashMap<SourceId, Group>, StoreError> {
+        let keys: Vec<Key> = ids.iter().map(|id| keys::group(scope, id)).collect();
+        self.table
+            .get_many(&keys)
+            .await?
+            .into_iter()
+            .map(|i| from_item::<Group>("group", i).map(|g| (g.id.clone(), g)))
+            .collect()
     }
 
     pub async fn list_groups(
@@ -748,8 +762,7 @@ impl StateStore {
         scope: &Scope,
         group: &SourceId,
     ) -> Result<u64, StoreError> {
-        let query =
-            Query::partition(Index::Primary, keys::members_partition(scope, group)).limit(10_000);
+        let query = Self::members_query(scope, group).limit(10_000);
         Ok(self.table.count(&query).await?)
     }
 
@@ -784,10 +797,24 @@ impl StateStore {
         group: &SourceId,
         page: PageRequest,
     ) -> Result<Page<Membership>, StoreError> {
-        let query = Query::partition(Index::Primary, keys::members_partition(scope, group))
+        let query = Self::members_query(scope, group)
             .limit(page.limit)
             .start(Self::decode_token(&page.token)?);
         self.query_page("membership", query).await
+    }
+
+    fn members_query(scope: &Scope, group: &SourceId) -> Query {
+        Query::partition(Index::Primary, keys::members_partition(scope, group))
+    }
+
+    /// The direct members of each of `groups`, all in one call.
+    pub async fn members_each(
+        &self,
+        scope: &Scope,
+        groups: &[SourceId],
+    ) -> Result<Vec<Membership>, StoreError> {
+        let queries = groups.iter().map(|g| Self::members_query(scope, g));
+        self.memberships_each(queries).await
     }
 
     /// The groups a user (or group, or contact) is a direct member of.
@@ -814,10 +841,17 @@ impl StateStore {
         scope: &Scope,
         members: &[SourceId],
     ) -> Result<Vec<Membership>, StoreError> {
-        let queries: Vec<Query> = members
-            .iter()
-            .map(|m| Self::member_of_query(scope, m).limit(PageRequest::MAX_LIMIT))
-            .collect();
+        let queries = members.iter().map(|m| Self::member_of_query(scope, m));
+        self.memberships_each(queries).await
+    }
+
+    /// Every membership each query lists (see
+    /// [`Table::query_each`](super::table::Table::query_each)).
+    async fn memberships_each(
+        &self,
+        queries: impl Iterator<Item = Query>,
+    ) -> Result<Vec<Membership>, StoreError> {
+        let queries: Vec<Query> = queries.map(|q| q.limit(PageRequest::MAX_LIMIT)).collect();
         let found = self.table.query_each(&queries).await?;
         self.live_items("membership", found.into_iter().flatten())
     }

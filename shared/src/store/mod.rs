@@ -8,6 +8,7 @@ mod directory;
 pub mod dynamo;
 pub mod embedded;
 pub mod keys;
+mod nesting;
 mod rekey;
 mod state;
 pub mod table;
@@ -20,6 +21,7 @@ pub use directory::{
 pub use dynamo::DynamoTable;
 pub use embedded::EmbeddedTable;
 pub use keys::Scope;
+pub use nesting::Reached;
 pub use rekey::Rekeyed;
 pub use state::{
     Page, PageRequest, RUN_RETENTION_DAYS, StateStore, StoreError, all_pages, each_page,

@@ -84,20 +84,15 @@ pub async fn world(users: u32) -> World {
         .unwrap();
     let sqs = sqs_client();
     let queue_url = sqs_queue(&sqs).await;
-    let graph = Arc::new(GraphDeps {
-        tokens: Arc::new(TokenProvider::new(
-            reqwest::Client::new(),
-            secrets.clone(),
-            f.clock.clone(),
-        )),
-        limiters: Arc::new(Limiters::new(4)),
-        policy: RetryPolicy::fast(),
-        app: Some(EntraApp {
+    let graph = graph_deps(
+        &f,
+        secrets.clone(),
+        Some(EntraApp {
             client_id,
             certificate: cert_secret.parse().unwrap(),
             assertion: AssertionAlg::Ps256,
         }),
-    });
+    );
     let app = App {
         engine: SyncEngine::new(
             f.store.clone(),
@@ -135,6 +130,25 @@ pub async fn world(users: u32) -> World {
         cert_secret: cert_secret.parse().unwrap(),
         secrets,
     }
+}
+
+/// Graph access as the tests' platform app (`None`: no app, for
+/// deployments that never call Graph as the platform).
+pub fn graph_deps(
+    f: &Fixture,
+    secrets: Arc<dyn SecretStore>,
+    app: Option<EntraApp>,
+) -> Arc<GraphDeps> {
+    Arc::new(GraphDeps {
+        tokens: Arc::new(TokenProvider::new(
+            reqwest::Client::new(),
+            secrets,
+            f.clock.clone(),
+        )),
+        limiters: Arc::new(Limiters::new(4)),
+        policy: RetryPolicy::fast(),
+        app,
+    })
 }
 
 impl World {

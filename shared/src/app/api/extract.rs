@@ -8,7 +8,7 @@ use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::domain::{AccountId, ConnectorId, RunId, SourceId};
+use crate::domain::{AccountId, ConnectorId, RunId};
 use crate::store::{PageRequest, Scope};
 
 use super::super::{App, AppError};
@@ -118,8 +118,10 @@ impl Ids {
         self.get("run").parse().map_err(bad)
     }
 
-    pub fn object(&self) -> Result<SourceId, AppError> {
-        SourceId::new(self.get("id")).map_err(bad)
+    /// The user or group the path names, as sent: an id, an address or a
+    /// name (see [`super::lookup`]).
+    pub fn reference(&self) -> &str {
+        self.get("id")
     }
 }
 
@@ -146,6 +148,17 @@ impl FromRequestParts<App> for QueryParams {
 impl QueryParams {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
+    }
+
+    /// A `true`/`false` parameter; false when absent.
+    pub fn flag(&self, name: &str) -> Result<bool, AppError> {
+        match self.get(name) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(_) => Err(AppError::BadRequest(format!(
+                "{name} must be true or false"
+            ))),
+        }
     }
 
     /// `?limit=&next=` of a listing.

@@ -11,8 +11,10 @@
 
 mod accounts;
 mod connectors;
+mod directory;
 mod extract;
 mod guard;
+mod lookup;
 mod runs;
 
 use axum::Router;
@@ -36,6 +38,7 @@ use super::{App, AppError, Caller};
 pub(super) use connectors::connector;
 pub use extract::{MAX_BODY, is_json};
 pub use guard::{Access, check_path};
+pub use lookup::LookupError;
 
 /// What a handler answers: a status and a JSON body, or an error.
 type Reply = Result<(StatusCode, axum::Json<Value>), AppError>;
@@ -246,17 +249,31 @@ pub fn routes() -> Vec<Route> {
         ),
         route(
             M::GET,
+            "/accounts/{a}/connectors/{c}/users/{id}",
+            Account,
+            None,
+            directory::user,
+        ),
+        route(
+            M::GET,
             "/accounts/{a}/connectors/{c}/users/{id}/groups",
             Account,
             None,
-            runs::user_groups,
+            directory::user_groups,
+        ),
+        route(
+            M::GET,
+            "/accounts/{a}/connectors/{c}/groups/{id}",
+            Account,
+            None,
+            directory::group,
         ),
         route(
             M::GET,
             "/accounts/{a}/connectors/{c}/groups/{id}/members",
             Account,
             None,
-            runs::group_members,
+            directory::group_members,
         ),
     ]
 }
@@ -331,9 +348,9 @@ async fn wrong_method(method: Method, uri: http::Uri) -> Response {
 
 fn status_of(e: &AppError) -> StatusCode {
     match e {
-        AppError::NotFound(_) | AppError::Store(StoreError::NotFound { .. }) => {
-            StatusCode::NOT_FOUND
-        }
+        AppError::NotFound(_)
+        | AppError::Store(StoreError::NotFound { .. })
+        | AppError::Lookup(LookupError::NotFound { .. }) => StatusCode::NOT_FOUND,
         AppError::BadRequest(_) | AppError::Store(StoreError::BadPageToken) => {
             StatusCode::BAD_REQUEST
         }
@@ -341,6 +358,7 @@ fn status_of(e: &AppError) -> StatusCode {
         | AppError::Store(StoreError::AlreadyExists { .. })
         | AppError::Store(StoreError::VersionConflict { .. })
         | AppError::Store(StoreError::LeaseHeld { .. })
+        | AppError::Lookup(LookupError::Ambiguous { .. })
         | AppError::Engine(EngineError::Review(_)) => StatusCode::CONFLICT,
         AppError::Secret(SecretError::NotFound { .. }) => StatusCode::BAD_REQUEST,
         AppError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -368,11 +386,14 @@ impl IntoResponse for AppError {
             tracing::error!(status = status.as_u16(), error = %message, "admin API error");
         }
         let mut r = error_response(status, &message);
-        if let AppError::Unprocessable { body, .. } = self {
-            let mut merged = body;
-            merged["error"] = json!(message);
-            *r.body_mut() = axum::body::Body::from(merged.to_string());
-        }
+        // What some errors say beside the message, for a program to read.
+        let mut merged = match self {
+            AppError::Unprocessable { body, .. } => body,
+            AppError::Lookup(LookupError::Ambiguous { ids, .. }) => json!({"ids": ids}),
+            _ => return r,
+        };
+        merged["error"] = json!(message);
+        *r.body_mut() = axum::body::Body::from(merged.to_string());
         r
     }
 }

@@ -1,4 +1,4 @@
-//! A connector's runs and their review, and its directory look-ups.
+//! A connector's runs and their review.
 
 use axum::Extension;
 use axum::extract::State;
@@ -6,6 +6,7 @@ use http::StatusCode;
 use serde_json::json;
 
 use crate::domain::RunStatus;
+use crate::engine::summarize;
 
 use super::super::{App, AppError, Caller};
 use super::extract::{Ids, QueryParams};
@@ -33,7 +34,10 @@ pub(super) async fn get(State(app): State<App>, ids: Ids) -> Reply {
     } else {
         Vec::new()
     };
-    ok(StatusCode::OK, json!({"run": r, "staged_actions": staged}))
+    ok(
+        StatusCode::OK,
+        json!({"run": r, "summary": summarize(&staged), "staged_actions": staged}),
+    )
 }
 
 pub(super) async fn approve(
@@ -60,26 +64,4 @@ async fn review(app: &App, caller: &Caller, ids: &Ids, approve: bool) -> Reply {
         app.engine.reject(&scope, &id, by).await?
     };
     ok(StatusCode::OK, json!(r))
-}
-
-pub(super) async fn user_groups(State(app): State<App>, ids: Ids, q: QueryParams) -> Reply {
-    let page = app
-        .store
-        .member_of(&ids.scope()?, &ids.object()?, q.page()?)
-        .await?;
-    ok(
-        StatusCode::OK,
-        json!({"memberships": page.items, "next": page.next}),
-    )
-}
-
-pub(super) async fn group_members(State(app): State<App>, ids: Ids, q: QueryParams) -> Reply {
-    let page = app
-        .store
-        .group_members(&ids.scope()?, &ids.object()?, q.page()?)
-        .await?;
-    ok(
-        StatusCode::OK,
-        json!({"memberships": page.items, "next": page.next}),
-    )
 }
