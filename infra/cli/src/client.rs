@@ -219,6 +219,14 @@ impl Client<'_> {
         self.call("GET", &path(&["accounts", id]), None).await
     }
 
+    /// The account-wide hold (removals of every connector staged while one
+    /// is in trouble), on or off.
+    pub async fn change_account(&self, id: &str, hold: bool) -> Result<Account, Failure> {
+        let body = json!({"hold_on_connector_trouble": hold});
+        self.call("PATCH", &path(&["accounts", id]), Some(body))
+            .await
+    }
+
     pub async fn grants(&self, account: &str) -> Result<Grants, Failure> {
         self.call("GET", &path(&["accounts", account, "grants"]), None)
             .await
@@ -343,6 +351,17 @@ impl Client<'_> {
         let verb = if migrate { "migrate" } else { "consent" };
         let p = Self::connector_path(account, connector, &[verb]);
         self.call("POST", &p, None).await
+    }
+
+    /// Names another tenant for a consent connector not yet consented.
+    pub async fn change_tenant(
+        &self,
+        account: &str,
+        connector: &str,
+        tenant: &str,
+    ) -> Result<Value, Failure> {
+        let p = Self::connector_path(account, connector, &["tenant"]);
+        self.call("POST", &p, Some(json!({"tenant": tenant}))).await
     }
 
     // ---- runs ---------------------------------------------------------

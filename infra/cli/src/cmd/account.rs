@@ -22,6 +22,13 @@ pub enum AccountCommand {
     Show {
         id: String,
     },
+    /// Change the account-wide hold: while one connector is paused or its
+    /// last run failed, removals of every connector are staged.
+    Update {
+        id: String,
+        #[arg(long, action = clap::ArgAction::Set, value_name = "true|false")]
+        hold_on_connector_trouble: bool,
+    },
     /// Let an IAM principal (role, role session or user ARN) act for the account.
     Grant {
         account: String,
@@ -71,6 +78,21 @@ pub async fn run(ctx: &Ctx<'_>, command: AccountCommand) -> Outcome {
                     a.name,
                     a.region.code(),
                     a.created_at
+                )
+            });
+        }
+        AccountCommand::Update {
+            id,
+            hold_on_connector_trouble,
+        } => {
+            let a = ctx
+                .api
+                .change_account(&id, hold_on_connector_trouble)
+                .await?;
+            show(json, &a, |a| {
+                format!(
+                    "account {}: hold on connector trouble {}",
+                    a.id, a.hold_on_connector_trouble
                 )
             });
         }

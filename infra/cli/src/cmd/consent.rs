@@ -15,6 +15,12 @@ pub enum ConsentCommand {
     Start { account: String, connector: String },
     /// Whether consent was granted, for which tenant, when and by whom.
     Status { account: String, connector: String },
+    /// Name another tenant (a domain or its id) before consent is granted.
+    Tenant {
+        account: String,
+        connector: String,
+        tenant: String,
+    },
 }
 
 /// Where a connector stands with consent.
@@ -94,6 +100,17 @@ pub async fn run(ctx: &Ctx<'_>, command: ConsentCommand) -> Outcome {
     match command {
         ConsentCommand::Start { account, connector } => {
             start(ctx, &account, &connector, false).await
+        }
+        ConsentCommand::Tenant {
+            account,
+            connector,
+            tenant,
+        } => {
+            let changed = ctx.api.change_tenant(&account, &connector, &tenant).await?;
+            show(ctx.json, &changed, |_| {
+                format!("{account}/{connector} now waits for consent from tenant {tenant}")
+            });
+            Ok(())
         }
         ConsentCommand::Status { account, connector } => {
             let c = ctx.api.connector(&account, &connector).await?;
