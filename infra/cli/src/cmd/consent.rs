@@ -57,7 +57,7 @@ fn status_of(source: &SourceConfig) -> Status {
         } => Status {
             state: "granted",
             tenant: Some(tenant_id.to_string()),
-            granted_at: Some(granted_at.to_rfc3339()),
+            granted_at: Some(granted_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
             started_by: started_by.clone(),
             migrated_from: migrated_from.map(|m| m.to_string()),
         },

@@ -55,19 +55,14 @@ pub async fn user(ctx: &Ctx<'_>, account: &str, connector: Option<&str>, user: &
 pub async fn group(ctx: &Ctx<'_>, account: &str, connector: &str, group: &str) -> Outcome {
     let g = ctx.api.group(account, connector, group).await?;
     show(ctx.json, &g, |g| {
-        let aliases: Vec<String> = g.aliases.iter().map(ToString::to_string).collect();
-        format!(
-            "{} <{}>, {}; id {}; aliases: {}",
-            g.name,
-            cell(&g.mail),
-            code(&g.kind),
-            g.id,
-            if aliases.is_empty() {
-                "-".into()
-            } else {
-                aliases.join(", ")
-            }
-        )
+        let mut addresses: Vec<String> = g.mail.iter().map(ToString::to_string).collect();
+        addresses.extend(g.aliases.iter().map(ToString::to_string));
+        let addresses = if addresses.is_empty() {
+            "no address".to_owned()
+        } else {
+            addresses.join(", ")
+        };
+        format!("{} ({}): {addresses}; id {}", g.name, code(&g.kind), g.id)
     });
     Ok(())
 }

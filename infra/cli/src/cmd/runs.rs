@@ -5,8 +5,9 @@ use clap::Subcommand;
 use dirsync_shared::domain::{RunStatus, SyncRun};
 
 use super::Ctx;
+use crate::client::RunView;
 use crate::exit::{Failure, Outcome};
-use crate::out::{show, table};
+use crate::out::{code, show, table};
 
 #[derive(Subcommand)]
 pub enum RunsCommand {
@@ -24,7 +25,10 @@ pub enum RunsCommand {
     },
 }
 
-/// A run in two lines: what it was and did, then its message.
+/// How many warnings or staged actions the text lists (`--json` has all).
+const SHOWN: usize = 10;
+
+/// A run: what it was and did, its message, its first warnings.
 pub fn run_text(r: &SyncRun) -> String {
     let c = &r.counts;
     let mut text = format!(
@@ -32,7 +36,7 @@ pub fn run_text(r: &SyncRun) -> String {
          memberships +{} -{}",
         r.id,
         r.status.code(),
-        crate::out::code(&r.mode),
+        code(&r.mode),
         c.created,
         c.updated,
         c.enabled,
@@ -47,15 +51,33 @@ pub fn run_text(r: &SyncRun) -> String {
         text.push('\n');
         text.push_str(m);
     }
-    for w in &r.warnings {
+    for w in r.warnings.iter().take(SHOWN) {
         text.push_str(&format!(
             "\n  warning {}: {} {}",
-            crate::out::code(&w.kind),
+            code(&w.kind),
             w.object,
             w.detail
         ));
     }
+    text.push_str(&more(r.warnings_total as usize, SHOWN, "warnings"));
     text
+}
+
+/// "… N more" when a list of `total` shows only `shown`.
+fn more(total: usize, shown: usize, what: &str) -> String {
+    if total > shown {
+        format!(
+            "\n  … {} more {what} (--json lists them all)",
+            total - shown
+        )
+    } else {
+        String::new()
+    }
+}
+
+/// A time to the second, as people read it.
+fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 pub async fn run(ctx: &Ctx<'_>, command: RunsCommand) -> Outcome {
@@ -71,8 +93,8 @@ pub async fn run(ctx: &Ctx<'_>, command: RunsCommand) -> Outcome {
                     [
                         r.id.to_string(),
                         r.status.code().to_owned(),
-                        crate::out::code(&r.mode),
-                        r.started_at.to_rfc3339(),
+                        code(&r.mode),
+                        when(&r.started_at),
                         r.counts.created.to_string(),
                         r.counts.removed.to_string(),
                     ]
@@ -89,35 +111,41 @@ pub async fn run(ctx: &Ctx<'_>, command: RunsCommand) -> Outcome {
             run,
         } => {
             let view = ctx.api.run(&account, &connector, &run).await?;
-            show(ctx.json, &view, |v| {
-                let mut out = run_text(&v.run);
-                if !v.summary.is_empty() {
-                    let rows = v
-                        .summary
-                        .iter()
-                        .map(|t| [t.action.clone(), t.object_type.clone(), t.count.to_string()]);
-                    out.push_str("\n\n");
-                    out.push_str(&table(["ACTION", "OBJECT", "COUNT"], rows));
-                }
-                for a in &v.staged_actions {
-                    out.push_str(&format!(
-                        "\n  {} {} {}: {}",
-                        crate::out::code(&a.action),
-                        a.object_type,
-                        a.label,
-                        a.reason
-                    ));
-                }
-                if v.run.status == RunStatus::Staged {
-                    out.push_str(&format!(
-                        "\n\nReview it: dirsync approve {account} {connector} {run}  (or dirsync reject …)"
-                    ));
-                }
-                out
-            });
+            show(ctx.json, &view, |v| staged_text(v, &account, &connector));
         }
     }
     Ok(())
+}
+
+/// A run with, when staged, its actions counted per object type, the
+/// first of them, and how to review it.
+fn staged_text(v: &RunView, account: &str, connector: &str) -> String {
+    let mut out = run_text(&v.run);
+    if !v.summary.is_empty() {
+        let rows = v
+            .summary
+            .iter()
+            .map(|t| [t.action.clone(), t.object_type.clone(), t.count.to_string()]);
+        out.push_str("\n\n");
+        out.push_str(&table(["ACTION", "OBJECT", "COUNT"], rows));
+    }
+    for a in v.staged_actions.iter().take(SHOWN) {
+        out.push_str(&format!(
+            "\n  {} {} {}: {}",
+            code(&a.action),
+            a.object_type,
+            a.label,
+            a.reason
+        ));
+    }
+    out.push_str(&more(v.staged_actions.len(), SHOWN, "actions"));
+    if v.run.status == RunStatus::Staged {
+        let id = &v.run.id;
+        out.push_str(&format!(
+            "\n\nReview it: dirsync approve {account} {connector} {id}  (or dirsync reject …)"
+        ));
+    }
+    out
 }
 
 /// Approves or rejects a staged run.
