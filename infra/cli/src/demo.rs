@@ -34,20 +34,9 @@ fn step(n: u32, what: &str) {
 }
 
 fn summary(run: &SyncRun) -> String {
-    let c = &run.counts;
     format!(
-        "{:?} {:?} run: {} created, {} updated, {} disabled, {} removed, {} unchanged, {} skipped; memberships +{} -{}; {} Graph requests",
-        run.status,
-        run.mode,
-        c.created,
-        c.updated,
-        c.disabled,
-        c.removed,
-        c.unchanged,
-        c.skipped,
-        c.members_added,
-        c.members_removed,
-        run.requests
+        "{:?} {:?} run: {}; {} Graph requests",
+        run.status, run.mode, run.counts, run.requests
     )
 }
 

@@ -23,7 +23,7 @@ fn the_demo_walks_every_step_and_finishes() {
         "the app now holds 2 keys",
         "1 job(s) enqueued",
         "Succeeded Full run",
-        "Succeeded Delta run: 1 created, 0 updated, 1 disabled, 1 removed",
+        "Succeeded Delta run: 1 created, 0 updated, 0 enabled, 1 disabled, 1 removed",
         "Staged Full run",
         "nothing was removed",
         "Demo finished",

@@ -6,53 +6,15 @@
 //! shapes are the documented ones.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
+
+mod common;
+use common::{Cli, stderr, stdout};
 
 use chrono::Utc;
 use dirsync_entra_sim::{EntraSim, GenSpec, SimGroup, TenantSpec};
 use serde_json::Value;
 use uuid::Uuid;
-
-struct Cli {
-    dir: tempfile::TempDir,
-}
-
-impl Cli {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_dirsync"));
-        c.arg("--store")
-            .arg(self.dir.path().join("state.db"))
-            .arg("--secrets-dir")
-            .arg(self.dir.path().join("secrets"))
-            .args(args);
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let out = self.run(&all);
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "{args:?} printed no JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
-    }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 /// The keys of a JSON object, sorted.
 fn keys(v: &Value) -> Vec<&str> {
@@ -112,30 +74,8 @@ async fn synced() -> (EntraSim, Uuid, Cli, String) {
         Utc::now() + chrono::Duration::days(10),
         &["Directory.Read.All"],
     );
-    let cli = Cli {
-        dir: tempfile::tempdir().unwrap(),
-    };
-    cli.json(&["account", "add", "acme", "--name", "Acme", "--region", "eu"]);
-    let spec_file = cli.dir.path().join("spec.json");
-    std::fs::write(
-        &spec_file,
-        serde_json::json!({"id": "legacy", "kind": "entra-legacy", "tenant": "contoso.onmicrosoft.com",
-            "client_id": client.to_string(), "acknowledge_disabled": true,
-            "authority_url": sim.authority_url(), "graph_url": sim.graph_url()})
-        .to_string(),
-    )
-    .unwrap();
-    let secret = cli.dir.path().join("secret.txt");
-    std::fs::write(&secret, "legacy-secret").unwrap();
-    cli.json(&[
-        "connector",
-        "add",
-        "acme",
-        "--spec",
-        spec_file.to_str().unwrap(),
-        "--secret-file",
-        secret.to_str().unwrap(),
-    ]);
+    let cli = Cli::new();
+    cli.legacy_connector(&sim, client);
     let run = cli.json(&["sync", "acme", "legacy"]);
     assert_eq!(run["status"], "succeeded", "{run}");
     let address = someone.mail.clone().expect("a user with mail");

@@ -4,44 +4,16 @@
 //! then `dirsync consent status` and a sync with the platform app.
 
 use std::io::BufRead;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
+
+mod common;
+use common::Cli;
 
 use chrono::Utc;
 use dirsync_entra_sim::{ConsentDecision, EntraSim, GenSpec, MultiTenantApp, TenantSpec};
-use serde_json::Value;
 use uuid::Uuid;
 
 const CERT: &str = "dirsync/app-cert";
-
-struct Cli {
-    dir: tempfile::TempDir,
-    env: Vec<(String, String)>,
-}
-
-impl Cli {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_dirsync"));
-        c.arg("--store")
-            .arg(self.dir.path().join("state.db"))
-            .arg("--secrets-dir")
-            .arg(self.dir.path().join("secrets"))
-            .args(args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)));
-        c
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let out: Output = self.command(&all).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-}
 
 /// `dirsync serve` on `port`, killed on drop.
 struct Served(std::process::Child);
@@ -105,14 +77,11 @@ async fn migrate_moves_a_legacy_connector_onto_the_platform_app() {
         .port();
     let redirect = format!("http://127.0.0.1:{port}/consent/callback");
     let platform = Uuid::new_v4();
-    let cli = Cli {
-        dir: tempfile::tempdir().unwrap(),
-        env: vec![
-            ("DIRSYNC_APP_CLIENT_ID".into(), platform.to_string()),
-            ("DIRSYNC_APP_CERT_SECRET".into(), CERT.into()),
-            ("DIRSYNC_CONSENT_REDIRECT_URI".into(), redirect.clone()),
-        ],
-    };
+    let cli = Cli::with_env(vec![
+        ("DIRSYNC_APP_CLIENT_ID".into(), platform.to_string()),
+        ("DIRSYNC_APP_CERT_SECRET".into(), CERT.into()),
+        ("DIRSYNC_CONSENT_REDIRECT_URI".into(), redirect.clone()),
+    ]);
     let pem = cli.dir.path().join("app.pem");
     let pem_path = pem.to_str().unwrap();
     let boot = [
@@ -136,20 +105,7 @@ async fn migrate_moves_a_legacy_connector_onto_the_platform_app() {
         certificates: vec![der],
     });
 
-    cli.json(&["account", "add", "acme", "--name", "Acme", "--region", "eu"]);
-    let spec = cli.dir.path().join("spec.json");
-    std::fs::write(
-        &spec,
-        serde_json::json!({"id": "legacy", "kind": "entra-legacy", "tenant": "contoso.onmicrosoft.com",
-            "client_id": legacy.to_string(), "acknowledge_disabled": true,
-            "authority_url": sim.authority_url(), "graph_url": sim.graph_url()})
-        .to_string(),
-    )
-    .unwrap();
-    let secret = cli.dir.path().join("secret.txt");
-    std::fs::write(&secret, "legacy-secret").unwrap();
-    let add = ["connector", "add", "acme", "--spec", spec.to_str().unwrap()];
-    cli.json(&[&add[..], &["--secret-file", secret.to_str().unwrap()]].concat());
+    cli.legacy_connector(&sim, legacy);
     let first = cli.json(&["sync", "acme", "legacy"]);
     assert_eq!(first["status"], "succeeded", "{first}");
     let status = cli.json(&["consent", "status", "acme", "legacy"]);

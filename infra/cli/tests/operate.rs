@@ -1,50 +1,15 @@
 //! The operator commands, driven through the binary against the Entra
 //! simulator: human and --json output, exit codes, error paths.
 
-use std::process::{Command, Output};
+use std::process::Command;
+
+mod common;
+use common::{Cli, stderr};
 
 use chrono::Utc;
 use dirsync_entra_sim::{EntraSim, GenSpec, TenantSpec};
 use serde_json::Value;
 use uuid::Uuid;
-
-struct Cli {
-    dir: tempfile::TempDir,
-}
-
-impl Cli {
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_dirsync"))
-            .arg("--store")
-            .arg(self.dir.path().join("state.db"))
-            .arg("--secrets-dir")
-            .arg(self.dir.path().join("secrets"))
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let out = self.run(&all);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "{args:?} printed no JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
-    }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_connectors_sync_runs_lookups_and_export() {
@@ -63,9 +28,7 @@ async fn accounts_connectors_sync_runs_lookups_and_export() {
         Utc::now() + chrono::Duration::days(10),
         &["Directory.Read.All"],
     );
-    let cli = Cli {
-        dir: tempfile::tempdir().unwrap(),
-    };
+    let cli = Cli::new();
 
     // Accounts: created, listed; a bad region refused with the choices.
     let a = cli.json(&[
@@ -204,6 +167,12 @@ async fn accounts_connectors_sync_runs_lookups_and_export() {
         wrong.to_str().unwrap(),
     ]);
     assert_eq!(forced.status.code(), Some(1), "{}", stderr(&forced));
+    // The reason, in text as in --json.
+    assert!(
+        stderr(&forced).contains("AADSTS7000215"),
+        "{}",
+        stderr(&forced)
+    );
     let test = cli.run(&["test", "acme", "legacy"]);
     assert_eq!(test.status.code(), Some(1));
     let text = String::from_utf8_lossy(&test.stdout);
@@ -228,9 +197,7 @@ async fn cert_bootstrap_then_rotate_against_the_app() {
         verified_domains: vec!["platform.example".into()],
         ..Default::default()
     });
-    let cli = Cli {
-        dir: tempfile::tempdir().unwrap(),
-    };
+    let cli = Cli::new();
     let pem = cli.dir.path().join("app.pem");
     let boot = cli.run(&[
         "cert",

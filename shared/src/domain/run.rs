@@ -86,6 +86,31 @@ pub struct ActionCounts {
     pub members_updated: u64,
 }
 
+/// "3 created, 1 updated, …; memberships +2 -1", and ", N changed" when
+/// memberships changed in place: how runs report what they did.
+impl std::fmt::Display for ActionCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} created, {} updated, {} enabled, {} disabled, {} removed, {} unchanged, {} skipped; \
+             memberships +{} -{}",
+            self.created,
+            self.updated,
+            self.enabled,
+            self.disabled,
+            self.removed,
+            self.unchanged,
+            self.skipped,
+            self.members_added,
+            self.members_removed
+        )?;
+        if self.members_updated > 0 {
+            write!(f, ", {} changed", self.members_updated)?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WarningKind {

@@ -270,23 +270,7 @@ impl SyncEngine {
             .warnings
             .iter()
             .any(|w| w.kind == WarningKind::AddressConflict);
-        let c = &run.counts;
-        let changed = match c.members_updated {
-            0 => String::new(),
-            n => format!(", {n} changed"),
-        };
-        let mut notes = vec![format!(
-            "{} created, {} updated, {} enabled, {} disabled, {} removed, {} unchanged, {} skipped; memberships +{} -{}{changed}.",
-            c.created,
-            c.updated,
-            c.enabled,
-            c.disabled,
-            c.removed,
-            c.unchanged,
-            c.skipped,
-            c.members_added,
-            c.members_removed
-        )];
+        let mut notes = vec![format!("{}.", run.counts)];
         notes.extend(resync_notes(&end.streams));
         let status = if conflicts {
             notes.push(

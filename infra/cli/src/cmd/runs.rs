@@ -30,22 +30,12 @@ const SHOWN: usize = 10;
 
 /// A run: what it was and did, its message, its first warnings.
 pub fn run_text(r: &SyncRun) -> String {
-    let c = &r.counts;
     let mut text = format!(
-        "{} {} {}: {} created, {} updated, {} enabled, {} disabled, {} removed, {} unchanged, {} skipped; \
-         memberships +{} -{}",
+        "{} {} {}: {}",
         r.id,
         r.status.code(),
         code(&r.mode),
-        c.created,
-        c.updated,
-        c.enabled,
-        c.disabled,
-        c.removed,
-        c.unchanged,
-        c.skipped,
-        c.members_added,
-        c.members_removed,
+        r.counts
     );
     if let Some(m) = &r.message {
         text.push('\n');

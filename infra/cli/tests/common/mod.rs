@@ -1,0 +1,89 @@
+//! The CLI tests' harness: the built `dirsync` binary on a store and
+//! secrets folder of the test's own.
+
+#![allow(dead_code)]
+
+use std::process::{Command, Output};
+
+use dirsync_entra_sim::EntraSim;
+use serde_json::Value;
+use uuid::Uuid;
+
+pub struct Cli {
+    pub dir: tempfile::TempDir,
+    /// Environment for every command (the platform app's settings).
+    pub env: Vec<(String, String)>,
+}
+
+impl Cli {
+    pub fn new() -> Self {
+        Self::with_env(Vec::new())
+    }
+
+    pub fn with_env(env: Vec<(String, String)>) -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            env,
+        }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_dirsync"));
+        c.arg("--store")
+            .arg(self.dir.path().join("state.db"))
+            .arg("--secrets-dir")
+            .arg(self.dir.path().join("secrets"))
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// `--json` output of a command that must succeed.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {}", stdout(&out)))
+    }
+
+    /// Account acme and its legacy Entra connector acme/legacy on the
+    /// simulator's tenant, signing in as app `client` with `legacy-secret`.
+    pub fn legacy_connector(&self, sim: &EntraSim, client: Uuid) {
+        self.json(&["account", "add", "acme", "--name", "Acme", "--region", "eu"]);
+        let spec = self.dir.path().join("spec.json");
+        std::fs::write(
+            &spec,
+            serde_json::json!({"id": "legacy", "kind": "entra-legacy", "tenant": "contoso.onmicrosoft.com",
+                "client_id": client.to_string(), "acknowledge_disabled": true,
+                "authority_url": sim.authority_url(), "graph_url": sim.graph_url()})
+            .to_string(),
+        )
+        .unwrap();
+        let secret = self.dir.path().join("secret.txt");
+        std::fs::write(&secret, "legacy-secret").unwrap();
+        let (spec, secret) = (spec.to_str().unwrap(), secret.to_str().unwrap());
+        self.json(&[
+            "connector",
+            "add",
+            "acme",
+            "--spec",
+            spec,
+            "--secret-file",
+            secret,
+        ]);
+    }
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
