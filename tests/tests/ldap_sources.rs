@@ -1369,10 +1369,18 @@ async fn domino_renames_and_moves_keep_ids_and_dn_keyed_connectors_migrate() {
     let before = synced(&f, &c).await;
     let (n_users, n_groups) = (users(&f, &c).await.len(), groups(&f, &c).await.len());
 
-    // The next run re-keys first: nothing removed, created or changed.
+    // The next run re-keys first: nothing removed or created; each user
+    // updated once, for the DN it now keeps as an attribute.
     let r = run(&f, &c, &domino_source(&c, 500), true).await;
     no_removals_or_creations(&r);
-    assert_eq!(r.counts.updated, 0, "{:?}", r.counts);
+    assert_eq!(r.counts.updated, n_users as u64, "{:?}", r.counts);
+    let again = run(&f, &c, &domino_source(&c, 500), true).await;
+    no_removals_or_creations(&again);
+    assert_eq!(
+        again.counts.updated, 0,
+        "then nothing changes: {:?}",
+        again.counts
+    );
     let note = r
         .warnings
         .iter()

@@ -38,6 +38,7 @@ on_both_stores!(
     bad_page_tokens_are_refused,
     tenant_claims_are_released_by_their_holder_only,
     rekeying_moves_every_object_in_place_even_when_stopped,
+    rekeying_never_merges_two_objects_into_one,
 );
 
 // ---- helpers ---------------------------------------------------------------
@@ -1501,4 +1502,39 @@ async fn rekeying_moves_every_object_in_place_even_when_stopped(f: Fixture) {
         assert_eq!(f.store.get_user(&s, &sid(old)).await.unwrap(), None);
         assert_eq!(f.store.get_group(&s, &sid(old)).await.unwrap(), None);
     }
+}
+
+async fn rekeying_never_merges_two_objects_into_one(f: Fixture) {
+    let s = scope("acme", "main");
+    let users = [
+        user("cn=ann,o=acme", "ann@contoso.com", &[]),
+        user("cn=ann,o=acmeeu", "ann@contoso.eu", &[]),
+        user("cn=bob,o=acme", "bob@contoso.com", &[]),
+    ];
+    f.store.upsert_users(&s, &users).await.unwrap();
+    // One document served twice (two DNs, one UNID), and one as it should.
+    let ids: std::collections::HashMap<SourceId, SourceId> = [
+        ("cn=ann,o=acme", "A1"),
+        ("cn=ann,o=acmeeu", "A1"),
+        ("cn=bob,o=acme", "B2"),
+    ]
+    .iter()
+    .map(|(o, n)| (sid(o), sid(n)))
+    .collect();
+    let done = f.store.rekey(&s, &ids).await.unwrap();
+    assert_eq!(done.users, 1);
+    let mut kept: Vec<String> = all_pages(|p| f.store.list_users(&s, p))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.id.to_string())
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["B2", "cn=ann,o=acme", "cn=ann,o=acmeeu"]);
+    let owner = f
+        .store
+        .address_owner(&s.account, &addr("ann@contoso.eu"))
+        .await
+        .unwrap();
+    assert_eq!(owner.unwrap().user, sid("cn=ann,o=acmeeu"));
 }

@@ -172,7 +172,9 @@ impl Cli {
             Command::Cert { command } => cmd::cert::run(command, &self.secrets_dir).await,
             Command::Completions { shell } => {
                 let mut command = Cli::command();
-                clap_complete::generate(shell, &mut command, "dirsync", &mut std::io::stdout());
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut command, "dirsync", &mut script);
+                crate::out::line(String::from_utf8_lossy(&script).trim_end());
                 Ok(())
             }
             command => {

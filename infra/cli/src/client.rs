@@ -18,12 +18,17 @@ const PAGE: u32 = 1000;
 
 /// An admin-API path from its segments, each percent-encoded (a group
 /// named `All Staff`, an address with `+`).
-pub fn path(segments: &[&str]) -> String {
+pub fn path(segments: &[&str]) -> Result<String, Failure> {
+    if let Some(bad) = segments.iter().find(|s| matches!(**s, "" | "." | "..")) {
+        return Err(Failure::refused(format!(
+            "{bad:?} names nothing: give an id, an address or a name"
+        )));
+    }
     let mut url = url::Url::parse("http://admin.invalid/").expect("a base URL");
     url.path_segments_mut()
         .expect("a base that takes segments")
         .extend(segments);
-    url.path().to_owned()
+    Ok(url.path().to_owned())
 }
 
 fn query(pairs: &[(&str, &str)]) -> String {
@@ -121,9 +126,10 @@ pub struct GroupRef {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GroupRow {
     pub id: String,
-    pub name: String,
+    /// Absent for a group no longer stored.
+    pub name: Option<String>,
     pub mail: Option<String>,
-    pub kind: String,
+    pub kind: Option<String>,
     pub depth: u32,
     pub via: Option<String>,
 }
@@ -192,7 +198,7 @@ impl Client<'_> {
             .map_err(|e| Failure::internal(format!("{method} {path} answered unexpectedly: {e}")))
     }
 
-    fn connector_path(account: &str, connector: &str, rest: &[&str]) -> String {
+    fn connector_path(account: &str, connector: &str, rest: &[&str]) -> Result<String, Failure> {
         let mut segments = vec!["accounts", account, "connectors", connector];
         segments.extend_from_slice(rest);
         path(&segments)
@@ -210,42 +216,62 @@ impl Client<'_> {
         self.call("POST", "/accounts", Some(body)).await
     }
 
+    /// Every account, page after page.
     pub async fn accounts(&self) -> Result<Accounts, Failure> {
-        self.call("GET", &format!("/accounts?limit={PAGE}"), None)
-            .await
+        #[derive(Deserialize)]
+        struct Page {
+            accounts: Vec<Account>,
+            next: Option<String>,
+        }
+        let mut all = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let mut pairs = vec![("limit", "1000")];
+            if let Some(t) = &next {
+                pairs.push(("next", t));
+            }
+            let page: Page = self
+                .call("GET", &format!("/accounts?{}", query(&pairs)), None)
+                .await?;
+            all.extend(page.accounts);
+            match page.next {
+                Some(t) => next = Some(t),
+                None => return Ok(Accounts { accounts: all }),
+            }
+        }
     }
 
     pub async fn account(&self, id: &str) -> Result<Account, Failure> {
-        self.call("GET", &path(&["accounts", id]), None).await
+        self.call("GET", &path(&["accounts", id])?, None).await
     }
 
     /// The account-wide hold (removals of every connector staged while one
     /// is in trouble), on or off.
     pub async fn change_account(&self, id: &str, hold: bool) -> Result<Account, Failure> {
         let body = json!({"hold_on_connector_trouble": hold});
-        self.call("PATCH", &path(&["accounts", id]), Some(body))
+        self.call("PATCH", &path(&["accounts", id])?, Some(body))
             .await
     }
 
     pub async fn grants(&self, account: &str) -> Result<Grants, Failure> {
-        self.call("GET", &path(&["accounts", account, "grants"]), None)
+        self.call("GET", &path(&["accounts", account, "grants"])?, None)
             .await
     }
 
     pub async fn grant(&self, account: &str, principal: &str) -> Result<Grant, Failure> {
         let body = json!({"principal": principal});
-        self.call("POST", &path(&["accounts", account, "grants"]), Some(body))
+        self.call("POST", &path(&["accounts", account, "grants"])?, Some(body))
             .await
     }
 
     pub async fn revoke(&self, account: &str, principal: &str) -> Result<Grant, Failure> {
         let q = query(&[("principal", principal)]);
-        let p = format!("{}?{q}", path(&["accounts", account, "grants"]));
+        let p = format!("{}?{q}", path(&["accounts", account, "grants"])?);
         self.call("DELETE", &p, None).await
     }
 
     pub async fn audit(&self, account: &str, limit: u32) -> Result<Audit, Failure> {
-        let p = format!("{}?limit={limit}", path(&["accounts", account, "audit"]));
+        let p = format!("{}?limit={limit}", path(&["accounts", account, "audit"])?);
         self.call("GET", &p, None).await
     }
 
@@ -257,7 +283,7 @@ impl Client<'_> {
     ) -> Result<FoundUser, Failure> {
         let p = format!(
             "{}?{}",
-            path(&["accounts", account, "users"]),
+            path(&["accounts", account, "users"])?,
             query(&[("address", address)])
         );
         self.call("GET", &p, None).await
@@ -274,19 +300,19 @@ impl Client<'_> {
         let body = json!({"connector": spec, "secret": secret});
         self.call(
             "POST",
-            &path(&["accounts", account, "connectors"]),
+            &path(&["accounts", account, "connectors"])?,
             Some(body),
         )
         .await
     }
 
     pub async fn connectors(&self, account: &str) -> Result<Connectors, Failure> {
-        self.call("GET", &path(&["accounts", account, "connectors"]), None)
+        self.call("GET", &path(&["accounts", account, "connectors"])?, None)
             .await
     }
 
     pub async fn connector(&self, account: &str, connector: &str) -> Result<Connector, Failure> {
-        self.call("GET", &Self::connector_path(account, connector, &[]), None)
+        self.call("GET", &Self::connector_path(account, connector, &[])?, None)
             .await
     }
 
@@ -300,14 +326,14 @@ impl Client<'_> {
     ) -> Result<Connector, Failure> {
         let current = self.connector(account, connector).await?;
         patch.insert("version".into(), json!(current.version));
-        let p = Self::connector_path(account, connector, &[]);
+        let p = Self::connector_path(account, connector, &[])?;
         self.call("PATCH", &p, Some(Value::Object(patch))).await
     }
 
     pub async fn delete_connector(&self, account: &str, connector: &str) -> Result<Value, Failure> {
         self.call(
             "DELETE",
-            &Self::connector_path(account, connector, &[]),
+            &Self::connector_path(account, connector, &[])?,
             None,
         )
         .await
@@ -322,12 +348,12 @@ impl Client<'_> {
     ) -> Result<SecretSet, Failure> {
         let current = self.connector(account, connector).await?;
         let body = json!({"value": value, "version": current.version, "force": force});
-        let p = Self::connector_path(account, connector, &["secret"]);
+        let p = Self::connector_path(account, connector, &["secret"])?;
         self.call("PUT", &p, Some(body)).await
     }
 
     pub async fn test(&self, account: &str, connector: &str) -> Result<ConnectionReport, Failure> {
-        let p = Self::connector_path(account, connector, &["test"]);
+        let p = Self::connector_path(account, connector, &["test"])?;
         self.call("POST", &p, None).await
     }
 
@@ -337,7 +363,7 @@ impl Client<'_> {
         connector: &str,
         full: bool,
     ) -> Result<Value, Failure> {
-        let p = Self::connector_path(account, connector, &["sync"]);
+        let p = Self::connector_path(account, connector, &["sync"])?;
         self.call("POST", &p, Some(json!({"full": full}))).await
     }
 
@@ -349,7 +375,7 @@ impl Client<'_> {
         migrate: bool,
     ) -> Result<ConsentStart, Failure> {
         let verb = if migrate { "migrate" } else { "consent" };
-        let p = Self::connector_path(account, connector, &[verb]);
+        let p = Self::connector_path(account, connector, &[verb])?;
         self.call("POST", &p, None).await
     }
 
@@ -360,7 +386,7 @@ impl Client<'_> {
         connector: &str,
         tenant: &str,
     ) -> Result<Value, Failure> {
-        let p = Self::connector_path(account, connector, &["tenant"]);
+        let p = Self::connector_path(account, connector, &["tenant"])?;
         self.call("POST", &p, Some(json!({"tenant": tenant}))).await
     }
 
@@ -369,13 +395,13 @@ impl Client<'_> {
     pub async fn runs(&self, account: &str, connector: &str, limit: u32) -> Result<Runs, Failure> {
         let p = format!(
             "{}?limit={limit}",
-            Self::connector_path(account, connector, &["runs"])
+            Self::connector_path(account, connector, &["runs"])?
         );
         self.call("GET", &p, None).await
     }
 
     pub async fn run(&self, account: &str, connector: &str, run: &str) -> Result<RunView, Failure> {
-        let p = Self::connector_path(account, connector, &["runs", run]);
+        let p = Self::connector_path(account, connector, &["runs", run])?;
         self.call("GET", &p, None).await
     }
 
@@ -388,7 +414,7 @@ impl Client<'_> {
         approve: bool,
     ) -> Result<SyncRun, Failure> {
         let verb = if approve { "approve" } else { "reject" };
-        let p = Self::connector_path(account, connector, &["runs", run, verb]);
+        let p = Self::connector_path(account, connector, &["runs", run, verb])?;
         self.call("POST", &p, None).await
     }
 
@@ -400,7 +426,7 @@ impl Client<'_> {
         struct One {
             user: User,
         }
-        let p = Self::connector_path(account, connector, &["users", user]);
+        let p = Self::connector_path(account, connector, &["users", user])?;
         Ok(self.call::<One>("GET", &p, None).await?.user)
     }
 
@@ -415,7 +441,7 @@ impl Client<'_> {
         struct One {
             group: Group,
         }
-        let p = Self::connector_path(account, connector, &["groups", group]);
+        let p = Self::connector_path(account, connector, &["groups", group])?;
         Ok(self.call::<One>("GET", &p, None).await?.group)
     }
 
@@ -425,7 +451,7 @@ impl Client<'_> {
         l: &Lookup<'_>,
         limit: Option<usize>,
     ) -> Result<Listing<OfUser, GroupRow>, Failure> {
-        let base = Self::connector_path(l.account, l.connector, &["users", l.object, "groups"]);
+        let base = Self::connector_path(l.account, l.connector, &["users", l.object, "groups"])?;
         let (first, rows, more) = self
             .follow(&base, l.transitive, limit, |p: UserGroupsPage| {
                 (p.user, p.groups, p.next)
@@ -444,7 +470,7 @@ impl Client<'_> {
         l: &Lookup<'_>,
         limit: Option<usize>,
     ) -> Result<Listing<OfGroup, MemberRow>, Failure> {
-        let base = Self::connector_path(l.account, l.connector, &["groups", l.object, "members"]);
+        let base = Self::connector_path(l.account, l.connector, &["groups", l.object, "members"])?;
         let (first, rows, more) = self
             .follow(&base, l.transitive, limit, |p: MembersPage| {
                 (p.group, p.members, p.next)

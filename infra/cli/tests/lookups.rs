@@ -187,6 +187,7 @@ async fn look_ups_reach_the_end_and_the_cli_behaves() {
             "00000000-0000-0000-0000-000000000000",
         ],
         vec!["members", "acme", "nope", "All Staff"],
+        vec!["members", "acme", "legacy", ".."],
     ] {
         let out = cli.run(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stdout(&out));

@@ -26,6 +26,17 @@ impl SyncEngine {
         if !connector.source.keyed_by_legacy_ids() {
             return Ok(None);
         }
+        // The caller's copy may be older than this lease: another
+        // invocation may have re-keyed since. Then the store holds the new
+        // ids, and the source must give them too.
+        let stored = self
+            .store
+            .get_connector(&connector.account, &connector.id)
+            .await?;
+        if stored.is_some_and(|c| !c.source.keyed_by_legacy_ids()) {
+            source.use_new_ids();
+            return Ok(None);
+        }
         let cp = self.checkpoints(scope, &RunId::generate(self.store.now()));
         if cp.load_run().await?.is_some() {
             return Ok(None);
@@ -38,12 +49,13 @@ impl SyncEngine {
                 return Ok(None);
             }
         };
-        let done = self.store.rekey(scope, &ids).await?;
-        // A staged list names the old ids: approving it would act on
-        // objects that are no longer there under them.
-        let why = "Superseded: the connector's objects were re-keyed (from DN to dominoUNID) after this run \
+        // First: a staged list names the old ids, and approving it once
+        // some objects have moved (this re-keying may stop half-way) would
+        // act on objects no longer there under them.
+        let why = "Superseded: the connector's objects are re-keyed (from DN to dominoUNID) after this run \
                    staged its actions; the next run stages them anew if they are still due.";
         self.supersede_staged(scope, None, why).await?;
+        let done = self.store.rekey(scope, &ids).await?;
         self.mark_migrated(connector).await?;
         tracing::info!(connector = %scope.connector, ?done, "re-keyed the connector's objects");
         Ok(Some(ObjectWarning {

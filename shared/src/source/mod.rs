@@ -414,6 +414,10 @@ pub trait DirectorySource: Send + Sync {
     async fn identity_changes(&self) -> Result<Option<IdChanges>, SourceError> {
         Ok(None)
     }
+
+    /// Reads with the new ids from now on, without asking which changed:
+    /// the store was re-keyed already (by another invocation).
+    fn use_new_ids(&self) {}
 }
 
 /// Old id → new id, for [`DirectorySource::identity_changes`].

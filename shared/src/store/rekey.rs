@@ -32,9 +32,25 @@ pub struct Rekeyed {
 }
 
 /// Old id → new id; ids it does not name stay.
-struct Renames<'a>(&'a HashMap<SourceId, SourceId>);
+struct Renames(HashMap<SourceId, SourceId>);
 
-impl Renames<'_> {
+impl Renames {
+    /// Only new ids that one old id takes: two objects given one new id
+    /// (a directory serving one document twice) would become one, and
+    /// the other be lost; both keep their old ids.
+    fn one_to_one(ids: &HashMap<SourceId, SourceId>) -> Self {
+        let mut takers: HashMap<&SourceId, u32> = HashMap::new();
+        for new in ids.values() {
+            *takers.entry(new).or_default() += 1;
+        }
+        Renames(
+            ids.iter()
+                .filter(|(old, new)| takers[new] == 1 && !ids.contains_key(*new) && old != new)
+                .map(|(o, n)| (o.clone(), n.clone()))
+                .collect(),
+        )
+    }
+
     fn of(&self, id: &SourceId) -> SourceId {
         self.0.get(id).unwrap_or(id).clone()
     }
@@ -54,9 +70,9 @@ impl StateStore {
         scope: &Scope,
         ids: &HashMap<SourceId, SourceId>,
     ) -> Result<Rekeyed, StoreError> {
-        let renames = Renames(ids);
+        let renames = Renames::one_to_one(ids);
         let mut done = Rekeyed::default();
-        if ids.is_empty() {
+        if renames.0.is_empty() {
             return Ok(done);
         }
         self.rekey_groups(scope, &renames, &mut done).await?;
@@ -70,7 +86,7 @@ impl StateStore {
     async fn rekey_groups(
         &self,
         scope: &Scope,
-        renames: &Renames<'_>,
+        renames: &Renames,
         done: &mut Rekeyed,
     ) -> Result<(), StoreError> {
         let groups = all_pages(|p| self.list_groups(scope, p)).await?;
@@ -84,7 +100,7 @@ impl StateStore {
                 Some(Moving::of_group(scope, g, new))
             })
             .collect();
-        let (groups, addresses) = self.move_objects(scope, moving, renames.0).await?;
+        let (groups, addresses) = self.move_objects(scope, moving, &renames.0).await?;
         done.groups += groups;
         done.addresses += addresses;
         Ok(())
@@ -93,7 +109,7 @@ impl StateStore {
     async fn rekey_users(
         &self,
         scope: &Scope,
-        renames: &Renames<'_>,
+        renames: &Renames,
         done: &mut Rekeyed,
     ) -> Result<(), StoreError> {
         let users = all_pages(|p| self.list_users(scope, p)).await?;
@@ -105,7 +121,7 @@ impl StateStore {
             })
             .collect();
         for chunk in moving.chunks(500) {
-            let (users, addresses) = self.move_objects(scope, chunk.to_vec(), renames.0).await?;
+            let (users, addresses) = self.move_objects(scope, chunk.to_vec(), &renames.0).await?;
             done.users += users;
             done.addresses += addresses;
         }
@@ -113,11 +129,7 @@ impl StateStore {
     }
 
     /// Returns how many marks moved.
-    async fn rekey_not_kept(
-        &self,
-        scope: &Scope,
-        renames: &Renames<'_>,
-    ) -> Result<u64, StoreError> {
+    async fn rekey_not_kept(&self, scope: &Scope, renames: &Renames) -> Result<u64, StoreError> {
         let marked = self.not_kept_users(scope).await?;
         let (old, new): (Vec<SourceId>, Vec<SourceId>) = marked
             .iter()
@@ -134,7 +146,7 @@ impl StateStore {
         &self,
         scope: &Scope,
         group: &SourceId,
-        renames: &Renames<'_>,
+        renames: &Renames,
     ) -> Result<u64, StoreError> {
         let query =
             Query::partition(Index::Primary, keys::members_partition(scope, group)).limit(1000);

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use dirsync_shared::source::ldap::LdapSource;
 use dirsync_shared::source::{
-    ConnectionReport, DirectorySource, ReadFrom, SourceError, SourcePage, Stream,
+    Change, ConnectionReport, DirectorySource, ReadFrom, SourceError, SourcePage, Stream,
 };
 
 pub struct BeforeUnids(pub LdapSource);
@@ -13,7 +13,14 @@ pub struct BeforeUnids(pub LdapSource);
 #[async_trait]
 impl DirectorySource for BeforeUnids {
     async fn read(&self, stream: Stream, from: &ReadFrom) -> Result<SourcePage, SourceError> {
-        self.0.read(stream, from).await
+        let mut page = self.0.read(stream, from).await?;
+        // Nor did it keep a person's DN as an attribute.
+        for change in &mut page.changes {
+            if let Change::User(u) = change {
+                u.attributes.remove("distinguishedName");
+            }
+        }
+        Ok(page)
     }
 
     async fn test_connection(&self) -> ConnectionReport {

@@ -93,9 +93,9 @@ pub async fn groups(
     show(ctx.json, &listing, |l| {
         let rows = l.rows.iter().map(|g| {
             [
-                g.name.clone(),
+                cell(&g.name),
                 cell(&g.mail),
-                g.kind.clone(),
+                cell(&g.kind),
                 g.depth.to_string(),
                 cell(&g.via),
                 g.id.clone(),

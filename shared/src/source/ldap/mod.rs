@@ -759,6 +759,12 @@ impl DirectorySource for LdapSource {
         })
     }
 
+    fn use_new_ids(&self) {
+        if !self.ad() {
+            self.by_unid.store(true, Ordering::Relaxed);
+        }
+    }
+
     async fn identity_changes(&self) -> Result<Option<IdChanges>, SourceError> {
         if self.ad() || self.by_unid.load(Ordering::Relaxed) {
             return Ok(None);
