@@ -451,11 +451,17 @@ impl Client<'_> {
         l: &Lookup<'_>,
         limit: Option<usize>,
     ) -> Result<Listing<OfUser, GroupRow>, Failure> {
-        let base = Self::connector_path(l.account, l.connector, &["users", l.object, "groups"])?;
+        let paths = |object: &str| {
+            Self::connector_path(l.account, l.connector, &["users", object, "groups"])
+        };
         let (first, rows, more) = self
-            .follow(&base, l.transitive, limit, |p: UserGroupsPage| {
-                (p.user, p.groups, p.next)
-            })
+            .follow(
+                l,
+                paths,
+                limit,
+                |p: UserGroupsPage| (p.user, p.groups, p.next),
+                |u| &u.id,
+            )
             .await?;
         Ok(Listing {
             of: OfUser { user: first },
@@ -470,11 +476,17 @@ impl Client<'_> {
         l: &Lookup<'_>,
         limit: Option<usize>,
     ) -> Result<Listing<OfGroup, MemberRow>, Failure> {
-        let base = Self::connector_path(l.account, l.connector, &["groups", l.object, "members"])?;
+        let paths = |object: &str| {
+            Self::connector_path(l.account, l.connector, &["groups", object, "members"])
+        };
         let (first, rows, more) = self
-            .follow(&base, l.transitive, limit, |p: MembersPage| {
-                (p.group, p.members, p.next)
-            })
+            .follow(
+                l,
+                paths,
+                limit,
+                |p: MembersPage| (p.group, p.members, p.next),
+                |g| &g.id,
+            )
             .await?;
         Ok(Listing {
             of: OfGroup { group: first },
@@ -484,19 +496,23 @@ impl Client<'_> {
     }
 
     /// Reads a listing page after page until it ends or `limit` rows are
-    /// in; says whether rows were left.
+    /// in; says whether rows were left. The object is named as given for
+    /// the first page and by the id that page resolved it to afterwards
+    /// (a name is resolved by reading the connector's objects: once).
     async fn follow<P: DeserializeOwned, O, R>(
         &self,
-        base: &str,
-        transitive: bool,
+        l: &Lookup<'_>,
+        paths: impl Fn(&str) -> Result<String, Failure>,
         limit: Option<usize>,
         split: impl Fn(P) -> (O, Vec<R>, Option<String>),
+        id_of: impl Fn(&O) -> &str,
     ) -> Result<(O, Vec<R>, bool), Failure> {
         let mut token: Option<String> = None;
         let mut rows = Vec::new();
-        let mut of = None;
+        let mut of: Option<O> = None;
         loop {
-            let transitive = transitive.to_string();
+            let base = paths(of.as_ref().map_or(l.object, &id_of))?;
+            let transitive = l.transitive.to_string();
             let limit_text = PAGE.to_string();
             let mut pairs = vec![
                 ("limit", limit_text.as_str()),
