@@ -13,14 +13,14 @@ use std::time::Duration;
 use chrono::Utc;
 use common::rows::directory_rows;
 use common::{Backend, Fixture, fixture_at};
-use dirsync_shared::auth::{AppCertificate, AssertionAlg, KeyBits, TokenProvider};
+use dirsync_shared::auth::{AppCertificate, AssertionAlg, KeyBits};
 use dirsync_shared::clock::SystemClock;
 use dirsync_shared::domain::*;
 use dirsync_shared::engine::{EngineSettings, RunOutcome, RunRequest, SyncEngine};
 use dirsync_shared::secrets::{LocalSecretStore, SecretValue, Stage};
 use dirsync_shared::source::google::GoogleSource;
 use dirsync_shared::source::graph::{EntraApp, GraphDeps, GraphSource};
-use dirsync_shared::source::retry::{Limiters, RetryPolicy};
+use dirsync_shared::source::retry::RetryPolicy;
 use dirsync_shared::source::{DirectorySource, RequestStats};
 use serde_json::{Value, json};
 
@@ -387,7 +387,7 @@ const CERT_SECRET: &str = "dirsync/app-certificate";
 struct Entra {
     sim: dirsync_entra_sim::EntraSim,
     tenant: uuid::Uuid,
-    deps: GraphDeps,
+    deps: Arc<GraphDeps>,
     f: Fixture,
 }
 
@@ -430,20 +430,12 @@ async fn entra(backend: Backend) -> Entra {
         cert.to_secret(),
     );
     let f = fixture_at(backend, Utc::now()).await;
-    let deps = GraphDeps {
-        tokens: Arc::new(TokenProvider::new(
-            reqwest::Client::new(),
-            secrets,
-            f.clock.clone(),
-        )),
-        limiters: Arc::new(Limiters::new(4)),
-        policy: RetryPolicy::fast(),
-        app: Some(EntraApp {
-            client_id,
-            certificate: CERT_SECRET.parse().unwrap(),
-            assertion: AssertionAlg::Ps256,
-        }),
+    let app = EntraApp {
+        client_id,
+        certificate: CERT_SECRET.parse().unwrap(),
+        assertion: AssertionAlg::Ps256,
     };
+    let deps = common::world::graph_deps(&f, secrets, Some(app));
     Entra {
         sim,
         tenant,

@@ -11,8 +11,7 @@ use std::process::Stdio;
 mod common;
 use common::{Cli, stderr, stdout};
 
-use chrono::Utc;
-use dirsync_entra_sim::{EntraSim, GenSpec, SimGroup, TenantSpec};
+use dirsync_entra_sim::{EntraSim, GenSpec, SimGroup};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -30,11 +29,7 @@ const STAFF: u32 = 2600;
 /// synced by a legacy connector acme/legacy. Returns that user's address.
 async fn synced() -> (EntraSim, Uuid, Cli, String) {
     let sim = EntraSim::start().await.unwrap();
-    let tenant = sim.add_tenant(TenantSpec {
-        display_name: "Contoso".into(),
-        verified_domains: vec!["contoso.com".into(), "contoso.onmicrosoft.com".into()],
-        ..Default::default()
-    });
+    let tenant = common::contoso(&sim);
     let mut spec = GenSpec::sized(STAFF, 4, 11);
     spec.guest_ratio = 0.0;
     spec.no_mail_ratio = 0.0;
@@ -66,14 +61,7 @@ async fn synced() -> (EntraSim, Uuid, Cli, String) {
     }
     let someone = &users[0];
     sim.add_member(tenant, &levels[0].to_string(), &someone.id.to_string());
-    let client = Uuid::new_v4();
-    sim.add_legacy_app(
-        tenant,
-        client,
-        "legacy-secret",
-        Utc::now() + chrono::Duration::days(10),
-        &["Directory.Read.All"],
-    );
+    let client = common::legacy_app(&sim, tenant);
     let cli = Cli::new();
     cli.legacy_connector(&sim, client);
     let run = cli.json(&["sync", "acme", "legacy"]);

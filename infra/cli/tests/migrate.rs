@@ -9,7 +9,6 @@ use std::process::Stdio;
 mod common;
 use common::Cli;
 
-use chrono::Utc;
 use dirsync_entra_sim::{ConsentDecision, EntraSim, GenSpec, MultiTenantApp, TenantSpec};
 use uuid::Uuid;
 
@@ -51,25 +50,14 @@ async fn location(http: &reqwest::Client, url: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_moves_a_legacy_connector_onto_the_platform_app() {
     let sim = EntraSim::start().await.unwrap();
-    let tenant = sim.add_tenant(TenantSpec {
-        display_name: "Contoso".into(),
-        verified_domains: vec!["contoso.com".into(), "contoso.onmicrosoft.com".into()],
-        ..Default::default()
-    });
+    let tenant = common::contoso(&sim);
     sim.generate_directory(tenant, GenSpec::sized(60, 4, 5));
     let home = sim.add_tenant(TenantSpec {
         display_name: "Platform".into(),
         verified_domains: vec!["platform.example".into()],
         ..Default::default()
     });
-    let legacy = Uuid::new_v4();
-    sim.add_legacy_app(
-        tenant,
-        legacy,
-        "legacy-secret",
-        Utc::now() + chrono::Duration::days(10),
-        &["Directory.Read.All"],
-    );
+    let legacy = common::legacy_app(&sim, tenant);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -6,7 +6,6 @@ use std::process::Command;
 mod common;
 use common::{Cli, stderr};
 
-use chrono::Utc;
 use dirsync_entra_sim::{EntraSim, GenSpec, TenantSpec};
 use serde_json::Value;
 use uuid::Uuid;
@@ -14,20 +13,9 @@ use uuid::Uuid;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_connectors_sync_runs_lookups_and_export() {
     let sim = EntraSim::start().await.unwrap();
-    let tenant = sim.add_tenant(TenantSpec {
-        display_name: "Contoso".into(),
-        verified_domains: vec!["contoso.com".into(), "contoso.onmicrosoft.com".into()],
-        ..Default::default()
-    });
+    let tenant = common::contoso(&sim);
     sim.generate_directory(tenant, GenSpec::sized(150, 6, 3));
-    let client = Uuid::new_v4();
-    sim.add_legacy_app(
-        tenant,
-        client,
-        "legacy-secret",
-        Utc::now() + chrono::Duration::days(10),
-        &["Directory.Read.All"],
-    );
+    let client = common::legacy_app(&sim, tenant);
     let cli = Cli::new();
 
     // Accounts: created, listed; a bad region refused with the choices.
@@ -50,26 +38,7 @@ async fn accounts_connectors_sync_runs_lookups_and_export() {
     assert!(String::from_utf8_lossy(&listed.stdout).contains("Acme Corp"));
 
     // A legacy connector from a spec file, its secret from a file.
-    let spec = cli.dir.path().join("spec.json");
-    std::fs::write(
-        &spec,
-        serde_json::json!({"id": "legacy", "kind": "entra-legacy", "tenant": "contoso.onmicrosoft.com",
-            "client_id": client.to_string(), "acknowledge_disabled": true,
-            "authority_url": sim.authority_url(), "graph_url": sim.graph_url()})
-        .to_string(),
-    )
-    .unwrap();
-    let secret = cli.dir.path().join("secret.txt");
-    std::fs::write(&secret, "legacy-secret").unwrap();
-    let c = cli.json(&[
-        "connector",
-        "add",
-        "acme",
-        "--spec",
-        spec.to_str().unwrap(),
-        "--secret-file",
-        secret.to_str().unwrap(),
-    ]);
+    let c = cli.add_legacy_connector(&sim, client);
     assert_eq!(c["source"]["kind"], "entra-legacy");
     assert!(
         !c.to_string().contains("legacy-secret"),

@@ -5,7 +5,7 @@
 
 use std::process::{Command, Output};
 
-use dirsync_entra_sim::EntraSim;
+use dirsync_entra_sim::{EntraSim, TenantSpec};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -56,6 +56,12 @@ impl Cli {
     /// simulator's tenant, signing in as app `client` with `legacy-secret`.
     pub fn legacy_connector(&self, sim: &EntraSim, client: Uuid) {
         self.json(&["account", "add", "acme", "--name", "Acme", "--region", "eu"]);
+        self.add_legacy_connector(sim, client);
+    }
+
+    /// The legacy connector acme/legacy, its spec and its secret from
+    /// files; returns what `connector add` printed.
+    pub fn add_legacy_connector(&self, sim: &EntraSim, client: Uuid) -> Value {
         let spec = self.dir.path().join("spec.json");
         std::fs::write(
             &spec,
@@ -76,8 +82,30 @@ impl Cli {
             spec,
             "--secret-file",
             secret,
-        ]);
+        ])
     }
+}
+
+/// The simulator's customer tenant, Contoso.
+pub fn contoso(sim: &EntraSim) -> Uuid {
+    sim.add_tenant(TenantSpec {
+        display_name: "Contoso".into(),
+        verified_domains: vec!["contoso.com".into(), "contoso.onmicrosoft.com".into()],
+        ..Default::default()
+    })
+}
+
+/// A legacy app registration of `tenant` whose secret is `legacy-secret`.
+pub fn legacy_app(sim: &EntraSim, tenant: Uuid) -> Uuid {
+    let client = Uuid::new_v4();
+    sim.add_legacy_app(
+        tenant,
+        client,
+        "legacy-secret",
+        chrono::Utc::now() + chrono::Duration::days(10),
+        &["Directory.Read.All"],
+    );
+    client
 }
 
 pub fn stderr(o: &Output) -> String {
