@@ -6,6 +6,7 @@ mod addresses;
 pub mod counting;
 mod directory;
 pub mod dynamo;
+#[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod keys;
 mod nesting;
@@ -19,6 +20,7 @@ pub use directory::{
     GroupWrites, MembershipWrites, RemovedRows, StoredUsers, Upserted, UserWrites,
 };
 pub use dynamo::DynamoTable;
+#[cfg(feature = "embedded")]
 pub use embedded::EmbeddedTable;
 pub use keys::Scope;
 pub use nesting::Reached;
