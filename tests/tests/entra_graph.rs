@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
+use common::mirror::{assert_same, expected, view};
 use common::{Backend, Fixture, fixture_at};
 use dirsync_entra_sim::{
     CONSENT_ROLES, EntraSim, Faults, GenSpec, MultiTenantApp, SimUser, TenantSpec, UserType,
@@ -137,90 +137,6 @@ impl Entra {
             other => panic!("expected a finished run, got {other:?}"),
         }
     }
-}
-
-/// The platform view the tenant should produce, worked out from the
-/// simulator's ground truth independently of the adapter's mapping.
-#[derive(Debug, PartialEq)]
-struct View {
-    users: BTreeMap<String, (String, BTreeSet<String>, bool)>,
-    groups: BTreeSet<String>,
-    members: BTreeSet<(String, String)>,
-}
-
-fn expected(sim: &EntraSim, tenant: Uuid) -> View {
-    let snap = sim.snapshot(tenant);
-    let mut users = BTreeMap::new();
-    for u in &snap.users {
-        if u.user_type == UserType::Guest {
-            continue;
-        }
-        let smtp = u
-            .proxy_addresses
-            .iter()
-            .find_map(|p| p.strip_prefix("SMTP:"))
-            .map(str::to_lowercase);
-        let Some(primary) = u.mail.clone().map(|m| m.to_lowercase()).or(smtp.clone()) else {
-            continue;
-        };
-        let mut aliases: BTreeSet<String> = u
-            .proxy_addresses
-            .iter()
-            .filter_map(|p| p.strip_prefix("smtp:"))
-            .map(str::to_lowercase)
-            .chain(smtp)
-            .collect();
-        aliases.remove(&primary);
-        users.insert(u.id.to_string(), (primary, aliases, u.account_enabled));
-    }
-    let members = snap
-        .memberships
-        .iter()
-        .filter(|m| match m.member_kind {
-            dirsync_entra_sim::MemberKind::User => users.contains_key(&m.member_id.to_string()),
-            dirsync_entra_sim::MemberKind::Group => true,
-            // The store keeps no contact objects, so no member points at one.
-            dirsync_entra_sim::MemberKind::Contact => false,
-        })
-        .map(|m| (m.group_id.to_string(), m.member_id.to_string()))
-        .collect();
-    View {
-        users,
-        groups: snap.groups.iter().map(|g| g.id.to_string()).collect(),
-        members,
-    }
-}
-
-async fn view(f: &Fixture, c: &Connector) -> View {
-    let common::rows::Stored {
-        users,
-        groups,
-        members,
-    } = common::rows::stored(f, c).await;
-    View {
-        users: users
-            .into_iter()
-            .map(|u| {
-                let aliases = u.aliases.iter().map(|a| a.to_string()).collect();
-                (
-                    u.id.to_string(),
-                    (u.primary_email.to_string(), aliases, u.enabled),
-                )
-            })
-            .collect(),
-        groups: groups.into_iter().map(|g| g.id.to_string()).collect(),
-        members,
-    }
-}
-
-fn assert_same(have: &View, want: &View) {
-    assert_eq!(have.users.len(), want.users.len(), "user count");
-    for (id, w) in &want.users {
-        assert_eq!(have.users.get(id), Some(w), "user {id}");
-    }
-    assert_eq!(have.groups, want.groups, "groups");
-    assert_eq!(have.members.len(), want.members.len(), "membership count");
-    assert_eq!(have.members, want.members, "memberships");
 }
 
 // ---- tests --------------------------------------------------------------------

@@ -162,10 +162,27 @@ impl Principal {
     }
 }
 
+/// A token's `uti` (its unique id, opaque to clients), carrying the
+/// generation it was issued in.
+pub(crate) fn unique_token_id(generation: u64) -> String {
+    format!("{generation}-{}", Uuid::new_v4().simple())
+}
+
+fn generation_of(uti: &str) -> u64 {
+    uti.split_once('-')
+        .and_then(|(g, _)| g.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Validates a bearer token as Graph would: signature, audience, lifetime.
 /// The simulator's clocks are the clients' clocks, so there is no skew
-/// allowance: an expired token is refused the second it expires.
-pub(crate) fn validate(authorization: Option<&str>, now: i64) -> Result<Principal, GraphError> {
+/// allowance: an expired token is refused the second it expires. A token
+/// from before the current `generation` has expired too.
+pub(crate) fn validate(
+    authorization: Option<&str>,
+    now: i64,
+    generation: u64,
+) -> Result<Principal, GraphError> {
     let raw = authorization
         .and_then(|h| {
             h.strip_prefix("Bearer ")
@@ -193,7 +210,7 @@ pub(crate) fn validate(authorization: Option<&str>, now: i64) -> Result<Principa
             "Access token validation failure. Invalid audience.",
         ));
     }
-    if claims.exp <= now {
+    if claims.exp <= now || generation_of(&claims.uti) < generation {
         return Err(GraphError::unauthenticated(
             "Lifetime validation failed, the token is expired.",
         ));
@@ -235,7 +252,7 @@ mod tests {
             tid: Uuid::from_u128(2).to_string(),
             roles: vec!["User.Read.All".into()],
             scp: None,
-            uti: "u".into(),
+            uti: unique_token_id(1),
             ver: "1.0".into(),
         }
     }
@@ -243,7 +260,7 @@ mod tests {
     #[test]
     fn accepts_a_fresh_token_and_reads_the_principal() {
         let token = issue(&claims(100, GRAPH_AUDIENCE));
-        let principal = validate(Some(&format!("Bearer {token}")), 50).unwrap();
+        let principal = validate(Some(&format!("Bearer {token}")), 50, 0).unwrap();
         assert_eq!(principal.tenant, Uuid::from_u128(2));
         assert!(principal.can_read_users());
         assert!(!principal.can_read_groups());
@@ -252,11 +269,11 @@ mod tests {
     #[test]
     fn refuses_expired_foreign_and_tampered_tokens() {
         let token = issue(&claims(100, GRAPH_AUDIENCE));
-        let err = validate(Some(&format!("Bearer {token}")), 100).unwrap_err();
+        let err = validate(Some(&format!("Bearer {token}")), 100, 0).unwrap_err();
         assert!(err.message.contains("expired"));
         let other = issue(&claims(100, "https://example.test"));
         assert!(
-            validate(Some(&format!("Bearer {other}")), 50)
+            validate(Some(&format!("Bearer {other}")), 50, 0)
                 .unwrap_err()
                 .message
                 .contains("audience")
@@ -264,11 +281,19 @@ mod tests {
         let mut tampered = token.clone();
         tampered.insert_str(tampered.rfind('.').unwrap() + 1, "AB");
         assert_eq!(
-            validate(Some(&format!("Bearer {tampered}")), 50)
+            validate(Some(&format!("Bearer {tampered}")), 50, 0)
                 .unwrap_err()
                 .status,
             axum::http::StatusCode::UNAUTHORIZED
         );
-        assert!(validate(None, 50).unwrap_err().message.contains("empty"));
+        assert!(validate(None, 50, 0).unwrap_err().message.contains("empty"));
+    }
+
+    #[test]
+    fn a_token_of_an_earlier_generation_has_expired() {
+        let token = format!("Bearer {}", issue(&claims(100, GRAPH_AUDIENCE)));
+        assert!(validate(Some(&token), 50, 1).is_ok());
+        let err = validate(Some(&token), 50, 2).unwrap_err();
+        assert!(err.message.contains("expired"), "{}", err.message);
     }
 }

@@ -33,6 +33,8 @@ pub(crate) const MAX_LIFETIME_SECS: i64 = 600;
 #[derive(Debug)]
 pub(crate) struct Verified {
     pub claims: Map<String, Value>,
+    /// The key credential whose certificate verified the signature.
+    pub key_id: Uuid,
 }
 
 /// Why a signed JWT was refused before its claims were looked at.
@@ -130,6 +132,7 @@ pub(crate) fn verify_signature(
         {
             return Ok(Verified {
                 claims: decode_claims(message)?,
+                key_id: key.info.key_id,
             });
         }
     }
@@ -194,13 +197,14 @@ pub(crate) struct AssertionCheck<'a> {
 }
 
 /// Verifies a client assertion for the certificate credential flow, mapping
-/// each failure to the AADSTS code Entra documents for it.
+/// each failure to the AADSTS code Entra documents for it. Returns the key
+/// credential that signed it.
 pub(crate) fn verify_client_assertion(
     assertion: &str,
     keys: &[RegisteredKey],
     check: &AssertionCheck,
     jtis: &mut JtiCache,
-) -> Result<(), AadError> {
+) -> Result<Uuid, AadError> {
     let verified = verify_signature(assertion, keys, check.now, false).map_err(|failure| match failure {
         SignatureFailure::Malformed(why) => AadError::new(
             "invalid_request",
@@ -296,7 +300,7 @@ pub(crate) fn verify_client_assertion(
             "Assertion failed signature validation. [Reason - The client assertion 'jti' was already used; each assertion may be redeemed once.]",
         ));
     }
-    Ok(())
+    Ok(verified.key_id)
 }
 
 fn fmt_time(t: Option<i64>) -> String {

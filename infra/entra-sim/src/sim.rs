@@ -247,6 +247,18 @@ impl EntraSim {
         *lock(&self.inner.clock_offset) += by;
     }
 
+    /// Ends the lifetime of every access token issued so far, as if each had
+    /// reached its `exp`: Graph refuses them with 401 "Lifetime validation
+    /// failed, the token is expired.", and a client has to get a new one
+    /// (for a certificate credential: sign a new assertion). Tokens issued
+    /// afterwards live their normal lifetime. What an hour's wait does to
+    /// a warm client's tokens, without the wait.
+    pub fn expire_access_tokens(&self) {
+        self.inner
+            .access_token_generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Removes the app's service principal from `tenant`: its token requests
     /// there fail with AADSTS700016. Tokens already issued stay valid until
     /// they expire, as at Entra.

@@ -2,6 +2,7 @@
 //! handlers.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use uuid::Uuid;
@@ -51,6 +52,9 @@ pub(crate) struct Inner {
     pub replication_delay: Mutex<chrono::Duration>,
     /// How far the simulator's clock is ahead of real time.
     pub clock_offset: Mutex<chrono::Duration>,
+    /// Access tokens issued in an earlier generation have expired
+    /// (`EntraSim::expire_access_tokens`).
+    pub access_token_generation: AtomicU64,
     /// `http://127.0.0.1:PORT`, once serving.
     pub origin: OnceLock<String>,
     pub sealer: TokenSealer,
@@ -71,6 +75,7 @@ impl Inner {
             codes: Mutex::default(),
             replication_delay: Mutex::new(chrono::Duration::zero()),
             clock_offset: Mutex::new(chrono::Duration::zero()),
+            access_token_generation: AtomicU64::new(0),
             origin: OnceLock::new(),
             sealer: TokenSealer::new(rand::random()),
         }
@@ -79,6 +84,11 @@ impl Inner {
     /// The simulator's time: real time plus every `EntraSim::advance_clock`.
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         chrono::Utc::now() + *lock(&self.clock_offset)
+    }
+
+    /// The generation access tokens are issued in now.
+    pub fn access_token_generation(&self) -> u64 {
+        self.access_token_generation.load(Ordering::SeqCst)
     }
 
     /// Adds roles to the app's service principal in `tenant` as an admin

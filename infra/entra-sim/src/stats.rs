@@ -30,12 +30,22 @@ pub struct SimStats {
     /// Token requests whose client secret was accepted, per the secret's
     /// key id (what Entra's sign-in log names as the credential key ID).
     pub secret_sign_ins: HashMap<Uuid, u64>,
+    /// Token requests whose client assertion was accepted, per the key id
+    /// of the certificate that signed it (the sign-in log's credential key
+    /// ID).
+    pub certificate_sign_ins: HashMap<Uuid, u64>,
 }
 
 impl SimStats {
     /// Token requests accepted with the client secret `key_id`; 0 when none.
     pub fn sign_ins_with(&self, key_id: Uuid) -> u64 {
         self.secret_sign_ins.get(&key_id).copied().unwrap_or(0)
+    }
+
+    /// Token requests accepted with an assertion signed by the certificate
+    /// `key_id`; 0 when none.
+    pub fn certificate_sign_ins_with(&self, key_id: Uuid) -> u64 {
+        self.certificate_sign_ins.get(&key_id).copied().unwrap_or(0)
     }
 
     /// Count of one route; 0 when never hit.

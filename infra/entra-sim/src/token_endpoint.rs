@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use chrono::{DateTime, Utc};
 
-use crate::access_token::{AccessClaims, GRAPH_AUDIENCE, IdClaims, issue};
+use crate::access_token::{AccessClaims, GRAPH_AUDIENCE, IdClaims, issue, unique_token_id};
 use crate::apps::{AppReg, AppRegistry};
 use crate::assertion::{AssertionCheck, verify_client_assertion};
 use crate::authorize::IssuedCode;
@@ -290,7 +290,12 @@ impl TokenRequest<'_> {
                 audiences: &audiences,
                 now: self.now,
             };
-            verify_client_assertion(assertion, &app.keys, &check, &mut lock(&self.inner.jtis))?;
+            let key_id =
+                verify_client_assertion(assertion, &app.keys, &check, &mut lock(&self.inner.jtis))?;
+            *lock(&self.inner.stats)
+                .certificate_sign_ins
+                .entry(key_id)
+                .or_default() += 1;
             return Ok("2");
         }
         let Some(secret) = self.form.get("client_secret") else {
@@ -353,7 +358,7 @@ impl TokenRequest<'_> {
             tid: tenant_id.to_string(),
             roles: Vec::new(),
             scp: None,
-            uti: Uuid::new_v4().simple().to_string(),
+            uti: unique_token_id(self.inner.access_token_generation()),
             ver: "1.0".to_string(),
         }
     }

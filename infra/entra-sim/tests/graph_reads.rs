@@ -267,3 +267,22 @@ async fn an_expired_or_foreign_access_token_is_401() {
     assert_eq!(status, 401);
     assert_eq!(body["error"]["code"], "InvalidAuthenticationToken");
 }
+
+#[tokio::test]
+async fn expiring_the_issued_tokens_refuses_them_and_not_the_next_one() {
+    let fx = Fixture::new(&READ).await;
+    let old = fx.token().await;
+    fx.sim.expire_access_tokens();
+    let (status, _, body) = fx.get(&old, "users").await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{body}"
+    );
+    let new = fx.token().await;
+    let (status, _, body) = fx.get(&new, "users").await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -43,6 +43,15 @@ async fn ps256_assertion_with_x5t_s256_gets_a_working_token() {
     let (status, _, users) = fx.get(token, "users").await;
     assert_eq!(status, 200);
     assert!(users["value"].is_array());
+
+    // The sign-in is counted under the certificate's key id.
+    let keys = fx.sim.app_key_credentials(fx.object_id);
+    assert_eq!(
+        fx.sim.stats().certificate_sign_ins_with(keys[0].key_id),
+        1,
+        "{:?}",
+        fx.sim.stats().certificate_sign_ins
+    );
 }
 
 #[tokio::test]

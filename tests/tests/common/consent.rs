@@ -85,7 +85,7 @@ pub async fn administrator(w: &World, url: &str, decision: ConsentDecision) -> S
 }
 
 /// The query of the callback address the simulator redirects `url` to.
-async fn redirected_query(url: &str) -> String {
+pub async fn redirected_query(url: &str) -> String {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -4,7 +4,9 @@
 
 pub mod before_unids;
 pub mod consent;
+pub mod lambda;
 pub mod memory;
+pub mod mirror;
 pub mod rows;
 pub mod world;
 
@@ -66,16 +68,20 @@ pub fn start_time() -> DateTime<Utc> {
         .into()
 }
 
-/// A DynamoDB client for DynamoDB Local. The test command exports the
-/// endpoint; running without it is a setup error, never a skip.
-pub fn dynamodb_client() -> aws_sdk_dynamodb::Client {
-    let endpoint = std::env::var(DYNAMODB_ENV).unwrap_or_else(|_| {
+/// Where DynamoDB Local listens. The test command exports the endpoint;
+/// running without it is a setup error, never a skip.
+pub fn dynamodb_endpoint() -> String {
+    std::env::var(DYNAMODB_ENV).unwrap_or_else(|_| {
         panic!(
             "{DYNAMODB_ENV} is not set: run the tests with `infra/test` (it installs and starts \
              DynamoDB Local), or start DynamoDB Local yourself and export {DYNAMODB_ENV}=http://127.0.0.1:8000"
         )
-    });
-    aws_sdk_dynamodb::Client::new(&local_aws(endpoint))
+    })
+}
+
+/// A DynamoDB client for DynamoDB Local.
+pub fn dynamodb_client() -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(&local_aws(dynamodb_endpoint()))
 }
 
 /// A fresh table on DynamoDB Local, named uniquely so tests run in parallel.
@@ -163,13 +169,17 @@ pub async fn table_without_audit(f: &Fixture) -> std::collections::BTreeMap<Stri
 /// Where the test command started the Secrets Manager emulator.
 pub const SECRETS_ENV: &str = "DIRSYNC_TEST_SECRETS_ENDPOINT";
 
+/// The region the tests use on the emulators (moto keeps queues and
+/// secrets per region).
+pub const EMULATOR_REGION: &str = "us-east-1";
+
 /// AWS configuration for a local emulator: fixed region and credentials.
 fn local_aws(endpoint: String) -> aws_config::SdkConfig {
     let credentials =
         aws_sdk_sqs::config::Credentials::new("local", "local", None, None, "dirsync-tests");
     aws_config::SdkConfig::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
+        .region(aws_config::Region::new(EMULATOR_REGION))
         .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(
             credentials,
         ))
@@ -179,10 +189,14 @@ fn local_aws(endpoint: String) -> aws_config::SdkConfig {
 
 /// The moto emulator the test command started (Secrets Manager and SQS).
 fn emulator() -> aws_config::SdkConfig {
-    let endpoint = std::env::var(SECRETS_ENV).unwrap_or_else(|_| {
+    local_aws(emulator_endpoint())
+}
+
+/// Where the moto emulator (Secrets Manager and SQS) listens.
+pub fn emulator_endpoint() -> String {
+    std::env::var(SECRETS_ENV).unwrap_or_else(|_| {
         panic!("{SECRETS_ENV} is not set: run the tests with `infra/test` (it installs and starts the AWS emulator for Secrets Manager and SQS)")
-    });
-    local_aws(endpoint)
+    })
 }
 
 pub fn secrets_manager() -> dirsync_shared::secrets::SecretsManagerStore {

@@ -1,8 +1,8 @@
 //! `lambda_start`: how long each Lambda binary takes from process start to
 //! its first handled event (DESIGN.md §8: ≤ 100 ms locally).
 //!
-//! It plays the Lambda service: it serves the Lambda Runtime API on
-//! 127.0.0.1, starts the release binary with the environment Lambda gives a
+//! It plays the Lambda service (`dirsync-lambda-host`): it serves the
+//! Lambda Runtime API on 127.0.0.1, starts the release binary with the environment Lambda gives a
 //! `provided.al2023` function (plus the function's own settings from
 //! `template.yaml`), hands it one event on its first
 //! `GET /2018-06-01/runtime/invocation/next`, and stops the clock when the
@@ -27,20 +27,13 @@
 //! print them, so the first SDK request's set-up is in the figure too.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use clap::Parser;
+use dirsync_lambda_host::events::{self, HttpRequest, SqsRecord};
+use dirsync_lambda_host::{ACCOUNT, Function, Outcome, Sandbox};
 use dirsync_shared::store::DynamoTable;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 use uuid::Uuid;
 
 const FUNCTIONS: [&str; 5] = [
@@ -50,8 +43,9 @@ const FUNCTIONS: [&str; 5] = [
     "cert-rotation",
     "consent-callback",
 ];
-const ACCOUNT: &str = "123456789012";
 const REGION: &str = "eu-west-2";
+/// Who signs the admin API requests.
+const OPERATOR: &str = "arn:aws:iam::123456789012:user/operator";
 /// DESIGN.md §8.
 const TARGET_MS: f64 = 100.0;
 
@@ -91,181 +85,6 @@ fn key_value(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{s:?}: use KEY=VALUE"))
 }
 
-// ---- the Lambda Runtime API ------------------------------------------------
-
-/// What the binary did, as the Runtime API saw it.
-enum Report {
-    Next(Instant),
-    Response(Instant, Bytes),
-    Error(Instant, Option<String>, Bytes),
-    InitError(Option<String>, Bytes),
-    Unexpected(String),
-}
-
-/// The one invocation on offer.
-struct Slot {
-    request_id: String,
-    function_arn: String,
-    timeout: Duration,
-    event: Bytes,
-    served: bool,
-    reports: mpsc::UnboundedSender<Report>,
-}
-
-#[derive(Default)]
-struct RuntimeApi {
-    slot: Mutex<Option<Slot>>,
-}
-
-impl RuntimeApi {
-    fn report(&self, report: Report) {
-        if let Some(slot) = self.slot.lock().unwrap().as_ref() {
-            let _ = slot.reports.send(report);
-        }
-    }
-}
-
-fn error_type(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("lambda-runtime-function-error-type")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-}
-
-/// `GET /next`: the event, once; later calls wait (Lambda would freeze or
-/// end the sandbox here; the run kills it).
-async fn next(State(api): State<Arc<RuntimeApi>>) -> Response {
-    let at = Instant::now();
-    let offer = {
-        let mut slot = api.slot.lock().unwrap();
-        match slot.as_mut() {
-            Some(s) if !s.served => {
-                s.served = true;
-                let _ = s.reports.send(Report::Next(at));
-                Some((
-                    s.request_id.clone(),
-                    s.function_arn.clone(),
-                    s.timeout,
-                    s.event.clone(),
-                ))
-            }
-            _ => None,
-        }
-    };
-    let Some((id, arn, timeout, event)) = offer else {
-        return std::future::pending().await;
-    };
-    let deadline_ms = (SystemTime::now() + timeout)
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis();
-    let trace = format!(
-        "Root=1-{:08x}-{};Parent={};Sampled=0",
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs(),
-        &Uuid::new_v4().simple().to_string()[..24],
-        &Uuid::new_v4().simple().to_string()[..16],
-    );
-    (
-        [
-            ("content-type", "application/json".to_owned()),
-            ("lambda-runtime-aws-request-id", id),
-            ("lambda-runtime-deadline-ms", deadline_ms.to_string()),
-            ("lambda-runtime-invoked-function-arn", arn),
-            ("lambda-runtime-trace-id", trace),
-        ],
-        event,
-    )
-        .into_response()
-}
-
-fn same_invocation(api: &RuntimeApi, id: &str) -> bool {
-    api.slot
-        .lock()
-        .unwrap()
-        .as_ref()
-        .is_some_and(|s| s.request_id == id)
-}
-
-async fn response(
-    State(api): State<Arc<RuntimeApi>>,
-    UrlPath(id): UrlPath<String>,
-    body: Bytes,
-) -> StatusCode {
-    answer(&api, &id, "a response", |at| Report::Response(at, body))
-}
-
-/// Takes a response or an error for invocation `id`, if it is the one on
-/// offer, and reports it with the time it came in.
-fn answer(
-    api: &RuntimeApi,
-    id: &str,
-    what: &str,
-    report: impl FnOnce(Instant) -> Report,
-) -> StatusCode {
-    let at = Instant::now();
-    if !same_invocation(api, id) {
-        api.report(Report::Unexpected(format!(
-            "{what} for unknown request {id}"
-        )));
-        return StatusCode::BAD_REQUEST;
-    }
-    api.report(report(at));
-    StatusCode::ACCEPTED
-}
-
-async fn invocation_error(
-    State(api): State<Arc<RuntimeApi>>,
-    UrlPath(id): UrlPath<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    answer(&api, &id, "an error", |at| {
-        Report::Error(at, error_type(&headers), body)
-    })
-}
-
-async fn init_error(
-    State(api): State<Arc<RuntimeApi>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    api.report(Report::InitError(error_type(&headers), body));
-    StatusCode::ACCEPTED
-}
-
-async fn other(State(api): State<Arc<RuntimeApi>>, uri: Uri) -> StatusCode {
-    api.report(Report::Unexpected(format!("a request to {uri}")));
-    StatusCode::NOT_FOUND
-}
-
-/// Serves the Runtime API on a free loopback port; returns `host:port`.
-async fn serve_runtime_api(api: Arc<RuntimeApi>) -> Result<String, String> {
-    let app = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/response",
-            post(response),
-        )
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/error",
-            post(invocation_error),
-        )
-        .route("/2018-06-01/runtime/init/error", post(init_error))
-        .fallback(other)
-        .with_state(api);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| format!("binding the Runtime API: {e}"))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok(addr.to_string())
-}
-
 // ---- the functions and their events -----------------------------------------
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -297,73 +116,35 @@ struct Services {
     cert_version: String,
 }
 
-/// An API Gateway HTTP API (payload 2.0) request, as the functions' routes
-/// receive them.
+/// An HTTP API request, signed by IAM as the operator or not signed.
 fn http_event(method: &str, path: &str, query: &str, iam: bool) -> Value {
-    let mut context = json!({
-        "accountId": ACCOUNT,
-        "apiId": "bench1",
-        "domainName": "bench1.execute-api.eu-west-2.amazonaws.com",
-        "domainPrefix": "bench1",
-        "http": {
-            "method": method,
-            "path": path,
-            "protocol": "HTTP/1.1",
-            "sourceIp": "192.0.2.1",
-            "userAgent": "dirsync-bench"
-        },
-        "requestId": "bench-req",
-        "routeKey": "$default",
-        "stage": "$default",
-        "time": "02/Mar/2026:08:00:00 +0000",
-        "timeEpoch": 1772438400000u64
-    });
-    if iam {
-        context["authorizer"] = json!({"iam": {
-            "accessKey": "AKIAEXAMPLE",
-            "accountId": ACCOUNT,
-            "callerId": "AIDAEXAMPLE",
-            "principalOrgId": null,
-            "userArn": format!("arn:aws:iam::{ACCOUNT}:user/operator"),
-            "userId": "AIDAEXAMPLE"
-        }});
-    }
-    json!({
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": query,
-        "headers": {"host": "bench1.execute-api.eu-west-2.amazonaws.com", "user-agent": "dirsync-bench"},
-        "requestContext": context,
-        "body": null,
-        "isBase64Encoded": false
+    events::http_api(&HttpRequest {
+        method,
+        path,
+        query,
+        body: None,
+        iam_caller: iam.then_some(OPERATOR),
     })
 }
 
 fn sqs_event(bodies: &[Value]) -> Value {
-    let records: Vec<Value> = bodies
+    let records: Vec<SqsRecord> = bodies
         .iter()
         .enumerate()
-        .map(|(i, body)| {
-            json!({
-                "messageId": format!("bench-message-{i}"),
-                "receiptHandle": "AQEBbench",
-                "body": body.to_string(),
-                "attributes": {
-                    "ApproximateReceiveCount": "1",
-                    "SentTimestamp": "1772438400000",
-                    "SenderId": "AIDAEXAMPLE",
-                    "ApproximateFirstReceiveTimestamp": "1772438400100"
-                },
-                "messageAttributes": {},
-                "md5OfBody": "0b4e1c3f9a0d2e6a8f4b7c5d1e2f3a4b",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": format!("arn:aws:sqs:{REGION}:{ACCOUNT}:dirsync-jobs"),
-                "awsRegion": REGION
-            })
+        .map(|(i, body)| SqsRecord {
+            message_id: format!("bench-message-{i}"),
+            receipt_handle: "AQEBbench".into(),
+            body: body.to_string(),
+            md5_of_body: "0b4e1c3f9a0d2e6a8f4b7c5d1e2f3a4b".into(),
+            receive_count: 1,
+            sent_ms: 1772438400000,
+            first_receive_ms: 1772438400100,
         })
         .collect();
-    json!({ "Records": records })
+    events::sqs(
+        &format!("arn:aws:sqs:{REGION}:{ACCOUNT}:dirsync-jobs"),
+        &records,
+    )
 }
 
 fn cases(services: Option<&Services>) -> Vec<Case> {
@@ -542,45 +323,10 @@ fn cases(services: Option<&Services>) -> Vec<Case> {
     }
 }
 
-/// The environment of a `provided.al2023` function, plus the function's.
-fn environment(
-    case: &Case,
-    runtime_api: &str,
-    services: Option<&Services>,
-) -> Vec<(String, String)> {
-    let f = case.function;
-    let mut env: Vec<(String, String)> = [
-        ("AWS_LAMBDA_RUNTIME_API", runtime_api.to_owned()),
-        ("AWS_LAMBDA_FUNCTION_NAME", format!("dirsync-bench-{f}")),
-        (
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-            case.memory_mb.to_string(),
-        ),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
-        (
-            "AWS_LAMBDA_LOG_GROUP_NAME",
-            format!("/aws/lambda/dirsync-bench-{f}"),
-        ),
-        (
-            "AWS_LAMBDA_LOG_STREAM_NAME",
-            "2026/03/02/[$LATEST]bench".to_owned(),
-        ),
-        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_owned()),
-        ("AWS_EXECUTION_ENV", "AWS_Lambda_provided.al2023".to_owned()),
-        ("AWS_REGION", REGION.to_owned()),
-        ("AWS_DEFAULT_REGION", REGION.to_owned()),
-        ("AWS_ACCESS_KEY_ID", "AKIABENCHEXAMPLE".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "bench-secret-key".to_owned()),
-        ("AWS_SESSION_TOKEN", "bench-session-token".to_owned()),
-        ("TZ", ":UTC".to_owned()),
-        ("LANG", "en_US.UTF-8".to_owned()),
-        ("PATH", "/usr/local/bin:/usr/bin:/bin".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    // Every AWS call goes to an emulator or, without services, to a closed
-    // local port: never to AWS.
+/// The function as Lambda would run it: its settings, and every AWS call
+/// pointed at an emulator or, without services, at a closed local port:
+/// never at AWS.
+fn function(case: &Case, bin_dir: &Path, services: Option<&Services>) -> Function {
     let (dynamodb, other) = match services {
         Some(s) => (s.dynamodb.clone(), s.secrets.clone()),
         None => (
@@ -588,12 +334,21 @@ fn environment(
             "http://127.0.0.1:9".to_owned(),
         ),
     };
-    env.push(("AWS_ENDPOINT_URL_DYNAMODB".into(), dynamodb));
-    env.push(("AWS_ENDPOINT_URL_SQS".into(), other.clone()));
-    env.push(("AWS_ENDPOINT_URL_SECRETS_MANAGER".into(), other.clone()));
-    env.push(("AWS_ENDPOINT_URL".into(), other));
+    let mut env = vec![
+        ("AWS_ENDPOINT_URL_DYNAMODB".to_owned(), dynamodb),
+        ("AWS_ENDPOINT_URL_SQS".to_owned(), other.clone()),
+        ("AWS_ENDPOINT_URL_SECRETS_MANAGER".to_owned(), other.clone()),
+        ("AWS_ENDPOINT_URL".to_owned(), other),
+    ];
     env.extend(case.env.iter().cloned());
-    env
+    Function {
+        binary: bin_dir.join(case.function),
+        name: format!("dirsync-bench-{}", case.function),
+        memory_mb: case.memory_mb,
+        timeout: case.timeout,
+        region: REGION.to_owned(),
+        env,
+    }
 }
 
 // ---- emulators -----------------------------------------------------------------
@@ -698,15 +453,6 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let start = text.len().saturating_sub(1500);
-    let start = (start..text.len())
-        .find(|&i| text.is_char_boundary(i))
-        .unwrap_or(text.len());
-    text[start..].trim().to_owned()
-}
-
 fn short(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let mut s: String = text.chars().take(300).collect();
@@ -716,78 +462,21 @@ fn short(body: &[u8]) -> String {
     s
 }
 
-async fn run_once(
-    api: &RuntimeApi,
-    binary: &Path,
-    env: &[(String, String)],
-    case: &Case,
-    log: &Path,
-    timeout: Duration,
-) -> Result<Sample, String> {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    *api.slot.lock().unwrap() = Some(Slot {
-        request_id: Uuid::new_v4().to_string(),
-        function_arn: format!(
-            "arn:aws:lambda:{REGION}:{ACCOUNT}:function:dirsync-bench-{}",
-            case.function
-        ),
-        timeout: case.timeout,
-        event: Bytes::from(case.event.to_string()),
-        served: false,
-        reports: tx,
-    });
-    let log_file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let log_err = log_file.try_clone().map_err(|e| e.to_string())?;
-    let mut command = tokio::process::Command::new(binary);
-    command
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log_file))
-        .stderr(Stdio::from(log_err))
-        .kill_on_drop(true);
-
-    let started = Instant::now();
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-    let deadline = tokio::time::sleep(timeout);
-    tokio::pin!(deadline);
-    let mut next_at = None;
-    let outcome = loop {
-        tokio::select! {
-            report = rx.recv() => match report {
-                Some(Report::Next(at)) => next_at = Some(at),
-                Some(Report::Response(at, body)) => break Ok((at, Handled::Response, None, body)),
-                Some(Report::Error(at, kind, body)) => break Ok((at, Handled::Error, kind, body)),
-                Some(Report::InitError(kind, body)) => break Err(format!(
-                    "the runtime reported an init error ({}): {}",
-                    kind.unwrap_or_default(),
-                    short(&body)
-                )),
-                Some(Report::Unexpected(what)) => break Err(format!("unexpected: {what}")),
-                None => break Err("the Runtime API stopped".into()),
-            },
-            status = child.wait() => break Err(format!(
-                "the process exited ({}) before the event was handled{}; its output ends:\n{}",
-                status.map_or_else(|e| e.to_string(), |s| s.to_string()),
-                if next_at.is_some() { "" } else { " (it never asked for an event)" },
-                tail(log),
-            )),
-            _ = &mut deadline => break Err(format!(
-                "no response within {timeout:?}{}; its output ends:\n{}",
-                if next_at.is_some() { "" } else { " (it never asked for an event)" },
-                tail(log),
-            )),
-        }
+/// One cold start: a new sandbox, one event, the process killed after.
+async fn run_once(function: &Function, case: &Case, timeout: Duration) -> Result<Sample, String> {
+    let mut sandbox = Sandbox::start(function).await.map_err(|e| e.to_string())?;
+    let invocation = sandbox
+        .invoke(case.event.to_string().as_bytes(), timeout)
+        .await;
+    let (started, polled) = (sandbox.started(), sandbox.first_poll());
+    sandbox.stop().await;
+    let invocation = invocation.map_err(|e| e.to_string())?;
+    let polled =
+        polled.ok_or("the invocation was answered without a /next (impossible)".to_owned())?;
+    let (handled, kind, body) = match invocation.outcome {
+        Outcome::Response(body) => (Handled::Response, None, body),
+        Outcome::Error { error_type, body } => (Handled::Error, error_type, body),
     };
-    let _ = child.start_kill();
-    let _ = child.wait().await;
-    *api.slot.lock().unwrap() = None;
-
-    let (at, handled, kind, body) = outcome?;
-    let next_at =
-        next_at.ok_or("the invocation was answered without a /next (impossible)".to_owned())?;
     if handled != case.expect || !String::from_utf8_lossy(&body).contains(&case.expect_in_body) {
         return Err(format!(
             "expected {} containing {:?}, got {}{}: {}",
@@ -805,8 +494,8 @@ async fn run_once(
         ));
     }
     Ok(Sample {
-        next_ms: ms(next_at - started),
-        handled_ms: ms(at - started),
+        next_ms: ms(polled - started),
+        handled_ms: ms(invocation.answered_at - started),
     })
 }
 
@@ -881,10 +570,6 @@ async fn run(args: Args) -> Result<bool, String> {
     } else {
         None
     };
-    let api = Arc::new(RuntimeApi::default());
-    let runtime_api = serve_runtime_api(api.clone()).await?;
-    let log_dir = std::env::temp_dir().join(format!("dirsync-lambda-start-{}", std::process::id()));
-    std::fs::create_dir_all(&log_dir).map_err(|e| format!("{}: {e}", log_dir.display()))?;
     let timeout = Duration::from_secs(args.timeout_s);
 
     let all = cases(services.as_ref());
@@ -895,8 +580,10 @@ async fn run(args: Args) -> Result<bool, String> {
     let mut measured = Vec::new();
     let mut failed = Vec::new();
     for case in &chosen {
-        let binary = bin_dir.join(case.function);
-        let size_mib = match std::fs::metadata(&binary) {
+        let mut function = function(case, &bin_dir, services.as_ref());
+        function.env.extend(args.extra_env.iter().cloned());
+        let binary = &function.binary;
+        let size_mib = match std::fs::metadata(binary) {
             Ok(m) => m.len() as f64 / (1024.0 * 1024.0),
             Err(e) => {
                 failed.push((
@@ -910,9 +597,6 @@ async fn run(args: Args) -> Result<bool, String> {
                 continue;
             }
         };
-        let mut env = environment(case, &runtime_api, services.as_ref());
-        env.extend(args.extra_env.iter().cloned());
-        let log = log_dir.join(format!("{}.log", case.function));
         eprintln!(
             "{}: {} warm-up + {} runs ({})",
             case.function, args.warmup, args.runs, case.what
@@ -920,7 +604,7 @@ async fn run(args: Args) -> Result<bool, String> {
         let mut samples = Vec::new();
         let mut error = None;
         for i in 0..args.warmup + args.runs {
-            match run_once(&api, &binary, &env, case, &log, timeout).await {
+            match run_once(&function, case, timeout).await {
                 Ok(s) if i >= args.warmup => samples.push(s),
                 Ok(_) => {}
                 Err(e) => {
@@ -944,7 +628,6 @@ async fn run(args: Args) -> Result<bool, String> {
     if let Some(s) = &services {
         clean_up(s).await;
     }
-    let _ = std::fs::remove_dir_all(&log_dir);
 
     let mode = if args.services {
         "with DynamoDB Local and moto"

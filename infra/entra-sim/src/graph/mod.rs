@@ -191,7 +191,11 @@ fn served(
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let principal = match validate(authorization, inner.now().timestamp()) {
+    let principal = match validate(
+        authorization,
+        inner.now().timestamp(),
+        inner.access_token_generation(),
+    ) {
         Ok(principal) if inner.tenant(principal.tenant).is_some() => principal,
         Ok(_) => {
             let error =
