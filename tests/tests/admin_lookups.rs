@@ -10,9 +10,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use common::memory::{Directory, MemorySource, Touched, group, sid, user};
-use common::world::graph_deps;
 use common::{Backend, Fixture, fixture};
-use dirsync_shared::app::{App, AppSettings, Caller, Sources, api};
+use dirsync_shared::app::{App, Caller, api};
 use dirsync_shared::domain::*;
 use dirsync_shared::engine::{Action, EngineSettings, RunOutcome, RunRequest, SyncEngine};
 use dirsync_shared::queue::LocalQueue;
@@ -24,20 +23,12 @@ const MAIN: &str = "/accounts/acme/connectors/main";
 
 /// The App of a local run, over the fixture's store.
 fn app(f: &Fixture) -> App {
-    let secrets = Arc::new(LocalSecretStore::in_memory());
-    let graph = graph_deps(f, secrets.clone(), None);
-    App {
-        engine: SyncEngine::new(f.store.clone(), EngineSettings::default()),
-        store: f.store.clone(),
-        queue: Arc::new(LocalQueue::default()),
-        secrets: secrets.clone(),
-        sources: Arc::new(Sources {
-            graph: graph.clone(),
-            secrets,
-        }),
-        graph,
-        settings: AppSettings::default(),
-    }
+    App::builder(
+        f.store.clone(),
+        Arc::new(LocalQueue::default()),
+        Arc::new(LocalSecretStore::in_memory()),
+    )
+    .build()
 }
 
 /// `GET path` as the machine's operator.

@@ -17,7 +17,7 @@ use dirsync_shared::domain::*;
 use dirsync_shared::engine::{EngineSettings, RunOutcome, RunRequest, SyncEngine};
 use dirsync_shared::secrets::{LocalSecretStore, SecretStore, Stage};
 use dirsync_shared::source::graph::{EntraApp, GraphDeps, GraphSource};
-use dirsync_shared::source::retry::{Limiters, RetryPolicy};
+use dirsync_shared::source::retry::RetryPolicy;
 use dirsync_shared::source::{DirectorySource, Next, ReadFrom, Stream};
 use serde_json::json;
 use uuid::Uuid;
@@ -84,20 +84,16 @@ async fn entra(backend: Backend, spec: GenSpec) -> Entra {
 
 impl Entra {
     fn deps(&self, alg: AssertionAlg) -> GraphDeps {
-        GraphDeps {
-            tokens: Arc::new(TokenProvider::new(
-                reqwest::Client::new(),
-                self.secrets.clone(),
-                self.f.clock.clone(),
-            )),
-            limiters: Arc::new(Limiters::new(4)),
-            policy: RetryPolicy::fast(),
-            app: Some(EntraApp {
+        GraphDeps::new(
+            self.secrets.clone(),
+            self.f.clock.clone(),
+            RetryPolicy::fast(),
+            Some(EntraApp {
                 client_id: self.client_id,
                 certificate: CERT_SECRET.parse().unwrap(),
                 assertion: alg,
             }),
-        }
+        )
     }
 
     fn consent_connector(&self, id: &str, extra: serde_json::Value) -> Connector {

@@ -32,13 +32,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use clap::{Parser, ValueEnum};
-use dirsync_shared::auth::TokenProvider;
 use dirsync_shared::clock::SystemClock;
 use dirsync_shared::domain::{AccountId, Connector, ConnectorSpec, RunStatus, SyncRun, Trigger};
 use dirsync_shared::engine::{EngineSettings, RunOutcome, RunRequest, SyncEngine};
 use dirsync_shared::secrets::{LocalSecretStore, SecretValue, Stage};
 use dirsync_shared::source::graph::{GraphDeps, GraphSource};
-use dirsync_shared::source::retry::{Limiters, RetryPolicy};
+use dirsync_shared::source::retry::RetryPolicy;
 use dirsync_shared::store::counting::{Counts, Items};
 use dirsync_shared::store::{CountingTable, DynamoTable, EmbeddedTable, StateStore, Table};
 use floors::Pages;
@@ -215,16 +214,7 @@ fn connect(hello: &Hello) -> Result<(Connector, GraphSource), String> {
     .map_err(|e| e.to_string())?
     .validate(AccountId::new("bench").map_err(|e| e.to_string())?, Utc::now())
     .map_err(|e| e.to_string())?;
-    let deps = GraphDeps {
-        tokens: Arc::new(TokenProvider::new(
-            reqwest::Client::new(),
-            secrets,
-            Arc::new(SystemClock),
-        )),
-        limiters: Arc::new(Limiters::new(4)),
-        policy: RetryPolicy::default(),
-        app: None,
-    };
+    let deps = GraphDeps::new(secrets, Arc::new(SystemClock), RetryPolicy::default(), None);
     let source = GraphSource::for_connector(&connector, &deps).map_err(|e| e.to_string())?;
     Ok((connector, source))
 }

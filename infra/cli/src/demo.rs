@@ -13,15 +13,14 @@ use dirsync_entra_sim::{
 use dirsync_shared::app::rotation::{AppIdentity, RotationEvent, Rotator, bootstrap};
 use dirsync_shared::app::window::{WindowEvent, fan_out};
 use dirsync_shared::app::worker::{JobOutcome, process};
-use dirsync_shared::app::{App, AppSettings, Caller, Sources, api, consent};
-use dirsync_shared::auth::{AssertionAlg, KeyBits, TokenProvider};
+use dirsync_shared::app::{App, AppSettings, Caller, api, consent};
+use dirsync_shared::auth::{AssertionAlg, KeyBits};
 use dirsync_shared::clock::SystemClock;
 use dirsync_shared::domain::{AccountId, ConnectorId, Region, RunStatus, SyncRun};
-use dirsync_shared::engine::{EngineSettings, SyncEngine};
 use dirsync_shared::queue::LocalQueue;
 use dirsync_shared::secrets::LocalSecretStore;
-use dirsync_shared::source::graph::{EntraApp, GraphDeps};
-use dirsync_shared::source::retry::{Limiters, RetryPolicy};
+use dirsync_shared::source::graph::EntraApp;
+use dirsync_shared::source::retry::RetryPolicy;
 use dirsync_shared::store::{EmbeddedTable, Scope, StateStore};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -144,45 +143,26 @@ pub async fn run(users: u32, dir: &std::path::Path) -> Result<(), String> {
         dir.join("secrets").display()
     );
 
-    let clock = Arc::new(SystemClock);
     let store = StateStore::new(
         Arc::new(EmbeddedTable::open(&db).map_err(|e| e.to_string())?),
-        clock.clone(),
+        Arc::new(SystemClock),
     );
-    let tokens = Arc::new(TokenProvider::new(
-        reqwest::Client::new(),
-        secrets.clone(),
-        clock.clone(),
-    ));
-    let graph = Arc::new(GraphDeps {
-        tokens: tokens.clone(),
-        limiters: Arc::new(Limiters::new(4)),
-        policy: RetryPolicy::fast(),
-        app: Some(EntraApp {
+    let queue = Arc::new(LocalQueue::default());
+    let app = App::builder(store.clone(), queue.clone(), secrets.clone())
+        .entra_app(Some(EntraApp {
             client_id,
             certificate: cert_ref.clone(),
             assertion: AssertionAlg::Ps256,
-        }),
-    });
-    let queue = Arc::new(LocalQueue::default());
-    let app = App {
-        engine: SyncEngine::new(store.clone(), EngineSettings::default()),
-        store: store.clone(),
-        queue: queue.clone(),
-        secrets: secrets.clone(),
-        sources: Arc::new(Sources {
-            graph: graph.clone(),
-            secrets: secrets.clone(),
-        }),
-        graph,
-        settings: AppSettings {
+        }))
+        .retry(RetryPolicy::fast())
+        .settings(AppSettings {
             window_spread: Duration::ZERO,
             secret_prefix: "dirsync-demo".into(),
             consent_redirect_uri: Some(REDIRECT.into()),
             allow_custom_cloud: true,
             ..AppSettings::default()
-        },
-    };
+        })
+        .build();
 
     step(
         3,
@@ -262,8 +242,8 @@ pub async fn run(users: u32, dir: &std::path::Path) -> Result<(), String> {
             assertion: AssertionAlg::Ps256,
         },
         secrets: secrets.clone(),
-        tokens: tokens.clone(),
-        clock: clock.clone(),
+        tokens: app.graph.tokens.clone(),
+        clock: store.clock(),
         validity: chrono::Duration::days(4),
         key_bits: KeyBits::Rsa2048,
         policy: RetryPolicy::fast(),

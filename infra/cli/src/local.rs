@@ -6,15 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dirsync_shared::app::worker::{JobOutcome, process};
-use dirsync_shared::app::{App, AppSettings, Caller, Sources, api, config};
-use dirsync_shared::auth::TokenProvider;
+use dirsync_shared::app::{App, Caller, api, config};
 use dirsync_shared::clock::SystemClock;
 use dirsync_shared::domain::SyncRun;
-use dirsync_shared::engine::{EngineSettings, SyncEngine};
+use dirsync_shared::engine::EngineSettings;
 use dirsync_shared::queue::LocalQueue;
 use dirsync_shared::secrets::LocalSecretStore;
-use dirsync_shared::source::graph::GraphDeps;
-use dirsync_shared::source::retry::{Limiters, RetryPolicy};
 use dirsync_shared::store::{DynamoTable, EmbeddedTable, StateStore, Table};
 use serde_json::Value;
 
@@ -37,19 +34,8 @@ pub async fn open(store: &str, secrets_dir: PathBuf) -> Result<Local, String> {
             Arc::new(EmbeddedTable::open(std::path::Path::new(store)).map_err(|e| e.to_string())?)
         }
     };
-    let clock = Arc::new(SystemClock);
-    let state = StateStore::new(table, clock.clone());
+    let state = StateStore::new(table, Arc::new(SystemClock));
     let secrets = Arc::new(LocalSecretStore::with_dir(secrets_dir));
-    let graph = Arc::new(GraphDeps {
-        tokens: Arc::new(TokenProvider::new(
-            reqwest::Client::new(),
-            secrets.clone(),
-            clock,
-        )),
-        limiters: Arc::new(Limiters::new(4)),
-        policy: RetryPolicy::default(),
-        app: config::entra_app_from_env().map_err(|e| e.to_string())?,
-    });
     let mut settings = config::settings_from_env().map_err(|e| e.to_string())?;
     settings.window_spread = Duration::ZERO;
     // On this machine's own store the operator is the deployment: custom
@@ -60,22 +46,14 @@ pub async fn open(store: &str, secrets_dir: PathBuf) -> Result<Local, String> {
         settings.allow_custom_cloud = true;
     }
     let queue = Arc::new(LocalQueue::default());
-    let engine_settings = EngineSettings {
-        progress: Some(crate::progress::hook()),
-        ..EngineSettings::default()
-    };
-    let app = App {
-        engine: SyncEngine::new(state.clone(), engine_settings),
-        store: state,
-        queue: queue.clone(),
-        secrets: secrets.clone(),
-        sources: Arc::new(Sources {
-            graph: graph.clone(),
-            secrets,
-        }),
-        graph,
-        settings: AppSettings { ..settings },
-    };
+    let app = App::builder(state, queue.clone(), secrets)
+        .entra_app(config::entra_app_from_env().map_err(|e| e.to_string())?)
+        .engine(EngineSettings {
+            progress: Some(crate::progress::hook()),
+            ..EngineSettings::default()
+        })
+        .settings(settings)
+        .build();
     Ok(Local { app, queue })
 }
 

@@ -10,14 +10,13 @@ use uuid::Uuid;
 
 use crate::auth::{AssertionAlg, TokenProvider};
 use crate::clock::{Clock, SystemClock};
-use crate::engine::{EngineSettings, SyncEngine};
 use crate::queue::SqsQueue;
 use crate::secrets::SecretsManagerStore;
-use crate::source::graph::{EntraApp, GraphDeps};
-use crate::source::retry::{Limiters, RetryPolicy};
+use crate::source::graph::EntraApp;
+use crate::source::retry::RetryPolicy;
 use crate::store::{DynamoTable, StateStore};
 
-use super::{App, AppError, AppSettings, Sources};
+use super::{App, AppError, AppSettings};
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -85,36 +84,18 @@ pub async fn app_from_env() -> Result<App, AppError> {
     let aws = aws_config::load_from_env().await;
     let table = required("DIRSYNC_TABLE", "the DynamoDB table name")?;
     let queue_url = required("DIRSYNC_QUEUE_URL", "the sync job queue URL")?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = StateStore::new(
         Arc::new(DynamoTable::new(aws_sdk_dynamodb::Client::new(&aws), table)),
-        clock.clone(),
+        Arc::new(SystemClock),
     );
     let secrets = Arc::new(SecretsManagerStore::new(
         aws_sdk_secretsmanager::Client::new(&aws),
     ));
-    let graph = Arc::new(GraphDeps {
-        tokens: Arc::new(TokenProvider::new(
-            reqwest::Client::new(),
-            secrets.clone(),
-            clock,
-        )),
-        limiters: Arc::new(Limiters::new(4)),
-        policy: RetryPolicy::default(),
-        app: entra_app_from_env()?,
-    });
-    Ok(App {
-        graph: graph.clone(),
-        engine: SyncEngine::new(store.clone(), EngineSettings::default()),
-        store,
-        queue: Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&aws), queue_url)),
-        sources: Arc::new(Sources {
-            graph,
-            secrets: secrets.clone(),
-        }),
-        secrets,
-        settings: settings_from_env()?,
-    })
+    let queue = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&aws), queue_url));
+    Ok(App::builder(store, queue, secrets)
+        .entra_app(entra_app_from_env()?)
+        .settings(settings_from_env()?)
+        .build())
 }
 
 /// The rotation function's wiring: Secrets Manager and the app's identity.

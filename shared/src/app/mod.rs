@@ -5,6 +5,7 @@
 pub mod access;
 pub mod api;
 pub mod audit;
+pub mod builder;
 pub mod config;
 pub mod consent;
 pub mod metrics;
@@ -23,6 +24,7 @@ use crate::source::SourceError;
 use crate::store::{StateStore, StoreError};
 
 pub use access::Caller;
+pub use builder::AppBuilder;
 pub use sources::{SourceFactory, Sources};
 
 #[derive(Debug, thiserror::Error)]

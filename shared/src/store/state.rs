@@ -158,6 +158,11 @@ impl StateStore {
         self.clock.now()
     }
 
+    /// The clock the store stamps with, for what must agree with it.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
     pub(super) fn now_secs(&self) -> i64 {
         self.clock.now().timestamp()
     }

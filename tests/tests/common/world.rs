@@ -7,14 +7,14 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::SqsMessage;
 use chrono::Utc;
 use dirsync_entra_sim::{CONSENT_ROLES, EntraSim, GenSpec, MultiTenantApp, TenantSpec};
-use dirsync_shared::app::{App, AppSettings, Sources};
-use dirsync_shared::auth::{AppCertificate, AssertionAlg, KeyBits, TokenProvider};
+use dirsync_shared::app::{App, AppSettings};
+use dirsync_shared::auth::{AppCertificate, AssertionAlg, KeyBits};
 use dirsync_shared::domain::*;
-use dirsync_shared::engine::{EngineSettings, SyncEngine};
+use dirsync_shared::engine::EngineSettings;
 use dirsync_shared::queue::{Job, SqsQueue};
 use dirsync_shared::secrets::SecretStore;
 use dirsync_shared::source::graph::{EntraApp, GraphDeps};
-use dirsync_shared::source::retry::{Limiters, RetryPolicy};
+use dirsync_shared::source::retry::RetryPolicy;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -84,39 +84,29 @@ pub async fn world(users: u32) -> World {
         .unwrap();
     let sqs = sqs_client();
     let queue_url = sqs_queue(&sqs).await;
-    let graph = graph_deps(
-        &f,
+    let app = App::builder(
+        f.store.clone(),
+        Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone())),
         secrets.clone(),
-        Some(EntraApp {
-            client_id,
-            certificate: cert_secret.parse().unwrap(),
-            assertion: AssertionAlg::Ps256,
-        }),
-    );
-    let app = App {
-        engine: SyncEngine::new(
-            f.store.clone(),
-            EngineSettings {
-                deadline_margin: Duration::ZERO,
-                ..Default::default()
-            },
-        ),
-        store: f.store.clone(),
-        queue: Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone())),
-        secrets: secrets.clone(),
-        sources: Arc::new(Sources {
-            graph: graph.clone(),
-            secrets: secrets.clone(),
-        }),
-        graph,
-        settings: AppSettings {
-            window_spread: Duration::from_secs(0),
-            secret_prefix: format!("dirsync-test-{}", Uuid::new_v4().simple()),
-            consent_redirect_uri: Some(REDIRECT.into()),
-            allow_custom_cloud: true,
-            platform_admins: vec![OPERATOR.into()],
-        },
-    };
+    )
+    .entra_app(Some(EntraApp {
+        client_id,
+        certificate: cert_secret.parse().unwrap(),
+        assertion: AssertionAlg::Ps256,
+    }))
+    .engine(EngineSettings {
+        deadline_margin: Duration::ZERO,
+        ..Default::default()
+    })
+    .retry(RetryPolicy::fast())
+    .settings(AppSettings {
+        window_spread: Duration::from_secs(0),
+        secret_prefix: format!("dirsync-test-{}", Uuid::new_v4().simple()),
+        consent_redirect_uri: Some(REDIRECT.into()),
+        allow_custom_cloud: true,
+        platform_admins: vec![OPERATOR.into()],
+    })
+    .build();
     World {
         f,
         sim,
@@ -139,16 +129,12 @@ pub fn graph_deps(
     secrets: Arc<dyn SecretStore>,
     app: Option<EntraApp>,
 ) -> Arc<GraphDeps> {
-    Arc::new(GraphDeps {
-        tokens: Arc::new(TokenProvider::new(
-            reqwest::Client::new(),
-            secrets,
-            f.clock.clone(),
-        )),
-        limiters: Arc::new(Limiters::new(4)),
-        policy: RetryPolicy::fast(),
+    Arc::new(GraphDeps::new(
+        secrets,
+        f.clock.clone(),
+        RetryPolicy::fast(),
         app,
-    })
+    ))
 }
 
 impl World {

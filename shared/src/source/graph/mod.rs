@@ -65,6 +65,27 @@ pub struct GraphDeps {
     pub app: Option<EntraApp>,
 }
 
+impl GraphDeps {
+    /// Requests in flight per tenant: Graph throttles a burst from one app
+    /// into one tenant long before the network is the limit.
+    pub const TENANT_CONCURRENCY: usize = 4;
+
+    /// One token provider and one set of tenant limiters, for a process.
+    pub fn new(
+        secrets: Arc<dyn crate::secrets::SecretStore>,
+        clock: Arc<dyn crate::clock::Clock>,
+        policy: RetryPolicy,
+        app: Option<EntraApp>,
+    ) -> Self {
+        Self {
+            tokens: Arc::new(TokenProvider::new(reqwest::Client::new(), secrets, clock)),
+            limiters: Arc::new(Limiters::new(Self::TENANT_CONCURRENCY)),
+            policy,
+            app,
+        }
+    }
+}
+
 pub struct GraphSource {
     client: Arc<GraphClient>,
     /// Per stream, the next page, asked for while this one was mapped.
