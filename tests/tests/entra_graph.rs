@@ -792,3 +792,99 @@ async fn a_documented_delta_costs_its_pages_and_no_object_is_read_again() {
     assert_eq!(user(renamed).display_name.as_deref(), Some("Renamed"));
     assert_eq!(user(cleared).primary_email.as_str(), "moved@contoso.com");
 }
+
+/// A store whose copy of the certificate is stale (another process
+/// rotated) until it is told to forget it.
+struct StaleCopy {
+    inner: Arc<LocalSecretStore>,
+    held: std::sync::Mutex<Option<dirsync_shared::secrets::SecretValue>>,
+}
+
+#[async_trait::async_trait]
+impl SecretStore for StaleCopy {
+    async fn get(
+        &self,
+        name: &SecretRef,
+        stage: Stage,
+    ) -> Result<Option<dirsync_shared::secrets::SecretValue>, dirsync_shared::secrets::SecretError>
+    {
+        let held = self.held.lock().unwrap().clone();
+        match held {
+            Some(held) if stage == Stage::Current => Ok(Some(held)),
+            _ => self.inner.get(name, stage).await,
+        }
+    }
+    fn forget(&self, _: &SecretRef) {
+        *self.held.lock().unwrap() = None;
+    }
+    async fn put(
+        &self,
+        name: &SecretRef,
+        value: dirsync_shared::secrets::SecretValue,
+    ) -> Result<(), dirsync_shared::secrets::SecretError> {
+        self.inner.put(name, value).await
+    }
+    async fn delete(&self, name: &SecretRef) -> Result<(), dirsync_shared::secrets::SecretError> {
+        self.inner.delete(name).await
+    }
+    async fn get_version(
+        &self,
+        name: &SecretRef,
+        version: &str,
+    ) -> Result<Option<dirsync_shared::secrets::SecretValue>, dirsync_shared::secrets::SecretError>
+    {
+        self.inner.get_version(name, version).await
+    }
+    async fn version_stages(
+        &self,
+        name: &SecretRef,
+    ) -> Result<Vec<(String, Vec<Stage>)>, dirsync_shared::secrets::SecretError> {
+        self.inner.version_stages(name).await
+    }
+    async fn put_pending(
+        &self,
+        name: &SecretRef,
+        version: &str,
+        value: dirsync_shared::secrets::SecretValue,
+    ) -> Result<(), dirsync_shared::secrets::SecretError> {
+        self.inner.put_pending(name, version, value).await
+    }
+    async fn promote(
+        &self,
+        name: &SecretRef,
+        version: &str,
+    ) -> Result<(), dirsync_shared::secrets::SecretError> {
+        self.inner.promote(name, version).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_refused_as_stale_is_read_again_before_giving_up() {
+    let e = entra(Backend::Embedded, GenSpec::sized(20, 2, 1)).await;
+    let c = e.consent_connector("main", json!({}));
+    // The store answers with a key Entra no longer knows; the stored
+    // current one (the registered key) is there once it looks again. No
+    // previous version exists, so only a second read can sign in.
+    let stale = Arc::new(StaleCopy {
+        inner: e.secrets.clone(),
+        held: std::sync::Mutex::new(Some(certificate().to_secret())),
+    });
+    let deps = GraphDeps::new(
+        stale.clone(),
+        e.f.clock.clone(),
+        RetryPolicy::fast(),
+        e.deps(AssertionAlg::Ps256).app,
+    );
+    let source = GraphSource::for_connector(&c, &deps).unwrap();
+    let report = source.test_connection().await;
+    assert!(
+        report.ok,
+        "signed in with the certificate read again: {report:?}"
+    );
+    assert!(
+        stale.held.lock().unwrap().is_none(),
+        "the stale copy was dropped"
+    );
+    let r = e.sync(&c, &source).await;
+    assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+}

@@ -226,62 +226,9 @@ async fn cert_bootstrap_then_rotate_against_the_app() {
     );
 }
 
-/// `dirsync serve` on a free port, killed on drop (a failed assertion does
-/// not leave it running), with the token it printed.
-struct Served {
-    child: std::process::Child,
-    port: u16,
-    token: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve() -> Served {
-    use std::io::BufRead;
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dirsync"))
-        .arg("--store")
-        .arg(dir.path().join("state.db"))
-        .args(["serve", "--port", "0"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut port = 0;
-    let mut token = String::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(rest) = line.split("http://127.0.0.1:").nth(1) {
-            port = rest.split(' ').next().unwrap().parse().unwrap();
-        }
-        if let Some(t) = line.strip_prefix("Authorization: Bearer ") {
-            token = t.trim().to_owned();
-            break;
-        }
-    }
-    // Keep reading so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    assert!(
-        port > 0 && !token.is_empty(),
-        "serve printed its port and token"
-    );
-    Served {
-        child,
-        port,
-        token,
-        _dir: dir,
-    }
-}
-
 #[test]
 fn serve_answers_the_admin_api_and_the_consent_callback() {
-    let server = serve();
+    let server = Cli::new().serve();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let http = reqwest::Client::new();
@@ -326,7 +273,7 @@ fn serve_answers_the_admin_api_and_the_consent_callback() {
 
 #[test]
 fn serve_refuses_what_another_web_page_could_send() {
-    let server = serve();
+    let server = Cli::new().serve();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let http = reqwest::Client::new();

@@ -119,6 +119,19 @@ pub struct TokenProvider {
     cache: std::sync::Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<Option<AccessToken>>>>>,
 }
 
+/// One request to sign with the platform app's stored certificate.
+struct Signed<'a> {
+    to: &'a Endpoint<'a>,
+    client_id: &'a Uuid,
+    secret: &'a SecretRef,
+    alg: AssertionAlg,
+    grant: &'a [(&'static str, String)],
+}
+
+fn refused_certificate(answer: &Result<String, AuthError>) -> bool {
+    matches!(answer, Err(AuthError::Refused { code: Some(code), .. }) if CERTIFICATE_REFUSED.contains(code))
+}
+
 /// A sign-in that takes longer than this has failed.
 const SIGN_IN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -286,35 +299,56 @@ impl TokenProvider {
                 secret,
                 alg,
             } => {
-                // Read the certificate every time a token is needed, so a
-                // rotation is picked up without a restart.
-                let current = AppCertificate::from_secret(&self.secrets.current(secret).await?)?;
-                let first = self
-                    .with_certificate(to, client_id, &current, *alg, grant)
-                    .await;
-                match first {
-                    Err(AuthError::Refused {
-                        code: Some(code), ..
-                    }) if CERTIFICATE_REFUSED.contains(&code) => {
-                        // Mid-rotation the new certificate may be current here
-                        // before Entra accepts it: the previous one still works.
-                        let Some(previous) = self.secrets.get(secret, Stage::Previous).await?
-                        else {
-                            return first;
-                        };
-                        let previous = AppCertificate::from_secret(&previous)?;
-                        tracing::warn!(
-                            thumbprint = %current.stored.thumbprint_sha1,
-                            "the current app certificate was refused; using the previous one"
-                        );
-                        self.with_certificate(to, client_id, &previous, *alg, grant)
-                            .await
-                            .or(first)
-                    }
-                    other => other,
-                }
+                let signed = Signed {
+                    to,
+                    client_id,
+                    secret,
+                    alg: *alg,
+                    grant,
+                };
+                self.with_stored_certificate(&signed).await
             }
         }
+    }
+
+    /// Signs with the stored current certificate, read every time a token
+    /// is needed so that a rotation is picked up without a restart. When
+    /// Entra refuses it, the store may hold a stale copy (another process
+    /// rotated): it is read again, and a newer current tried; failing that,
+    /// mid-rotation the new certificate may be current here before Entra
+    /// accepts it, and the previous one still works.
+    async fn with_stored_certificate(&self, s: &Signed<'_>) -> Result<String, AuthError> {
+        let current = AppCertificate::from_secret(&self.secrets.current(s.secret).await?)?;
+        let first = self.sign_with(s, &current).await;
+        if !refused_certificate(&first) {
+            return first;
+        }
+        self.secrets.forget(s.secret);
+        let reread = AppCertificate::from_secret(&self.secrets.current(s.secret).await?)?;
+        if reread.stored.thumbprint_sha1 != current.stored.thumbprint_sha1 {
+            tracing::info!(
+                thumbprint = %reread.stored.thumbprint_sha1,
+                "the app certificate was rotated elsewhere; signing with the new one"
+            );
+            let second = self.sign_with(s, &reread).await;
+            if !refused_certificate(&second) {
+                return second;
+            }
+        }
+        let Some(previous) = self.secrets.get(s.secret, Stage::Previous).await? else {
+            return first;
+        };
+        let previous = AppCertificate::from_secret(&previous)?;
+        tracing::warn!(
+            thumbprint = %reread.stored.thumbprint_sha1,
+            "the current app certificate was refused; using the previous one"
+        );
+        self.sign_with(s, &previous).await.or(first)
+    }
+
+    async fn sign_with(&self, s: &Signed<'_>, cert: &AppCertificate) -> Result<String, AuthError> {
+        self.with_certificate(s.to, s.client_id, cert, s.alg, s.grant)
+            .await
     }
 
     /// A token signed with a certificate that is not (yet) the stored

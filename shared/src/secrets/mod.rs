@@ -85,6 +85,11 @@ pub trait SecretStore: Send + Sync {
     /// Removes the secret and all its versions.
     async fn delete(&self, name: &SecretRef) -> Result<(), SecretError>;
 
+    /// Drops any copy of the secret this process holds, so that the next
+    /// read sees what another process wrote (a value was refused as stale).
+    /// Stores that read through every time have nothing to drop.
+    fn forget(&self, _name: &SecretRef) {}
+
     /// The value of one version, by its id (a rotation's token).
     async fn get_version(
         &self,
@@ -127,11 +132,19 @@ pub trait SecretStore: Send + Sync {
 /// One secret's versions: stage → (version id, value).
 type Versions = HashMap<Stage, (String, SecretValue)>;
 
+/// What a secret's two files looked like (modified time and length of the
+/// plain and the stages file) when this process last read or wrote them.
+type Stamp = [Option<(std::time::SystemTime, u64)>; 2];
+
 #[derive(Debug, Default)]
 pub struct LocalSecretStore {
     dir: Option<PathBuf>,
     /// Per secret: stage → (version id, value).
     versions: Mutex<HashMap<String, Versions>>,
+    /// Per secret held from (or written to) files: how they looked then.
+    /// Another process (`dirsync cert rotate` beside `dirsync serve`)
+    /// writes new versions; a changed stamp makes this one read them.
+    stamps: Mutex<HashMap<String, Stamp>>,
 }
 
 impl LocalSecretStore {
@@ -154,6 +167,7 @@ impl LocalSecretStore {
             .entry(name.as_str().to_owned())
             .or_default()
             .insert(stage, (uuid::Uuid::new_v4().to_string(), value));
+        self.remember_files(name);
     }
 
     pub fn env_name(name: &SecretRef) -> String {
@@ -195,11 +209,58 @@ impl LocalSecretStore {
         })
     }
 
-    /// Brings a secret into memory from its files, once.
+    /// The stamp of a secret's files now (`None` without a folder).
+    fn stamp(&self, name: &SecretRef) -> Option<Stamp> {
+        let look = |path: Option<PathBuf>| {
+            let meta = std::fs::metadata(path?).ok()?;
+            Some((meta.modified().ok()?, meta.len()))
+        };
+        self.dir.as_ref()?;
+        Some([look(self.file(name)), look(self.stages_file(name))])
+    }
+
+    fn remember_files(&self, name: &SecretRef) {
+        if let Some(stamp) = self.stamp(name) {
+            self.stamps
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.as_str().to_owned(), stamp);
+        }
+    }
+
+    /// Whether memory holds the secret as its files are now.
+    fn is_fresh(&self, name: &SecretRef) -> bool {
+        let held = self.lock().contains_key(name.as_str());
+        let Some(now) = self.stamp(name) else {
+            return held;
+        };
+        let stamps = self.stamps.lock().unwrap_or_else(|p| p.into_inner());
+        match stamps.get(name.as_str()) {
+            Some(then) => *then == now,
+            None => held,
+        }
+    }
+
+    /// Brings a secret into memory from its files: the first time, and
+    /// again whenever another process has changed them.
     fn load(&self, name: &SecretRef) -> Result<(), SecretError> {
-        if self.lock().contains_key(name.as_str()) {
+        if self.is_fresh(name) {
             return Ok(());
         }
+        let versions = self.read_files(name)?;
+        let mut all = self.lock();
+        if versions.is_empty() {
+            all.remove(name.as_str());
+        } else {
+            all.insert(name.as_str().to_owned(), versions);
+        }
+        drop(all);
+        self.remember_files(name);
+        Ok(())
+    }
+
+    /// A secret's versions as its files hold them.
+    fn read_files(&self, name: &SecretRef) -> Result<Versions, SecretError> {
         let mut versions = Versions::new();
         if let Some(path) = self.stages_file(name).filter(|p| p.is_file()) {
             let text = std::fs::read_to_string(&path).map_err(|e| {
@@ -222,12 +283,7 @@ impl LocalSecretStore {
             let value = SecretValue::new(text.trim_end_matches(['\r', '\n']));
             versions.insert(Stage::Current, (uuid::Uuid::new_v4().to_string(), value));
         }
-        if !versions.is_empty() {
-            self.lock()
-                .entry(name.as_str().to_owned())
-                .or_insert(versions);
-        }
-        Ok(())
+        Ok(versions)
     }
 
     /// Writes a secret's versions back to its files: the current value in
@@ -247,7 +303,9 @@ impl LocalSecretStore {
             .iter()
             .map(|(stage, (id, v))| (stage.label(), (id.clone(), v.expose().to_owned())))
             .collect();
-        write_private(&stages, &serde_json::to_string(&stored).unwrap_or_default())
+        write_private(&stages, &serde_json::to_string(&stored).unwrap_or_default())?;
+        self.remember_files(name);
+        Ok(())
     }
 }
 
@@ -365,8 +423,28 @@ impl SecretStore for LocalSecretStore {
         self.persist(name)
     }
 
+    /// Held versions read from files are read again; what was only ever
+    /// set in memory stays.
+    fn forget(&self, name: &SecretRef) {
+        let from_files = self
+            .stamps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name.as_str())
+            .is_some_and(|stamp| stamp.iter().any(Option::is_some))
+            .then(|| self.read_files(name));
+        if let Some(Ok(versions)) = from_files {
+            self.lock().insert(name.as_str().to_owned(), versions);
+            self.remember_files(name);
+        }
+    }
+
     async fn delete(&self, name: &SecretRef) -> Result<(), SecretError> {
         self.lock().remove(name.as_str());
+        self.stamps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name.as_str());
         for path in [self.file(name), self.stages_file(name)]
             .into_iter()
             .flatten()
@@ -379,21 +457,34 @@ impl SecretStore for LocalSecretStore {
     }
 }
 
-/// Writes a file readable by its owner only.
+/// Writes a file readable by its owner only, whole or not at all: the
+/// text goes to a temporary file beside it that is then renamed over it,
+/// so another process reading the secret never sees half a version.
 fn write_private(path: &std::path::Path, text: &str) -> Result<(), SecretError> {
     use std::io::Write;
+    let failed =
+        |e: std::io::Error| SecretError::Backend(format!("cannot write {}: {e}", path.display()));
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(format!(".{}.tmp", uuid::Uuid::new_v4().simple()));
+    let temp = PathBuf::from(temp);
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options
-        .open(path)
-        .map_err(|e| SecretError::Backend(format!("cannot write {}: {e}", path.display())))?;
-    file.write_all(text.as_bytes())
-        .map_err(|e| SecretError::Backend(format!("cannot write {}: {e}", path.display())))
+    let written = options
+        .open(&temp)
+        .and_then(|mut file| {
+            file.write_all(text.as_bytes())
+                .and_then(|()| file.sync_all())
+        })
+        .and_then(|()| std::fs::rename(&temp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written.map_err(failed)
 }
 
 /// A secret store that answers one secret's current value with a
@@ -431,6 +522,10 @@ impl SecretStore for Candidate {
 
     async fn delete(&self, _: &SecretRef) -> Result<(), SecretError> {
         Err(self.refuse())
+    }
+
+    fn forget(&self, name: &SecretRef) {
+        self.inner.forget(name);
     }
 
     async fn get_version(
@@ -513,6 +608,77 @@ mod tests {
         assert_eq!(again.current(&n).await.unwrap().expose(), "two");
         again.delete(&n).await.unwrap();
         assert!(!path.exists());
+    }
+
+    /// Two stores on one folder stand for two processes (`dirsync serve`
+    /// and `dirsync cert rotate`): what one writes, the other reads next.
+    #[tokio::test]
+    async fn versions_written_by_another_process_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (serving, rotating) = (
+            LocalSecretStore::with_dir(dir.path()),
+            LocalSecretStore::with_dir(dir.path()),
+        );
+        let n = name("dirsync/app-cert");
+        rotating.put(&n, SecretValue::new("first")).await.unwrap();
+        assert_eq!(serving.current(&n).await.unwrap().expose(), "first");
+
+        rotating
+            .put_pending(&n, "v2", SecretValue::new("second"))
+            .await
+            .unwrap();
+        rotating.promote(&n, "v2").await.unwrap();
+        assert_eq!(serving.current(&n).await.unwrap().expose(), "second");
+        let previous = serving.get(&n, Stage::Previous).await.unwrap().unwrap();
+        assert_eq!(previous.expose(), "first");
+        let stages = serving.version_stages(&n).await.unwrap();
+        assert!(
+            stages.contains(&("v2".into(), vec![Stage::Current])),
+            "{stages:?}"
+        );
+
+        // A write this store makes is not mistaken for another's.
+        serving.put(&n, SecretValue::new("third")).await.unwrap();
+        assert_eq!(rotating.current(&n).await.unwrap().expose(), "third");
+        assert_eq!(serving.current(&n).await.unwrap().expose(), "third");
+
+        rotating.delete(&n).await.unwrap();
+        assert!(serving.get(&n, Stage::Current).await.unwrap().is_none());
+    }
+
+    /// A file rewritten so that its time and length look unchanged (a
+    /// coarse clock) is read again once a value is refused as stale.
+    #[tokio::test]
+    async fn forget_rereads_what_the_files_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalSecretStore::with_dir(dir.path());
+        let n = name("dirsync/app-cert");
+        store.put(&n, SecretValue::new("aaaa")).await.unwrap();
+        let stages = store.stages_file(&n).unwrap();
+        let when = std::fs::metadata(&stages).unwrap().modified().unwrap();
+        let text = std::fs::read_to_string(&stages)
+            .unwrap()
+            .replace("aaaa", "bbbb");
+        std::fs::write(&stages, text).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&stages)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+        assert_eq!(
+            store.current(&n).await.unwrap().expose(),
+            "aaaa",
+            "looks unchanged"
+        );
+        store.forget(&n);
+        assert_eq!(store.current(&n).await.unwrap().expose(), "bbbb");
+
+        // What was only set in memory is kept.
+        let kept = name("dirsync/in-memory");
+        store.set(&kept, Stage::Current, SecretValue::new("held"));
+        store.forget(&kept);
+        assert_eq!(store.current(&kept).await.unwrap().expose(), "held");
     }
 
     #[test]

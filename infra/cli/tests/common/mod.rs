@@ -38,6 +38,41 @@ impl Cli {
         c
     }
 
+    /// `dirsync serve` on a free port over this store and secrets folder.
+    pub fn serve(self) -> Served {
+        use std::io::BufRead;
+        let mut child = self
+            .command(&["serve", "--port", "0"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut port = 0;
+        let mut token = String::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(rest) = line.split("http://127.0.0.1:").nth(1) {
+                port = rest.split(' ').next().unwrap().parse().unwrap();
+            }
+            if let Some(t) = line.strip_prefix("Authorization: Bearer ") {
+                token = t.trim().to_owned();
+                break;
+            }
+        }
+        // Keep reading so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        assert!(
+            port > 0 && !token.is_empty(),
+            "serve printed its port and token"
+        );
+        Served {
+            child,
+            port,
+            token,
+            cli: self,
+        }
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
     }
@@ -87,6 +122,22 @@ impl Cli {
 }
 
 /// The simulator's customer tenant, Contoso.
+/// `dirsync serve`, killed on drop (a failed assertion does not leave it
+/// running), with the token it printed.
+pub struct Served {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub token: String,
+    pub cli: Cli,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub fn contoso(sim: &EntraSim) -> Uuid {
     sim.add_tenant(TenantSpec {
         display_name: "Contoso".into(),
