@@ -278,7 +278,7 @@ impl GraphSource {
         let t = &self.client.target;
         self.client
             .tokens()
-            .token(&t.authority_url, &t.tenant, &t.credential)
+            .token(&t.authority_url, &t.tenant, &t.scope(), &t.credential)
             .await
             .map(|_| ())
     }
@@ -290,7 +290,7 @@ impl GraphSource {
         let t = &self.client.target;
         self.client
             .tokens()
-            .forget(&t.authority_url, &t.tenant, &t.credential);
+            .forget(&t.authority_url, &t.tenant, &t.scope(), &t.credential);
     }
 
     /// The tenant as Graph reports it: `GET /organization` → (id, name).
@@ -312,7 +312,7 @@ impl GraphSource {
                 let token = self
                     .client
                     .tokens()
-                    .token(&t.authority_url, &t.tenant, &t.credential)
+                    .token(&t.authority_url, &t.tenant, &t.scope(), &t.credential)
                     .await
                     .map_err(|e| SourceError::Auth(e.to_string()))?;
                 let tid = tenant_of_token(token.value.expose()).ok_or_else(|| {
@@ -489,7 +489,7 @@ impl DirectorySource for GraphSource {
         match self
             .client
             .tokens()
-            .token(&t.authority_url, &t.tenant, &t.credential)
+            .token(&t.authority_url, &t.tenant, &t.scope(), &t.credential)
             .await
         {
             Ok(_) => report.passed("sign-in", format!("signed in to tenant {}", t.tenant)),
