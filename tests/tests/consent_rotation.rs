@@ -96,7 +96,7 @@ async fn consent_then_rotations_then_syncs_with_the_new_certificate() {
     );
     let q: std::collections::HashMap<_, _> = u.query_pairs().into_owned().collect();
     assert_eq!(q["client_id"], w.client_id.to_string());
-    assert_eq!(q["scope"], "https://graph.microsoft.com/.default");
+    assert_eq!(q["scope"], w.sim.graph_scope(), "the simulator's Graph");
     assert_eq!(q["redirect_uri"], common::world::REDIRECT);
     assert!(q["state"].len() >= 40, "an unguessable state");
     let scope = Scope::new(
@@ -218,6 +218,58 @@ async fn consent_then_rotations_then_syncs_with_the_new_certificate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consent_page_is_that_of_the_connector_s_cloud_for_its_graph() {
+    let w = world(10).await;
+    w.account("acme", Region::Europe).await;
+    // Microsoft's national cloud table: Entra's host and Graph's resource.
+    let clouds = [
+        (
+            "global",
+            "login.microsoftonline.com",
+            "https://graph.microsoft.com/.default",
+        ),
+        (
+            "us-gov",
+            "login.microsoftonline.us",
+            "https://graph.microsoft.us/.default",
+        ),
+        (
+            "us-gov-dod",
+            "login.microsoftonline.us",
+            "https://dod-graph.microsoft.us/.default",
+        ),
+        (
+            "china",
+            "login.chinacloudapi.cn",
+            "https://microsoftgraph.chinacloudapi.cn/.default",
+        ),
+    ];
+    for (cloud, host, scope) in clouds {
+        let (s, b) = api_call(
+            &w,
+            "POST",
+            "/accounts/acme/connectors",
+            json!({"connector": {"id": cloud, "kind": "entra", "tenant": "contoso.com",
+                "acknowledge_disabled": true, "cloud": cloud}}),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}");
+        let url = url::Url::parse(&start(&w, "acme", cloud, "consent").await).unwrap();
+        let q: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+        assert_eq!(
+            (
+                url.scheme(),
+                url.host_str(),
+                url.path(),
+                q["scope"].as_str()
+            ),
+            ("https", Some(host), "/contoso.com/v2.0/adminconsent", scope),
+            "{cloud}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotation_interrupted_after_each_step_completes_on_the_next_attempt() {
     let w = world(20).await;
     let r = rotator(&w);
@@ -235,8 +287,11 @@ async fn a_rotation_interrupted_after_each_step_completes_on_the_next_attempt() 
             );
             r.tokens
                 .token_with_certificate(
-                    &w.sim.authority_url(),
-                    &w.home.to_string(),
+                    (
+                        &w.sim.authority_url(),
+                        &w.home.to_string(),
+                        &w.sim.graph_scope(),
+                    ),
                     &w.client_id,
                     &before,
                     AssertionAlg::Ps256,
@@ -277,8 +332,11 @@ async fn a_rotation_interrupted_after_each_step_completes_on_the_next_attempt() 
         assert_eq!(keys.len(), 2, "stopped after {stop_after}: {keys:?}");
         r.tokens
             .token_with_certificate(
-                &w.sim.authority_url(),
-                &w.home.to_string(),
+                (
+                    &w.sim.authority_url(),
+                    &w.home.to_string(),
+                    &w.sim.graph_scope(),
+                ),
                 &w.client_id,
                 &now,
                 AssertionAlg::Ps256,

@@ -12,7 +12,7 @@ use common::{Backend, Fixture, fixture_at};
 use dirsync_entra_sim::{
     CONSENT_ROLES, EntraSim, Faults, GenSpec, MultiTenantApp, SimUser, TenantSpec, UserType,
 };
-use dirsync_shared::auth::{AppCertificate, AssertionAlg, KeyBits, TokenProvider};
+use dirsync_shared::auth::{AppCertificate, AssertionAlg, AuthError, KeyBits, TokenProvider};
 use dirsync_shared::domain::*;
 use dirsync_shared::engine::{EngineSettings, RunOutcome, RunRequest, SyncEngine};
 use dirsync_shared::secrets::{LocalSecretStore, SecretStore, Stage};
@@ -431,6 +431,54 @@ async fn a_wrong_certificate_and_missing_consent_say_what_to_do() {
         "{}",
         report.steps[0].detail
     );
+}
+
+/// `preset`'s Graph behind the simulator's Entra: the token request is the
+/// one a connector in that cloud sends, to an Entra that answers for it.
+fn on_the_simulator(sim: &EntraSim, preset: &Cloud) -> Cloud {
+    let cloud = Cloud::Custom {
+        authority_url: sim.authority_url(),
+        graph_url: preset.graph_url().to_owned(),
+    };
+    assert_eq!(cloud.graph_scope(), preset.graph_scope());
+    cloud
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_cloud_s_token_names_its_own_graph_and_another_cloud_s_is_refused() {
+    let e = entra(Backend::Embedded, GenSpec::sized(2, 2, 1)).await;
+    let deps = e.deps(AssertionAlg::Ps256);
+    let tenant = e.tenant.to_string();
+    let sign_in = |preset: &Cloud| {
+        let cloud = on_the_simulator(&e.sim, preset);
+        let source = GraphSource::for_tenant(&cloud, &tenant, &deps).unwrap();
+        async move { source.sign_in().await }
+    };
+
+    // A connector set to China for a tenant whose Entra knows the global
+    // Graph only: no token (not the global one just cached), and advice.
+    e.sim.answer_for_graph(Cloud::Global.graph_url());
+    sign_in(&Cloud::Global).await.unwrap();
+    match sign_in(&Cloud::China).await {
+        Err(AuthError::Refused {
+            code: Some(500011),
+            message,
+        }) => {
+            assert!(message.contains("connector's cloud"), "{message}");
+            assert!(
+                message.contains("https://microsoftgraph.chinacloudapi.cn"),
+                "Entra's words name the resource: {message}"
+            );
+        }
+        other => panic!("expected AADSTS500011, got {other:?}"),
+    }
+
+    for preset in [Cloud::UsGov, Cloud::UsGovDod, Cloud::China] {
+        e.sim.answer_for_graph(preset.graph_url());
+        sign_in(&preset)
+            .await
+            .unwrap_or_else(|err| panic!("{preset:?}: {err}"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,7 +32,7 @@ pub async fn token(source: &GraphSource) -> Result<String, String> {
     let t = &client.target;
     let token = client
         .tokens()
-        .token(&t.authority_url, &t.tenant, &t.credential)
+        .token(&t.authority_url, &t.tenant, &t.scope(), &t.credential)
         .await
         .map_err(|e| e.to_string())?;
     Ok(token.value.expose().to_owned())

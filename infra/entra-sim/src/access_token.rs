@@ -17,7 +17,7 @@ use crate::error::GraphError;
 /// The audience of Graph tokens.
 pub const GRAPH_AUDIENCE: &str = "https://graph.microsoft.com";
 /// Graph's application id, also accepted as audience.
-const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
+pub(crate) const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
 
 struct SigningKeys {
     encoding: EncodingKey,

@@ -77,6 +77,20 @@ impl EntraSim {
         self.inner.graph_base()
     }
 
+    /// The `.default` scope of the Graph resource tokens are issued for:
+    /// `{origin of graph_url}/.default`, unless `answer_for_graph` says
+    /// otherwise.
+    pub fn graph_scope(&self) -> String {
+        format!("{}/.default", self.inner.graph_resource())
+    }
+
+    /// Stands for the Graph of a cloud (`https://graph.microsoft.us` for US
+    /// Government L4, say): token requests must name that resource, as that
+    /// cloud's Entra requires, and any other is not found there.
+    pub fn answer_for_graph(&self, resource: &str) {
+        *lock(&self.inner.graph_resource) = Some(resource.trim_end_matches('/').to_owned());
+    }
+
     /// The token endpoint of `tenant` (a GUID or a verified domain).
     pub fn token_url(&self, tenant: &str) -> String {
         format!("{}/{tenant}/oauth2/v2.0/token", self.authority_url())

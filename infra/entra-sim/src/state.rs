@@ -57,6 +57,9 @@ pub(crate) struct Inner {
     pub access_token_generation: AtomicU64,
     /// `http://127.0.0.1:PORT`, once serving.
     pub origin: OnceLock<String>,
+    /// The Graph resource tokens are issued for, when the simulator stands
+    /// for a cloud's Graph (`EntraSim::answer_for_graph`); else its own.
+    pub graph_resource: Mutex<Option<String>>,
     pub sealer: TokenSealer,
 }
 
@@ -77,6 +80,7 @@ impl Inner {
             clock_offset: Mutex::new(chrono::Duration::zero()),
             access_token_generation: AtomicU64::new(0),
             origin: OnceLock::new(),
+            graph_resource: Mutex::default(),
             sealer: TokenSealer::new(rand::random()),
         }
     }
@@ -105,6 +109,14 @@ impl Inner {
             .get()
             .cloned()
             .unwrap_or_else(|| "http://127.0.0.1:0".to_string())
+    }
+
+    /// The Graph resource a token request names in its scope
+    /// (`{resource}/.default`): a Graph's origin, as Entra names it.
+    pub fn graph_resource(&self) -> String {
+        lock(&self.graph_resource)
+            .clone()
+            .unwrap_or_else(|| self.authority())
     }
 
     /// The Graph root (`{graph}/v1.0/users`).

@@ -17,7 +17,9 @@ use uuid::Uuid;
 
 use chrono::{DateTime, Utc};
 
-use crate::access_token::{AccessClaims, GRAPH_AUDIENCE, IdClaims, issue, unique_token_id};
+use crate::access_token::{
+    AccessClaims, GRAPH_APP_ID, GRAPH_AUDIENCE, IdClaims, issue, unique_token_id,
+};
 use crate::apps::{AppReg, AppRegistry};
 use crate::assertion::{AssertionCheck, verify_client_assertion};
 use crate::authorize::IssuedCode;
@@ -25,10 +27,6 @@ use crate::error::AadError;
 use crate::state::{Inner, lock, read};
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-const GRAPH_SCOPES: [&str; 2] = [
-    "https://graph.microsoft.com/.default",
-    "00000003-0000-0000-c000-000000000000/.default",
-];
 
 pub(crate) async fn token(
     State(inner): State<Arc<Inner>>,
@@ -159,19 +157,7 @@ impl TokenRequest<'_> {
 
     fn client_credentials(&self) -> Result<Value, AadError> {
         let raw_client = self.field("client_id")?;
-        let scope = self.field("scope")?;
-        if !GRAPH_SCOPES
-            .iter()
-            .any(|s| s.eq_ignore_ascii_case(scope.trim()))
-        {
-            return Err(AadError::new(
-                "invalid_scope",
-                70011,
-                format!(
-                    "The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."
-                ),
-            ));
-        }
+        self.check_graph_scope(self.field("scope")?)?;
         let client_id = parse_client(raw_client)?;
         let apps = read(&self.inner.apps);
         let app = self.app(&apps, client_id)?;
@@ -192,6 +178,37 @@ impl TokenRequest<'_> {
             "ext_expires_in": lifetime,
             "access_token": issue(&AccessClaims { roles, ..claims }),
         }))
+    }
+
+    /// An app-only token's scope is `{resource}/.default`, the resource
+    /// being this Graph by its URI (the origin of its URL) or by Graph's
+    /// application id. Each cloud has its own Graph resource: another
+    /// cloud's is not found in the tenant.
+    fn check_graph_scope(&self, scope: &str) -> Result<(), AadError> {
+        let Some(resource) = scope.trim().strip_suffix("/.default") else {
+            return Err(AadError::new(
+                "invalid_scope",
+                70011,
+                format!(
+                    "The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."
+                ),
+            ));
+        };
+        let graph = self.inner.graph_resource();
+        if [graph.as_str(), GRAPH_APP_ID]
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(resource))
+        {
+            return Ok(());
+        }
+        Err(AadError::new(
+            "invalid_resource",
+            500011,
+            format!(
+                "The resource principal named {resource} was not found in the tenant named {}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.",
+                self.tenant_name
+            ),
+        ))
     }
 
     /// Redeems an authorization code for the user who signed in: an

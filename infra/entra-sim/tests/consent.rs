@@ -11,7 +11,7 @@ use dirsync_entra_sim::ConsentDecision;
 fn consent_url(fx: &Fixture, tenant: &str, redirect: &str) -> String {
     let query = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("client_id", &fx.client_id.to_string())
-        .append_pair("scope", "https://graph.microsoft.com/.default")
+        .append_pair("scope", &fx.sim.graph_scope())
         .append_pair("redirect_uri", redirect)
         .append_pair("state", "st-42/xyz")
         .finish();
@@ -51,7 +51,7 @@ async fn approval_redirects_with_tenant_scope_and_state_and_grants_the_roles() {
     let expected: Vec<(String, String)> = [
         ("admin_consent", "True".to_string()),
         ("tenant", fx.tenant.to_string()),
-        ("scope", "https://graph.microsoft.com/.default".to_string()),
+        ("scope", fx.sim.graph_scope()),
         ("state", "st-42/xyz".to_string()),
     ]
     .into_iter()

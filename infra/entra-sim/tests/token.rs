@@ -4,7 +4,7 @@
 mod common;
 
 use chrono::{Duration, Utc};
-use common::{Cert, Fixture, GRAPH_SCOPE, aadsts, assertion_claims, now};
+use common::{Cert, Fixture, aadsts, assertion_claims, now};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use uuid::Uuid;
 
@@ -209,7 +209,7 @@ async fn ecdsa_and_expired_certificates_are_refused() {
             &url,
             &[
                 ("client_id", client_id.to_string().as_str()),
-                ("scope", GRAPH_SCOPE),
+                ("scope", &fx.sim.graph_scope()),
                 ("grant_type", "client_credentials"),
                 ("client_assertion_type", common::JWT_BEARER),
                 ("client_assertion", assertion.as_str()),
@@ -245,7 +245,7 @@ async fn legacy_secrets_right_wrong_and_expired() {
         vec![
             ("client_id", legacy.to_string()),
             ("client_secret", secret.to_string()),
-            ("scope", GRAPH_SCOPE.to_string()),
+            ("scope", fx.sim.graph_scope()),
             ("grant_type", "client_credentials".to_string()),
         ]
     };
@@ -281,7 +281,7 @@ async fn legacy_secrets_right_wrong_and_expired() {
             &[
                 ("client_id", expired.to_string().as_str()),
                 ("client_secret", "old-secret"),
-                ("scope", GRAPH_SCOPE),
+                ("scope", &fx.sim.graph_scope()),
                 ("grant_type", "client_credentials"),
             ],
         )
@@ -341,4 +341,55 @@ async fn tenant_app_scope_and_consent_refusals() {
     let assertion = fx.cert.sign_ps256(&assertion_claims(fx.client_id, &url));
     let (status, body) = fx.post_assertion(&url, &assertion).await;
     assert_eq!((status, aadsts(&body)), (400, 7000112));
+}
+
+/// A client-credentials request for `scope` with a fresh assertion.
+async fn ask_for(fx: &Fixture, scope: &str) -> (u16, serde_json::Value) {
+    let url = fx.token_url(fx.tenant);
+    let assertion = fx.cert.sign_ps256(&assertion_claims(fx.client_id, &url));
+    fx.post_form(
+        &url,
+        &[
+            ("client_id", fx.client_id.to_string().as_str()),
+            ("scope", scope),
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", common::JWT_BEARER),
+            ("client_assertion", assertion.as_str()),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_token_names_this_cloud_s_graph_and_another_cloud_s_is_not_found() {
+    let fx = Fixture::new(&READ).await;
+    let own = format!("{}/.default", fx.sim.authority_url());
+    assert_eq!(fx.sim.graph_scope(), own, "the origin of the Graph URL");
+    for accepted in [
+        own.as_str(),
+        "00000003-0000-0000-c000-000000000000/.default",
+    ] {
+        let (status, body) = ask_for(&fx, accepted).await;
+        assert_eq!(status, 200, "{accepted}: {body}");
+    }
+    let (status, body) = ask_for(&fx, "https://graph.microsoft.com/.default").await;
+    assert_eq!((status, aadsts(&body)), (400, 500011), "{body}");
+    assert_eq!(body["error"], "invalid_resource");
+    let description = body["error_description"].as_str().unwrap();
+    assert!(
+        description.contains(
+            "The resource principal named https://graph.microsoft.com was not found in the tenant named Contoso"
+        ),
+        "{description}"
+    );
+
+    // Standing for US Government L4, only that cloud's Graph is known.
+    fx.sim.answer_for_graph("https://graph.microsoft.us");
+    assert_eq!(fx.sim.graph_scope(), "https://graph.microsoft.us/.default");
+    let (status, body) = ask_for(&fx, "https://graph.microsoft.us/.default").await;
+    assert_eq!(status, 200, "{body}");
+    for refused in [own.as_str(), "https://dod-graph.microsoft.us/.default"] {
+        let (status, body) = ask_for(&fx, refused).await;
+        assert_eq!((status, aadsts(&body)), (400, 500011), "{refused}: {body}");
+    }
 }

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::auth::assertion::key_proof;
 use crate::auth::{AppCertificate, AssertionAlg, AuthError, KeyBits, TokenProvider};
 use crate::clock::Clock;
-use crate::domain::SecretRef;
+use crate::domain::{SecretRef, graph_scope};
 use crate::secrets::{SecretError, SecretStore, Stage};
 use crate::source::graph::{GraphClient, GraphFailure, GraphTarget};
 use crate::source::retry::{RetryPolicy, TenantLimiter};
@@ -233,8 +233,11 @@ impl Rotator {
         let pending = self.pending(token).await?;
         self.tokens
             .token_with_certificate(
-                &self.app.authority_url,
-                &self.app.home_tenant,
+                (
+                    &self.app.authority_url,
+                    &self.app.home_tenant,
+                    &graph_scope(&self.app.graph_url),
+                ),
                 &self.app.client_id,
                 &pending,
                 self.app.assertion,

@@ -89,7 +89,14 @@ pub fn advice(code: Option<u64>, signer: Signer, tenant: &str) -> String {
         (Some(7000112), _) => format!(
             "The application is disabled in tenant {tenant} (AADSTS7000112): an administrator must enable it under Enterprise applications → Properties."
         ),
-        (Some(70011), _) => "Entra refused the requested scope (AADSTS70011); dirsync asks for https://graph.microsoft.com/.default — report this as a bug.".into(),
+        (Some(70011), _) => "Entra refused the requested scope (AADSTS70011); dirsync asks for the `.default` scope of the connector's cloud's Graph \
+             (https://graph.microsoft.com/.default in the global cloud) — report this as a bug."
+            .into(),
+        (Some(500011), _) => format!(
+            "Entra does not know the Graph that dirsync asked a token for in tenant {tenant} (AADSTS500011): each cloud has its own Graph, \
+             so the connector's cloud does not match the tenant's. Set the connector's cloud to the tenant's (global, us-gov for GCC High, \
+             us-gov-dod for DoD, china for 21Vianet), or fix its graph_url."
+        ),
         (Some(54005), _) | (Some(70008), _) => format!(
             "This sign-in was already used or has expired (AADSTS{}): a sign-in is accepted once, within minutes.",
             code.unwrap_or(70008)
@@ -127,5 +134,7 @@ mod tests {
         assert!(advice(Some(700016), Signer::ConsentApp, "contoso").contains("admin consent"));
         assert!(advice(Some(700027), Signer::ConsentApp, "t").contains("cert bootstrap"));
         assert!(advice(Some(12345), Signer::ConsentApp, "t").contains("AADSTS12345"));
+        assert!(advice(Some(500011), Signer::LegacyApp, "t").contains("connector's cloud"));
+        assert!(advice(Some(70011), Signer::LegacyApp, "t").contains("connector's cloud"));
     }
 }

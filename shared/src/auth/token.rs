@@ -1,9 +1,10 @@
 //! Access tokens for Microsoft Graph by the client-credentials grant, with a
 //! certificate assertion (consent connectors) or a client secret (legacy
-//! connectors). Cached per authority, tenant and client, refreshed ahead of
-//! `expires_in` (which Entra randomises between 60 and 90 minutes). The
-//! same client authentication redeems the authorization code of an OpenID
-//! Connect sign-in (the consent's proof of who signed in).
+//! connectors), for the `.default` scope of the cloud's Graph (each national
+//! cloud has its own). Cached per authority, tenant, scope and client,
+//! refreshed ahead of `expires_in` (which Entra randomises between 60 and 90
+//! minutes). The same client authentication redeems the authorization code
+//! of an OpenID Connect sign-in (the consent's proof of who signed in).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,8 +20,6 @@ use crate::secrets::{SecretError, SecretStore, SecretValue, Stage};
 use super::aadsts::{self, CERTIFICATE_REFUSED, Signer, TokenErrorBody};
 use super::assertion::{AssertionAlg, client_assertion};
 use super::certificate::{AppCertificate, CertificateError};
-
-pub const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
 
 /// Refresh this long before a token expires, so no request carries a token
 /// that dies in flight.
@@ -107,15 +106,17 @@ fn number_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Er
     }
 }
 
-type CacheKey = (String, String, Credential);
+/// Authority, tenant, scope (one cloud's Graph) and credential.
+type CacheKey = (String, String, String, Credential);
 
 pub struct TokenProvider {
     http: reqwest::Client,
     secrets: Arc<dyn SecretStore>,
     clock: Arc<dyn Clock>,
-    /// One slot per (authority, tenant, credential). A slot's lock is held
-    /// across a fetch so that concurrent requests for the same token wait for
-    /// one fetch; other tenants are not held up by a slow sign-in.
+    /// One slot per (authority, tenant, scope, credential). A slot's lock
+    /// is held across a fetch so that concurrent requests for the same
+    /// token wait for one fetch; other tenants are not held up by a slow
+    /// sign-in.
     cache: std::sync::Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<Option<AccessToken>>>>>,
 }
 
@@ -156,26 +157,23 @@ impl TokenProvider {
         )
     }
 
-    /// A valid token, from the cache or freshly obtained.
+    /// A valid token for `scope` (the `.default` scope of the cloud's
+    /// Graph), from the cache or freshly obtained.
     pub async fn token(
         &self,
         authority: &str,
         tenant: &str,
+        scope: &str,
         credential: &Credential,
     ) -> Result<AccessToken, AuthError> {
-        let key = (
-            authority.to_owned(),
-            tenant.to_ascii_lowercase(),
-            credential.clone(),
-        );
-        let slot = self.slot(key);
+        let slot = self.slot(cache_key(authority, tenant, scope, credential));
         let mut cached = slot.lock().await;
         if let Some(t) = cached.as_ref()
             && self.clock.now() < t.refresh_at
         {
             return Ok(t.clone());
         }
-        let token = self.fetch(authority, tenant, credential).await?;
+        let token = self.fetch(authority, tenant, scope, credential).await?;
         *cached = Some(token.clone());
         Ok(token)
     }
@@ -191,20 +189,15 @@ impl TokenProvider {
         Self::new(self.http.clone(), secrets, self.clock.clone())
     }
 
-    /// Forgets the cached token of (authority, tenant, credential), whatever
-    /// it is: the credential's secret has just been replaced, so the next
-    /// request signs in with the new one. (A fetch under way finishes into
-    /// the slot it holds, which nothing reads any more.)
-    pub fn forget(&self, authority: &str, tenant: &str, credential: &Credential) {
-        let key = (
-            authority.to_owned(),
-            tenant.to_ascii_lowercase(),
-            credential.clone(),
-        );
+    /// Forgets the cached token of (authority, tenant, scope, credential),
+    /// whatever it is: the credential's secret has just been replaced, so
+    /// the next request signs in with the new one. (A fetch under way
+    /// finishes into the slot it holds, which nothing reads any more.)
+    pub fn forget(&self, authority: &str, tenant: &str, scope: &str, credential: &Credential) {
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&key);
+            .remove(&cache_key(authority, tenant, scope, credential));
     }
 
     fn slot(&self, key: CacheKey) -> Arc<tokio::sync::Mutex<Option<AccessToken>>> {
@@ -218,15 +211,11 @@ impl TokenProvider {
         &self,
         authority: &str,
         tenant: &str,
+        scope: &str,
         credential: &Credential,
         refused: &AccessToken,
     ) {
-        let key = (
-            authority.to_owned(),
-            tenant.to_ascii_lowercase(),
-            credential.clone(),
-        );
-        let slot = self.slot(key);
+        let slot = self.slot(cache_key(authority, tenant, scope, credential));
         let mut cached = slot.lock().await;
         if cached.as_ref().is_some_and(|t| t.value == refused.value) {
             *cached = None;
@@ -237,14 +226,13 @@ impl TokenProvider {
         &self,
         authority: &str,
         tenant: &str,
+        scope: &str,
         credential: &Credential,
     ) -> Result<AccessToken, AuthError> {
         let to = Endpoint::new(authority, tenant);
-        let grant = [
-            ("scope", GRAPH_SCOPE.to_owned()),
-            ("grant_type", "client_credentials".to_owned()),
-        ];
-        let body = self.authenticated_post(&to, credential, &grant).await?;
+        let body = self
+            .authenticated_post(&to, credential, &client_credentials(scope))
+            .await?;
         self.access_token(&body)
     }
 
@@ -355,19 +343,14 @@ impl TokenProvider {
     /// current one, uncached: a rotation's test of the pending certificate.
     pub async fn token_with_certificate(
         &self,
-        authority: &str,
-        tenant: &str,
+        (authority, tenant, scope): (&str, &str, &str),
         client_id: &Uuid,
         cert: &AppCertificate,
         alg: AssertionAlg,
     ) -> Result<AccessToken, AuthError> {
         let to = Endpoint::new(authority, tenant);
-        let grant = [
-            ("scope", GRAPH_SCOPE.to_owned()),
-            ("grant_type", "client_credentials".to_owned()),
-        ];
         let body = self
-            .with_certificate(&to, client_id, cert, alg, &grant)
+            .with_certificate(&to, client_id, cert, alg, &client_credentials(scope))
             .await?;
         self.access_token(&body)
     }
@@ -454,6 +437,23 @@ impl TokenProvider {
         }
         Err(AuthError::Refused { code, message })
     }
+}
+
+fn cache_key(authority: &str, tenant: &str, scope: &str, credential: &Credential) -> CacheKey {
+    (
+        authority.to_owned(),
+        tenant.to_ascii_lowercase(),
+        scope.to_owned(),
+        credential.clone(),
+    )
+}
+
+/// The client-credentials grant of an app-only token for `scope`.
+fn client_credentials(scope: &str) -> [(&'static str, String); 2] {
+    [
+        ("scope", scope.to_owned()),
+        ("grant_type", "client_credentials".to_owned()),
+    ]
 }
 
 /// A tenant's token endpoint.

@@ -175,6 +175,12 @@ impl Cloud {
         }
     }
 
+    /// The scope of an app-only token for this cloud's Graph. Each national
+    /// cloud has its own Graph resource, and its Entra refuses another's.
+    pub fn graph_scope(&self) -> String {
+        graph_scope(self.graph_url())
+    }
+
     fn from_parts(
         preset: Option<&str>,
         authority: Option<&str>,
@@ -212,6 +218,17 @@ impl Cloud {
             )),
         }
     }
+}
+
+/// The `.default` scope of the Graph at `graph_url`: a resource is named by
+/// its origin (`https://graph.microsoft.us`), so the path under which a
+/// simulator serves Graph is left out.
+pub fn graph_scope(graph_url: &str) -> String {
+    let resource = url::Url::parse(graph_url).map_or_else(
+        |_| graph_url.trim_end_matches('/').to_owned(),
+        |u| u.origin().ascii_serialization(),
+    );
+    format!("{resource}/.default")
 }
 
 /// A base URL for a custom cloud: https, or plain http to this machine only
@@ -1172,6 +1189,54 @@ mod tests {
         assert!(err.problem.contains("client_id"), "{err}");
         assert!(
             serde_json::from_value::<ConnectorSpec>(serde_json::json!({"clientid": "x"})).is_err()
+        );
+    }
+
+    #[test]
+    fn each_cloud_asks_for_its_own_graph_resource() {
+        // The service root endpoints of Microsoft's national cloud table.
+        let expected = [
+            (
+                Cloud::Global,
+                "https://login.microsoftonline.com",
+                "https://graph.microsoft.com/.default",
+            ),
+            (
+                Cloud::UsGov,
+                "https://login.microsoftonline.us",
+                "https://graph.microsoft.us/.default",
+            ),
+            (
+                Cloud::UsGovDod,
+                "https://login.microsoftonline.us",
+                "https://dod-graph.microsoft.us/.default",
+            ),
+            (
+                Cloud::China,
+                "https://login.chinacloudapi.cn",
+                "https://microsoftgraph.chinacloudapi.cn/.default",
+            ),
+        ];
+        for (cloud, authority, scope) in expected {
+            assert_eq!(
+                (cloud.authority_url(), cloud.graph_scope().as_str()),
+                (authority, scope)
+            );
+        }
+        let custom = Cloud::from_parts(
+            None,
+            Some("http://127.0.0.1:8080"),
+            Some("http://127.0.0.1:8080/graph/"),
+        )
+        .unwrap();
+        assert_eq!(
+            custom.graph_scope(),
+            "http://127.0.0.1:8080/.default",
+            "the path is left out"
+        );
+        assert_eq!(
+            graph_scope("https://Graph.Example:443/v1"),
+            "https://graph.example/.default"
         );
     }
 

@@ -20,7 +20,7 @@ pub use address::{DomainFilter, DomainName, EmailAddress};
 pub use audit::{AUDIT_RETENTION_DAYS, AuditAction, AuditOutcome, AuditRecord};
 pub use connector::{
     Cloud, Connector, ConnectorKind, ConnectorSpec, ConnectorState, Consent, DominoIdentity,
-    LdapSettings, LdapTransport, SecretRef, SourceConfig, SyncOptions, tenant_name,
+    LdapSettings, LdapTransport, SecretRef, SourceConfig, SyncOptions, graph_scope, tenant_name,
 };
 pub use directory::{
     ContentHash, Group, GroupKind, GroupScope, MemberKind, MemberRole, Membership, User,

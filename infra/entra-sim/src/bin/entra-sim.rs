@@ -118,6 +118,7 @@ async fn main() -> Result<(), String> {
     println!("entra-sim listening on {addr}");
     println!("authority:        {}", sim.authority_url());
     println!("graph:            {}", sim.graph_url());
+    println!("token scope:      {}", sim.graph_scope());
     println!("publisher tenant: {home}");
     println!(
         "customer tenant:  {customer} ({}; {} users, {} groups, {} memberships)",

@@ -13,7 +13,6 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-pub const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 pub const REDIRECT: &str = "https://dirsync.test/consent/callback";
 
@@ -164,7 +163,7 @@ impl Fixture {
             url,
             &[
                 ("client_id", self.client_id.to_string().as_str()),
-                ("scope", GRAPH_SCOPE),
+                ("scope", &self.sim.graph_scope()),
                 ("grant_type", "client_credentials"),
                 ("client_assertion_type", JWT_BEARER),
                 ("client_assertion", assertion),

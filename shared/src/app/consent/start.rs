@@ -35,7 +35,7 @@ pub async fn start(
         &format!("{}/{tenant}/v2.0/adminconsent", cloud.authority_url()),
         &[
             ("client_id", client_id.to_string()),
-            ("scope", crate::auth::token::GRAPH_SCOPE.to_owned()),
+            ("scope", cloud.graph_scope()),
             ("redirect_uri", redirect),
             ("state", state),
         ],

@@ -27,6 +27,13 @@ pub struct GraphTarget {
     pub credential: Credential,
 }
 
+impl GraphTarget {
+    /// The scope of its tokens: the `.default` scope of this cloud's Graph.
+    pub fn scope(&self) -> String {
+        crate::domain::graph_scope(&self.graph_url)
+    }
+}
+
 /// A Graph error body: `{"error": {"code", "message"}}`.
 #[derive(Debug, Clone, Default)]
 pub struct GraphErrorBody {
@@ -204,7 +211,7 @@ impl Service for GraphClient {
         let t = &self.target;
         Ok(self
             .tokens
-            .token(&t.authority_url, &t.tenant, &t.credential)
+            .token(&t.authority_url, &t.tenant, &t.scope(), &t.credential)
             .await?)
     }
 
@@ -215,7 +222,13 @@ impl Service for GraphClient {
     async fn forget(&self, token: &AccessToken) {
         let t = &self.target;
         self.tokens
-            .invalidate(&t.authority_url, &t.tenant, &t.credential, token)
+            .invalidate(
+                &t.authority_url,
+                &t.tenant,
+                &t.scope(),
+                &t.credential,
+                token,
+            )
             .await;
     }
 

@@ -299,7 +299,7 @@ impl GraphSource {
         let t = &self.client.target;
         self.client
             .tokens()
-            .token(&t.authority_url, &t.tenant, &t.credential)
+            .token(&t.authority_url, &t.tenant, &t.scope(), &t.credential)
             .await
             .map(|_| ())
     }
@@ -311,7 +311,7 @@ impl GraphSource {
         let t = &self.client.target;
         self.client
             .tokens()
-            .forget(&t.authority_url, &t.tenant, &t.credential);
+            .forget(&t.authority_url, &t.tenant, &t.scope(), &t.credential);
     }
 
     /// The tenant as Graph reports it: `GET /organization` → (id, name).
@@ -333,7 +333,7 @@ impl GraphSource {
                 let token = self
                     .client
                     .tokens()
-                    .token(&t.authority_url, &t.tenant, &t.credential)
+                    .token(&t.authority_url, &t.tenant, &t.scope(), &t.credential)
                     .await
                     .map_err(|e| SourceError::Auth(e.to_string()))?;
                 let tid = tenant_of_token(token.value.expose()).ok_or_else(|| {
@@ -510,7 +510,7 @@ impl DirectorySource for GraphSource {
         match self
             .client
             .tokens()
-            .token(&t.authority_url, &t.tenant, &t.credential)
+            .token(&t.authority_url, &t.tenant, &t.scope(), &t.credential)
             .await
         {
             Ok(_) => report.passed("sign-in", format!("signed in to tenant {}", t.tenant)),

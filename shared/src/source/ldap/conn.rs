@@ -18,33 +18,39 @@ use crate::source::SourceError;
 /// The paged-results control (RFC 2696), as AD names it.
 const PAGED_RESULTS_OID: &str = "1.2.840.113556.1.4.319";
 
-/// The TLS configuration: the platform's roots, plus the connector's own CA
+/// The TLS configuration: the public roots, plus the connector's own CA
 /// when it has one (most on-premises directories use a private CA).
 fn tls_config(ca_pem: Option<&str>) -> Result<Arc<rustls::ClientConfig>, SourceError> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    if let Some(pem) = ca_pem {
-        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-            let cert = cert.map_err(|e| {
-                SourceError::Config(format!(
-                    "the connector's CA certificate is not valid PEM: {e}"
-                ))
-            })?;
-            roots.add(cert).map_err(|e| {
-                SourceError::Config(format!(
-                    "the connector's CA certificate cannot be used: {e}"
-                ))
-            })?;
-        }
-    }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| SourceError::Config(e.to_string()))?
-        .with_root_certificates(roots)
+        .with_root_certificates(trusted_roots(ca_pem)?)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// The roots a directory's certificate may chain to: Mozilla's public ones,
+/// built in because Lambda has no system store to read them from, and the
+/// connector's CA.
+fn trusted_roots(ca_pem: Option<&str>) -> Result<rustls::RootCertStore, SourceError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
+    for cert in CertificateDer::pem_slice_iter(ca_pem.unwrap_or_default().as_bytes()) {
+        let cert = cert.map_err(|e| {
+            SourceError::Config(format!(
+                "the connector's CA certificate is not valid PEM: {e}"
+            ))
+        })?;
+        roots.add(cert).map_err(|e| {
+            SourceError::Config(format!(
+                "the connector's CA certificate cannot be used: {e}"
+            ))
+        })?;
+    }
+    Ok(roots)
 }
 
 /// How long any one exchange with the server may take, and how many
@@ -376,5 +382,31 @@ mod tests {
                 .to_string()
                 .contains("check the bind DN")
         );
+    }
+
+    fn names_isrg_root_x1(anchor: &rustls_pki_types::TrustAnchor<'_>) -> bool {
+        anchor
+            .subject
+            .windows(b"ISRG Root X1".len())
+            .any(|w| w == b"ISRG Root X1")
+    }
+
+    #[test]
+    fn a_publicly_trusted_directory_is_trusted_without_a_ca_and_a_private_ca_is_added() {
+        let public = trusted_roots(None).unwrap();
+        assert!(public.len() > 100, "{} roots", public.len());
+        assert!(public.roots.iter().any(names_isrg_root_x1));
+
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&key).unwrap().pem();
+        assert_eq!(trusted_roots(Some(&ca)).unwrap().len(), public.len() + 1);
+
+        let err = trusted_roots(Some(
+            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("not valid PEM"), "{err}");
     }
 }
