@@ -20,14 +20,14 @@ use std::time::Instant;
 use chrono::{SecondsFormat, Utc};
 use common::consent::{administrator, redirected_query};
 use common::lambda::{
-    ADMIN_API, CERT_ROTATION, CONSENT_CALLBACK, Deployed, EventSource, JobQueues, SYNC_WINDOW,
-    SYNC_WORKER, call, dead_letters, http, job_queues, start, template_variables,
+    ADMIN_API, CERT_ROTATION, CONSENT_CALLBACK, Deployed, EventSource, INVOCATION_WAIT, JobQueues,
+    SYNC_WINDOW, SYNC_WORKER, call, dead_letters, http, job_queues, start, template_variables,
 };
 use common::mirror::{assert_same, expected, view};
 use common::world::{OPERATOR, REDIRECT, World, world};
 use dirsync_entra_sim::{ConsentDecision, SimUser};
-use dirsync_lambda_host::Sandbox;
 use dirsync_lambda_host::events::HttpRequest;
+use dirsync_lambda_host::{HostError, Outcome, Sandbox};
 use dirsync_shared::auth::AppCertificate;
 use dirsync_shared::domain::*;
 use dirsync_shared::secrets::SecretStore;
@@ -300,6 +300,24 @@ async fn window(d: &Deployment) {
         "{}",
         window.output_tail()
     );
+
+    // A schedule that lost its Input: an error the alarm and the reader
+    // can tell from a transient one.
+    let invocation = window
+        .invoke(br#"{"detail": "{}"}"#, INVOCATION_WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The runtime's header says only "unhandled"; Lambda reports the
+    // body's errorType.
+    let Outcome::Error { body, .. } = invocation.outcome else {
+        panic!("the default payload was accepted")
+    };
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["errorType"], "Dirsync.Configuration");
+    assert!(
+        body["errorMessage"].as_str().unwrap().contains("Input"),
+        "{body}"
+    );
 }
 
 /// e. The job and a message that is no job share a batch: the worker
@@ -479,4 +497,50 @@ async fn the_binaries_connect_sync_rotate_and_a_warm_worker_signs_with_the_new_k
         "the binaries end to end took {:.1} s",
         began.elapsed().as_secs_f64()
     );
+}
+
+/// A wrong setting stops each function at its start, reported to the
+/// Runtime API as a configuration failure that names the setting (Lambda
+/// would otherwise see only the process exit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_setting_is_reported_at_start_as_a_configuration_failure() {
+    let settings: Vec<(String, String)> = [
+        ("DIRSYNC_TABLE", "dirsync-test"),
+        ("DIRSYNC_QUEUE_URL", "http://127.0.0.1:9/000000000000/jobs"),
+        ("DIRSYNC_APP_CLIENT_ID", "the platform app"),
+        ("DIRSYNC_APP_CERT_SECRET", "dirsync-test/app-certificate"),
+        (
+            "DIRSYNC_APP_OBJECT_ID",
+            "6f1c9b54-4b8e-4e4b-9f57-1f1e4d1c2a3b",
+        ),
+        ("DIRSYNC_APP_TENANT", "contoso.onmicrosoft.com"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    for f in [
+        SYNC_WINDOW,
+        SYNC_WORKER,
+        ADMIN_API,
+        CONSENT_CALLBACK,
+        CERT_ROTATION,
+    ] {
+        let mut sandbox = start(f, &settings).await;
+        match sandbox.invoke(b"{}", INVOCATION_WAIT).await {
+            Err(HostError::Init {
+                error_type, body, ..
+            }) => {
+                assert_eq!(error_type, "Dirsync.Configuration", "{}", f.binary);
+                let body: Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(body["errorType"], "Dirsync.Configuration", "{}", f.binary);
+                let message = body["errorMessage"].as_str().unwrap();
+                assert!(
+                    message.contains("DIRSYNC_APP_CLIENT_ID must be the app's client ID"),
+                    "{}: {message}",
+                    f.binary
+                );
+            }
+            other => panic!("{}: expected a failed start, got {other:?}", f.binary),
+        }
+    }
 }

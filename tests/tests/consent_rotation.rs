@@ -16,6 +16,7 @@ use common::consent::{
 };
 use common::world::{World, world};
 use dirsync_entra_sim::{CONSENT_ROLES, ConsentDecision, Faults, TenantSpec};
+use dirsync_shared::app::FailureKind;
 use dirsync_shared::app::consent::{Outcome, callback};
 use dirsync_shared::app::rotation::{AppIdentity, RotationEvent, Rotator};
 use dirsync_shared::app::worker::{JobOutcome, process};
@@ -267,6 +268,42 @@ async fn the_consent_page_is_that_of_the_connector_s_cloud_for_its_graph() {
             "{cloud}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_event_for_another_secret_or_step_is_a_configuration_failure() {
+    let w = world(5).await;
+    let r = rotator(&w);
+    let event = |secret: &str, step: &str| -> RotationEvent {
+        serde_json::from_value(json!({
+            "SecretId": secret, "ClientRequestToken": Uuid::new_v4().to_string(), "Step": step,
+        }))
+        .unwrap()
+    };
+    let before = w.secrets.version_stages(&w.cert_secret).await.unwrap();
+    for (secret, step, says) in [
+        (
+            "dirsync-prod/connectors/acme/main",
+            "createSecret",
+            "rotates",
+        ),
+        (
+            w.cert_secret.as_str(),
+            "dropSecret",
+            "unknown rotation step",
+        ),
+    ] {
+        let failure = cert_rotation::handle(&r, event(secret, step))
+            .await
+            .unwrap_err();
+        assert_eq!(failure.kind, FailureKind::Configuration, "{failure}");
+        assert!(failure.message.contains(says), "{failure}");
+    }
+    assert_eq!(
+        w.secrets.version_stages(&w.cert_secret).await.unwrap(),
+        before,
+        "nothing was written"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use chrono::Utc;
 use common::world::{World, world};
 use dirsync_entra_sim::Faults;
+use dirsync_shared::app::FailureKind;
 use dirsync_shared::domain::*;
 use dirsync_shared::secrets::Stage;
 use dirsync_shared::store::{PageRequest, Scope, all_pages};
@@ -63,11 +64,9 @@ async fn a_window_enqueues_each_due_connector_once() {
 
     // A schedule without our Input is refused with the fix.
     let raw: Value = serde_json::from_str(&fixture_file("scheduler-default-payload.json")).unwrap();
-    let err = sync_window::handle(&w.app, raw)
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("Input"), "{err}");
+    let err = sync_window::handle(&w.app, raw).await.unwrap_err();
+    assert_eq!(err.kind, FailureKind::Configuration, "retrying cannot help");
+    assert!(err.message.contains("Input"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

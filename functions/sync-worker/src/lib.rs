@@ -47,7 +47,7 @@ pub async fn handle(
                 tracing::info!(account = %job.account, connector = %job.connector, outcome = %what, "job done");
             }
             Err(e) => {
-                tracing::error!(account = %job.account, connector = %job.connector, attempt = receives, error = %e, "job failed");
+                tracing::error!(account = %job.account, connector = %job.connector, attempt = receives, error_type = e.failure_kind().error_type(), error = %e, "job failed");
                 if receives >= MAX_RECEIVES
                     && let Err(e2) = give_up(app, &job, &e.to_string()).await
                 {

@@ -189,6 +189,9 @@ impl Sandbox {
         tokio::pin!(deadline);
         loop {
             tokio::select! {
+                // What the binary reported comes first: a failed start is
+                // posted to /init/error just before the process exits.
+                biased;
                 report = self.api.reports.recv() => match report {
                     Some(Report::Polled(at)) => {
                         self.first_poll.get_or_insert(at);

@@ -8,6 +8,9 @@ pub mod audit;
 pub mod builder;
 pub mod config;
 pub mod consent;
+pub mod failure;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod metrics;
 pub mod rotation;
 pub mod sources;
@@ -25,6 +28,7 @@ use crate::store::{StateStore, StoreError};
 
 pub use access::Caller;
 pub use builder::AppBuilder;
+pub use failure::{Failure, FailureKind};
 pub use sources::{SourceFactory, Sources};
 
 #[derive(Debug, thiserror::Error)]
