@@ -46,8 +46,6 @@ async fn platform() -> (Platform, Cli) {
         verified_domains: vec!["platform.example".into()],
         ..Default::default()
     });
-    let boot_dir = tempfile::tempdir().unwrap();
-    let pem = boot_dir.path().join("app.pem");
     let p = Platform {
         sim,
         client_id: Uuid::new_v4(),
@@ -55,18 +53,7 @@ async fn platform() -> (Platform, Cli) {
         home,
     };
     let cli = Cli::with_env(p.env());
-    let boot = cli.run(&[
-        "cert",
-        "bootstrap",
-        "--local",
-        "--secret",
-        CERT,
-        "--out",
-        pem.to_str().unwrap(),
-    ]);
-    assert!(boot.status.success(), "{}", stderr(&boot));
-    let pem = std::fs::read_to_string(&pem).unwrap();
-    let der = dirsync_shared::auth::certificate::certificate_der(&pem).unwrap();
+    let der = cli.bootstrap_certificate(CERT);
     p.sim
         .register_multitenant_app(dirsync_entra_sim::MultiTenantApp {
             client_id: p.client_id,

@@ -70,21 +70,7 @@ async fn migrate_moves_a_legacy_connector_onto_the_platform_app() {
         ("DIRSYNC_APP_CERT_SECRET".into(), CERT.into()),
         ("DIRSYNC_CONSENT_REDIRECT_URI".into(), redirect.clone()),
     ]);
-    let pem = cli.dir.path().join("app.pem");
-    let pem_path = pem.to_str().unwrap();
-    let boot = [
-        "cert",
-        "bootstrap",
-        "--local",
-        "--secret",
-        CERT,
-        "--out",
-        pem_path,
-    ];
-    assert!(cli.command(&boot).output().unwrap().status.success());
-    let der =
-        dirsync_shared::auth::certificate::certificate_der(&std::fs::read_to_string(&pem).unwrap())
-            .unwrap();
+    let der = cli.bootstrap_certificate(CERT);
     sim.register_multitenant_app(MultiTenantApp {
         client_id: platform,
         object_id: Uuid::new_v4(),

@@ -77,6 +77,26 @@ impl Cli {
         self.command(args).output().unwrap()
     }
 
+    /// `cert bootstrap --local` into `secret`: the certificate (DER) to
+    /// register on the platform app.
+    pub fn bootstrap_certificate(&self, secret: &str) -> Vec<u8> {
+        let pem = self.dir.path().join("bootstrap.pem");
+        let pem_path = pem.to_str().unwrap();
+        let boot = [
+            "cert",
+            "bootstrap",
+            "--local",
+            "--secret",
+            secret,
+            "--out",
+            pem_path,
+        ];
+        let out = self.run(&boot);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let pem = std::fs::read_to_string(&pem).unwrap();
+        dirsync_shared::auth::certificate::certificate_der(&pem).unwrap()
+    }
+
     /// `--json` output of a command that must succeed.
     pub fn json(&self, args: &[&str]) -> Value {
         let mut all = vec!["--json"];
