@@ -858,6 +858,7 @@ async fn sync(w: &World, id: &str) -> SyncRun {
         trigger: Trigger::Manual { requested_by: None },
         full: false,
         continues: None,
+        due: None,
     };
     match process(&w.app, &job, None).await.unwrap() {
         JobOutcome::Finished(r) => r,

@@ -97,7 +97,9 @@ impl Deployment {
                 w.app.settings.secret_prefix.clone(),
             ),
             // The parameter's minimum: jobs are visible at once.
-            ("DIRSYNC_WINDOW_SPREAD_SECONDS", "0".into()),
+            ("DIRSYNC_WINDOW_SPAN_ENTRA_SECONDS", "0".into()),
+            ("DIRSYNC_WINDOW_SPAN_LDAP_SECONDS", "0".into()),
+            ("DIRSYNC_WINDOW_SPAN_GOOGLE_SECONDS", "0".into()),
             ("DIRSYNC_CONSENT_REDIRECT_URI", REDIRECT.into()),
             // Not in the template: the simulator's loopback hosts are no
             // cloud preset.

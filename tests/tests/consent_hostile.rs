@@ -329,6 +329,7 @@ async fn re_consent_from_another_tenant_does_not_move_a_granted_connector() {
         trigger: Trigger::Manual { requested_by: None },
         full: false,
         continues: None,
+        due: None,
     };
     assert!(matches!(
         process(&w.app, &job, None).await.unwrap(),

@@ -4,14 +4,19 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use chrono::Utc;
 use common::world::{World, world};
 use dirsync_entra_sim::Faults;
-use dirsync_shared::app::FailureKind;
+use dirsync_shared::app::window::{WindowEvent, WindowSpans, fan_out};
+use dirsync_shared::app::worker::{JobOutcome, process};
+use dirsync_shared::app::{App, AppSettings, FailureKind};
+use dirsync_shared::clock::Clock;
 use dirsync_shared::domain::*;
+use dirsync_shared::queue::{Job, LocalQueue};
 use dirsync_shared::secrets::Stage;
 use dirsync_shared::store::{PageRequest, Scope, all_pages};
 use serde_json::{Value, json};
@@ -67,6 +72,113 @@ async fn a_window_enqueues_each_due_connector_once() {
     let err = sync_window::handle(&w.app, raw).await.unwrap_err();
     assert_eq!(err.kind, FailureKind::Configuration, "retrying cannot help");
     assert!(err.message.contains("Input"), "{err}");
+}
+
+/// A window spread over three hours, far beyond SQS's 15-minute delay:
+/// each connector's job is sent on until its offset and runs then, once,
+/// although the window fires twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_spanning_hours_starts_each_connector_once_at_its_offset() {
+    let w = world(5).await;
+    // Customers of their own: each may sync the one tenant.
+    let ids = [
+        "acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka",
+    ];
+    for id in ids {
+        w.account(id, Region::Europe).await;
+        w.consent_connector(id, "entra", true, true).await;
+    }
+    let span = Duration::from_secs(3 * 3600);
+    let queue = Arc::new(LocalQueue::default());
+    let (clock, sim) = (w.f.clock.clone(), &w.sim);
+    let app = App {
+        queue: queue.clone(),
+        settings: AppSettings {
+            window_spans: WindowSpans {
+                entra: span,
+                ..WindowSpans::NONE
+            },
+            ..w.app.settings.clone()
+        },
+        ..w.app
+    };
+    let window = clock.now();
+    let event = WindowEvent {
+        region: Region::Europe,
+        scheduled_time: window,
+    };
+    let first = fan_out(
+        &app.store,
+        app.queue.as_ref(),
+        &event,
+        &app.settings.window_spans,
+    )
+    .await
+    .unwrap();
+    let again = fan_out(
+        &app.store,
+        app.queue.as_ref(),
+        &event,
+        &app.settings.window_spans,
+    )
+    .await
+    .unwrap();
+    assert_eq!((first.enqueued, again.enqueued, again.already), (8, 0, 8));
+
+    // SQS as the worker sees it: each message arrives when its delay is up.
+    let mut in_flight: Vec<(chrono::DateTime<Utc>, Job)> = Vec::new();
+    let mut deliveries = std::collections::BTreeMap::<String, u32>::new();
+    let mut started = std::collections::BTreeMap::<String, chrono::DateTime<Utc>>::new();
+    loop {
+        for (job, delay) in queue.take_all() {
+            assert!(
+                delay <= Duration::from_secs(900),
+                "SQS delays 15 minutes at most"
+            );
+            in_flight.push((
+                clock.now() + chrono::Duration::from_std(delay).unwrap(),
+                job,
+            ));
+        }
+        in_flight.sort_by_key(|(at, _)| *at);
+        if in_flight.is_empty() {
+            break;
+        }
+        let (at, job) = in_flight.remove(0);
+        let step = at - clock.now();
+        clock.advance(step);
+        sim.advance_clock(step.to_std().unwrap_or_default());
+        *deliveries.entry(job.account.to_string()).or_default() += 1;
+        match process(&app, &job, None).await.unwrap() {
+            JobOutcome::Deferred { .. } => {}
+            JobOutcome::Finished(run) => {
+                assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.message);
+                let earlier = started.insert(job.account.to_string(), run.started_at);
+                assert!(earlier.is_none(), "{} ran twice", job.account);
+            }
+            other => panic!("{}: {other:?}", job.account),
+        }
+    }
+    let mut latest = Duration::ZERO;
+    for id in ids {
+        let offset = dirsync_shared::app::window::offset(id, "entra", span);
+        let due = window + chrono::Duration::from_std(offset).unwrap();
+        let at = started[id];
+        assert!(
+            at >= due && at - due <= chrono::Duration::seconds(1),
+            "{id}: due at {due}, started at {at}"
+        );
+        let sent = deliveries[id];
+        assert!(
+            u64::from(sent) <= offset.as_secs() / 900 + 1,
+            "{id}: {sent} deliveries for an offset of {offset:?}"
+        );
+        latest = latest.max(offset);
+    }
+    assert!(
+        latest > Duration::from_secs(3600),
+        "the span is used: {latest:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

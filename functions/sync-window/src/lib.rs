@@ -23,7 +23,7 @@ pub async fn handle(app: &App, payload: Value) -> Result<FanOut, Failure> {
         &app.store,
         app.queue.as_ref(),
         &event,
-        app.settings.window_spread,
+        &app.settings.window_spans,
     )
     .await?;
     tracing::info!(region = %event.region, window = %event.scheduled_time, ?report, "window fanned out");

@@ -43,6 +43,7 @@ pub async fn handle(
                     JobOutcome::Continued(_) => "continues".into(),
                     JobOutcome::AlreadyRunning => "already running".into(),
                     JobOutcome::Skipped(why) => format!("skipped: {why}"),
+                    JobOutcome::Deferred { due } => format!("sent on until it is due at {due}"),
                 };
                 tracing::info!(account = %job.account, connector = %job.connector, outcome = %what, "job done");
             }

@@ -4,14 +4,14 @@
 //! same code the Lambda functions run does the work.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::Utc;
 use dirsync_entra_sim::{
     ConsentDecision, EntraSim, GenSpec, MultiTenantApp, SimUser, TenantSpec, UserType,
 };
 use dirsync_shared::app::rotation::{AppIdentity, RotationEvent, Rotator, bootstrap};
-use dirsync_shared::app::window::{WindowEvent, fan_out};
+use dirsync_shared::app::window::{WindowEvent, WindowSpans, fan_out};
 use dirsync_shared::app::worker::{JobOutcome, process};
 use dirsync_shared::app::{App, AppSettings, Caller, api, consent};
 use dirsync_shared::auth::{AssertionAlg, KeyBits};
@@ -156,7 +156,7 @@ pub async fn run(users: u32, dir: &std::path::Path) -> Result<(), String> {
         }))
         .retry(RetryPolicy::fast())
         .settings(AppSettings {
-            window_spread: Duration::ZERO,
+            window_spans: WindowSpans::NONE,
             secret_prefix: "dirsync-demo".into(),
             consent_redirect_uri: Some(REDIRECT.into()),
             allow_custom_cloud: true,
@@ -271,7 +271,7 @@ pub async fn run(users: u32, dir: &std::path::Path) -> Result<(), String> {
         region: Region::Europe,
         scheduled_time: Utc::now(),
     };
-    let fan = fan_out(&app.store, app.queue.as_ref(), &window, Duration::ZERO)
+    let fan = fan_out(&app.store, app.queue.as_ref(), &window, &WindowSpans::NONE)
         .await
         .map_err(|e| e.to_string())?;
     println!("    {} job(s) enqueued", fan.enqueued);

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
+use dirsync_shared::app::window::WindowSpans;
 use dirsync_shared::app::worker::{JobOutcome, process};
 use dirsync_shared::app::{App, Caller, api, config};
 use dirsync_shared::clock::SystemClock;
@@ -37,7 +37,7 @@ pub async fn open(store: &str, secrets_dir: PathBuf) -> Result<Local, String> {
     let state = StateStore::new(table, Arc::new(SystemClock));
     let secrets = Arc::new(LocalSecretStore::with_dir(secrets_dir));
     let mut settings = config::settings_from_env().map_err(|e| e.to_string())?;
-    settings.window_spread = Duration::ZERO;
+    settings.window_spans = WindowSpans::NONE;
     // On this machine's own store the operator is the deployment: custom
     // hosts are allowed (simulators, private clouds). A DynamoDB table may
     // be a real deployment's, whose own setting (DIRSYNC_ALLOW_CUSTOM_CLOUD)
@@ -105,6 +105,11 @@ impl Local {
                     }
                     JobOutcome::Skipped(why) => return Err(why),
                     JobOutcome::Continued(_) => {}
+                    // Local windows have no span: only a window named for
+                    // a later time gets here.
+                    JobOutcome::Deferred { due } => {
+                        return Err(format!("the job is not due before {due}"));
+                    }
                 }
             }
         }

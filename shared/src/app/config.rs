@@ -16,6 +16,7 @@ use crate::source::graph::EntraApp;
 use crate::source::retry::RetryPolicy;
 use crate::store::{DynamoTable, StateStore};
 
+use super::window::WindowSpans;
 use super::{App, AppError, AppSettings};
 
 fn var(name: &str) -> Option<String> {
@@ -58,11 +59,15 @@ pub fn entra_app_from_env() -> Result<Option<EntraApp>, AppError> {
 
 pub fn settings_from_env() -> Result<AppSettings, AppError> {
     let mut s = AppSettings::default();
-    if let Some(v) = var("DIRSYNC_WINDOW_SPREAD_SECONDS") {
-        let secs: u64 = v.parse().map_err(|_| {
-            AppError::Config("DIRSYNC_WINDOW_SPREAD_SECONDS must be a number of seconds".into())
-        })?;
-        s.window_spread = Duration::from_secs(secs);
+    let spans = &mut s.window_spans;
+    for (name, span) in [
+        ("DIRSYNC_WINDOW_SPAN_ENTRA_SECONDS", &mut spans.entra),
+        ("DIRSYNC_WINDOW_SPAN_LDAP_SECONDS", &mut spans.ldap),
+        ("DIRSYNC_WINDOW_SPAN_GOOGLE_SECONDS", &mut spans.google),
+    ] {
+        if let Some(v) = var(name) {
+            *span = window_span(name, &v)?;
+        }
     }
     if let Some(p) = var("DIRSYNC_SECRET_PREFIX") {
         s.secret_prefix = p;
@@ -77,6 +82,18 @@ pub fn settings_from_env() -> Result<AppSettings, AppError> {
         .collect::<Result<_, _>>()
         .map_err(|e| AppError::Config(format!("DIRSYNC_PLATFORM_ADMINS: {e}")))?;
     Ok(s)
+}
+
+/// A window's span: whole seconds, at most [`WindowSpans::MAX`].
+fn window_span(name: &str, value: &str) -> Result<Duration, AppError> {
+    let max = WindowSpans::MAX.as_secs();
+    match value.trim().parse::<u64>() {
+        Ok(secs) if secs <= max => Ok(Duration::from_secs(secs)),
+        _ => Err(AppError::Config(format!(
+            "{name} must be a number of seconds from 0 to {max} (a window's jobs must start \
+             an hour before the next window at the latest); it is {value:?}"
+        ))),
+    }
 }
 
 /// The production wiring: DynamoDB, SQS, Secrets Manager, real time.
@@ -142,4 +159,25 @@ pub fn rotator_with(
         key_bits: crate::auth::KeyBits::Rsa2048,
         policy: RetryPolicy::default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_span_is_seconds_up_to_four_hours() {
+        let span = |v| window_span("DIRSYNC_WINDOW_SPAN_ENTRA_SECONDS", v);
+        assert_eq!(span("10800").unwrap(), Duration::from_secs(10_800));
+        assert_eq!(span("0").unwrap(), Duration::ZERO);
+        for bad in ["14401", "3h", "-1"] {
+            let err = span(bad).unwrap_err().to_string();
+            assert!(
+                err.contains(
+                    "DIRSYNC_WINDOW_SPAN_ENTRA_SECONDS must be a number of seconds from 0 to 14400"
+                ),
+                "{err}"
+            );
+        }
+    }
 }

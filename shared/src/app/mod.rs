@@ -18,7 +18,6 @@ pub mod window;
 pub mod worker;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::engine::{EngineError, SyncEngine};
 use crate::queue::{JobQueue, QueueError};
@@ -69,8 +68,8 @@ pub enum AppError {
 /// Settings of the deployment (environment variables in Lambda).
 #[derive(Debug, Clone)]
 pub struct AppSettings {
-    /// How much of a sync window the jobs are spread over.
-    pub window_spread: Duration,
+    /// How much of a sync window the jobs are spread over, per kind.
+    pub window_spans: window::WindowSpans,
     /// Prefix of secrets the admin API creates (`<prefix>/<account>/<connector>`).
     pub secret_prefix: String,
     /// Where Entra returns administrators after admin consent (registered on
@@ -87,7 +86,7 @@ pub struct AppSettings {
 impl Default for AppSettings {
     fn default() -> Self {
         Self {
-            window_spread: Duration::from_secs(900),
+            window_spans: window::WindowSpans::default(),
             secret_prefix: "dirsync".into(),
             consent_redirect_uri: None,
             allow_custom_cloud: false,

@@ -1,6 +1,10 @@
 //! A scheduled sync window: every due connector of the region gets one job,
-//! spread over part of the window so that all customers do not hit the
-//! shared Graph budget at the same second.
+//! each at its own offset into the window's span for its kind of directory,
+//! so that all customers do not hit the shared Graph budget at the same
+//! second. Spans are longer than SQS's 15-minute delay: a job carries the
+//! time it is due, and a worker that receives it early sends it on with the
+//! delay still left (`worker::process`), so a three-hour span costs up to
+//! twelve deliveries per job and nothing else to run.
 
 use std::time::Duration;
 
@@ -36,14 +40,66 @@ pub struct FanOut {
 /// Markers that make a window idempotent live this long.
 const MARKER_DAYS: i64 = 2;
 
-/// Where in the spread a connector's job goes: fixed per connector, so a
-/// customer syncs at about the same minute every day.
-pub fn spread_delay(key: &str, spread: Duration) -> Duration {
-    let spread = spread.min(MAX_DELAY).as_secs();
-    if spread == 0 {
+/// How long a window's jobs are spread over, per kind of directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSpans {
+    /// Entra: every consent connector reads Graph as the one platform app,
+    /// whose budget across all tenants is shared by every customer.
+    pub entra: Duration,
+    /// Active Directory and Domino: each customer's own server.
+    pub ldap: Duration,
+    /// Google Workspace: quotas are per customer's project and domain.
+    pub google: Duration,
+}
+
+impl WindowSpans {
+    /// Windows are at least five hours apart (08:00, 13:00, 23:00): a span
+    /// ends an hour before the next window begins.
+    pub const MAX: Duration = Duration::from_secs(4 * 3600);
+
+    /// Every job at the window's start (local runs, the demo, tests).
+    pub const NONE: WindowSpans = WindowSpans {
+        entra: Duration::ZERO,
+        ldap: Duration::ZERO,
+        google: Duration::ZERO,
+    };
+
+    pub fn of(&self, kind: ConnectorKind) -> Duration {
+        match kind {
+            ConnectorKind::EntraConsent | ConnectorKind::EntraLegacy => self.entra,
+            ConnectorKind::ActiveDirectory | ConnectorKind::Domino => self.ldap,
+            ConnectorKind::Google => self.google,
+        }
+    }
+}
+
+impl Default for WindowSpans {
+    /// Three hours for Entra, as the large multi-tenant syncs spread theirs;
+    /// an hour for the others.
+    fn default() -> Self {
+        WindowSpans {
+            entra: Duration::from_secs(3 * 3600),
+            ldap: Duration::from_secs(3600),
+            google: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Where in its span a connector's job goes: fixed per connector (the same
+/// in every window), so a customer syncs at about the same minute every
+/// day.
+pub fn offset(account: &str, connector: &str, span: Duration) -> Duration {
+    let span = span.min(WindowSpans::MAX).as_secs();
+    if span == 0 {
         return Duration::ZERO;
     }
-    Duration::from_secs(fingerprint(&[key]) % spread)
+    Duration::from_secs(fingerprint(&[account, connector]) % span)
+}
+
+/// The SQS delay that brings a job due at `due` closest to it: what is
+/// left, at most SQS's longest delay.
+pub fn delay_until(due: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+    (due - now).to_std().unwrap_or_default().min(MAX_DELAY)
 }
 
 /// LDAP directories report deletions only through a full read (a read-only
@@ -57,7 +113,7 @@ pub async fn fan_out(
     store: &StateStore,
     queue: &dyn JobQueue,
     event: &WindowEvent,
-    spread: Duration,
+    spans: &WindowSpans,
 ) -> Result<FanOut, AppError> {
     let mut report = FanOut::default();
     let mut token = None;
@@ -89,6 +145,8 @@ pub async fn fan_out(
                 report.already += 1;
                 continue;
             }
+            let offset = offset(c.account.as_str(), c.id.as_str(), spans.of(c.kind()));
+            let due = event.scheduled_time + chrono::Duration::from_std(offset).unwrap_or_default();
             let job = Job {
                 account: c.account.clone(),
                 connector: c.id.clone(),
@@ -97,8 +155,9 @@ pub async fn fan_out(
                 },
                 full: wants_full(c.kind(), event.region, event.scheduled_time),
                 continues: None,
+                due: Some(due),
             };
-            if let Err(e) = queue.send(&job, spread_delay(&key, spread)).await {
+            if let Err(e) = queue.send(&job, delay_until(due, store.now())).await {
                 // Give the claim back so that a retry of the window enqueues it.
                 store.take_ephemeral("window", &key).await?;
                 return Err(e.into());
@@ -117,12 +176,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn spread_is_stable_and_bounded() {
-        let d = spread_delay("acme#main#1", Duration::from_secs(600));
-        assert_eq!(d, spread_delay("acme#main#1", Duration::from_secs(600)));
-        assert!(d < Duration::from_secs(600));
-        assert!(spread_delay("x", Duration::from_secs(10_000)) < MAX_DELAY);
-        assert_eq!(spread_delay("x", Duration::ZERO), Duration::ZERO);
+    fn offsets_are_stable_per_connector_and_fill_the_span() {
+        let span = Duration::from_secs(3 * 3600);
+        let d = offset("acme", "main", span);
+        assert_eq!(d, offset("acme", "main", span), "the same every window");
+        assert!(d < span);
+        assert_eq!(offset("acme", "main", Duration::ZERO), Duration::ZERO);
+        assert!(offset("acme", "main", Duration::from_secs(86_400)) < WindowSpans::MAX);
+        // A thousand connectors cover the three hours, not SQS's 15 minutes.
+        let late = (0..1000)
+            .filter(|i| offset("acme", &format!("c{i}"), span) > Duration::from_secs(2 * 3600))
+            .count();
+        assert!(
+            (250..420).contains(&late),
+            "{late} of 1000 in the last hour"
+        );
+    }
+
+    #[test]
+    fn a_delay_is_what_is_left_at_most_15_minutes() {
+        let now: DateTime<Utc> = "2026-07-01T08:00:00Z".parse().unwrap();
+        let at = |m: i64| now + chrono::Duration::minutes(m);
+        assert_eq!(delay_until(at(5), now), Duration::from_secs(300));
+        assert_eq!(delay_until(at(100), now), MAX_DELAY);
+        assert_eq!(delay_until(at(-5), now), Duration::ZERO);
+    }
+
+    #[test]
+    fn each_kind_has_its_span() {
+        let spans = WindowSpans::default();
+        assert_eq!(
+            spans.of(ConnectorKind::EntraConsent),
+            Duration::from_secs(10_800)
+        );
+        assert_eq!(
+            spans.of(ConnectorKind::EntraLegacy),
+            Duration::from_secs(10_800)
+        );
+        assert_eq!(spans.of(ConnectorKind::Domino), Duration::from_secs(3600));
+        assert_eq!(spans.of(ConnectorKind::Google), Duration::from_secs(3600));
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //! source, run the engine until done or until the invocation's time runs
 //! low, and enqueue the continuation.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{RunStatus, SyncRun, Trigger};
 use crate::engine::{RunOutcome, RunRequest};
 use crate::queue::Job;
 
+use super::window::delay_until;
 use super::{App, AppError, metrics};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -19,7 +21,15 @@ pub enum JobOutcome {
     AlreadyRunning,
     /// The connector no longer exists or is paused.
     Skipped(String),
+    /// Delivered before it is due: sent on to arrive nearer the time.
+    Deferred {
+        due: DateTime<Utc>,
+    },
 }
+
+/// A job delivered this close to its due time runs (SQS delays are
+/// counted in whole seconds).
+const EARLY_ENOUGH: chrono::Duration = chrono::Duration::seconds(1);
 
 /// How the worker reports its jobs in logs.
 #[derive(Debug, Serialize, Deserialize)]
@@ -34,6 +44,14 @@ pub async fn process(
     job: &Job,
     deadline: Option<tokio::time::Instant>,
 ) -> Result<JobOutcome, AppError> {
+    if let Some(due) = job.due
+        && due - app.store.now() > EARLY_ENOUGH
+    {
+        app.queue
+            .send(job, delay_until(due, app.store.now()))
+            .await?;
+        return Ok(JobOutcome::Deferred { due });
+    }
     let Some(connector) = app
         .store
         .get_connector(&job.account, &job.connector)
@@ -76,6 +94,7 @@ pub async fn process(
             let next = Job {
                 trigger: Trigger::Continuation,
                 continues: Some(run.id.clone()),
+                due: None,
                 ..job.clone()
             };
             app.queue.send(&next, after).await?;

@@ -23,6 +23,10 @@ pub struct Job {
     /// Set on continuations: the run this job carries on.
     #[serde(default)]
     pub continues: Option<RunId>,
+    /// Not to start before this (a window's offset, which may lie beyond
+    /// SQS's longest delay): an early delivery is sent on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

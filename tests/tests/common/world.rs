@@ -7,6 +7,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::SqsMessage;
 use chrono::Utc;
 use dirsync_entra_sim::{CONSENT_ROLES, EntraSim, GenSpec, MultiTenantApp, TenantSpec};
+use dirsync_shared::app::window::WindowSpans;
 use dirsync_shared::app::{App, AppSettings};
 use dirsync_shared::auth::{AppCertificate, AssertionAlg, KeyBits};
 use dirsync_shared::domain::*;
@@ -100,7 +101,7 @@ pub async fn world(users: u32) -> World {
     })
     .retry(RetryPolicy::fast())
     .settings(AppSettings {
-        window_spread: Duration::from_secs(0),
+        window_spans: WindowSpans::NONE,
         secret_prefix: format!("dirsync-test-{}", Uuid::new_v4().simple()),
         consent_redirect_uri: Some(REDIRECT.into()),
         allow_custom_cloud: true,

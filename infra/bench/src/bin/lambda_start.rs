@@ -177,7 +177,9 @@ fn cases(services: Option<&Services>) -> Vec<Case> {
         ),
         ("DIRSYNC_APP_TENANT", "contoso.onmicrosoft.com".into()),
         ("DIRSYNC_SECRET_PREFIX", "dirsync-bench".into()),
-        ("DIRSYNC_WINDOW_SPREAD_SECONDS", "900".into()),
+        ("DIRSYNC_WINDOW_SPAN_ENTRA_SECONDS", "10800".into()),
+        ("DIRSYNC_WINDOW_SPAN_LDAP_SECONDS", "3600".into()),
+        ("DIRSYNC_WINDOW_SPAN_GOOGLE_SECONDS", "3600".into()),
         (
             "DIRSYNC_CONSENT_REDIRECT_URI",
             "https://bench2.execute-api.eu-west-2.amazonaws.com/consent/callback".into(),

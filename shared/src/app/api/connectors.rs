@@ -510,6 +510,7 @@ pub(super) async fn sync_now(
         },
         full,
         continues: None,
+        due: None,
     };
     app.queue.send(&job, std::time::Duration::ZERO).await?;
     ok(StatusCode::ACCEPTED, json!({"queued": true, "full": full}))
