@@ -39,6 +39,7 @@ on_both_stores!(
     tenant_claims_are_released_by_their_holder_only,
     rekeying_moves_every_object_in_place_even_when_stopped,
     rekeying_never_merges_two_objects_into_one,
+    a_counter_never_passes_its_bound_under_racing_adders,
 );
 
 // ---- helpers ---------------------------------------------------------------
@@ -1537,4 +1538,52 @@ async fn rekeying_never_merges_two_objects_into_one(f: Fixture) {
         .await
         .unwrap();
     assert_eq!(owner.unwrap().user, sid("cn=ann,o=acmeeu"));
+}
+
+/// The shared Graph budget's counters: many adders at once, each adding
+/// only while the total stays within the bound, end exactly at the bound
+/// with every refusal accounted for; unbounded adds always land.
+async fn a_counter_never_passes_its_bound_under_racing_adders(f: Fixture) {
+    let key = keys::budget("app", 1_700_000_000, None);
+    let ttl = start_time().timestamp() + 120;
+    let store = f.store.clone();
+    let adders = (0..40).map(|_| {
+        let store = store.clone();
+        let key = key.clone();
+        tokio::spawn(async move { store.add_to_counter(&key, 3, Some(100), ttl).await.unwrap() })
+    });
+    let mut granted = 0;
+    for adder in adders {
+        if let Some(total) = adder.await.unwrap() {
+            assert!(total <= 100, "a total of {total} passed the bound");
+            granted += 1;
+        }
+    }
+    assert_eq!(
+        granted, 33,
+        "33 adds of 3 fit under 100, no more and no fewer"
+    );
+    assert_eq!(
+        store.add_to_counter(&key, 1, Some(100), ttl).await.unwrap(),
+        Some(100),
+        "the room left is still usable"
+    );
+    assert_eq!(
+        store.add_to_counter(&key, 1, Some(100), ttl).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.add_to_counter(&key, 5, None, ttl).await.unwrap(),
+        Some(105)
+    );
+    let item = f.writes.get(&key).await.unwrap().unwrap();
+    assert_eq!(item.ttl, Some(ttl), "the counter expires on its own");
+    assert_eq!(
+        store
+            .add_to_counter(&keys::budget("app", 1, Some("t")), 500, Some(10), ttl)
+            .await
+            .unwrap(),
+        None,
+        "an add larger than its bound is refused"
+    );
 }

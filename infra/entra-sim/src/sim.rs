@@ -431,6 +431,13 @@ impl EntraSim {
         read(&self.tenant(tenant)).dir.snapshot()
     }
 
+    /// Resource units per 20 s the platform app may spend across all
+    /// tenants (Graph's 150,000 until set); enforced with
+    /// `Faults::enforce_resource_units`.
+    pub fn set_app_budget(&self, units: u64) {
+        lock(&self.inner.meter).set_app_budget(units);
+    }
+
     pub fn stats(&self) -> SimStats {
         lock(&self.inner.stats).clone()
     }

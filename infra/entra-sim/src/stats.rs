@@ -16,6 +16,12 @@ pub struct SimStats {
     pub per_route: BTreeMap<String, u64>,
     /// 429s sent, injected or for resource units, including inner ones.
     pub throttled: u64,
+    /// 429s for resource units of the app across all tenants
+    /// (`x-ms-throttle-scope: Application/…`).
+    pub app_throttled: u64,
+    /// 429s for resource units of the app in one tenant
+    /// (`Tenant_Application/…`).
+    pub tenant_throttled: u64,
     /// Graph requests as Graph budgets them: every HTTP request to Graph,
     /// a `$batch` counted as the requests it carries (tokens not at all).
     /// What a client's count of its requests must equal.

@@ -1,8 +1,9 @@
 //! Resource units, as Graph's identity and access service budgets them:
 //! per application+tenant pair (3,500 / 5,000 / 8,000 RU per 10 s for tenants
 //! under 50 / 50–500 / over 500 users) and per application across all tenants
-//! (150,000 RU per 20 s). Budgets are fixed windows that start with their
-//! first request.
+//! (150,000 RU per 20 s; [`Meter::set_app_budget`] changes it, for a
+//! benchmark that compresses time). Budgets are fixed windows that start
+//! with their first request.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -69,13 +70,31 @@ pub(crate) enum Charge {
 }
 
 /// Resource units spent per window.
-#[derive(Default)]
 pub(crate) struct Meter {
     pairs: HashMap<(Uuid, Uuid), Window>,
     apps: HashMap<Uuid, Window>,
+    app_budget: u64,
 }
 
+impl Default for Meter {
+    fn default() -> Self {
+        Self {
+            pairs: HashMap::new(),
+            apps: HashMap::new(),
+            app_budget: APP_BUDGET,
+        }
+    }
+}
+
+/// Whose budget a 429 is about (`x-ms-throttle-scope`).
+pub const APP_SCOPE: &str = "Application/";
+
 impl Meter {
+    /// Resource units per 20 s an app may spend across all tenants.
+    pub fn set_app_budget(&mut self, units: u64) {
+        self.app_budget = units.max(1);
+    }
+
     /// Charges `cost` to `app` in `tenant`. When `enforce` is off the units
     /// are counted but never refused.
     pub fn charge(
@@ -104,17 +123,17 @@ impl Meter {
                     scope: format!("Tenant_Application/ReadWrite/{app}/{tenant}"),
                 };
             }
-            if app_window.used + cost > APP_BUDGET {
+            if app_window.used + cost > self.app_budget {
                 return Charge::Throttled {
                     retry_after: app_window.retry_after(now, APP_WINDOW),
-                    scope: format!("Application/ReadWrite/{app}/{tenant}"),
+                    scope: format!("{APP_SCOPE}ReadWrite/{app}/{tenant}"),
                 };
             }
         }
         pair.used += cost;
         app_window.used += cost;
-        let usage =
-            (pair.used as f64 / pair_budget as f64).max(app_window.used as f64 / APP_BUDGET as f64);
+        let usage = (pair.used as f64 / pair_budget as f64)
+            .max(app_window.used as f64 / self.app_budget as f64);
         Charge::Served { usage }
     }
 }
@@ -167,5 +186,31 @@ mod tests {
             ),
             "counted, not refused, when enforcement is off"
         );
+    }
+
+    #[test]
+    fn the_app_budget_spans_tenants_and_names_its_scope() {
+        let mut meter = Meter::default();
+        meter.set_app_budget(100);
+        let app = Uuid::from_u128(1);
+        let t0 = Instant::now();
+        for t in 0..10 {
+            assert!(matches!(
+                meter.charge(app, Uuid::from_u128(10 + t), 10, 10, true, t0),
+                Charge::Served { .. }
+            ));
+        }
+        let Charge::Throttled { retry_after, scope } = meter.charge(
+            app,
+            Uuid::from_u128(99),
+            10,
+            1,
+            true,
+            t0 + Duration::from_secs(5),
+        ) else {
+            panic!("the 101st unit across tenants is refused");
+        };
+        assert_eq!(retry_after, 15);
+        assert!(scope.starts_with(APP_SCOPE), "{scope}");
     }
 }

@@ -1,15 +1,16 @@
 //! The one way to put an [`App`] together. Lambda's configuration, the
 //! CLI's local runtime, the demo and the tests differ only in the parts they
 //! hand in (a table, a queue, a secret store) and a few settings; the
-//! wiring between the parts — one token provider and one set of tenant
-//! limiters shared by the engine's sources and the platform's own Graph
-//! calls — lives here alone.
+//! wiring between the parts — one token provider, one set of tenant
+//! limiters and the app's shared budget, used by the engine's sources and
+//! the platform's own Graph calls — lives here alone.
 
 use std::sync::Arc;
 
 use crate::engine::{EngineSettings, SyncEngine};
 use crate::queue::JobQueue;
 use crate::secrets::SecretStore;
+use crate::source::budget::SharedBudget;
 use crate::source::graph::{EntraApp, GraphDeps};
 use crate::source::retry::RetryPolicy;
 use crate::store::StateStore;
@@ -69,13 +70,28 @@ impl AppBuilder {
         self
     }
 
+    /// The platform app's budget, counted in the app's own table.
+    fn shared_budget(&self) -> Option<Arc<SharedBudget>> {
+        let app = self.entra_app.as_ref()?;
+        let limits = self.settings.graph_budget?;
+        Some(Arc::new(SharedBudget::new(
+            self.store.clone(),
+            app.client_id.to_string(),
+            limits,
+        )))
+    }
+
     pub fn build(self) -> App {
-        let graph = Arc::new(GraphDeps::new(
-            self.secrets.clone(),
-            self.store.clock(),
-            self.retry,
-            self.entra_app,
-        ));
+        let budget = self.shared_budget();
+        let graph = Arc::new(
+            GraphDeps::new(
+                self.secrets.clone(),
+                self.store.clock(),
+                self.retry,
+                self.entra_app,
+            )
+            .with_budget(budget),
+        );
         App {
             engine: SyncEngine::new(self.store.clone(), self.engine),
             store: self.store,

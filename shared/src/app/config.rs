@@ -12,6 +12,7 @@ use crate::auth::{AssertionAlg, TokenProvider};
 use crate::clock::{Clock, SystemClock};
 use crate::queue::SqsQueue;
 use crate::secrets::SecretsManagerStore;
+use crate::source::budget::BudgetLimits;
 use crate::source::graph::EntraApp;
 use crate::source::retry::RetryPolicy;
 use crate::store::{DynamoTable, StateStore};
@@ -72,6 +73,9 @@ pub fn settings_from_env() -> Result<AppSettings, AppError> {
     if let Some(p) = var("DIRSYNC_SECRET_PREFIX") {
         s.secret_prefix = p;
     }
+    if let Some(v) = var("DIRSYNC_GRAPH_APP_BUDGET") {
+        s.graph_budget = graph_budget(&v)?;
+    }
     s.consent_redirect_uri = var("DIRSYNC_CONSENT_REDIRECT_URI");
     s.allow_custom_cloud = var("DIRSYNC_ALLOW_CUSTOM_CLOUD").as_deref() == Some("true");
     s.platform_admins = var("DIRSYNC_PLATFORM_ADMINS")
@@ -82,6 +86,20 @@ pub fn settings_from_env() -> Result<AppSettings, AppError> {
         .collect::<Result<_, _>>()
         .map_err(|e| AppError::Config(format!("DIRSYNC_PLATFORM_ADMINS: {e}")))?;
     Ok(s)
+}
+
+/// The app's Graph budget: resource units per 20 s across all tenants
+/// (Graph's is 150,000); 0 turns the shared pacing off.
+fn graph_budget(value: &str) -> Result<Option<BudgetLimits>, AppError> {
+    match value.trim().parse::<u64>() {
+        Ok(0) => Ok(None),
+        Ok(units) if units <= 10_000_000 => Ok(Some(BudgetLimits::of(units))),
+        _ => Err(AppError::Config(format!(
+            "DIRSYNC_GRAPH_APP_BUDGET must be the platform app's Graph resource units per 20 s \
+             across all tenants (150000 unless Microsoft granted more), or 0 to stop pacing by \
+             it; it is {value:?}"
+        ))),
+    }
 }
 
 /// A window's span: whole seconds, at most [`WindowSpans::MAX`].
@@ -178,6 +196,19 @@ mod tests {
                 ),
                 "{err}"
             );
+        }
+    }
+
+    #[test]
+    fn the_graph_budget_is_units_per_20_seconds_or_off() {
+        assert_eq!(
+            graph_budget("150000").unwrap(),
+            Some(BudgetLimits::default())
+        );
+        assert_eq!(graph_budget("0").unwrap(), None);
+        for bad in ["lots", "-5", "99999999999"] {
+            let err = graph_budget(bad).unwrap_err().to_string();
+            assert!(err.contains("DIRSYNC_GRAPH_APP_BUDGET must be"), "{err}");
         }
     }
 }

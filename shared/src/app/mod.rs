@@ -81,6 +81,9 @@ pub struct AppSettings {
     /// Principals (IAM ARNs) that administer the whole platform: create
     /// accounts, grant access, act for every account.
     pub platform_admins: Vec<String>,
+    /// The platform app's Graph budget across all tenants, paced in the
+    /// table by every worker; `None` leaves each worker to Graph's 429s.
+    pub graph_budget: Option<crate::source::budget::BudgetLimits>,
 }
 
 impl Default for AppSettings {
@@ -91,6 +94,7 @@ impl Default for AppSettings {
             consent_redirect_uri: None,
             allow_custom_cloud: false,
             platform_admins: Vec::new(),
+            graph_budget: Some(crate::source::budget::BudgetLimits::default()),
         }
     }
 }

@@ -69,6 +69,7 @@ impl SourceFactory for Sources {
                     limiters: self.graph.limiters.clone(),
                     policy: self.graph.policy,
                     app: self.graph.app.clone(),
+                    budget: None,
                 };
                 Some(
                     GraphSource::for_connector(connector, &deps)

@@ -1,6 +1,6 @@
 //! One driver for every request an HTTP directory source sends (Graph,
 //! Google): the token and its one refresh on 401, the tenant's limiter,
-//! `Retry-After`, exponential backoff with full jitter, fresh connections
+//! the budget shared with other workers where there is one, `Retry-After`, exponential backoff with full jitter, fresh connections
 //! after a failure, and exact request counters.
 //!
 //! What an answer means is the service's to say ([`Service::judge`]); what
@@ -21,6 +21,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::auth::token::without_url;
+use crate::source::budget::{Grant, RequestBudget};
 use crate::source::retry::{RetryPolicy, TenantLimiter};
 use crate::source::{RequestStats, SourceError};
 
@@ -76,6 +77,14 @@ pub trait Service: Send + Sync {
     fn budget_used(&self, _headers: &HeaderMap) -> Option<u32> {
         None
     }
+    /// What the service says a request cost, in the units `weight` guesses.
+    fn units_spent(&self, _headers: &HeaderMap) -> Option<u64> {
+        None
+    }
+    /// Whether a refusal is of the whole app (every tenant), not this one.
+    fn app_refused(&self, _headers: &HeaderMap) -> bool {
+        false
+    }
 }
 
 /// One request to send.
@@ -84,7 +93,9 @@ pub struct Call<'a> {
     pub url: &'a str,
     pub json: Option<&'a Value>,
     /// What the service counts it as: a Graph `$batch` is the requests it
-    /// carries, which are what Graph budgets.
+    /// carries, which are what Graph budgets. Also the units taken from a
+    /// shared budget before it is sent (Graph's delta pages cost 1 each;
+    /// the answer's own count corrects the guess).
     pub weight: u64,
 }
 
@@ -120,7 +131,19 @@ pub struct Driver {
     http: Mutex<reqwest::Client>,
     policy: RetryPolicy,
     limiter: Option<Arc<TenantLimiter>>,
+    budget: Option<Arc<dyn RequestBudget>>,
     counters: Counters,
+}
+
+/// An answer, read whole.
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<String>,
+    text: String,
+    /// What the service says the request cost.
+    units: Option<u64>,
+    /// A refusal of the whole app.
+    app_refused: bool,
 }
 
 /// The problem a retry is about, kept for the message if retries run out.
@@ -135,8 +158,16 @@ impl Driver {
             http: Mutex::new(new_http()),
             policy,
             limiter,
+            budget: None,
             counters: Counters::default(),
         }
+    }
+
+    /// Paces every request by `budget` too (the platform app's, shared by
+    /// every worker).
+    pub fn with_budget(mut self, budget: Option<Arc<dyn RequestBudget>>) -> Self {
+        self.budget = budget;
+        self
     }
 
     pub fn policy(&self) -> RetryPolicy {
@@ -196,6 +227,7 @@ impl Driver {
             };
             sent += 1;
             let token = service.token().await?;
+            self.wait_for_budget(service, call.weight, quota).await?;
             let permit = match &self.limiter {
                 Some(l) => Some(l.acquire().await),
                 None => None,
@@ -210,7 +242,7 @@ impl Driver {
             }
             let response = service.prepare(request).send().await;
             drop(permit);
-            let (status, retry_after, text) = match self.answer(service, response).await {
+            let answer = match self.answer(service, response).await {
                 Ok(answer) => answer,
                 Err(why) => {
                     self.renew_connections();
@@ -223,6 +255,13 @@ impl Driver {
                     continue;
                 }
             };
+            self.settle_budget(call.weight, &answer).await;
+            let Answer {
+                status,
+                retry_after,
+                text,
+                ..
+            } = answer;
             let verdict = service.judge(status, &text);
             let throttled =
                 matches!(status.as_u16(), 429 | 503) || matches!(verdict, Verdict::Quota(_));
@@ -308,11 +347,14 @@ impl Driver {
         &self,
         service: &S,
         response: reqwest::Result<reqwest::Response>,
-    ) -> Result<(StatusCode, Option<String>, String), String> {
+    ) -> Result<Answer, String> {
         let response = response.map_err(|e| without_url(&e))?;
-        if let (Some(percent), Some(l)) = (service.budget_used(response.headers()), &self.limiter) {
+        let headers = response.headers();
+        if let (Some(percent), Some(l)) = (service.budget_used(headers), &self.limiter) {
             l.observe_budget(percent);
         }
+        let units = service.units_spent(headers);
+        let app_refused = service.app_refused(headers);
         let status = response.status();
         let retry_after = response
             .headers()
@@ -326,7 +368,66 @@ impl Driver {
                 without_url(&e)
             )
         })?;
-        Ok((status, retry_after, text))
+        Ok(Answer {
+            status,
+            retry_after,
+            text,
+            units,
+            app_refused,
+        })
+    }
+
+    /// Waits for `units` of the shared budget, or pauses the run once the
+    /// page has waited as long as it would ride out a quota: workers that
+    /// find no budget continue in a later invocation rather than spin.
+    async fn wait_for_budget<S: Service>(
+        &self,
+        service: &S,
+        units: u64,
+        quota: &mut QuotaWait,
+    ) -> Result<(), S::Failure> {
+        let Some(budget) = &self.budget else {
+            return Ok(());
+        };
+        loop {
+            let Grant::Wait(wait) = budget.take(units).await else {
+                return Ok(());
+            };
+            let since = *quota.since.get_or_insert_with(Instant::now);
+            if since.elapsed() + wait > self.policy.quota_budget {
+                let after = self.policy.quota_pause;
+                return Err(service.failure(SourceError::Paused {
+                    why: format!(
+                        "the platform's shared {} budget stayed spent for {} s: the sync pauses at \
+                         its last checkpoint and continues in {} s",
+                        service.name(),
+                        since.elapsed().as_secs(),
+                        after.as_secs().max(1)
+                    ),
+                    after,
+                }));
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Tells the shared budget what the answer says: a cost above the
+    /// guess, or a refusal of the whole app (every worker waits it out).
+    async fn settle_budget(&self, guessed: u64, answer: &Answer) {
+        let Some(budget) = &self.budget else {
+            return;
+        };
+        if answer.status == StatusCode::TOO_MANY_REQUESTS && answer.app_refused {
+            let wait = self
+                .policy
+                .retry_after(answer.retry_after.as_deref())
+                .unwrap_or(Duration::from_secs(1));
+            budget.refused_for(wait).await;
+        } else if let Some(extra) = answer.units.and_then(|u| u.checked_sub(guessed)) {
+            if extra > 0 {
+                budget.spent(extra).await;
+            }
+        }
     }
 
     /// Waits out a spent quota, or pauses the run once the page has waited

@@ -7,6 +7,7 @@
 //! where the next page starts. The engine applies a page, then checkpoints
 //! the position, so a run stopped anywhere resumes without redoing pages.
 
+pub mod budget;
 pub mod google;
 pub mod graph;
 pub mod http;

@@ -123,6 +123,18 @@ impl Table for CountingTable {
         self.inner.write_many(ops).await
     }
 
+    async fn add(
+        &self,
+        key: &Key,
+        attr: &str,
+        by: u64,
+        at_most: Option<u64>,
+        ttl: i64,
+    ) -> Result<Option<u64>, TableError> {
+        self.counts.other_written.fetch_add(1, Ordering::SeqCst);
+        self.inner.add(key, attr, by, at_most, ttl).await
+    }
+
     async fn settle(&self) -> Result<(), TableError> {
         self.inner.settle().await
     }

@@ -458,6 +458,48 @@ impl Table for DynamoTable {
         out.item.map(from_av).transpose()
     }
 
+    /// One UpdateItem: `ADD` under a condition that leaves room for `by`.
+    async fn add(
+        &self,
+        key: &Key,
+        attr: &str,
+        by: u64,
+        at_most: Option<u64>,
+        ttl: i64,
+    ) -> Result<Option<u64>, TableError> {
+        let room = match at_most {
+            Some(bound) if by > bound => return Ok(None),
+            Some(bound) => Some(bound - by),
+            None => None,
+        };
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_av(key)))
+            .update_expression("ADD #a :by SET #ttl = if_not_exists(#ttl, :ttl)")
+            .expression_attribute_names("#a", attr)
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":by", AttributeValue::N(by.to_string()))
+            .expression_attribute_values(":ttl", AttributeValue::N(ttl.to_string()))
+            .return_values(ReturnValue::UpdatedNew);
+        if let Some(room) = room {
+            request = request
+                .condition_expression("attribute_not_exists(#a) OR #a <= :room")
+                .expression_attribute_values(":room", AttributeValue::N(room.to_string()));
+        }
+        match request.send().await.map_err(classify("UpdateItem")) {
+            Ok(out) => Ok(Some(
+                out.attributes
+                    .and_then(|mut a| a.remove(attr))
+                    .and_then(|v| v.as_n().ok().and_then(|n| n.parse().ok()))
+                    .unwrap_or(by),
+            )),
+            Err(None) => Ok(None),
+            Err(Some(e)) => Err(e),
+        }
+    }
+
     async fn get_many(&self, keys: &[Key]) -> Result<Vec<Item>, TableError> {
         // BatchGetItem refuses duplicate keys in one request.
         let mut unique: Vec<&Key> = keys.iter().collect();

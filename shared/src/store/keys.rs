@@ -213,6 +213,19 @@ pub fn audit_limit(account: &AccountId, what: &str) -> Key {
     Key::new(format!("{}#LIMIT", audit_partition(account)), what)
 }
 
+/// Graph resource units spent by the platform app `app` in one second
+/// (`slot`, epoch seconds): the app's total (`APP`) and each tenant's share
+/// (`T#tenant`), one partition per second so that slots expire on their own.
+pub fn budget(app: &str, slot: i64, tenant: Option<&str>) -> Key {
+    Key::new(
+        format!("B#{app}#{slot}"),
+        match tenant {
+            Some(t) => format!("T#{}", t.to_ascii_lowercase()),
+            None => "APP".to_owned(),
+        },
+    )
+}
+
 /// Whether an item holds directory data: a user (`…#U#NN`), a group
 /// (`…#G`), a membership (`…#M#group`) or an address claim
 /// (`A#account#@#address`), as opposed to the runs' bookkeeping (run
@@ -251,6 +264,7 @@ mod directory_tests {
             super::run(&scope, &run),
             run_chunk(&scope, &run, "seen", "users#1"),
             Key::new(not_kept_partition(&scope), "x1"),
+            budget("app", 1, Some("contoso")),
         ] {
             assert!(!is_directory(&key), "{key:?}");
         }

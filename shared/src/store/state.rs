@@ -880,6 +880,18 @@ impl StateStore {
             .and_then(|mut i| i.attrs.remove("value")))
     }
 
+    /// Adds `by` to the counter at `key` unless that would pass `at_most`
+    /// (see [`Table::add`]); the counter is gone after `expires_at`.
+    pub async fn add_to_counter(
+        &self,
+        key: &super::table::Key,
+        by: u64,
+        at_most: Option<u64>,
+        expires_at: i64,
+    ) -> Result<Option<u64>, StoreError> {
+        Ok(self.table.add(key, "n", by, at_most, expires_at).await?)
+    }
+
     /// Reads and deletes a value in one step: of two concurrent takers, one
     /// gets it (single-use tokens such as consent states).
     pub async fn take_ephemeral(&self, kind: &str, key: &str) -> Result<Option<Value>, StoreError> {

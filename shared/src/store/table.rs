@@ -331,6 +331,48 @@ pub trait Table: Send + Sync {
             .await
     }
 
+    /// Adds `by` to the number attribute `attr` of the item at `key`,
+    /// creating it (with `ttl`) if there is none, unless the sum would pass
+    /// `at_most`: then nothing changes and the answer is `None`. The new
+    /// total otherwise. Atomic: adders racing on one key never pass the
+    /// bound together. By default a read and a write conditional on what
+    /// was read, again until one holds; DynamoDB does it in one request.
+    /// The item holds the counter alone.
+    async fn add(
+        &self,
+        key: &Key,
+        attr: &str,
+        by: u64,
+        at_most: Option<u64>,
+        ttl: i64,
+    ) -> Result<Option<u64>, TableError> {
+        for _ in 0..64 {
+            let current = self.get(key).await?;
+            let had = current
+                .as_ref()
+                .and_then(|i| i.attrs.get(attr))
+                .and_then(Value::as_u64);
+            let total = had.unwrap_or(0).saturating_add(by);
+            if at_most.is_some_and(|bound| total > bound) {
+                return Ok(None);
+            }
+            let cond = match had {
+                Some(n) => Cond::eq(attr, n),
+                None => Cond::NotExists,
+            };
+            let mut attrs = Attrs::new();
+            attrs.insert(attr.to_owned(), total.into());
+            let item = Item::new(key.clone(), attrs).with_ttl(ttl);
+            if self.write(WriteOp::put_if(item, cond)).await?.is_ok() {
+                return Ok(Some(total));
+            }
+        }
+        Err(TableError::Backend(format!(
+            "the counter {}/{} kept changing under 64 tries to add to it",
+            key.pk, key.sk
+        )))
+    }
+
     /// One write, with its outcome.
     async fn write(&self, op: WriteOp) -> Result<WriteResult, TableError> {
         let mut results = self.write_many(vec![op]).await?;

@@ -106,6 +106,7 @@ pub async fn world(users: u32) -> World {
         consent_redirect_uri: Some(REDIRECT.into()),
         allow_custom_cloud: true,
         platform_admins: vec![OPERATOR.into()],
+        ..Default::default()
     })
     .build();
     World {

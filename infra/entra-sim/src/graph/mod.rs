@@ -330,7 +330,14 @@ pub(crate) fn logical(
     );
     let usage = match charge {
         Charge::Throttled { retry_after, scope } => {
-            lock(&inner.stats).throttled += 1;
+            let mut stats = lock(&inner.stats);
+            stats.throttled += 1;
+            if scope.starts_with(crate::throttle::APP_SCOPE) {
+                stats.app_throttled += 1;
+            } else {
+                stats.tenant_throttled += 1;
+            }
+            drop(stats);
             let error = GraphError::too_many_requests(retry_after)
                 .with_header("x-ms-throttle-scope", scope)
                 .with_header("x-ms-throttle-information", "ResourceUnitLimitExceeded");

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::auth::token::AccessToken;
 use crate::auth::{AuthError, Credential, TokenProvider};
+use crate::source::budget::RequestBudget;
 use crate::source::http::{BadPage, Call, Driver, QuotaWait, Service, Verdict};
 use crate::source::retry::{RetryPolicy, TenantLimiter};
 use crate::source::{RequestStats, SourceError};
@@ -103,6 +104,12 @@ impl GraphClient {
             tokens,
             driver: Driver::new(policy, Some(limiter)),
         }
+    }
+
+    /// Paces every request by the platform app's shared budget too.
+    pub fn with_budget(mut self, budget: Option<Arc<dyn RequestBudget>>) -> Self {
+        self.driver = self.driver.with_budget(budget);
+        self
     }
 
     pub fn tokens(&self) -> &TokenProvider {
@@ -248,6 +255,29 @@ impl Service for GraphClient {
         // 1.8); accept a plain percentage too.
         let percent = if pct <= 5.0 { pct * 100.0 } else { pct };
         Some(percent.round() as u32)
+    }
+
+    fn units_spent(&self, headers: &HeaderMap) -> Option<u64> {
+        headers
+            .get("x-ms-resource-unit")?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Graph names the budget a 429 is about: `Application/…` for the app
+    /// across all tenants, `Tenant_Application/…` for the app in one.
+    fn app_refused(&self, headers: &HeaderMap) -> bool {
+        headers
+            .get("x-ms-throttle-scope")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|scope| {
+                scope
+                    .get(..12)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("application/"))
+            })
     }
 
     fn judge(&self, status: StatusCode, body: &str) -> Verdict<GraphFailure> {

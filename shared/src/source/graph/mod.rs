@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 use crate::auth::{AssertionAlg, AuthError, Credential, TokenProvider};
 use crate::domain::{Connector, Consent, SecretRef, SourceConfig};
+use crate::source::budget::{RequestBudget, SharedBudget};
 use crate::source::retry::{Limiters, RetryPolicy};
 use crate::source::{
     Change, ConnectionReport, DirectorySource, Next, ReadFrom, RequestStats, SourceError,
@@ -63,6 +64,10 @@ pub struct GraphDeps {
     pub limiters: Arc<Limiters>,
     pub policy: RetryPolicy,
     pub app: Option<EntraApp>,
+    /// The platform app's budget across all tenants, shared with every
+    /// other worker; legacy connectors read as the customer's own app and
+    /// are not paced by it.
+    pub budget: Option<Arc<SharedBudget>>,
 }
 
 impl GraphDeps {
@@ -82,7 +87,18 @@ impl GraphDeps {
             limiters: Arc::new(Limiters::new(Self::TENANT_CONCURRENCY)),
             policy,
             app,
+            budget: None,
         }
+    }
+
+    pub fn with_budget(mut self, budget: Option<Arc<SharedBudget>>) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// The app's budget as `tenant`'s requests see it.
+    fn budget_for(&self, tenant: &str) -> Option<Arc<dyn RequestBudget>> {
+        self.budget.as_ref().map(|b| b.for_tenant(tenant))
     }
 }
 
@@ -181,7 +197,7 @@ impl GraphSource {
 
     /// The Graph source of an Entra connector (consent or legacy).
     pub fn for_connector(connector: &Connector, deps: &GraphDeps) -> Result<Self, SourceError> {
-        let (cloud, tenant, credential) = match &connector.source {
+        let (cloud, tenant, credential, as_platform) = match &connector.source {
             SourceConfig::EntraConsent { cloud, consent, .. } => {
                 let Consent::Granted { tenant_id, .. } = consent else {
                     return Err(SourceError::Config(format!(
@@ -194,7 +210,7 @@ impl GraphSource {
                         "the platform app is not configured (DIRSYNC_APP_CLIENT_ID and DIRSYNC_APP_CERT_SECRET)".into(),
                     )
                 })?;
-                (cloud, tenant_id.to_string(), app.credential())
+                (cloud, tenant_id.to_string(), app.credential(), true)
             }
             SourceConfig::EntraLegacy {
                 cloud,
@@ -208,6 +224,7 @@ impl GraphSource {
                     client_id: *client_id,
                     secret: client_secret.clone(),
                 },
+                false,
             ),
             other => {
                 return Err(SourceError::Config(format!(
@@ -223,12 +240,10 @@ impl GraphSource {
             credential,
         };
         let limiter = deps.limiters.for_tenant(&tenant);
-        Ok(Self::new(GraphClient::new(
-            target,
-            deps.tokens.clone(),
-            limiter,
-            deps.policy,
-        )))
+        let budget = as_platform.then(|| deps.budget_for(&tenant)).flatten();
+        Ok(Self::new(
+            GraphClient::new(target, deps.tokens.clone(), limiter, deps.policy).with_budget(budget),
+        ))
     }
 
     /// A Graph source signing in to `tenant` as the platform app (consent
@@ -248,12 +263,10 @@ impl GraphSource {
             credential: app.credential(),
         };
         let limiter = deps.limiters.for_tenant(tenant);
-        Ok(Self::new(GraphClient::new(
-            target,
-            deps.tokens.clone(),
-            limiter,
-            deps.policy,
-        )))
+        Ok(Self::new(
+            GraphClient::new(target, deps.tokens.clone(), limiter, deps.policy)
+                .with_budget(deps.budget_for(tenant)),
+        ))
     }
 
     pub fn client(&self) -> &GraphClient {

@@ -1,0 +1,226 @@
+//! The platform app's Graph budget, shared by every worker of every
+//! invocation: Graph counts the resource units of one app across all
+//! tenants (150,000 per 20 s), and every consent connector reads as that
+//! one app.
+//!
+//! The budget is a token bucket in the table, one counter per second:
+//! before each request a worker adds the request's units to the current
+//! second's counter of its tenant, then of the app, each only if that
+//! stays within its bound (an atomic conditional add, [`Table::add`]). A
+//! refused add waits for the next second. Two bounds:
+//! - the app's, `units × share / (window + 1)` per second: any 20-second
+//!   window of Graph's overlaps at most 21 of our seconds, so the app never
+//!   spends more than `share` of its budget in one of Graph's windows,
+//!   however the windows fall;
+//! - each tenant's, a fixed fraction of the app's second (1/8 by default):
+//!   a 100,000-user tenant reading flat out takes at most an eighth, so a
+//!   window's many small tenants, each a page or two, always find budget
+//!   left and finish near their offsets while the large ones progress
+//!   steadily in what remains.
+//!
+//! What Graph reports overrides the guess: a request's actual cost
+//! (`x-ms-resource-unit`) is charged after it, and a 429 whose scope is the
+//! app fills every second up to its `Retry-After`, so every worker waits.
+//! A store that fails leaves the request unpaced (Graph still enforces its
+//! limits, and the driver still backs off): pacing must not stop a sync.
+//!
+//! [`Table::add`]: crate::store::Table::add
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::store::{StateStore, keys};
+
+/// How much of Graph's app budget the platform lets itself use.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BudgetLimits {
+    /// Resource units per `window`, across all tenants (Graph: 150,000).
+    pub units: u64,
+    pub window: Duration,
+    /// The share of it workers plan to use: the rest absorbs requests that
+    /// cost more than estimated and other callers of the app (rotation).
+    pub share: f64,
+    /// The share of each second's budget one tenant may take.
+    pub tenant_share: f64,
+}
+
+impl Default for BudgetLimits {
+    fn default() -> Self {
+        Self {
+            units: 150_000,
+            window: Duration::from_secs(20),
+            share: 0.9,
+            tenant_share: 1.0 / 8.0,
+        }
+    }
+}
+
+impl BudgetLimits {
+    /// Graph's app budget of `units` per 20 s, with the default shares.
+    pub fn of(units: u64) -> Self {
+        Self {
+            units,
+            ..Self::default()
+        }
+    }
+
+    /// Units the app may spend in one second.
+    pub fn per_second(&self) -> u64 {
+        let slots = self.window.as_secs() + 1;
+        ((self.units as f64 * self.share) / slots as f64)
+            .floor()
+            .max(1.0) as u64
+    }
+
+    /// Units one tenant may spend in one second.
+    pub fn tenant_per_second(&self) -> u64 {
+        ((self.per_second() as f64) * self.tenant_share)
+            .floor()
+            .max(1.0) as u64
+    }
+}
+
+/// The answer to a request for units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    Granted,
+    /// None left this second: ask again after this.
+    Wait(Duration),
+}
+
+/// Pacing shared beyond one source: consulted before each request.
+#[async_trait]
+pub trait RequestBudget: Send + Sync {
+    async fn take(&self, units: u64) -> Grant;
+    /// A request cost `units` more than was taken for it.
+    async fn spent(&self, units: u64);
+    /// The service refused the app as a whole for `wait`.
+    async fn refused_for(&self, wait: Duration);
+}
+
+/// The app's budget, over the table.
+pub struct SharedBudget {
+    store: StateStore,
+    app: String,
+    limits: BudgetLimits,
+}
+
+/// Counters outlive their second by this much, then expire.
+const KEEP_SECONDS: i64 = 120;
+
+impl SharedBudget {
+    pub fn new(store: StateStore, app: impl Into<String>, limits: BudgetLimits) -> Self {
+        Self {
+            store,
+            app: app.into(),
+            limits,
+        }
+    }
+
+    pub fn limits(&self) -> BudgetLimits {
+        self.limits
+    }
+
+    /// The budget as one tenant's requests see it.
+    pub fn for_tenant(self: &Arc<Self>, tenant: &str) -> Arc<dyn RequestBudget> {
+        Arc::new(TenantBudget {
+            shared: self.clone(),
+            tenant: tenant.to_ascii_lowercase(),
+        })
+    }
+
+    fn now(&self) -> (i64, Duration) {
+        let now = self.store.now();
+        let into = Duration::from_millis(u64::from(now.timestamp_subsec_millis()));
+        (now.timestamp(), into)
+    }
+
+    /// Adds to one counter of `slot`; `None` if the bound refused it.
+    async fn add(
+        &self,
+        slot: i64,
+        tenant: Option<&str>,
+        units: u64,
+        bound: Option<u64>,
+    ) -> Option<u64> {
+        let key = keys::budget(&self.app, slot, tenant);
+        // A request that costs more than a whole second still goes, alone.
+        let bound = bound.map(|b| b.max(units));
+        match self
+            .store
+            .add_to_counter(&key, units, bound, slot + KEEP_SECONDS)
+            .await
+        {
+            Ok(total) => total,
+            Err(e) => {
+                tracing::warn!(error = %e, "the shared Graph budget could not be read; the request goes unpaced");
+                Some(units)
+            }
+        }
+    }
+}
+
+/// One tenant's view of the app's budget.
+struct TenantBudget {
+    shared: Arc<SharedBudget>,
+    tenant: String,
+}
+
+#[async_trait]
+impl RequestBudget for TenantBudget {
+    async fn take(&self, units: u64) -> Grant {
+        let b = &self.shared;
+        let (slot, into) = b.now();
+        // The tenant's share first: a refusal there spends nothing of the
+        // app's, which other tenants are waiting for.
+        let tenant = b.limits.tenant_per_second();
+        let granted = b
+            .add(slot, Some(&self.tenant), units, Some(tenant))
+            .await
+            .is_some()
+            && b.add(slot, None, units, Some(b.limits.per_second()))
+                .await
+                .is_some();
+        if granted {
+            return Grant::Granted;
+        }
+        // Waiters spread over the next second's first fifth rather than all
+        // asking at its first millisecond.
+        let jitter = Duration::from_millis(rand::random_range(0..200));
+        Grant::Wait(Duration::from_secs(1).saturating_sub(into) + jitter)
+    }
+
+    async fn spent(&self, units: u64) {
+        let b = &self.shared;
+        let (slot, _) = b.now();
+        b.add(slot, Some(&self.tenant), units, None).await;
+        b.add(slot, None, units, None).await;
+    }
+
+    async fn refused_for(&self, wait: Duration) {
+        let b = &self.shared;
+        let (slot, _) = b.now();
+        let full = b.limits.per_second();
+        for s in slot..=slot + wait.as_secs().max(1) as i64 {
+            b.add(s, None, full, None).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn graphs_budget_becomes_bounds_per_second() {
+        let l = BudgetLimits::default();
+        // 150,000 × 0.9 over the 21 seconds a 20-second window can touch.
+        assert_eq!(l.per_second(), 6_428);
+        assert_eq!(l.tenant_per_second(), 803);
+        assert!(l.per_second() * 21 <= 135_000);
+        let tiny = BudgetLimits::of(10);
+        assert_eq!((tiny.per_second(), tiny.tenant_per_second()), (1, 1));
+    }
+}
