@@ -13,12 +13,15 @@ use dirsync_entra_sim::{
     CONSENT_ROLES, EntraSim, Faults, GenSpec, MultiTenantApp, SimUser, TenantSpec, UserType,
 };
 use dirsync_shared::auth::{AppCertificate, AssertionAlg, AuthError, KeyBits, TokenProvider};
+use dirsync_shared::clock::SystemClock;
 use dirsync_shared::domain::*;
 use dirsync_shared::engine::{EngineSettings, RunOutcome, RunRequest, SyncEngine};
 use dirsync_shared::secrets::{LocalSecretStore, SecretStore, Stage};
+use dirsync_shared::source::budget::{BudgetLimits, SharedBudget};
 use dirsync_shared::source::graph::{EntraApp, GraphDeps, GraphSource};
 use dirsync_shared::source::retry::RetryPolicy;
 use dirsync_shared::source::{DirectorySource, Next, ReadFrom, Stream};
+use dirsync_shared::store::{StateStore, Table, keys};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -97,8 +100,12 @@ impl Entra {
     }
 
     fn consent_connector(&self, id: &str, extra: serde_json::Value) -> Connector {
+        self.consent_connector_of(self.tenant, id, extra)
+    }
+
+    fn consent_connector_of(&self, tenant: Uuid, id: &str, extra: serde_json::Value) -> Connector {
         let mut spec = json!({
-            "id": id, "kind": "entra", "tenant": self.tenant.to_string(), "acknowledge_disabled": true,
+            "id": id, "kind": "entra", "tenant": tenant.to_string(), "acknowledge_disabled": true,
             "authority_url": self.sim.authority_url(), "graph_url": self.sim.graph_url(),
         });
         for (k, v) in extra.as_object().unwrap() {
@@ -109,7 +116,7 @@ impl Entra {
             .validate(AccountId::new("acme").unwrap(), Utc::now())
             .unwrap();
         if let SourceConfig::EntraConsent { consent, .. } = &mut c.source {
-            *consent = Consent::granted(self.tenant, Utc::now());
+            *consent = Consent::granted(tenant, Utc::now());
         }
         c
     }
@@ -935,4 +942,132 @@ async fn a_certificate_refused_as_stale_is_read_again_before_giving_up() {
     );
     let r = e.sync(&c, &source).await;
     assert_eq!(r.status, RunStatus::Succeeded, "{:?}", r.message);
+}
+
+/// Two workers (each its own token provider and tenant limiters, as two
+/// Lambda invocations have) read twelve tenants at once as the one app,
+/// whose budget across tenants the simulator enforces at 20 units per 2 s.
+/// Together they stay within it: no 429 for the app, no second's counter
+/// over its bound, and every request sent took its unit. The same load
+/// unpaced is refused, so the budget is what kept it under.
+async fn two_workers_share_a_small_budget(backend: Backend) {
+    let e = entra(backend, GenSpec::sized(120, 3, 1)).await;
+    let mut tenants = vec![e.tenant];
+    for seed in 2..13 {
+        let t = e.sim.add_tenant(TenantSpec {
+            display_name: format!("Tenant {seed}"),
+            verified_domains: vec![format!("t{seed}.example")],
+            ..Default::default()
+        });
+        e.sim.generate_directory(t, GenSpec::sized(120, 3, seed));
+        e.sim.grant_admin_consent(t, e.client_id, &CONSENT_ROLES);
+        tenants.push(t);
+    }
+    let window = std::time::Duration::from_secs(2);
+    e.sim.set_app_budget(20, window);
+    e.sim.set_faults(Faults {
+        enforce_resource_units: true,
+        ..Default::default()
+    });
+    let limits = BudgetLimits {
+        units: 20,
+        window,
+        share: 0.9,
+        tenant_share: 0.5,
+    };
+    assert_eq!((limits.per_second(), limits.tenant_per_second()), (6, 3));
+    // The workers' clock is real time: the budget's seconds are Graph's.
+    let store = StateStore::new(e.f.writes.clone(), Arc::new(SystemClock));
+    let connectors: Vec<Connector> = tenants
+        .iter()
+        .enumerate()
+        .map(|(i, t)| e.consent_connector_of(*t, &format!("t{i}"), json!({})))
+        .collect();
+    let app = e.client_id.to_string();
+    let paced = |_| {
+        let budget = SharedBudget::new(store.clone(), app.clone(), limits);
+        Arc::new(
+            e.deps(AssertionAlg::Ps256)
+                .with_budget(Some(Arc::new(budget))),
+        )
+    };
+    let workers: Vec<Arc<GraphDeps>> = (0..2).map(paced).collect();
+    let first = Utc::now().timestamp();
+    let runs = read_all(&store, &connectors, &workers).await;
+    let last = Utc::now().timestamp();
+    assert!(
+        runs.iter().all(|r| r.status == RunStatus::Succeeded),
+        "{runs:?}"
+    );
+
+    let stats = e.sim.stats();
+    assert_eq!(stats.app_throttled, 0, "{stats:?}");
+    assert!(stats.graph_requests >= 24, "{stats:?}");
+    let mut taken = 0;
+    for slot in first - 1..=last + 1 {
+        let counter =
+            e.f.writes
+                .get(&keys::budget(&app, slot, None))
+                .await
+                .unwrap();
+        let n = counter.and_then(|i| i.attrs["n"].as_u64()).unwrap_or(0);
+        assert!(n <= limits.per_second(), "second {slot} spent {n}");
+        taken += n;
+    }
+    assert_eq!(
+        taken, stats.graph_requests,
+        "every request took its unit, once"
+    );
+
+    e.sim.reset_stats();
+    let unpaced: Vec<Arc<GraphDeps>> = (0..2)
+        .map(|_| Arc::new(e.deps(AssertionAlg::Ps256)))
+        .collect();
+    read_all(&store, &connectors, &unpaced).await;
+    assert!(
+        e.sim.stats().app_throttled > 0,
+        "the same reads unpaced pass the app's budget"
+    );
+}
+
+/// Syncs every connector at once, the first half on the first worker's
+/// sources and the rest on the second's.
+async fn read_all(
+    store: &StateStore,
+    connectors: &[Connector],
+    workers: &[Arc<GraphDeps>],
+) -> Vec<SyncRun> {
+    let engine = SyncEngine::new(store.clone(), EngineSettings::default());
+    let half = connectors.len().div_ceil(workers.len());
+    let runs = connectors.iter().enumerate().map(|(i, c)| {
+        let (engine, deps) = (&engine, &workers[i / half]);
+        async move {
+            let source = GraphSource::for_connector(c, deps).unwrap();
+            let mut request = RunRequest {
+                full: true,
+                ..RunRequest::new(Trigger::Manual { requested_by: None })
+            };
+            // A run that found no budget for long pauses; its worker
+            // continues it later, as the queue would.
+            loop {
+                match engine.run(c, &source, request).await.unwrap() {
+                    RunOutcome::Finished(r) => return r,
+                    RunOutcome::Continue { after, .. } => tokio::time::sleep(after).await,
+                    other => panic!("expected a finished run, got {other:?}"),
+                }
+                request = RunRequest::new(Trigger::Continuation);
+            }
+        }
+    });
+    futures::future::join_all(runs).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_sharing_a_small_budget_never_exceed_it_together() {
+    two_workers_share_a_small_budget(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_sharing_a_small_budget_on_dynamodb_local() {
+    two_workers_share_a_small_budget(Backend::Dynamo).await;
 }

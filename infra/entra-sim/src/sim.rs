@@ -431,11 +431,11 @@ impl EntraSim {
         read(&self.tenant(tenant)).dir.snapshot()
     }
 
-    /// Resource units per 20 s the platform app may spend across all
-    /// tenants (Graph's 150,000 until set); enforced with
+    /// Resource units per `window` an app may spend across all tenants
+    /// (Graph's 150,000 per 20 s until set); enforced with
     /// `Faults::enforce_resource_units`.
-    pub fn set_app_budget(&self, units: u64) {
-        lock(&self.inner.meter).set_app_budget(units);
+    pub fn set_app_budget(&self, units: u64, window: std::time::Duration) {
+        lock(&self.inner.meter).set_app_budget(units, window);
     }
 
     pub fn stats(&self) -> SimStats {

@@ -1,8 +1,8 @@
 //! Resource units, as Graph's identity and access service budgets them:
 //! per application+tenant pair (3,500 / 5,000 / 8,000 RU per 10 s for tenants
 //! under 50 / 50–500 / over 500 users) and per application across all tenants
-//! (150,000 RU per 20 s; [`Meter::set_app_budget`] changes it, for a
-//! benchmark that compresses time). Budgets are fixed windows that start
+//! (150,000 RU per 20 s; [`Meter::set_app_budget`] changes both, for tests
+//! and a benchmark that compress time). Budgets are fixed windows that start
 //! with their first request.
 
 use std::collections::HashMap;
@@ -74,6 +74,7 @@ pub(crate) struct Meter {
     pairs: HashMap<(Uuid, Uuid), Window>,
     apps: HashMap<Uuid, Window>,
     app_budget: u64,
+    app_window: Duration,
 }
 
 impl Default for Meter {
@@ -82,6 +83,7 @@ impl Default for Meter {
             pairs: HashMap::new(),
             apps: HashMap::new(),
             app_budget: APP_BUDGET,
+            app_window: APP_WINDOW,
         }
     }
 }
@@ -90,9 +92,10 @@ impl Default for Meter {
 pub const APP_SCOPE: &str = "Application/";
 
 impl Meter {
-    /// Resource units per 20 s an app may spend across all tenants.
-    pub fn set_app_budget(&mut self, units: u64) {
+    /// Resource units per `window` an app may spend across all tenants.
+    pub fn set_app_budget(&mut self, units: u64, window: Duration) {
         self.app_budget = units.max(1);
+        self.app_window = window.max(Duration::from_millis(1));
     }
 
     /// Charges `cost` to `app` in `tenant`. When `enforce` is off the units
@@ -114,7 +117,7 @@ impl Meter {
         let pair = self.pairs.entry((app, tenant)).or_insert(fresh);
         pair.roll(now, PAIR_WINDOW);
         let app_window = self.apps.entry(app).or_insert(fresh);
-        app_window.roll(now, APP_WINDOW);
+        app_window.roll(now, self.app_window);
         let pair_budget = tenant_budget(tenant_users);
         if enforce {
             if pair.used + cost > pair_budget {
@@ -125,7 +128,7 @@ impl Meter {
             }
             if app_window.used + cost > self.app_budget {
                 return Charge::Throttled {
-                    retry_after: app_window.retry_after(now, APP_WINDOW),
+                    retry_after: app_window.retry_after(now, self.app_window),
                     scope: format!("{APP_SCOPE}ReadWrite/{app}/{tenant}"),
                 };
             }
@@ -191,7 +194,7 @@ mod tests {
     #[test]
     fn the_app_budget_spans_tenants_and_names_its_scope() {
         let mut meter = Meter::default();
-        meter.set_app_budget(100);
+        meter.set_app_budget(100, APP_WINDOW);
         let app = Uuid::from_u128(1);
         let t0 = Instant::now();
         for t in 0..10 {
