@@ -974,6 +974,7 @@ async fn two_workers_share_a_small_budget(backend: Backend) {
         window,
         share: 0.9,
         tenant_share: 0.5,
+        bulk_share: 1.0,
     };
     assert_eq!((limits.per_second(), limits.tenant_per_second()), (6, 3));
     // The workers' clock is real time: the budget's seconds are Graph's.

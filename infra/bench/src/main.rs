@@ -24,6 +24,7 @@
 //! The method and the figures are in `BENCHMARKS.md`.
 
 mod floors;
+mod platform;
 mod rss;
 mod sim_process;
 
@@ -31,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use dirsync_shared::clock::SystemClock;
 use dirsync_shared::domain::{AccountId, Connector, ConnectorSpec, RunStatus, SyncRun, Trigger};
 use dirsync_shared::engine::{EngineSettings, RunOutcome, RunRequest, SyncEngine};
@@ -73,6 +74,15 @@ struct Args {
     /// Internal: be the simulator's process (see sim_process.rs).
     #[arg(long, hide = true)]
     sim_child: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One sync window of a whole platform sharing one Graph app budget
+    /// (platform.rs).
+    Platform(platform::PlatformArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -528,7 +538,11 @@ async fn bench(args: &Args) -> Result<(), String> {
 
 fn main() {
     let args = Args::parse();
-    let result = if args.sim_child {
+    let result = if let Some(Command::Platform(p)) = args.command {
+        tokio::runtime::Runtime::new()
+            .map_err(|e| e.to_string())
+            .and_then(|runtime| runtime.block_on(platform::run(p)))
+    } else if args.sim_child {
         sim_process::child(args.users.first().copied().unwrap_or(1000))
     } else {
         tokio::runtime::Runtime::new()

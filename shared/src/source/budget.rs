@@ -13,10 +13,14 @@
 //!   spends more than `share` of its budget in one of Graph's windows,
 //!   however the windows fall;
 //! - each tenant's, a fixed fraction of the app's second (1/8 by default):
-//!   a 100,000-user tenant reading flat out takes at most an eighth, so a
-//!   window's many small tenants, each a page or two, always find budget
-//!   left and finish near their offsets while the large ones progress
-//!   steadily in what remains.
+//!   a 100,000-user tenant reading flat out takes at most an eighth, so
+//!   large tenants read side by side, each progressing steadily.
+//!
+//! Small tenants come first: a sync's first few requests (a small tenant's
+//! whole sync is a page or two per stream) may use the whole second, later
+//! ones only `bulk_share` of it (3/4). However many large tenants are
+//! reading, a quarter of every second is left for syncs just starting, so
+//! a window's many small tenants finish near their offsets.
 //!
 //! What Graph reports overrides the guess: a request's actual cost
 //! (`x-ms-resource-unit`) is charged after it, and a 429 whose scope is the
@@ -44,6 +48,8 @@ pub struct BudgetLimits {
     pub share: f64,
     /// The share of each second's budget one tenant may take.
     pub tenant_share: f64,
+    /// The share of each second a sync may use past its first requests.
+    pub bulk_share: f64,
 }
 
 impl Default for BudgetLimits {
@@ -53,6 +59,7 @@ impl Default for BudgetLimits {
             window: Duration::from_secs(20),
             share: 0.9,
             tenant_share: 1.0 / 8.0,
+            bulk_share: 0.75,
         }
     }
 }
@@ -76,11 +83,22 @@ impl BudgetLimits {
 
     /// Units one tenant may spend in one second.
     pub fn tenant_per_second(&self) -> u64 {
-        ((self.per_second() as f64) * self.tenant_share)
-            .floor()
-            .max(1.0) as u64
+        self.part(self.tenant_share)
+    }
+
+    /// Units of a second the requests past a sync's first may spend.
+    pub fn bulk_per_second(&self) -> u64 {
+        self.part(self.bulk_share)
+    }
+
+    fn part(&self, share: f64) -> u64 {
+        ((self.per_second() as f64) * share).floor().max(1.0) as u64
     }
 }
+
+/// How many requests of a sync count as its first: a small tenant's
+/// whole read (a page per stream, and a retry).
+pub const FIRST_REQUESTS: u64 = 4;
 
 /// The answer to a request for units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +111,8 @@ pub enum Grant {
 /// Pacing shared beyond one source: consulted before each request.
 #[async_trait]
 pub trait RequestBudget: Send + Sync {
-    async fn take(&self, units: u64) -> Grant;
+    /// Units for a request; `sent` is how many the source sent before it.
+    async fn take(&self, units: u64, sent: u64) -> Grant;
     /// A request cost `units` more than was taken for it.
     async fn spent(&self, units: u64);
     /// The service refused the app as a whole for `wait`.
@@ -170,19 +189,21 @@ struct TenantBudget {
 
 #[async_trait]
 impl RequestBudget for TenantBudget {
-    async fn take(&self, units: u64) -> Grant {
-        let b = &self.shared;
+    async fn take(&self, units: u64, sent: u64) -> Grant {
+        let (b, l) = (&self.shared, &self.shared.limits);
         let (slot, into) = b.now();
+        let app = if sent < FIRST_REQUESTS {
+            l.per_second()
+        } else {
+            l.bulk_per_second()
+        };
         // The tenant's share first: a refusal there spends nothing of the
         // app's, which other tenants are waiting for.
-        let tenant = b.limits.tenant_per_second();
         let granted = b
-            .add(slot, Some(&self.tenant), units, Some(tenant))
+            .add(slot, Some(&self.tenant), units, Some(l.tenant_per_second()))
             .await
             .is_some()
-            && b.add(slot, None, units, Some(b.limits.per_second()))
-                .await
-                .is_some();
+            && b.add(slot, None, units, Some(app)).await.is_some();
         if granted {
             return Grant::Granted;
         }
@@ -219,6 +240,7 @@ mod tests {
         // 150,000 × 0.9 over the 21 seconds a 20-second window can touch.
         assert_eq!(l.per_second(), 6_428);
         assert_eq!(l.tenant_per_second(), 803);
+        assert_eq!(l.bulk_per_second(), 4_821);
         assert!(l.per_second() * 21 <= 135_000);
         let tiny = BudgetLimits::of(10);
         assert_eq!((tiny.per_second(), tiny.tenant_per_second()), (1, 1));

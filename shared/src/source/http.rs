@@ -390,7 +390,8 @@ impl Driver {
             return Ok(());
         };
         loop {
-            let Grant::Wait(wait) = budget.take(units).await else {
+            let sent = self.counters.requests.load(Ordering::Relaxed);
+            let Grant::Wait(wait) = budget.take(units, sent).await else {
                 return Ok(());
             };
             let since = *quota.since.get_or_insert_with(Instant::now);

@@ -20,6 +20,7 @@ const RECENT: usize = 8;
 pub struct Counts {
     directory_written: AtomicU64,
     other_written: AtomicU64,
+    added: AtomicU64,
     read: AtomicU64,
     recent: Mutex<VecDeque<String>>,
 }
@@ -31,6 +32,8 @@ pub struct Items {
     pub directory_written: u64,
     /// Run records, checkpoints, progress, cursors, the lease.
     pub other_written: u64,
+    /// Adds to counters (the shared Graph budget's), apart from the rest.
+    pub added: u64,
     /// Items asked for by key, and items returned (or counted) by queries.
     pub read: u64,
 }
@@ -40,6 +43,7 @@ impl Counts {
         Items {
             directory_written: self.directory_written.load(Ordering::SeqCst),
             other_written: self.other_written.load(Ordering::SeqCst),
+            added: self.added.load(Ordering::SeqCst),
             read: self.read.load(Ordering::SeqCst),
         }
     }
@@ -49,6 +53,7 @@ impl Counts {
         Items {
             directory_written: self.directory_written.swap(0, Ordering::SeqCst),
             other_written: self.other_written.swap(0, Ordering::SeqCst),
+            added: self.added.swap(0, Ordering::SeqCst),
             read: self.read.swap(0, Ordering::SeqCst),
         }
     }
@@ -131,7 +136,7 @@ impl Table for CountingTable {
         at_most: Option<u64>,
         ttl: i64,
     ) -> Result<Option<u64>, TableError> {
-        self.counts.other_written.fetch_add(1, Ordering::SeqCst);
+        self.counts.added.fetch_add(1, Ordering::SeqCst);
         self.inner.add(key, attr, by, at_most, ttl).await
     }
 

@@ -161,13 +161,15 @@ pub fn advance(w: &World, seconds: u64) {
     w.f.clock.advance(chrono::Duration::seconds(seconds as i64));
 }
 
-/// The table's items but the audit trails and the consent state `state`
-/// (which a refusal spends).
+/// The table's items but the audit trails, the consent state `state`
+/// (which a refusal spends) and the Graph budget's counters (the checks a
+/// refusal made with Graph spent units, as any request does).
 pub async fn stored(w: &World, state: &str) -> BTreeMap<String, String> {
     let spent = keys::ephemeral("consent", state);
     let spent = format!("{} {}", spent.pk, spent.sk);
     let mut items = super::table_without_audit(&w.f).await;
     items.remove(&spent);
+    items.retain(|k, _| !k.starts_with("B#"));
     items
 }
 
