@@ -1004,11 +1004,14 @@ async fn two_workers_share_a_small_budget(backend: Backend) {
     let stats = e.sim.stats();
     assert_eq!(stats.app_throttled, 0, "{stats:?}");
     assert!(stats.graph_requests >= 24, "{stats:?}");
+    // The app's counters are per cloud: the simulator's Graph host.
+    let host = url::Url::parse(&e.sim.graph_url()).unwrap();
+    let counted = format!("{app}@{}", host.host_str().unwrap());
     let mut taken = 0;
     for slot in first - 1..=last + 1 {
         let counter =
             e.f.writes
-                .get(&keys::budget(&app, slot, None))
+                .get(&keys::budget(&counted, slot, None))
                 .await
                 .unwrap();
         let n = counter.and_then(|i| i.attrs["n"].as_u64()).unwrap_or(0);

@@ -58,7 +58,7 @@ pub struct PlatformArgs {
     #[arg(long, default_value_t = 360)]
     span_s: u64,
     /// Workers taking jobs at once, as Lambda runs concurrent invocations.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 32)]
     workers: usize,
     /// The app's budget in resource units per 20 s, for the simulator and
     /// the workers; by default Graph's scaled by the span's compression.
@@ -248,8 +248,7 @@ struct DelayQueue {
 #[async_trait]
 impl JobQueue for DelayQueue {
     async fn send(&self, job: &Job, delay: Duration) -> Result<(), QueueError> {
-        // SQS counts delays in whole seconds.
-        let delay = Duration::from_secs(delay.as_secs());
+        let delay = Duration::from_secs(dirsync_shared::queue::whole_seconds(delay));
         let mut w = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
         let (next, heap, jobs) = &mut *w;
         *next += 1;

@@ -42,6 +42,13 @@ pub trait JobQueue: Send + Sync {
 /// SQS's longest message delay.
 pub const MAX_DELAY: Duration = Duration::from_secs(900);
 
+/// A delay as SQS takes it, in whole seconds, rounded up: a job is never
+/// delivered before it is due.
+pub fn whole_seconds(delay: Duration) -> u64 {
+    let d = delay.min(MAX_DELAY);
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
 pub struct SqsQueue {
     client: aws_sdk_sqs::Client,
     url: String,
@@ -64,7 +71,7 @@ impl JobQueue for SqsQueue {
             .send_message()
             .queue_url(&self.url)
             .message_body(body)
-            .delay_seconds(delay.min(MAX_DELAY).as_secs() as i32)
+            .delay_seconds(whole_seconds(delay) as i32)
             .send()
             .await
             .map(|_| ())
@@ -111,5 +118,17 @@ impl JobQueue for LocalQueue {
             .unwrap_or_else(|p| p.into_inner())
             .push_back((job.clone(), delay.min(MAX_DELAY)));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_round_up_to_whole_seconds_at_most_15_minutes() {
+        let s = |ms| whole_seconds(Duration::from_millis(ms));
+        assert_eq!((s(0), s(1), s(1_000), s(1_001)), (0, 1, 1, 2));
+        assert_eq!(s(5_000_000), 900);
     }
 }

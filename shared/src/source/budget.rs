@@ -12,9 +12,11 @@
 //!   window of Graph's overlaps at most 21 of our seconds, so the app never
 //!   spends more than `share` of its budget in one of Graph's windows,
 //!   however the windows fall;
-//! - each tenant's, a fixed fraction of the app's second (1/8 by default):
-//!   a 100,000-user tenant reading flat out takes at most an eighth, so
-//!   large tenants read side by side, each progressing steadily.
+//! - each tenant's, a fixed fraction of the app's second (1/4 by default):
+//!   a 100,000-user tenant reading flat out takes at most a quarter, so
+//!   large tenants read side by side, each progressing steadily. (Graph's
+//!   own budget for one tenant, 8,000 RU per 10 s at most, is about an
+//!   eighth of the app's; the driver already slows down on its 429s.)
 //!
 //! Small tenants come first: a sync's first few requests (a small tenant's
 //! whole sync is a page or two per stream) may use the whole second, later
@@ -58,7 +60,7 @@ impl Default for BudgetLimits {
             units: 150_000,
             window: Duration::from_secs(20),
             share: 0.9,
-            tenant_share: 1.0 / 8.0,
+            tenant_share: 1.0 / 4.0,
             bulk_share: 0.75,
         }
     }
@@ -129,6 +131,13 @@ pub struct SharedBudget {
 /// Counters outlive their second by this much, then expire.
 const KEEP_SECONDS: i64 = 120;
 
+/// What the store said to an add.
+enum Added {
+    Done,
+    Refused,
+    Failed,
+}
+
 impl SharedBudget {
     pub fn new(store: StateStore, app: impl Into<String>, limits: BudgetLimits) -> Self {
         Self {
@@ -142,10 +151,13 @@ impl SharedBudget {
         self.limits
     }
 
-    /// The budget as one tenant's requests see it.
-    pub fn for_tenant(self: &Arc<Self>, tenant: &str) -> Arc<dyn RequestBudget> {
+    /// The budget as one tenant's requests to the Graph at `graph_host` see
+    /// it: each cloud budgets the app on its own, and what one cloud's
+    /// answers say never spends another's.
+    pub fn for_tenant(self: &Arc<Self>, graph_host: &str, tenant: &str) -> Arc<dyn RequestBudget> {
         Arc::new(TenantBudget {
             shared: self.clone(),
+            app: format!("{}@{}", self.app, graph_host.to_ascii_lowercase()),
             tenant: tenant.to_ascii_lowercase(),
         })
     }
@@ -156,26 +168,26 @@ impl SharedBudget {
         (now.timestamp(), into)
     }
 
-    /// Adds to one counter of `slot`; `None` if the bound refused it.
+    /// Adds to one counter of `slot`.
     async fn add(
         &self,
+        key: &crate::store::table::Key,
         slot: i64,
-        tenant: Option<&str>,
         units: u64,
         bound: Option<u64>,
-    ) -> Option<u64> {
-        let key = keys::budget(&self.app, slot, tenant);
+    ) -> Added {
         // A request that costs more than a whole second still goes, alone.
         let bound = bound.map(|b| b.max(units));
         match self
             .store
-            .add_to_counter(&key, units, bound, slot + KEEP_SECONDS)
+            .add_to_counter(key, units, bound, slot + KEEP_SECONDS)
             .await
         {
-            Ok(total) => total,
+            Ok(Some(_)) => Added::Done,
+            Ok(None) => Added::Refused,
             Err(e) => {
-                tracing::warn!(error = %e, "the shared Graph budget could not be read; the request goes unpaced");
-                Some(units)
+                tracing::warn!(error = %e, "the shared Graph budget could not be counted");
+                Added::Failed
             }
         }
     }
@@ -184,7 +196,19 @@ impl SharedBudget {
 /// One tenant's view of the app's budget.
 struct TenantBudget {
     shared: Arc<SharedBudget>,
+    /// The app in one cloud.
+    app: String,
     tenant: String,
+}
+
+impl TenantBudget {
+    fn app_key(&self, slot: i64) -> crate::store::table::Key {
+        keys::budget(&self.app, slot, None)
+    }
+
+    fn tenant_key(&self, slot: i64) -> crate::store::table::Key {
+        keys::budget(&self.app, slot, Some(&self.tenant))
+    }
 }
 
 #[async_trait]
@@ -199,33 +223,52 @@ impl RequestBudget for TenantBudget {
         };
         // The tenant's share first: a refusal there spends nothing of the
         // app's, which other tenants are waiting for.
-        let granted = b
-            .add(slot, Some(&self.tenant), units, Some(l.tenant_per_second()))
+        let tenant = self.tenant_key(slot);
+        let outcome = match b
+            .add(&tenant, slot, units, Some(l.tenant_per_second()))
             .await
-            .is_some()
-            && b.add(slot, None, units, Some(app)).await.is_some();
-        if granted {
-            return Grant::Granted;
+        {
+            Added::Done => b.add(&self.app_key(slot), slot, units, Some(app)).await,
+            other => other,
+        };
+        match outcome {
+            Added::Done => Grant::Granted,
+            // Waiters spread over the next second's first fifth rather
+            // than all asking at its first millisecond.
+            Added::Refused => Grant::Wait(
+                Duration::from_secs(1).saturating_sub(into)
+                    + Duration::from_millis(rand::random_range(0..200)),
+            ),
+            // A store that cannot count (throttled, say) is asked again
+            // shortly rather than passed: unpaced requests are what would
+            // bring the app's 429s. The page's wait is bounded all the same.
+            Added::Failed => Grant::Wait(Duration::from_millis(rand::random_range(100..400))),
         }
-        // Waiters spread over the next second's first fifth rather than all
-        // asking at its first millisecond.
-        let jitter = Duration::from_millis(rand::random_range(0..200));
-        Grant::Wait(Duration::from_secs(1).saturating_sub(into) + jitter)
     }
 
     async fn spent(&self, units: u64) {
         let b = &self.shared;
         let (slot, _) = b.now();
-        b.add(slot, Some(&self.tenant), units, None).await;
-        b.add(slot, None, units, None).await;
+        // No answer spends more than a second of the app's budget.
+        let units = units.min(b.limits.per_second());
+        b.add(&self.tenant_key(slot), slot, units, None).await;
+        b.add(&self.app_key(slot), slot, units, None).await;
     }
 
     async fn refused_for(&self, wait: Duration) {
-        let b = &self.shared;
+        let (b, l) = (&self.shared, &self.shared.limits);
         let (slot, _) = b.now();
-        let full = b.limits.per_second();
-        for s in slot..=slot + wait.as_secs().max(1) as i64 {
-            b.add(s, None, full, None).await;
+        // One filler per second: of the many requests Graph refuses at
+        // once, the first to mark the second fills the seconds ahead.
+        let mark = keys::budget(&self.app, slot, Some("!refused"));
+        if !matches!(b.add(&mark, slot, 1, Some(1)).await, Added::Done) {
+            return;
+        }
+        // Graph's window is the longest a refusal of the app can be about.
+        let seconds = wait.as_secs().clamp(1, l.window.as_secs() + 1) as i64;
+        let full = l.per_second();
+        for s in slot..=slot + seconds {
+            b.add(&self.app_key(s), s, full, None).await;
         }
     }
 }
@@ -239,7 +282,7 @@ mod tests {
         let l = BudgetLimits::default();
         // 150,000 × 0.9 over the 21 seconds a 20-second window can touch.
         assert_eq!(l.per_second(), 6_428);
-        assert_eq!(l.tenant_per_second(), 803);
+        assert_eq!(l.tenant_per_second(), 1_607);
         assert_eq!(l.bulk_per_second(), 4_821);
         assert!(l.per_second() * 21 <= 135_000);
         let tiny = BudgetLimits::of(10);

@@ -227,11 +227,14 @@ impl Driver {
             };
             sent += 1;
             let token = service.token().await?;
-            self.wait_for_budget(service, call.weight, quota).await?;
             let permit = match &self.limiter {
                 Some(l) => Some(l.acquire().await),
                 None => None,
             };
+            // Units are taken last, just before the request goes: taken
+            // before a wait for the tenant, they would land in a later
+            // second than they were counted in.
+            self.wait_for_budget(service, call.weight, quota).await?;
             self.tally(stats, once);
             let mut request = self
                 .http()

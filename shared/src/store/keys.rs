@@ -214,16 +214,14 @@ pub fn audit_limit(account: &AccountId, what: &str) -> Key {
 }
 
 /// Graph resource units spent by the platform app `app` in one second
-/// (`slot`, epoch seconds): the app's total (`APP`) and each tenant's share
-/// (`T#tenant`), one partition per second so that slots expire on their own.
+/// (`slot`, epoch seconds): the app's total, and each tenant's share in a
+/// partition of its own, so that a second's tenants do not all write to the
+/// app counter's partition.
 pub fn budget(app: &str, slot: i64, tenant: Option<&str>) -> Key {
-    Key::new(
-        format!("B#{app}#{slot}"),
-        match tenant {
-            Some(t) => format!("T#{}", t.to_ascii_lowercase()),
-            None => "APP".to_owned(),
-        },
-    )
+    match tenant {
+        Some(t) => Key::new(format!("B#{app}#{slot}#T#{}", t.to_ascii_lowercase()), "N"),
+        None => Key::new(format!("B#{app}#{slot}"), "N"),
+    }
 }
 
 /// Whether an item holds directory data: a user (`…#U#NN`), a group

@@ -356,9 +356,16 @@ pub trait Table: Send + Sync {
             if at_most.is_some_and(|bound| total > bound) {
                 return Ok(None);
             }
-            let cond = match had {
-                Some(n) => Cond::eq(attr, n),
-                None => Cond::NotExists,
+            let cond = match (had, &current) {
+                (Some(n), _) => Cond::eq(attr, n),
+                (None, None) => Cond::NotExists,
+                (None, Some(_)) => {
+                    return Err(TableError::Corrupt {
+                        pk: key.pk.clone(),
+                        sk: key.sk.clone(),
+                        problem: format!("a counter without its number {attr}"),
+                    });
+                }
             };
             let mut attrs = Attrs::new();
             attrs.insert(attr.to_owned(), total.into());

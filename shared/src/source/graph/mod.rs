@@ -96,9 +96,17 @@ impl GraphDeps {
         self
     }
 
-    /// The app's budget as `tenant`'s requests see it.
-    fn budget_for(&self, tenant: &str) -> Option<Arc<dyn RequestBudget>> {
-        self.budget.as_ref().map(|b| b.for_tenant(tenant))
+    /// The app's budget as `tenant`'s requests to `cloud`'s Graph see it.
+    fn budget_for(
+        &self,
+        cloud: &crate::domain::Cloud,
+        tenant: &str,
+    ) -> Option<Arc<dyn RequestBudget>> {
+        let host = url::Url::parse(cloud.graph_url())
+            .ok()?
+            .host_str()?
+            .to_owned();
+        self.budget.as_ref().map(|b| b.for_tenant(&host, tenant))
     }
 }
 
@@ -240,7 +248,9 @@ impl GraphSource {
             credential,
         };
         let limiter = deps.limiters.for_tenant(&tenant);
-        let budget = as_platform.then(|| deps.budget_for(&tenant)).flatten();
+        let budget = as_platform
+            .then(|| deps.budget_for(cloud, &tenant))
+            .flatten();
         Ok(Self::new(
             GraphClient::new(target, deps.tokens.clone(), limiter, deps.policy).with_budget(budget),
         ))
@@ -265,7 +275,7 @@ impl GraphSource {
         let limiter = deps.limiters.for_tenant(tenant);
         Ok(Self::new(
             GraphClient::new(target, deps.tokens.clone(), limiter, deps.policy)
-                .with_budget(deps.budget_for(tenant)),
+                .with_budget(deps.budget_for(cloud, tenant)),
         ))
     }
 
