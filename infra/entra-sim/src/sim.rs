@@ -438,6 +438,12 @@ impl EntraSim {
         lock(&self.inner.meter).set_app_budget(units, window);
     }
 
+    /// The most resource units the app spent in one of its budget windows
+    /// since the last call.
+    pub fn take_app_window_peak(&self) -> u64 {
+        lock(&self.inner.meter).take_app_peak()
+    }
+
     pub fn stats(&self) -> SimStats {
         lock(&self.inner.stats).clone()
     }

@@ -75,6 +75,8 @@ pub(crate) struct Meter {
     apps: HashMap<Uuid, Window>,
     app_budget: u64,
     app_window: Duration,
+    /// The most units any app spent in one of its windows.
+    app_peak: u64,
 }
 
 impl Default for Meter {
@@ -84,6 +86,7 @@ impl Default for Meter {
             apps: HashMap::new(),
             app_budget: APP_BUDGET,
             app_window: APP_WINDOW,
+            app_peak: 0,
         }
     }
 }
@@ -92,6 +95,12 @@ impl Default for Meter {
 pub const APP_SCOPE: &str = "Application/";
 
 impl Meter {
+    /// The most units an app spent in one of its windows since the last
+    /// call (the current window included).
+    pub fn take_app_peak(&mut self) -> u64 {
+        std::mem::take(&mut self.app_peak)
+    }
+
     /// Resource units per `window` an app may spend across all tenants.
     pub fn set_app_budget(&mut self, units: u64, window: Duration) {
         self.app_budget = units.max(1);
@@ -135,6 +144,7 @@ impl Meter {
         }
         pair.used += cost;
         app_window.used += cost;
+        self.app_peak = self.app_peak.max(app_window.used);
         let usage = (pair.used as f64 / pair_budget as f64)
             .max(app_window.used as f64 / self.app_budget as f64);
         Charge::Served { usage }
