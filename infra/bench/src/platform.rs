@@ -15,8 +15,7 @@
 //! Tenants' own budgets are Graph's, unscaled. The report states both
 //! factors; the method is in `BENCHMARKS.md`.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -267,10 +266,17 @@ impl Platform {
     }
 }
 
+/// Jobs by the instant each becomes visible, then the order sent.
+#[derive(Default)]
+struct Waiting {
+    sent: u64,
+    jobs: BTreeMap<(Instant, u64), Job>,
+}
+
 /// Jobs delivered when their delay is up, as SQS delivers them.
 #[derive(Default)]
 struct DelayQueue {
-    waiting: Mutex<(u64, BinaryHeap<Reverse<(Instant, u64)>>, BTreeMap<u64, Job>)>,
+    waiting: Mutex<Waiting>,
     arrived: Notify,
 }
 
@@ -279,10 +285,9 @@ impl JobQueue for DelayQueue {
     async fn send(&self, job: &Job, delay: Duration) -> Result<(), QueueError> {
         let delay = Duration::from_secs(dirsync_shared::queue::whole_seconds(delay));
         let mut w = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
-        let (next, heap, jobs) = &mut *w;
-        *next += 1;
-        heap.push(Reverse((Instant::now() + delay, *next)));
-        jobs.insert(*next, job.clone());
+        w.sent += 1;
+        let key = (Instant::now() + delay, w.sent);
+        w.jobs.insert(key, job.clone());
         drop(w);
         self.arrived.notify_waiters();
         Ok(())
@@ -293,15 +298,14 @@ impl DelayQueue {
     /// The next job whose delay is up, or how long until one may be.
     fn take(&self) -> Result<Job, Duration> {
         let mut w = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
-        let (_, heap, jobs) = &mut *w;
-        match heap.peek() {
-            Some(Reverse((at, _))) if *at <= Instant::now() => {
-                let Some(Reverse((_, id))) = heap.pop() else {
-                    unreachable!("peeked")
-                };
-                jobs.remove(&id).ok_or(Duration::ZERO)
-            }
-            Some(Reverse((at, _))) => Err(at.saturating_duration_since(Instant::now())),
+        let now = Instant::now();
+        match w.jobs.first_key_value() {
+            Some(((at, _), _)) if *at <= now => Ok(w
+                .jobs
+                .pop_first()
+                .map(|(_, job)| job)
+                .ok_or(Duration::ZERO)?),
+            Some(((at, _), _)) => Err(at.saturating_duration_since(now)),
             None => Err(Duration::from_millis(100)),
         }
     }

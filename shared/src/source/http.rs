@@ -427,10 +427,10 @@ impl Driver {
                 .retry_after(answer.retry_after.as_deref())
                 .unwrap_or(Duration::from_secs(1));
             budget.refused_for(wait).await;
-        } else if let Some(extra) = answer.units.and_then(|u| u.checked_sub(guessed)) {
-            if extra > 0 {
-                budget.spent(extra).await;
-            }
+        } else if let Some(extra) = answer.units.and_then(|u| u.checked_sub(guessed))
+            && extra > 0
+        {
+            budget.spent(extra).await;
         }
     }
 
