@@ -100,6 +100,7 @@ impl Deployment {
             ("DIRSYNC_WINDOW_SPAN_ENTRA_SECONDS", "0".into()),
             ("DIRSYNC_WINDOW_SPAN_LDAP_SECONDS", "0".into()),
             ("DIRSYNC_WINDOW_SPAN_GOOGLE_SECONDS", "0".into()),
+            ("DIRSYNC_GRAPH_APP_BUDGET", "150000".into()),
             ("DIRSYNC_CONSENT_REDIRECT_URI", REDIRECT.into()),
             // Not in the template: the simulator's loopback hosts are no
             // cloud preset.
