@@ -42,11 +42,7 @@ fn rotator(w: &World) -> Rotator {
             assertion: AssertionAlg::Ps256,
         },
         secrets: w.secrets.clone(),
-        tokens: Arc::new(TokenProvider::new(
-            reqwest::Client::new(),
-            w.secrets.clone(),
-            Arc::new(SystemClock),
-        )),
+        tokens: Arc::new(TokenProvider::new(w.secrets.clone(), Arc::new(SystemClock))),
         clock: Arc::new(SystemClock),
         validity: chrono::Duration::days(4),
         key_bits: KeyBits::Rsa2048,

@@ -610,7 +610,6 @@ async fn tokens_are_cached_refreshed_and_a_401_gets_one_retry() {
     });
     let real = GraphDeps {
         tokens: Arc::new(TokenProvider::new(
-            reqwest::Client::new(),
             e.secrets.clone(),
             Arc::new(dirsync_shared::clock::SystemClock),
         )),

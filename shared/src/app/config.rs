@@ -166,11 +166,7 @@ pub fn rotator_with(
                 .unwrap_or_else(|| "https://graph.microsoft.com".into()),
             assertion: app.assertion,
         },
-        tokens: Arc::new(TokenProvider::new(
-            reqwest::Client::new(),
-            secrets.clone(),
-            clock.clone(),
-        )),
+        tokens: Arc::new(TokenProvider::new(secrets.clone(), clock.clone())),
         secrets,
         clock,
         validity: chrono::Duration::days(4),

@@ -1,9 +1,9 @@
 //! Entra's token errors (`AADSTSnnnn`) in plain words with what to do.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// The error body of Entra's token endpoint.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// The error body of Entra's token endpoint, as `oauth2` reads it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct TokenErrorBody {
     #[serde(default)]
     pub error: String,
@@ -32,6 +32,14 @@ impl TokenErrorBody {
             .trim()
     }
 }
+
+impl std::fmt::Display for TokenErrorBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.summary())
+    }
+}
+
+impl oauth2::ErrorResponse for TokenErrorBody {}
 
 /// Who is signing in, which decides the advice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,6 +5,7 @@ pub mod aadsts;
 pub mod assertion;
 pub mod certificate;
 pub mod id_token;
+pub mod oauth;
 pub mod token;
 
 pub use assertion::AssertionAlg;

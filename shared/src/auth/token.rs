@@ -5,12 +5,18 @@
 //! refreshed ahead of `expires_in` (which Entra randomises between 60 and 90
 //! minutes). The same client authentication redeems the authorization code
 //! of an OpenID Connect sign-in (the consent's proof of who signed in).
+//! Every request goes through `oauth2`'s client ([`super::oauth`]): the
+//! certificate's assertion as extra parameters (`oauth2` has no
+//! `private_key_jwt`), Entra's error body as a typed error.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use oauth2::{
+    AuthType, AuthorizationCode, ClientId, ClientSecret, RedirectUrl, RequestTokenError, Scope,
+    TokenResponse as _, TokenUrl,
+};
 use uuid::Uuid;
 
 use crate::clock::Clock;
@@ -20,10 +26,7 @@ use crate::secrets::{SecretError, SecretStore, SecretValue, Stage};
 use super::aadsts::{self, CERTIFICATE_REFUSED, Signer, TokenErrorBody};
 use super::assertion::{AssertionAlg, client_assertion};
 use super::certificate::{AppCertificate, CertificateError};
-
-/// Refresh this long before a token expires, so no request carries a token
-/// that dies in flight.
-const REFRESH_MARGIN: Duration = Duration::minutes(5);
+use super::oauth::{self, EntraClient, NoAnswer, Refusal, SignInHttp, TokenAnswer};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Credential {
@@ -86,31 +89,11 @@ impl From<CertificateError> for AuthError {
     }
 }
 
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    #[serde(deserialize_with = "number_or_string")]
-    expires_in: i64,
-}
-
-fn number_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum N {
-        Num(i64),
-        Str(String),
-    }
-    match N::deserialize(d)? {
-        N::Num(n) => Ok(n),
-        N::Str(s) => s.parse().map_err(serde::de::Error::custom),
-    }
-}
-
 /// Authority, tenant, scope (one cloud's Graph) and credential.
 type CacheKey = (String, String, String, Credential);
 
 pub struct TokenProvider {
-    http: reqwest::Client,
+    http: SignInHttp,
     secrets: Arc<dyn SecretStore>,
     clock: Arc<dyn Clock>,
     /// One slot per (authority, tenant, scope, credential). A slot's lock
@@ -120,30 +103,44 @@ pub struct TokenProvider {
     cache: std::sync::Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<Option<AccessToken>>>>>,
 }
 
+/// What a token request asks for.
+enum Grant<'a> {
+    /// An app-only token for `scope` (the `.default` scope of a Graph).
+    ClientCredentials { scope: &'a str },
+    /// The `id_token` of an OpenID Connect sign-in's authorization code.
+    Code {
+        code: &'a str,
+        redirect_uri: &'a str,
+    },
+}
+
+/// How the client proves who it is.
+enum ClientAuth {
+    Secret(SecretValue),
+    /// A signed JWT (`private_key_jwt`, which `oauth2` sends as extra
+    /// parameters).
+    Assertion(String),
+}
+
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
 /// One request to sign with the platform app's stored certificate.
 struct Signed<'a> {
     to: &'a Endpoint<'a>,
     client_id: &'a Uuid,
     secret: &'a SecretRef,
     alg: AssertionAlg,
-    grant: &'a [(&'static str, String)],
+    grant: &'a Grant<'a>,
 }
 
-fn refused_certificate(answer: &Result<String, AuthError>) -> bool {
+fn refused_certificate(answer: &Result<TokenAnswer, AuthError>) -> bool {
     matches!(answer, Err(AuthError::Refused { code: Some(code), .. }) if CERTIFICATE_REFUSED.contains(code))
 }
 
-/// A sign-in that takes longer than this has failed.
-const SIGN_IN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
 impl TokenProvider {
-    pub fn new(
-        http: reqwest::Client,
-        secrets: Arc<dyn SecretStore>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
+    pub fn new(secrets: Arc<dyn SecretStore>, clock: Arc<dyn Clock>) -> Self {
         Self {
-            http,
+            http: SignInHttp::new(),
             secrets,
             clock,
             cache: std::sync::Mutex::default(),
@@ -178,15 +175,15 @@ impl TokenProvider {
         Ok(token)
     }
 
-    /// A provider over `secrets` that shares this one's HTTP client and
-    /// clock but none of its tokens: a candidate secret, tested before it
+    /// A provider over `secrets` that shares this one's clock but none of
+    /// its tokens: a candidate secret, tested before it
     /// replaces the stored one, is read through it. The cache is keyed by
     /// the secret's name, not its value: tested through this provider, the
     /// candidate would find the stored secret's token (and pass with it),
     /// or leave its own behind for the next sync (which would then run on a
     /// secret that was never stored).
     pub fn isolated(&self, secrets: Arc<dyn SecretStore>) -> Self {
-        Self::new(self.http.clone(), secrets, self.clock.clone())
+        Self::new(secrets, self.clock.clone())
     }
 
     /// Forgets the cached token of (authority, tenant, scope, credential),
@@ -230,10 +227,10 @@ impl TokenProvider {
         credential: &Credential,
     ) -> Result<AccessToken, AuthError> {
         let to = Endpoint::new(authority, tenant);
-        let body = self
-            .authenticated_post(&to, credential, &client_credentials(scope))
+        let answer = self
+            .authenticated_post(&to, credential, &Grant::ClientCredentials { scope })
             .await?;
-        self.access_token(&body)
+        Ok(self.access_token(&answer))
     }
 
     /// Redeems the authorization code of an OpenID Connect sign-in to
@@ -248,39 +245,26 @@ impl TokenProvider {
         redirect_uri: &str,
     ) -> Result<String, AuthError> {
         let to = Endpoint::new(to.0, to.1);
-        let grant = [
-            ("grant_type", "authorization_code".to_owned()),
-            ("code", code.to_owned()),
-            ("redirect_uri", redirect_uri.to_owned()),
-            ("scope", "openid".to_owned()),
-        ];
-        let body = self.authenticated_post(&to, credential, &grant).await?;
-        #[derive(Deserialize)]
-        struct CodeResponse {
-            id_token: String,
-        }
-        serde_json::from_str::<CodeResponse>(&body)
-            .map(|r| r.id_token)
-            .map_err(|e| AuthError::Protocol(format!("code redemption response: {e}")))
+        let grant = Grant::Code { code, redirect_uri };
+        let answer = self.authenticated_post(&to, credential, &grant).await?;
+        answer.extra_fields().id_token.clone().ok_or_else(|| {
+            AuthError::Protocol("the code redemption's answer has no id_token".into())
+        })
     }
 
-    /// Posts `grant` with the client's credential and returns the body of
-    /// the successful answer.
+    /// Asks for `grant` with the client's credential.
     async fn authenticated_post(
         &self,
         to: &Endpoint<'_>,
         credential: &Credential,
-        grant: &[(&'static str, String)],
-    ) -> Result<String, AuthError> {
+        grant: &Grant<'_>,
+    ) -> Result<TokenAnswer, AuthError> {
         match credential {
             Credential::ClientSecret { client_id, secret } => {
                 let secret = self.secrets.current(secret).await?;
-                let mut form = vec![
-                    ("client_id", client_id.to_string()),
-                    ("client_secret", secret.expose().to_owned()),
-                ];
-                form.extend_from_slice(grant);
-                self.post(to, &form, credential.signer()).await
+                let auth = ClientAuth::Secret(secret);
+                self.exchange(to, client_id, auth, grant, credential.signer())
+                    .await
             }
             Credential::Certificate {
                 client_id,
@@ -305,7 +289,7 @@ impl TokenProvider {
     /// rotated): it is read again, and a newer current tried; failing that,
     /// mid-rotation the new certificate may be current here before Entra
     /// accepts it, and the previous one still works.
-    async fn with_stored_certificate(&self, s: &Signed<'_>) -> Result<String, AuthError> {
+    async fn with_stored_certificate(&self, s: &Signed<'_>) -> Result<TokenAnswer, AuthError> {
         let current = AppCertificate::from_secret(&self.secrets.current(s.secret).await?)?;
         let first = self.sign_with(s, &current).await;
         if !refused_certificate(&first) {
@@ -334,7 +318,11 @@ impl TokenProvider {
         self.sign_with(s, &previous).await.or(first)
     }
 
-    async fn sign_with(&self, s: &Signed<'_>, cert: &AppCertificate) -> Result<String, AuthError> {
+    async fn sign_with(
+        &self,
+        s: &Signed<'_>,
+        cert: &AppCertificate,
+    ) -> Result<TokenAnswer, AuthError> {
         self.with_certificate(s.to, s.client_id, cert, s.alg, s.grant)
             .await
     }
@@ -349,93 +337,117 @@ impl TokenProvider {
         alg: AssertionAlg,
     ) -> Result<AccessToken, AuthError> {
         let to = Endpoint::new(authority, tenant);
-        let body = self
-            .with_certificate(&to, client_id, cert, alg, &client_credentials(scope))
+        let grant = Grant::ClientCredentials { scope };
+        let answer = self
+            .with_certificate(&to, client_id, cert, alg, &grant)
             .await?;
-        self.access_token(&body)
+        Ok(self.access_token(&answer))
     }
 
-    /// Posts `grant` with a client assertion signed by `cert`.
+    /// Asks for `grant` with a client assertion signed by `cert`.
     async fn with_certificate(
         &self,
         to: &Endpoint<'_>,
         client_id: &Uuid,
         cert: &AppCertificate,
         alg: AssertionAlg,
-        grant: &[(&'static str, String)],
-    ) -> Result<String, AuthError> {
+        grant: &Grant<'_>,
+    ) -> Result<TokenAnswer, AuthError> {
         let assertion = client_assertion(cert, alg, client_id, &to.url, self.clock.now())
             .map_err(|e| AuthError::Certificate(e.to_string()))?;
-        let mut form = vec![
-            ("client_id", client_id.to_string()),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
-            ),
-            ("client_assertion", assertion),
-        ];
-        form.extend_from_slice(grant);
-        self.post(to, &form, Signer::ConsentApp).await
+        let auth = ClientAuth::Assertion(assertion);
+        self.exchange(to, client_id, auth, grant, Signer::ConsentApp)
+            .await
     }
 
-    /// An access token from a successful token response.
-    fn access_token(&self, body: &str) -> Result<AccessToken, AuthError> {
-        let t: TokenResponse = serde_json::from_str(body)
-            .map_err(|e| AuthError::Protocol(format!("token response: {e}")))?;
-        let now = self.clock.now();
-        let lifetime = Duration::seconds(t.expires_in.max(1));
-        Ok(AccessToken {
-            value: SecretValue::new(t.access_token),
-            expires_at: now + lifetime,
-            refresh_at: now + lifetime - REFRESH_MARGIN.min(lifetime / 10),
-        })
+    /// An access token from a successful token answer.
+    fn access_token(&self, answer: &TokenAnswer) -> AccessToken {
+        let (expires_at, refresh_at) = oauth::lifetime(answer, self.clock.now());
+        AccessToken {
+            value: SecretValue::new(answer.access_token().secret()),
+            expires_at,
+            refresh_at,
+        }
     }
 
-    /// Posts a token request; returns the body of a successful answer, or
-    /// Entra's refusal as advice.
-    async fn post(
+    /// Sends one token request through `oauth2`'s client; Entra's refusal
+    /// comes back as advice.
+    async fn exchange(
         &self,
         to: &Endpoint<'_>,
-        form: &[(&str, String)],
+        client_id: &Uuid,
+        auth: ClientAuth,
+        grant: &Grant<'_>,
         signer: Signer,
-    ) -> Result<String, AuthError> {
-        let unreachable = |e: reqwest::Error| AuthError::Unreachable {
-            authority: to.authority.to_owned(),
-            detail: without_url(&e),
-        };
-        // Transient failures of the sign-in service get a few quick retries.
-        let mut attempt = 0;
-        let response = loop {
-            attempt += 1;
-            match self
-                .http
-                .post(&to.url)
-                .timeout(SIGN_IN_TIMEOUT)
-                .form(form)
-                .send()
-                .await
-            {
-                Ok(r) if r.status().is_server_error() && attempt < 3 => {}
-                Ok(r) => break r,
-                Err(e) if attempt >= 3 => return Err(unreachable(e)),
-                Err(_) => {}
+    ) -> Result<TokenAnswer, AuthError> {
+        let url = TokenUrl::new(to.url.clone()).map_err(|e| {
+            AuthError::Protocol(format!("the token endpoint {} is not a URL ({e})", to.url))
+        })?;
+        let mut client: EntraClient = oauth2::Client::new(ClientId::new(client_id.to_string()))
+            .set_token_uri(url)
+            .set_auth_type(AuthType::RequestBody);
+        let assertion = match auth {
+            ClientAuth::Secret(secret) => {
+                client = client.set_client_secret(ClientSecret::new(secret.expose().to_owned()));
+                None
             }
-            tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+            ClientAuth::Assertion(a) => Some(a),
         };
-        let status = response.status();
-        let body = response.text().await.map_err(unreachable)?;
-        if status.is_success() {
-            return Ok(body);
+        let signed = |params: Vec<(&'static str, String)>| match &assertion {
+            Some(a) => [
+                params,
+                vec![
+                    ("client_assertion_type", ASSERTION_TYPE.to_owned()),
+                    ("client_assertion", a.clone()),
+                ],
+            ]
+            .concat(),
+            None => params,
+        };
+        let answer = match grant {
+            Grant::ClientCredentials { scope } => {
+                let mut request = client
+                    .exchange_client_credentials()
+                    .add_scope(Scope::new((*scope).to_owned()));
+                for (name, value) in signed(Vec::new()) {
+                    request = request.add_extra_param(name, value);
+                }
+                request.request_async(&self.http).await
+            }
+            Grant::Code { code, redirect_uri } => {
+                let redirect = RedirectUrl::new((*redirect_uri).to_owned()).map_err(|e| {
+                    AuthError::Protocol(format!("the redirect URI is not a URL ({e})"))
+                })?;
+                let mut request = client
+                    .exchange_code(AuthorizationCode::new((*code).to_owned()))
+                    .set_redirect_uri(std::borrow::Cow::Owned(redirect));
+                for (name, value) in signed(vec![("scope", "openid".to_owned())]) {
+                    request = request.add_extra_param(name, value);
+                }
+                request.request_async(&self.http).await
+            }
+        };
+        answer.map_err(|e| refusal(e, to, signer))
+    }
+}
+
+/// Entra's refusal as advice; no answer, or one that is neither token nor
+/// refusal, as what it is.
+fn refusal(e: Refusal<TokenErrorBody>, to: &Endpoint<'_>, signer: Signer) -> AuthError {
+    match e {
+        RequestTokenError::ServerResponse(err) => {
+            let code = err.code();
+            let mut message = aadsts::advice(code, signer, to.tenant);
+            if !err.summary().is_empty() {
+                message = format!("{message} (Entra said: {})", err.summary());
+            }
+            AuthError::Refused { code, message }
         }
-        let err: TokenErrorBody = serde_json::from_str(&body).unwrap_or_default();
-        let code = err.code();
-        let mut message = aadsts::advice(code, signer, to.tenant);
-        if code.is_some() && !err.summary().is_empty() {
-            message = format!("{message} (Entra said: {})", err.summary());
-        } else if code.is_none() {
-            message = format!("{message} (HTTP {status})");
-        }
-        Err(AuthError::Refused { code, message })
+        RequestTokenError::Request(NoAnswer(detail)) => AuthError::Unreachable {
+            authority: to.authority.to_owned(),
+            detail,
+        },
+        other => AuthError::Protocol(oauth::unexpected("the token endpoint", &other)),
     }
 }
 
@@ -446,14 +458,6 @@ fn cache_key(authority: &str, tenant: &str, scope: &str, credential: &Credential
         scope.to_owned(),
         credential.clone(),
     )
-}
-
-/// The client-credentials grant of an app-only token for `scope`.
-fn client_credentials(scope: &str) -> [(&'static str, String); 2] {
-    [
-        ("scope", scope.to_owned()),
-        ("grant_type", "client_credentials".to_owned()),
-    ]
 }
 
 /// A tenant's token endpoint.

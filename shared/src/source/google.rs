@@ -8,14 +8,16 @@
 //! feed for this: every read is full, and deletions come from the sweep.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use oauth2::basic::{BasicErrorResponse, BasicErrorResponseType};
+use oauth2::{RequestTokenError, TokenResponse as _};
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::auth::oauth::{self, NoAnswer, Refusal, SignInHttp};
 use crate::clock::Clock;
 use crate::domain::{
     Connector, EmailAddress, Group, GroupKind, MemberKind, MemberRole, SecretRef, SourceConfig,
@@ -124,7 +126,8 @@ struct Claims<'a> {
 }
 
 pub struct GoogleSource {
-    http: reqwest::Client,
+    /// For the token endpoint (the API's requests go through the driver).
+    http: SignInHttp,
     secrets: Arc<dyn SecretStore>,
     clock: Arc<dyn Clock>,
     key: SecretRef,
@@ -155,10 +158,7 @@ impl GoogleSource {
             )));
         };
         Ok(Self {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap_or_default(),
+            http: SignInHttp::new(),
             secrets,
             clock,
             key: service_account_key.clone(),
@@ -214,54 +214,57 @@ impl GoogleSource {
             })?;
         let assertion = jsonwebtoken::encode(&header, &claims, &signing)
             .map_err(|e| SourceError::Config(e.to_string()))?;
-        let response = self
-            .http
-            .post(&token_uri)
-            .form(&[
-                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
-                ("assertion", assertion.as_str()),
-            ])
-            .send()
+        let answer = oauth::jwt_bearer(&self.http, &token_uri, &assertion)
             .await
-            .map_err(|e| {
-                SourceError::Unavailable(format!(
-                    "Google's sign-in service could not be reached: {}",
-                    crate::auth::token::without_url(&e)
-                ))
-            })?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or_default();
-        if !status.is_success() {
-            let error = body["error"].as_str().unwrap_or_default();
-            let description = body["error_description"].as_str().unwrap_or_default();
-            let client = key.client_id.as_deref().unwrap_or(&key.client_email);
-            return Err(SourceError::Auth(match error {
-                "unauthorized_client" => format!(
-                    "domain-wide delegation is not granted: in the Google Admin console (Security → Access and data control → \
-                     API controls → Domain-wide delegation) add client ID {client} with the scopes {}",
-                    SCOPES.replace(' ', ", ")
-                ),
-                "invalid_grant"
-                    if description.contains("email") || description.contains("User ID") =>
-                {
-                    format!(
-                        "Google does not know the administrator {} the connector acts as: check admin_email",
-                        self.admin
-                    )
-                }
-                "invalid_grant" | "invalid_client" => format!(
-                    "Google refused the service-account key ({description}): the key may have been deleted or rotated; store a current JSON key"
-                ),
-                _ => format!("Google refused the sign-in ({error}: {description})"),
-            }));
-        }
-        let token = SecretValue::new(body["access_token"].as_str().unwrap_or_default());
-        let lifetime = body["expires_in"].as_i64().unwrap_or(3600).max(60);
-        *cached = Some((
-            token.clone(),
-            self.clock.now() + chrono::Duration::seconds(lifetime - lifetime / 10),
-        ));
+            .map_err(|e| self.refusal(e, &key))?;
+        let token = SecretValue::new(answer.access_token().secret());
+        let (_, refresh_at) = oauth::lifetime(&answer, self.clock.now());
+        *cached = Some((token.clone(), refresh_at));
         Ok(token)
+    }
+
+    /// Google's refusal of the sign-in, in words that say what to fix.
+    fn refusal(&self, e: Refusal<BasicErrorResponse>, key: &ServiceAccountKey) -> SourceError {
+        let error = match e {
+            RequestTokenError::ServerResponse(error) => error,
+            RequestTokenError::Request(NoAnswer(why)) => {
+                return SourceError::Unavailable(format!(
+                    "Google's sign-in service could not be reached: {why}"
+                ));
+            }
+            other => {
+                return SourceError::Protocol(oauth::unexpected(
+                    "Google's sign-in service",
+                    &other,
+                ));
+            }
+        };
+        let description = error.error_description().map_or("", String::as_str);
+        let client = key.client_id.as_deref().unwrap_or(&key.client_email);
+        SourceError::Auth(match error.error() {
+            BasicErrorResponseType::UnauthorizedClient => format!(
+                "domain-wide delegation is not granted: in the Google Admin console (Security → Access and data control → \
+                 API controls → Domain-wide delegation) add client ID {client} with the scopes {}",
+                SCOPES.replace(' ', ", ")
+            ),
+            BasicErrorResponseType::InvalidGrant
+                if description.contains("email") || description.contains("User ID") =>
+            {
+                format!(
+                    "Google does not know the administrator {} the connector acts as: check admin_email",
+                    self.admin
+                )
+            }
+            BasicErrorResponseType::InvalidGrant | BasicErrorResponseType::InvalidClient => {
+                format!(
+                    "Google refused the service-account key ({description}): the key may have been deleted or rotated; store a current JSON key"
+                )
+            }
+            other => format!(
+                "Google refused the sign-in ({}: {description})",
+                other.as_ref()
+            ),
+        })
     }
 
     /// One API GET through the driver: Google's quota errors ridden out

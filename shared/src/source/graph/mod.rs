@@ -83,7 +83,7 @@ impl GraphDeps {
         app: Option<EntraApp>,
     ) -> Self {
         Self {
-            tokens: Arc::new(TokenProvider::new(reqwest::Client::new(), secrets, clock)),
+            tokens: Arc::new(TokenProvider::new(secrets, clock)),
             limiters: Arc::new(Limiters::new(Self::TENANT_CONCURRENCY)),
             policy,
             app,
