@@ -226,42 +226,123 @@ async fn each_aadsts_refusal_gets_its_advice_through_oauth2() {
 #[tokio::test]
 async fn answers_that_are_not_tokens_say_so_and_leak_nothing() {
     let e = endpoint().await;
-    for (status, kind, body, says) in [
-        (200, "text/html", "<html>proxy</html>", "Content-Type"),
+    let leaky = r#"{"access_token":"leaky-token-123","token_type":"Bearer","expires_in":"soon"}"#;
+    for (kind, body, says) in [
+        ("text/html", "<html>proxy</html>", "Content-Type"),
         (
-            200,
             "application/json",
             "{\"access_token\": \"half",
             "neither a token nor an error",
         ),
         (
-            200,
             "application/json",
             r#"{"token_type":"Bearer","expires_in":3600}"#,
             "access_token",
         ),
-        (
-            200,
-            "application/json",
-            r#"{"access_token":"t","token_type":"Bearer","expires_in":"soon"}"#,
-            "expires_in",
-        ),
-        (
-            502,
-            "text/html",
-            "<html>bad gateway</html>",
-            "neither a token nor an error",
-        ),
+        ("application/json", leaky, "expires_in"),
     ] {
-        e.canned.answers(status, kind, body);
+        e.canned.answers(200, kind, body);
         let Err(err) = e.token(&e.secret).await else {
             panic!("{body} is no token")
         };
         let text = err.to_string();
-        assert!(matches!(err, AuthError::Protocol(_)), "{body}: {err:?}");
+        assert!(matches!(err, AuthError::Protocol(_)), "{body}: {text}");
         assert!(text.contains(says), "{body}: {text}");
-        assert!(!text.contains("s3cret-value"), "{text}");
+        for secret in ["s3cret-value", "leaky-token-123"] {
+            assert!(!text.contains(secret), "{text}");
+        }
     }
+    // Strings of digits are a lifetime (Entra's v1 endpoint sends them).
+    e.canned.answers(
+        200,
+        "application/json",
+        r#"{"access_token":"t","expires_in":"3599"}"#,
+    );
+    let t = e.token(&e.secret).await.unwrap();
+    assert_eq!(t.expires_at - e.now, chrono::Duration::seconds(3599));
+}
+
+/// A gateway's page, an empty 429 or a redirect is no answer from Entra:
+/// said with its status, tried three times when it is a 5xx; Entra's own
+/// refusal is final at once.
+#[tokio::test]
+async fn answers_without_an_error_of_their_own_keep_their_status() {
+    let e = endpoint().await;
+    for (status, tries) in [(502, 3), (429, 1), (400, 1)] {
+        let before = e.canned.forms.lock().unwrap().len();
+        e.canned
+            .answers(status, "text/html", "<html>gateway</html>");
+        let Err(AuthError::Unreachable { detail, .. }) = e.token(&e.secret).await else {
+            panic!("HTTP {status} with a page is no answer")
+        };
+        assert!(detail.contains(&format!("HTTP {status}")), "{detail}");
+        assert_eq!(
+            e.canned.forms.lock().unwrap().len() - before,
+            tries,
+            "HTTP {status}"
+        );
+    }
+    let before = e.canned.forms.lock().unwrap().len();
+    e.canned.answers(400, "application/json", refusal(7000215));
+    assert!(matches!(
+        e.token(&e.secret).await,
+        Err(AuthError::Refused { .. })
+    ));
+    assert_eq!(e.canned.forms.lock().unwrap().len() - before, 1);
+}
+
+/// The consent's proof of who signed in: the code redeemed once, with the
+/// exact redirect URI, `openid` as the one scope and the app's assertion.
+#[tokio::test]
+async fn a_code_is_redeemed_for_its_id_token() {
+    let e = endpoint().await;
+    e.canned.answers(
+        200,
+        "application/json",
+        r#"{"access_token":"a","token_type":"Bearer","expires_in":3600,"id_token":"the.id.token"}"#,
+    );
+    let redirect = "https://dirsync.example/consent/callback";
+    let id = e
+        .tokens
+        .redeem_code(
+            (&e.canned.url, "contoso.com"),
+            &e.certificate,
+            "the-code",
+            redirect,
+        )
+        .await
+        .unwrap();
+    assert_eq!(id, "the.id.token");
+    let form = e.canned.last_form();
+    for part in [
+        "grant_type=authorization_code",
+        "code=the-code",
+        "redirect_uri=https%3A%2F%2Fdirsync.example%2Fconsent%2Fcallback",
+        "scope=openid",
+        "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer",
+    ] {
+        assert!(form.contains(part), "{part} in {form}");
+    }
+    assert_eq!(form.matches("scope=").count(), 1, "{form}");
+    assert!(!form.contains("client_secret"), "{form}");
+    e.canned.answers(
+        200,
+        "application/json",
+        r#"{"access_token":"a","token_type":"Bearer"}"#,
+    );
+    let without = e
+        .tokens
+        .redeem_code(
+            (&e.canned.url, "contoso.com"),
+            &e.certificate,
+            "the-code",
+            redirect,
+        )
+        .await;
+    assert!(
+        matches!(without, Err(AuthError::Protocol(_))),
+        "{without:?}"
+    );
 }
 
 #[tokio::test]
@@ -383,8 +464,13 @@ async fn a_redirect_from_the_token_endpoint_is_not_followed() {
         e.token(&e.secret).await.is_err(),
         "no token from a redirect"
     );
+    let google = oauth::jwt_bearer(&SignInHttp::new(), &e.canned.url, "signed.jwt").await;
+    assert!(
+        matches!(google, Err(RequestTokenError::Request(_))),
+        "no token from a redirect"
+    );
     assert!(
         elsewhere.forms.lock().unwrap().is_empty(),
-        "the secret went to the redirect's target"
+        "the secret or the assertion went to the redirect's target"
     );
 }

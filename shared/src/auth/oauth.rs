@@ -18,8 +18,8 @@ use oauth2::basic::{
     BasicTokenType,
 };
 use oauth2::{
-    AsyncHttpClient, EndpointNotSet, EndpointSet, ExtraTokenFields, HttpRequest, HttpResponse,
-    RequestTokenError, StandardRevocableToken, StandardTokenResponse, TokenResponse,
+    AccessToken, AsyncHttpClient, EndpointNotSet, EndpointSet, HttpRequest, HttpResponse,
+    RefreshToken, RequestTokenError, Scope, StandardRevocableToken, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 
@@ -40,18 +40,78 @@ const LONGEST_LIFETIME: chrono::Duration = chrono::Duration::hours(24);
 /// an hour, or more).
 const UNSAID_LIFETIME: chrono::Duration = chrono::Duration::hours(1);
 
-/// The fields a token answer may carry beyond RFC 6749's: the `id_token`
-/// of an OpenID Connect code redemption.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-pub struct IdToken {
+/// A successful token answer, read as leniently as the services send
+/// them: `expires_in` as a number or a string of digits (Entra's v1
+/// endpoint and some proxies send strings), `token_type` Bearer when left
+/// out, and the code redemption's `id_token`.
+#[derive(Clone, Deserialize, Serialize)]
+pub struct TokenAnswer {
+    access_token: AccessToken,
+    #[serde(default = "bearer")]
+    token_type: BasicTokenType,
+    #[serde(
+        default,
+        deserialize_with = "number_or_digits",
+        skip_serializing_if = "Option::is_none"
+    )]
+    expires_in: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
 }
 
-impl ExtraTokenFields for IdToken {}
+/// Never the tokens themselves.
+impl std::fmt::Debug for TokenAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenAnswer")
+            .field("expires_in", &self.expires_in)
+            .field("id_token", &self.id_token.is_some())
+            .finish_non_exhaustive()
+    }
+}
 
-/// A successful token answer.
-pub type TokenAnswer = StandardTokenResponse<IdToken, BasicTokenType>;
+fn bearer() -> BasicTokenType {
+    BasicTokenType::Bearer
+}
+
+fn number_or_digits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum N {
+        Num(u64),
+        Str(String),
+    }
+    match Option::<N>::deserialize(d)? {
+        None => Ok(None),
+        Some(N::Num(n)) => Ok(Some(n)),
+        Some(N::Str(s)) => s.trim().parse().map(Some).map_err(|_| {
+            serde::de::Error::custom("expires_in is neither a number nor a string of digits")
+        }),
+    }
+}
+
+impl TokenResponse for TokenAnswer {
+    type TokenType = BasicTokenType;
+
+    fn access_token(&self) -> &AccessToken {
+        &self.access_token
+    }
+
+    fn token_type(&self) -> &BasicTokenType {
+        &self.token_type
+    }
+
+    fn expires_in(&self) -> Option<Duration> {
+        self.expires_in.map(Duration::from_secs)
+    }
+
+    fn refresh_token(&self) -> Option<&RefreshToken> {
+        None
+    }
+
+    fn scopes(&self) -> Option<&Vec<Scope>> {
+        None
+    }
+}
 
 /// `oauth2`'s client for one token endpoint (the only endpoint dirsync
 /// uses), answering with Entra's errors.
@@ -77,7 +137,7 @@ pub struct NoAnswer(pub String);
 pub type Refusal<E> = RequestTokenError<NoAnswer, E>;
 
 /// `oauth2`'s HTTP client over reqwest: the request as `oauth2` built it,
-/// within [`SIGN_IN_TIMEOUT`], sent again (after 200 ms, then 400 ms) when
+/// within [`SIGN_IN_TIMEOUT`] a try, sent again (after 200 ms, then 400 ms) when
 /// the service fails with a 5xx or does not answer. Redirects are not
 /// followed: a token request carries the client's secret or assertion,
 /// which goes to the token endpoint it was given for and nowhere else.
@@ -88,10 +148,12 @@ pub struct SignInHttp {
 impl SignInHttp {
     pub fn new() -> Self {
         Self {
+            // Fails only where TLS cannot start at all, as reqwest's own
+            // `Client::new` does; a fallback would follow redirects.
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
-                .unwrap_or_else(|_| reqwest::Client::new()),
+                .expect("the TLS backend starts"),
         }
     }
 }
@@ -124,7 +186,8 @@ impl<'c> AsyncHttpClient<'c> for SignInHttp {
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
                 request = again.expect("checked above");
             };
-            let mut answer = http::Response::builder().status(response.status());
+            let status = response.status();
+            let mut answer = http::Response::builder().status(status);
             for (name, value) in response.headers() {
                 answer = answer.header(name, value);
             }
@@ -132,6 +195,17 @@ impl<'c> AsyncHttpClient<'c> for SignInHttp {
                 .bytes()
                 .await
                 .map_err(|e| NoAnswer(without_url(&e)))?;
+            // Only a JSON body is an error the service explains; a redirect,
+            // an empty 429 or a gateway's page is no answer from it.
+            if status != http::StatusCode::OK
+                && serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body)
+                    .is_err()
+            {
+                return Err(NoAnswer(format!(
+                    "HTTP {} without an error of its own",
+                    status.as_u16()
+                )));
+            }
             answer
                 .body(body.to_vec())
                 .map_err(|e| NoAnswer(format!("the token answer cannot be read ({e})")))
@@ -160,10 +234,7 @@ pub async fn jwt_bearer(
     http: &SignInHttp,
     token_uri: &str,
     assertion: &str,
-) -> Result<
-    StandardTokenResponse<oauth2::EmptyExtraTokenFields, BasicTokenType>,
-    Refusal<BasicErrorResponse>,
-> {
+) -> Result<TokenAnswer, Refusal<BasicErrorResponse>> {
     let body = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer")
         .append_pair("assertion", assertion)
@@ -190,6 +261,19 @@ where
     E: oauth2::ErrorResponse + 'static,
 {
     let body = answer.body().as_slice();
+    let json = answer
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|t| t.to_ascii_lowercase().starts_with("application/json"));
+    if !json {
+        return Err(RequestTokenError::Other(
+            "its Content-Type is not application/json".into(),
+        ));
+    }
+    if body.is_empty() {
+        return Err(RequestTokenError::Other("it is empty".into()));
+    }
     let parse = |e| RequestTokenError::Parse(e, body.to_vec());
     let mut json = serde_json::Deserializer::from_slice(body);
     if answer.status() != http::StatusCode::OK {
@@ -224,6 +308,16 @@ mod tests {
 
     fn answer(json: &str) -> TokenAnswer {
         serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn answers_are_read_as_the_services_send_them() {
+        let digits = answer(r#"{"access_token":"the-token","expires_in":" 3599"}"#);
+        assert_eq!(digits.expires_in(), Some(Duration::from_secs(3599)));
+        assert_eq!(digits.token_type(), &BasicTokenType::Bearer);
+        assert!(!format!("{digits:?}").contains("the-token"));
+        let bad = r#"{"access_token":"t","expires_in":"soon"}"#;
+        assert!(serde_json::from_str::<TokenAnswer>(bad).is_err());
     }
 
     #[test]

@@ -247,7 +247,7 @@ impl TokenProvider {
         let to = Endpoint::new(to.0, to.1);
         let grant = Grant::Code { code, redirect_uri };
         let answer = self.authenticated_post(&to, credential, &grant).await?;
-        answer.extra_fields().id_token.clone().ok_or_else(|| {
+        answer.id_token.clone().ok_or_else(|| {
             AuthError::Protocol("the code redemption's answer has no id_token".into())
         })
     }
