@@ -1091,3 +1091,29 @@ async fn two_workers_sharing_a_small_budget_never_exceed_it_together() {
 async fn two_workers_sharing_a_small_budget_on_dynamodb_local() {
     two_workers_share_a_small_budget(Backend::Dynamo).await;
 }
+
+/// A Graph host that answers for the budget cannot spend another cloud's:
+/// where connectors may name their own hosts, a forged app-wide 429 or a
+/// huge `x-ms-resource-unit` from one host fills only that host's seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_answer_spends_only_its_own_cloud_s_budget() {
+    use dirsync_shared::source::budget::Grant;
+    let f = common::fixture(Backend::Embedded).await;
+    let store = StateStore::new(f.writes.clone(), Arc::new(SystemClock));
+    let shared = Arc::new(SharedBudget::new(store, "app", BudgetLimits::default()));
+    let graph = shared.for_tenant("graph.microsoft.com", "contoso");
+    let forged = shared.for_tenant("graph.attacker.example", "contoso");
+    forged
+        .refused_for(std::time::Duration::from_secs(120))
+        .await;
+    forged.spent(u64::MAX).await;
+    assert!(
+        matches!(forged.take(1, 0).await, Grant::Wait(_)),
+        "the forging host's own budget is spent"
+    );
+    assert_eq!(
+        graph.take(1, 0).await,
+        Grant::Granted,
+        "Microsoft's Graph still has its budget"
+    );
+}

@@ -302,16 +302,15 @@ async fn a_code_is_redeemed_for_its_id_token() {
         r#"{"access_token":"a","token_type":"Bearer","expires_in":3600,"id_token":"the.id.token"}"#,
     );
     let redirect = "https://dirsync.example/consent/callback";
-    let id = e
-        .tokens
-        .redeem_code(
+    let redeem = || {
+        e.tokens.redeem_code(
             (&e.canned.url, "contoso.com"),
             &e.certificate,
             "the-code",
             redirect,
         )
-        .await
-        .unwrap();
+    };
+    let id = redeem().await.unwrap();
     assert_eq!(id, "the.id.token");
     let form = e.canned.last_form();
     for part in [
@@ -330,15 +329,7 @@ async fn a_code_is_redeemed_for_its_id_token() {
         "application/json",
         r#"{"access_token":"a","token_type":"Bearer"}"#,
     );
-    let without = e
-        .tokens
-        .redeem_code(
-            (&e.canned.url, "contoso.com"),
-            &e.certificate,
-            "the-code",
-            redirect,
-        )
-        .await;
+    let without = redeem().await;
     assert!(
         matches!(without, Err(AuthError::Protocol(_))),
         "{without:?}"

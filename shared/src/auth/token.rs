@@ -122,6 +122,9 @@ enum ClientAuth {
     Assertion(String),
 }
 
+/// Form parameters `oauth2` sends beyond its own.
+type ExtraParams = Vec<(&'static str, String)>;
+
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// One request to sign with the platform app's stored certificate.
@@ -380,36 +383,13 @@ impl TokenProvider {
         grant: &Grant<'_>,
         signer: Signer,
     ) -> Result<TokenAnswer, AuthError> {
-        let url = TokenUrl::new(to.url.clone()).map_err(|e| {
-            AuthError::Protocol(format!("the token endpoint {} is not a URL ({e})", to.url))
-        })?;
-        let mut client: EntraClient = oauth2::Client::new(ClientId::new(client_id.to_string()))
-            .set_token_uri(url)
-            .set_auth_type(AuthType::RequestBody);
-        let assertion = match auth {
-            ClientAuth::Secret(secret) => {
-                client = client.set_client_secret(ClientSecret::new(secret.expose().to_owned()));
-                None
-            }
-            ClientAuth::Assertion(a) => Some(a),
-        };
-        let signed = |params: Vec<(&'static str, String)>| match &assertion {
-            Some(a) => [
-                params,
-                vec![
-                    ("client_assertion_type", ASSERTION_TYPE.to_owned()),
-                    ("client_assertion", a.clone()),
-                ],
-            ]
-            .concat(),
-            None => params,
-        };
+        let (client, extra) = client_for(to, client_id, auth)?;
         let answer = match grant {
             Grant::ClientCredentials { scope } => {
                 let mut request = client
                     .exchange_client_credentials()
                     .add_scope(Scope::new((*scope).to_owned()));
-                for (name, value) in signed(Vec::new()) {
+                for (name, value) in extra {
                     request = request.add_extra_param(name, value);
                 }
                 request.request_async(&self.http).await
@@ -420,8 +400,9 @@ impl TokenProvider {
                 })?;
                 let mut request = client
                     .exchange_code(AuthorizationCode::new((*code).to_owned()))
-                    .set_redirect_uri(std::borrow::Cow::Owned(redirect));
-                for (name, value) in signed(vec![("scope", "openid".to_owned())]) {
+                    .set_redirect_uri(std::borrow::Cow::Owned(redirect))
+                    .add_extra_param("scope", "openid");
+                for (name, value) in extra {
                     request = request.add_extra_param(name, value);
                 }
                 request.request_async(&self.http).await
@@ -429,6 +410,35 @@ impl TokenProvider {
         };
         answer.map_err(|e| refusal(e, to, signer))
     }
+}
+
+/// `oauth2`'s client for `to` as `client_id`, and the parameters its
+/// authentication adds to every request: none for a secret (the client
+/// sends it), the signed assertion otherwise.
+fn client_for(
+    to: &Endpoint<'_>,
+    client_id: &Uuid,
+    auth: ClientAuth,
+) -> Result<(EntraClient, ExtraParams), AuthError> {
+    let url = TokenUrl::new(to.url.clone()).map_err(|e| {
+        AuthError::Protocol(format!("the token endpoint {} is not a URL ({e})", to.url))
+    })?;
+    let client: EntraClient = oauth2::Client::new(ClientId::new(client_id.to_string()))
+        .set_token_uri(url)
+        .set_auth_type(AuthType::RequestBody);
+    Ok(match auth {
+        ClientAuth::Secret(secret) => (
+            client.set_client_secret(ClientSecret::new(secret.expose().to_owned())),
+            Vec::new(),
+        ),
+        ClientAuth::Assertion(assertion) => (
+            client,
+            vec![
+                ("client_assertion_type", ASSERTION_TYPE.to_owned()),
+                ("client_assertion", assertion),
+            ],
+        ),
+    })
 }
 
 /// Entra's refusal as advice; no answer, or one that is neither token nor

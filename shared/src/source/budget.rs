@@ -27,8 +27,9 @@
 //! What Graph reports overrides the guess: a request's actual cost
 //! (`x-ms-resource-unit`) is charged after it, and a 429 whose scope is the
 //! app fills every second up to its `Retry-After`, so every worker waits.
-//! A store that fails leaves the request unpaced (Graph still enforces its
-//! limits, and the driver still backs off): pacing must not stop a sync.
+//! A store that cannot count makes the request wait a moment and ask again
+//! rather than go unpaced (unpaced bursts are what bring the app's 429s);
+//! the page's wait is bounded, after which the run pauses.
 //!
 //! [`Table::add`]: crate::store::Table::add
 
@@ -145,10 +146,6 @@ impl SharedBudget {
             app: app.into(),
             limits,
         }
-    }
-
-    pub fn limits(&self) -> BudgetLimits {
-        self.limits
     }
 
     /// The budget as one tenant's requests to the Graph at `graph_host` see

@@ -1,7 +1,8 @@
 //! One driver for every request an HTTP directory source sends (Graph,
 //! Google): the token and its one refresh on 401, the tenant's limiter,
-//! the budget shared with other workers where there is one, `Retry-After`, exponential backoff with full jitter, fresh connections
-//! after a failure, and exact request counters.
+//! the budget shared with other workers where there is one, `Retry-After`,
+//! exponential backoff with full jitter, fresh connections after a
+//! failure, and exact request counters.
 //!
 //! What an answer means is the service's to say ([`Service::judge`]); what
 //! a page must hold is the caller's ([`Read`]). A 200 that cannot be read

@@ -205,7 +205,7 @@ impl GraphSource {
 
     /// The Graph source of an Entra connector (consent or legacy).
     pub fn for_connector(connector: &Connector, deps: &GraphDeps) -> Result<Self, SourceError> {
-        let (cloud, tenant, credential, as_platform) = match &connector.source {
+        let (cloud, tenant, credential) = match &connector.source {
             SourceConfig::EntraConsent { cloud, consent, .. } => {
                 let Consent::Granted { tenant_id, .. } = consent else {
                     return Err(SourceError::Config(format!(
@@ -218,7 +218,7 @@ impl GraphSource {
                         "the platform app is not configured (DIRSYNC_APP_CLIENT_ID and DIRSYNC_APP_CERT_SECRET)".into(),
                     )
                 })?;
-                (cloud, tenant_id.to_string(), app.credential(), true)
+                (cloud, tenant_id.to_string(), app.credential())
             }
             SourceConfig::EntraLegacy {
                 cloud,
@@ -232,7 +232,6 @@ impl GraphSource {
                     client_id: *client_id,
                     secret: client_secret.clone(),
                 },
-                false,
             ),
             other => {
                 return Err(SourceError::Config(format!(
@@ -241,6 +240,9 @@ impl GraphSource {
                 )));
             }
         };
+        // Only the platform app's requests spend its budget; a legacy
+        // connector signs in as the customer's own app.
+        let as_platform = matches!(credential, Credential::Certificate { .. });
         let target = GraphTarget {
             authority_url: cloud.authority_url().to_owned(),
             graph_url: cloud.graph_url().to_owned(),
